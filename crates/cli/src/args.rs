@@ -1,0 +1,48 @@
+//! Command-line flags as clap sees them (raw); `config` resolves them into settings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth",
+    version,
+    about = "A container registry with Docker Content Trust built in"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the registry (OCI distribution API) on one HTTPS port.
+    Serve(ServeArgs),
+}
+
+/// Every flag also reads `BERTH_<FLAG>` and the TOML config file; flag > env > file > default.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML config file (keys: data_dir, listen, hostname, tls_cert, tls_key, insecure_http).
+    #[arg(long, env = "BERTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where blobs, metadata and generated TLS material live [default: ./berth-data].
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port [default: 0.0.0.0:5000].
+    #[arg(long, env = "BERTH_LISTEN")]
+    pub listen: Option<String>,
+    /// Extra host name for the generated server certificate (and, later, token realms).
+    #[arg(long, env = "BERTH_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// PEM certificate chain to serve instead of the generated one.
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (only behind a TLS-terminating proxy).
+    #[arg(long, env = "BERTH_INSECURE_HTTP", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub insecure_http: bool,
+}

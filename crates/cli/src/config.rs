@@ -1,0 +1,113 @@
+//! Resolved settings for `berth serve`: flags and environment (through clap) over the config file
+//! over defaults.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::args::ServeArgs;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    hostname: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_http: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    /// Generate (first start) and reuse a private CA + server certificate in DATA_DIR/tls.
+    Generated,
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub hostname: Option<String>,
+    pub tls: Tls,
+}
+
+impl ServeConfig {
+    pub fn resolve(a: ServeArgs) -> anyhow::Result<Self> {
+        let file: FileConfig = match &a.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let insecure = a.insecure_http || file.insecure_http.unwrap_or(false);
+        let cert = a.tls_cert.or(file.tls_cert);
+        let key = a.tls_key.or(file.tls_key);
+        let tls = match (insecure, cert, key) {
+            (true, None, None) => Tls::Off,
+            (true, _, _) => bail!("--insecure-http cannot be combined with --tls-cert/--tls-key"),
+            (false, Some(cert), Some(key)) => Tls::Files { cert, key },
+            (false, None, None) => Tls::Generated,
+            (false, _, _) => bail!("--tls-cert and --tls-key must be given together"),
+        };
+        Ok(ServeConfig {
+            data_dir: a
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("berth-data")),
+            listen: a
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "0.0.0.0:5000".into()),
+            hostname: a.hostname.or(file.hostname),
+            tls,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_over_file_over_default() {
+        let dir = std::env::temp_dir().join(format!("berth-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("berth.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\ndata_dir = \"/srv/berth\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(args).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:0");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/berth"));
+        assert_eq!(c.tls, Tls::Generated);
+        std::fs::write(&path, "bogus = 1\n").unwrap();
+        let err = ServeConfig::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+        let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(
+            (c.listen.as_str(), c.data_dir),
+            ("0.0.0.0:5000", PathBuf::from("berth-data"))
+        );
+    }
+}

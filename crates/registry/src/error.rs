@@ -1,0 +1,78 @@
+use berth_oci::{Digest, ErrorCode};
+
+/// Why a registry operation failed. Every variant maps to one OCI error code; the server turns it
+/// into the wire response in one place.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A request value broke the protocol's grammar or rules.
+    #[error(transparent)]
+    Invalid(#[from] berth_oci::Error),
+    #[error("repository name not known to registry")]
+    NameUnknown,
+    #[error("blob unknown to registry")]
+    BlobUnknown,
+    #[error("blob upload unknown to registry")]
+    UploadUnknown,
+    #[error("manifest unknown to registry")]
+    ManifestUnknown(String),
+    /// A chunk that does not continue the upload (gap, overlap, resend): 416.
+    #[error("chunk must start at byte {current}")]
+    ChunkOutOfOrder { current: u64 },
+    /// A blob Range that lies outside the blob: 416.
+    #[error("requested range not satisfiable for a blob of {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("provided digest did not match uploaded content (computed {computed})")]
+    DigestMismatch { computed: Digest },
+    #[error("{0}")]
+    SizeInvalid(String),
+    #[error("manifest references content the repository does not have")]
+    ManifestBlobUnknown(Vec<Digest>),
+    #[error("manifest is larger than the {limit}-byte limit")]
+    ManifestTooLarge { limit: usize },
+    #[error("upload body: {0}")]
+    Body(String),
+    #[error("internal storage error: {0}")]
+    Storage(berth_storage::Error),
+}
+
+impl Error {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Invalid(e) => e.code,
+            Error::NameUnknown => ErrorCode::NameUnknown,
+            Error::BlobUnknown => ErrorCode::BlobUnknown,
+            Error::UploadUnknown => ErrorCode::BlobUploadUnknown,
+            Error::ManifestUnknown(_) => ErrorCode::ManifestUnknown,
+            Error::ChunkOutOfOrder { .. } | Error::Body(_) => ErrorCode::BlobUploadInvalid,
+            Error::RangeNotSatisfiable { .. } => ErrorCode::RangeInvalid,
+            Error::DigestMismatch { .. } => ErrorCode::DigestInvalid,
+            Error::SizeInvalid(_) | Error::ManifestTooLarge { .. } => ErrorCode::SizeInvalid,
+            Error::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
+            Error::Storage(_) => ErrorCode::Unsupported,
+        }
+    }
+
+    pub fn invalid(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error::Invalid(berth_oci::Error::new(code, message))
+    }
+}
+
+impl From<berth_storage::Error> for Error {
+    fn from(e: berth_storage::Error) -> Self {
+        use berth_storage::Error as S;
+        match e {
+            S::UploadUnknown => Error::UploadUnknown,
+            S::BlobUnknown => Error::BlobUnknown,
+            S::OffsetMismatch { current, .. } => Error::ChunkOutOfOrder { current },
+            S::SizeMismatch { expected, received } => Error::SizeInvalid(format!(
+                "Content-Length/Content-Range announced {expected} bytes but the body carried {received}"
+            )),
+            S::Body(e) => Error::Body(e.to_string()),
+            S::MissingReferences(v) => Error::ManifestBlobUnknown(v),
+            other => Error::Storage(other),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,54 @@
+//! The registry's domain logic: what a push or pull means, independent of HTTP and of the
+//! storage backend. The server crate translates requests into these calls and errors into wire
+//! responses; the storage crates keep the bytes.
+
+mod error;
+mod manifests;
+mod uploads;
+
+use std::sync::Arc;
+
+use berth_storage::{BlobStore, MetadataStore};
+
+pub use error::{Error, Result};
+pub use manifests::{PutManifest, Referrer};
+pub use uploads::{ChunkRange, parse_content_range};
+
+/// Largest manifest accepted (ACR's limit; the spec requires at least 4 MB).
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// Advertised minimum chunk size (`OCI-Chunk-Min-Length`); it matches S3's multipart part
+/// minimum so clients size chunks the same for every backend. The embedded store accepts smaller
+/// chunks too.
+pub const CHUNK_MIN_LENGTH: u64 = 5 * 1024 * 1024;
+/// Page size when the client gives no `n`, and the largest page served.
+pub const DEFAULT_PAGE: usize = 1000;
+pub const MAX_PAGE: usize = 10_000;
+
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetadataStore>,
+    sessions: uploads::Sessions,
+}
+
+impl Registry {
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetadataStore>) -> Self {
+        Registry {
+            blobs,
+            meta,
+            sessions: uploads::Sessions::default(),
+        }
+    }
+
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.meta
+    }
+
+    pub fn blob_store(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+}
+
+/// Page size for a listing request's `n`.
+pub fn page_size(n: Option<usize>) -> usize {
+    n.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE)
+}

@@ -1,0 +1,27 @@
+//! Berth's HTTP server: one port for the OCI distribution API (and, later, the trust, token and
+//! admin APIs), TLS with rustls on ring, graceful shutdown.
+//!
+//! ```text
+//! request ─▶ tower layers (trace, api-version header) ─▶ routes::dispatch (parse /v2/ path)
+//!         ─▶ routes::{blobs,uploads,manifests,listing} ─▶ berth_registry::Registry ─▶ storage
+//! errors  ─▶ error::ApiError (one mapping to OCI error JSON + status)
+//! ```
+
+mod error;
+mod routes;
+mod serve;
+pub mod tls;
+
+use std::sync::Arc;
+
+use berth_registry::Registry;
+
+pub use error::ApiError;
+pub use routes::router;
+pub use serve::{Listener, serve};
+
+/// Everything a request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+}

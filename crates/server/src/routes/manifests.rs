@@ -1,0 +1,139 @@
+//! Manifest GET/HEAD (content negotiation), PUT (size limit, tag params, subject), DELETE.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_oci::media::essence;
+use berth_oci::{ErrorCode, Tag, TagOrDigest};
+use berth_registry::MAX_MANIFEST_BYTES;
+
+use super::{header_str, query_pairs, repo};
+use crate::{ApiError, AppState};
+
+/// Media types listed in every `Accept` header of the request (parameters dropped).
+fn accept_list(req: &Request) -> Vec<String> {
+    req.headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| essence(t).to_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+pub(super) async fn get(
+    state: &AppState,
+    name: &str,
+    reference: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let repo = repo(name)?;
+    let reference: TagOrDigest = reference.parse()?;
+    let m = state
+        .registry
+        .get_manifest(&repo, &reference, &accept_list(&req))
+        .await?;
+    let len = m.body.len();
+    let body = if req.method() == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(m.body)
+    };
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, m.media_type)
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ETAG, format!("\"{}\"", m.digest))
+        .header("docker-content-digest", m.digest.to_string())
+        .body(body)
+        .expect("stored media types are valid header values"))
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::SizeInvalid,
+        format!("manifest exceeds the {MAX_MANIFEST_BYTES}-byte limit"),
+    )
+}
+
+pub(super) async fn put(
+    state: &AppState,
+    name: &str,
+    reference: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let repo = repo(name)?;
+    let reference: TagOrDigest = reference.parse()?;
+    let extra_tags = query_pairs(&req)
+        .into_iter()
+        .filter(|(k, _)| k == "tag")
+        .map(|(_, v)| v.parse::<Tag>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let tag_params = !extra_tags.is_empty();
+    if header_str(&req, header::CONTENT_LENGTH)
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| n > MAX_MANIFEST_BYTES)
+    {
+        return Err(too_large());
+    }
+    let content_type = header_str(&req, header::CONTENT_TYPE).map(str::to_owned);
+    // Read at most one byte past the limit, so an oversized chunked body is cut off early.
+    let body = axum::body::to_bytes(req.into_body(), MAX_MANIFEST_BYTES + 1)
+        .await
+        .map_err(|_| too_large())?;
+    if body.len() > MAX_MANIFEST_BYTES {
+        return Err(too_large());
+    }
+    let out = state
+        .registry
+        .put_manifest(&repo, &reference, content_type.as_deref(), body, extra_tags)
+        .await?;
+    let mut resp = (
+        StatusCode::CREATED,
+        [
+            (
+                header::LOCATION,
+                format!("/v2/{repo}/manifests/{}", out.digest),
+            ),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                out.digest.to_string(),
+            ),
+            (header::CONTENT_LENGTH, "0".to_owned()),
+        ],
+    )
+        .into_response();
+    let h = resp.headers_mut();
+    if let Some(subject) = &out.subject {
+        h.insert(
+            "oci-subject",
+            subject
+                .to_string()
+                .parse()
+                .expect("digest is a valid header"),
+        );
+    }
+    if tag_params {
+        for t in &out.tags {
+            h.append(
+                "oci-tag",
+                t.as_str().parse().expect("tag is a valid header"),
+            );
+        }
+    }
+    Ok(resp)
+}
+
+pub(super) async fn delete(
+    state: &AppState,
+    name: &str,
+    reference: &str,
+) -> Result<Response, ApiError> {
+    let repo = repo(name)?;
+    let reference: TagOrDigest = reference.parse()?;
+    state.registry.delete_manifest(&repo, &reference).await?;
+    Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+}

@@ -1,0 +1,190 @@
+use std::io::{self, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use berth_oci::Digest;
+use berth_storage::{BlobStore, ByteStream, Error, Result};
+use futures::StreamExt;
+use tokio::fs::{self, File, OpenOptions};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio_util::io::ReaderStream;
+
+/// Write buffer per active upload: large writes keep syscalls (and blocking-pool hops) few.
+const WRITE_BUF: usize = 1 << 20;
+/// Read chunk size when streaming a blob out.
+const READ_BUF: usize = 256 << 10;
+
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a blob store under `root`.
+    pub fn open(root: impl AsRef<Path>) -> io::Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        std::fs::create_dir_all(root.join("blobs"))?;
+        std::fs::create_dir_all(root.join("uploads"))?;
+        Ok(FsBlobStore { root })
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        // The digest's hex is validated lowercase hex, so it is a safe file name.
+        self.root
+            .join("blobs")
+            .join(d.algorithm().as_str())
+            .join(&d.hex()[..2])
+            .join(d.hex())
+    }
+
+    fn upload_path(&self, id: &str) -> Result<PathBuf> {
+        // Ids come from URLs; allow only what we generate (uuid text) so no path can escape.
+        if id.is_empty()
+            || id.len() > 64
+            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(Error::UploadUnknown);
+        }
+        Ok(self.root.join("uploads").join(id))
+    }
+}
+
+fn not_found_as<T>(r: io::Result<T>, e: Error) -> Result<T> {
+    r.map_err(|err| {
+        if err.kind() == io::ErrorKind::NotFound {
+            e
+        } else {
+            Error::Io(err)
+        }
+    })
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        match fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream> {
+        let mut f = not_found_as(File::open(self.blob_path(digest)).await, Error::BlobUnknown)?;
+        if offset > 0 {
+            f.seek(SeekFrom::Start(offset)).await?;
+        }
+        Ok(Box::pin(ReaderStream::with_capacity(f.take(len), READ_BUF)))
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<()> {
+        not_found_as(
+            fs::remove_file(self.blob_path(digest)).await,
+            Error::BlobUnknown,
+        )
+    }
+
+    async fn upload_start(&self, id: &str) -> Result<()> {
+        let path = self.upload_path(id)?;
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .await?;
+        Ok(())
+    }
+
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        expected: Option<u64>,
+        mut data: ByteStream,
+    ) -> Result<u64> {
+        let path = self.upload_path(id)?;
+        let file = not_found_as(
+            OpenOptions::new().write(true).open(&path).await,
+            Error::UploadUnknown,
+        )?;
+        let current = file.metadata().await?.len();
+        if current != offset {
+            return Err(Error::OffsetMismatch { offset, current });
+        }
+        let mut w = BufWriter::with_capacity(WRITE_BUF, file);
+        w.seek(SeekFrom::Start(offset)).await?;
+        let mut received: u64 = 0;
+        let outcome: Result<()> = async {
+            while let Some(chunk) = data.next().await {
+                let chunk = chunk.map_err(Error::Body)?;
+                received += chunk.len() as u64;
+                if expected.is_some_and(|n| received > n) {
+                    break;
+                }
+                w.write_all(&chunk).await?;
+            }
+            if let Some(n) = expected
+                && n != received
+            {
+                return Err(Error::SizeMismatch {
+                    expected: n,
+                    received,
+                });
+            }
+            w.flush().await?;
+            Ok(())
+        }
+        .await;
+        let file = w.into_inner();
+        match outcome {
+            Ok(()) => Ok(offset + received),
+            Err(e) => {
+                // Roll back so the chunk is all-or-nothing and the session stays resumable.
+                file.set_len(offset).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_len(&self, id: &str) -> Result<Option<u64>> {
+        let path = self.upload_path(id)?;
+        match fs::metadata(path).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn upload_read(&self, id: &str) -> Result<ByteStream> {
+        let f = not_found_as(
+            File::open(self.upload_path(id)?).await,
+            Error::UploadUnknown,
+        )?;
+        Ok(Box::pin(ReaderStream::with_capacity(f, READ_BUF)))
+    }
+
+    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<u64> {
+        let src = self.upload_path(id)?;
+        let file = not_found_as(File::open(&src).await, Error::UploadUnknown)?;
+        let size = file.metadata().await?.len();
+        let dst = self.blob_path(digest);
+        if fs::metadata(&dst).await.is_ok() {
+            // Content-addressed: identical bytes are already there.
+            fs::remove_file(&src).await?;
+            return Ok(size);
+        }
+        file.sync_all().await?;
+        drop(file);
+        let dir = dst.parent().expect("blob path has a parent");
+        fs::create_dir_all(dir).await?;
+        fs::rename(&src, &dst).await?;
+        // Make the rename itself durable.
+        File::open(dir).await?.sync_all().await?;
+        Ok(size)
+    }
+
+    async fn upload_abort(&self, id: &str) -> Result<()> {
+        not_found_as(
+            fs::remove_file(self.upload_path(id)?).await,
+            Error::UploadUnknown,
+        )
+    }
+}

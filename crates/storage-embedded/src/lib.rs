@@ -1,0 +1,15 @@
+//! Embedded storage: blobs as content-addressed files, metadata in one SQLite database.
+//!
+//! ```text
+//! DIR/blobs/<alg>/<first two hex>/<hex>   committed blobs (immutable)
+//! DIR/uploads/<id>                        in-progress uploads (append-only)
+//! DIR/metadata.db                         SQLite, WAL mode
+//! ```
+//! A blob appears under `blobs/` only by rename of a complete, fsynced upload file, so a crash
+//! never leaves a partial blob visible.
+
+mod fs_blobs;
+mod sqlite;
+
+pub use fs_blobs::FsBlobStore;
+pub use sqlite::SqliteMetadataStore;

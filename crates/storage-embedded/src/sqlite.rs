@@ -1,0 +1,495 @@
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use berth_oci::{Algorithm, Digest, RepoName, Tag, TagOrDigest};
+use berth_storage::{
+    Error, ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, Result, UploadRecord,
+};
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS repos (
+    id   INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS repo_blobs (
+    repo_id INTEGER NOT NULL REFERENCES repos(id),
+    digest  TEXT NOT NULL,
+    size    INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, digest)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS manifests (
+    repo_id       INTEGER NOT NULL REFERENCES repos(id),
+    digest        TEXT NOT NULL,
+    media_type    TEXT NOT NULL,
+    body          BLOB NOT NULL,
+    subject       TEXT,
+    artifact_type TEXT,
+    annotations   TEXT,
+    PRIMARY KEY (repo_id, digest)
+);
+CREATE INDEX IF NOT EXISTS manifests_by_subject ON manifests(repo_id, subject) WHERE subject IS NOT NULL;
+-- What each manifest references (blobs and child manifests): for garbage collection.
+CREATE TABLE IF NOT EXISTS manifest_refs (
+    repo_id INTEGER NOT NULL,
+    parent  TEXT NOT NULL,
+    child   TEXT NOT NULL,
+    PRIMARY KEY (repo_id, parent, child)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tags (
+    repo_id INTEGER NOT NULL REFERENCES repos(id),
+    name    TEXT NOT NULL,
+    digest  TEXT NOT NULL,
+    PRIMARY KEY (repo_id, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_by_digest ON tags(repo_id, digest);
+CREATE TABLE IF NOT EXISTS uploads (
+    id        TEXT PRIMARY KEY,
+    repo      TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    created   INTEGER NOT NULL
+);
+"#;
+
+/// Metadata in SQLite. One writer connection serialises writes (SQLite allows one writer anyway,
+/// and queueing in-process avoids SQLITE_BUSY); readers use a small pool and run concurrently
+/// thanks to WAL.
+pub struct SqliteMetadataStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: Arc<std::path::PathBuf>,
+}
+
+fn backend(e: rusqlite::Error) -> Error {
+    Error::Backend(format!("sqlite: {e}"))
+}
+
+fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open(path)?;
+    c.busy_timeout(std::time::Duration::from_secs(30))?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a committed push survives power loss, not just a process crash.
+    c.pragma_update(None, "synchronous", "FULL")?;
+    c.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(c)
+}
+
+fn parse_digest(s: String) -> rusqlite::Result<Digest> {
+    s.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn repo_id(tx: &Connection, repo: &RepoName) -> rusqlite::Result<Option<i64>> {
+    tx.query_row(
+        "SELECT id FROM repos WHERE name = ?1",
+        [repo.as_str()],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+fn ensure_repo(tx: &Transaction<'_>, repo: &RepoName) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT OR IGNORE INTO repos(name) VALUES (?1)",
+        [repo.as_str()],
+    )?;
+    tx.query_row(
+        "SELECT id FROM repos WHERE name = ?1",
+        [repo.as_str()],
+        |r| r.get(0),
+    )
+}
+
+impl SqliteMetadataStore {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let writer = open_conn(&path).map_err(backend)?;
+        writer.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(SqliteMetadataStore {
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            path: Arc::new(path),
+        })
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| Error::Backend(format!("sqlite task: {e}")))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_conn(&path).map_err(backend)?,
+            };
+            let out = f(&conn).map_err(backend);
+            readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            out
+        })
+        .await
+        .map_err(|e| Error::Backend(format!("sqlite task: {e}")))?
+    }
+}
+
+/// Runs one page query: fetches `limit + 1` rows to learn whether more exist.
+fn page(
+    conn: &Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+    limit: usize,
+) -> rusqlite::Result<Page> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut items: Vec<String> = stmt
+        .query_map(args, |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let more = items.len() > limit;
+    items.truncate(limit);
+    Ok(Page { items, more })
+}
+
+#[async_trait]
+impl MetadataStore for SqliteMetadataStore {
+    async fn repo_exists(&self, repo: &RepoName) -> Result<bool> {
+        let repo = repo.clone();
+        self.read(move |c| Ok(repo_id(c, &repo)?.is_some())).await
+    }
+
+    async fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let (repo, digest) = (repo.clone(), digest.to_string());
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT b.size FROM repo_blobs b JOIN repos r ON r.id = b.repo_id
+                 WHERE r.name = ?1 AND b.digest = ?2",
+            )?
+            .query_row(params![repo.as_str(), digest], |r| r.get::<_, i64>(0))
+            .optional()
+            .map(|o| o.map(|s| s as u64))
+        })
+        .await
+    }
+
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        let (repo, digest) = (repo.clone(), digest.to_string());
+        self.write(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let id = ensure_repo(&tx, &repo).map_err(backend)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO repo_blobs(repo_id, digest, size) VALUES (?1, ?2, ?3)",
+                params![id, digest, size as i64],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.clone(), digest.to_string());
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM repo_blobs WHERE digest = ?2
+                     AND repo_id = (SELECT id FROM repos WHERE name = ?1)",
+                    params![repo.as_str(), digest],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn put_manifest(&self, m: NewManifest, tags: &[Tag]) -> Result<()> {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        self.write(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let id = ensure_repo(&tx, &m.repo).map_err(backend)?;
+            let mut missing = Vec::new();
+            {
+                let mut blob_q = tx
+                    .prepare_cached("SELECT 1 FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")
+                    .map_err(backend)?;
+                for d in &m.blobs {
+                    if !blob_q.exists(params![id, d.to_string()]).map_err(backend)? {
+                        missing.push(d.clone());
+                    }
+                }
+                let mut man_q = tx
+                    .prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")
+                    .map_err(backend)?;
+                for d in &m.children {
+                    if !man_q.exists(params![id, d.to_string()]).map_err(backend)? {
+                        missing.push(d.clone());
+                    }
+                }
+            }
+            if !missing.is_empty() {
+                // Dropping the transaction rolls back the repository row too.
+                return Err(Error::MissingReferences(missing));
+            }
+            let digest = m.digest.to_string();
+            tx.execute(
+                "INSERT INTO manifests(repo_id, digest, media_type, body, subject, artifact_type, annotations)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(repo_id, digest) DO UPDATE SET media_type = excluded.media_type",
+                params![
+                    id,
+                    digest,
+                    m.media_type,
+                    &m.body[..],
+                    m.subject.as_ref().map(|s| s.to_string()),
+                    m.artifact_type,
+                    m.annotations
+                ],
+            )
+            .map_err(backend)?;
+            {
+                let mut refs = tx
+                    .prepare_cached("INSERT OR IGNORE INTO manifest_refs(repo_id, parent, child) VALUES (?1, ?2, ?3)")
+                    .map_err(backend)?;
+                for child in m.blobs.iter().chain(m.children.iter()) {
+                    refs.execute(params![id, digest, child.to_string()]).map_err(backend)?;
+                }
+                let mut tag_q = tx
+                    .prepare_cached(
+                        "INSERT INTO tags(repo_id, name, digest) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest",
+                    )
+                    .map_err(backend)?;
+                for t in &tags {
+                    tag_q.execute(params![id, t, digest]).map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &TagOrDigest,
+    ) -> Result<Option<ManifestRecord>> {
+        let repo = repo.clone();
+        let reference = reference.clone();
+        self.read(move |c| {
+            let row = match &reference {
+                TagOrDigest::Digest(d) => c
+                    .prepare_cached(
+                        "SELECT m.digest, m.media_type, m.body FROM manifests m JOIN repos r ON r.id = m.repo_id
+                         WHERE r.name = ?1 AND m.digest = ?2",
+                    )?
+                    .query_row(params![repo.as_str(), d.to_string()], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))
+                    })
+                    .optional()?,
+                TagOrDigest::Tag(t) => c
+                    .prepare_cached(
+                        "SELECT m.digest, m.media_type, m.body FROM tags t
+                         JOIN repos r ON r.id = t.repo_id
+                         JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
+                         WHERE r.name = ?1 AND t.name = ?2",
+                    )?
+                    .query_row(params![repo.as_str(), t.as_str()], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))
+                    })
+                    .optional()?,
+            };
+            row.map(|(d, media_type, body)| {
+                Ok(ManifestRecord {
+                    digest: parse_digest(d)?,
+                    media_type,
+                    body: Bytes::from(body),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.clone(), digest.to_string());
+        self.write(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let Some(id) = repo_id(&tx, &repo).map_err(backend)? else {
+                return Ok(false);
+            };
+            let n = tx
+                .execute(
+                    "DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2",
+                    params![id, digest],
+                )
+                .map_err(backend)?;
+            tx.execute(
+                "DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2",
+                params![id, digest],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "DELETE FROM manifest_refs WHERE repo_id = ?1 AND parent = ?2",
+                params![id, digest],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let (repo, tag) = (repo.clone(), tag.to_string());
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM tags WHERE name = ?2 AND repo_id = (SELECT id FROM repos WHERE name = ?1)",
+                    params![repo.as_str(), tag],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Page>> {
+        let repo = repo.clone();
+        let last = last.unwrap_or("").to_owned();
+        self.read(move |c| {
+            let Some(id) = repo_id(c, &repo)? else {
+                return Ok(None);
+            };
+            page(
+                c,
+                "SELECT name FROM tags WHERE repo_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
+                &[&id, &last, &((limit + 1) as i64)],
+                limit,
+            )
+            .map(Some)
+        })
+        .await
+    }
+
+    async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Page> {
+        let last = last.unwrap_or("").to_owned();
+        self.read(move |c| {
+            page(
+                c,
+                "SELECT name FROM repos WHERE name > ?1 ORDER BY name LIMIT ?2",
+                &[&last, &((limit + 1) as i64)],
+                limit,
+            )
+        })
+        .await
+    }
+
+    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
+        let (repo, subject) = (repo.clone(), subject.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT m.digest, m.media_type, length(m.body), m.artifact_type, m.annotations
+                 FROM manifests m JOIN repos r ON r.id = m.repo_id
+                 WHERE r.name = ?1 AND m.subject = ?2 ORDER BY m.digest",
+            )?;
+            stmt.query_map(params![repo.as_str(), subject], |r| {
+                Ok(ReferrerRecord {
+                    digest: parse_digest(r.get(0)?)?,
+                    media_type: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    artifact_type: r.get(3)?,
+                    annotations: r.get(4)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn upload_create(&self, u: &UploadRecord) -> Result<()> {
+        let u = u.clone();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO uploads(id, repo, algorithm, created) VALUES (?1, ?2, ?3, ?4)",
+                params![u.id, u.repo.as_str(), u.algorithm.as_str(), u.created],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_get(&self, id: &str) -> Result<Option<UploadRecord>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let row = c
+                .prepare_cached("SELECT id, repo, algorithm, created FROM uploads WHERE id = ?1")?
+                .query_row([&id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get(3)?,
+                    ))
+                })
+                .optional()?;
+            let conv = |e: berth_oci::Error| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            };
+            row.map(|(id, repo, alg, created)| {
+                Ok(UploadRecord {
+                    id,
+                    repo: repo.parse().map_err(conv)?,
+                    algorithm: Algorithm::parse(&alg).map_err(conv)?,
+                    created,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn upload_delete(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            c.execute("DELETE FROM uploads WHERE id = ?1", [id])
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn uploads_created_before(&self, before: i64) -> Result<Vec<String>> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT id FROM uploads WHERE created < ?1")?
+                .query_map([before], |r| r.get(0))?
+                .collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,9 @@
+use berth_storage_embedded::{FsBlobStore, SqliteMetadataStore};
+
+#[tokio::test]
+async fn embedded_store_passes_the_storage_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = FsBlobStore::open(dir.path()).unwrap();
+    let meta = SqliteMetadataStore::open(dir.path().join("metadata.db")).unwrap();
+    berth_storage::testsuite::run_all(&blobs, &meta).await;
+}

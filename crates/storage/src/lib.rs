@@ -1,0 +1,14 @@
+//! The storage seam of Berth. Domain crates (registry, trust) talk only to these traits; the
+//! binary picks an implementation (embedded: filesystem + SQLite; distributed: S3 + PostgreSQL).
+
+mod blob;
+mod error;
+mod metadata;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+pub use blob::{BlobStore, ByteStream};
+pub use error::{Error, Result};
+pub use metadata::{
+    ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, UploadRecord,
+};

@@ -1,0 +1,95 @@
+use async_trait::async_trait;
+use berth_oci::{Algorithm, Digest, RepoName, Tag, TagOrDigest};
+use bytes::Bytes;
+
+use crate::Result;
+
+/// A manifest to store, already validated by the registry.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub repo: RepoName,
+    pub digest: Digest,
+    pub media_type: String,
+    /// Exact bytes as pushed.
+    pub body: Bytes,
+    pub subject: Option<Digest>,
+    pub artifact_type: Option<String>,
+    /// JSON text of the manifest's annotations, for referrer descriptors.
+    pub annotations: Option<String>,
+    /// Blobs (config, layers) that must be linked in the repository.
+    pub blobs: Vec<Digest>,
+    /// Manifests (index children) that must exist in the repository.
+    pub children: Vec<Digest>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ManifestRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReferrerRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadRecord {
+    pub id: String,
+    pub repo: RepoName,
+    pub algorithm: Algorithm,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// One page of a lexically ordered listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<String>,
+    /// True when items exist after the last one returned.
+    pub more: bool,
+}
+
+/// Repositories, their blob links, manifests, tags and upload sessions.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    async fn repo_exists(&self, repo: &RepoName) -> Result<bool>;
+    /// Size of `digest` if it is linked into `repo`.
+    async fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>>;
+    /// Links a stored blob into a repository (creating the repository on first use).
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()>;
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+
+    /// Stores a manifest and points `tags` at it, in one transaction. Fails with
+    /// [`crate::Error::MissingReferences`] (storing nothing) when a referenced blob or child
+    /// manifest is not in the repository.
+    async fn put_manifest(&self, manifest: NewManifest, tags: &[Tag]) -> Result<()>;
+    async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &TagOrDigest,
+    ) -> Result<Option<ManifestRecord>>;
+    /// Deletes a manifest and every tag pointing at it.
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
+    /// Tags after `last`, at most `limit`; `None` when the repository does not exist.
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Page>>;
+    async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Page>;
+    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<ReferrerRecord>>;
+
+    async fn upload_create(&self, upload: &UploadRecord) -> Result<()>;
+    async fn upload_get(&self, id: &str) -> Result<Option<UploadRecord>>;
+    async fn upload_delete(&self, id: &str) -> Result<()>;
+    /// Ids of uploads created before `before` (unix seconds), for purging abandoned sessions.
+    async fn uploads_created_before(&self, before: i64) -> Result<Vec<String>>;
+}

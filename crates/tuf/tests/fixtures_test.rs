@@ -202,8 +202,7 @@ fn timestamps_and_snapshots_hash_the_exact_bytes() {
     // The last snapshot's meta matches the current root and targets files byte for byte.
     let (_, last) = fx
         .iter()
-        .filter(|((r, _), _)| *r == RoleName::Snapshot)
-        .next_back()
+        .rfind(|((r, _), _)| *r == RoleName::Snapshot)
         .unwrap();
     let snap = Signed::<Snapshot>::parse(last).unwrap().body;
     for role in [
@@ -211,7 +210,7 @@ fn timestamps_and_snapshots_hash_the_exact_bytes() {
         RoleName::Targets,
         RoleName::parse("targets/releases").unwrap(),
     ] {
-        let (_, cur) = fx.iter().filter(|((r, _), _)| *r == role).next_back().unwrap();
+        let (_, cur) = fx.iter().rfind(|((r, _), _)| *r == role).unwrap();
         snap.meta[role.as_str()].check(cur).unwrap();
     }
 }

@@ -50,6 +50,15 @@ impl<T: RoleBody> Signed<T> {
         Ok(Signed { envelope, body })
     }
 
+    /// Signs `body` under the IDs of the listed public keys (see [`Envelope::sign_as`]).
+    pub fn sign_as(
+        body: T,
+        signers: &[(&PrivateKey, &berth_crypto::PublicKey)],
+    ) -> Result<Self, Error> {
+        let envelope = Envelope::sign_as(body.to_signed(), signers)?;
+        Ok(Signed { envelope, body })
+    }
+
     pub fn raw(&self) -> &[u8] {
         self.envelope.raw()
     }

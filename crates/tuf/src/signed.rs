@@ -7,7 +7,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use berth_cjson::{Map, Value};
-use berth_crypto::{PrivateKey, SigMethod};
+use berth_crypto::{PrivateKey, PublicKey, SigMethod};
 
 use crate::Error;
 
@@ -83,15 +83,27 @@ impl Envelope {
         })
     }
 
-    /// Signs `signed` with each key (its default method) and writes the file as Notary does:
-    /// Go's `json.Marshal` of the envelope around the canonical body.
+    /// Signs `signed` with each key (its default method), recording each key's own (bare) key
+    /// ID, and writes the file as Notary does: Go's `json.Marshal` of the envelope around the
+    /// canonical body.
     pub fn sign(signed: Value, keys: &[&PrivateKey]) -> Result<Self, Error> {
+        let signers: Vec<_> = keys.iter().map(|k| (*k, k.public_key())).collect();
+        Self::sign_as(signed, &signers)
+    }
+
+    /// Signs with each private key under the ID of the public key the role lists for it, which
+    /// differs from the private key's own ID for x509 keys (root certificates). The listed key
+    /// must hold the same public key.
+    pub fn sign_as(signed: Value, signers: &[(&PrivateKey, &PublicKey)]) -> Result<Self, Error> {
         let msg = berth_cjson::to_canonical(&signed);
-        let signatures = keys
+        let signatures = signers
             .iter()
-            .map(|k| {
+            .map(|(k, listed)| {
+                if listed.canonical_key_id()? != k.key_id() {
+                    return Err(Error::KeyIdMismatch(listed.key_id()));
+                }
                 Ok(Signature {
-                    keyid: k.key_id(),
+                    keyid: listed.key_id(),
                     method: k.default_method().as_str().to_owned(),
                     sig: k.sign(&msg)?,
                 })

@@ -19,6 +19,9 @@ pub enum Error {
     /// A manifest references content the repository does not hold.
     #[error("missing referenced content: {0:?}")]
     MissingReferences(Vec<Digest>),
+    /// A TUF role version is not newer than the stored one (Notary's `VERSION`).
+    #[error("a newer version of {role} is already stored ({stored} >= {new})")]
+    TufVersion { role: String, stored: i64, new: i64 },
     #[error("storage I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("storage backend: {0}")]

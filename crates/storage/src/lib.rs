@@ -6,9 +6,11 @@ mod error;
 mod metadata;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
+mod trust;
 
 pub use blob::{BlobStore, ByteStream};
 pub use error::{Error, Result};
 pub use metadata::{
     ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, UploadRecord,
 };
+pub use trust::{Change, NewTufFile, ServerKeyRecord, TrustStore, TufFile};

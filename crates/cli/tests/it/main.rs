@@ -1,0 +1,16 @@
+//! Black-box tests of `berth serve`: OCI Distribution v1.1 over HTTPS, plus skopeo end to end.
+//! Every test starts its own server on its own temporary data directory.
+
+mod harness;
+
+mod base;
+mod big;
+mod blobs;
+mod concurrency;
+mod manifests;
+mod names;
+mod referrers;
+mod restart;
+mod skopeo;
+mod tags_catalog;
+mod uploads;

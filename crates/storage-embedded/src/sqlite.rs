@@ -62,7 +62,7 @@ pub struct SqliteMetadataStore {
     path: Arc<std::path::PathBuf>,
 }
 
-fn backend(e: rusqlite::Error) -> Error {
+pub(crate) fn backend(e: rusqlite::Error) -> Error {
     Error::Backend(format!("sqlite: {e}"))
 }
 
@@ -108,6 +108,9 @@ impl SqliteMetadataStore {
         let path = path.as_ref().to_path_buf();
         let writer = open_conn(&path).map_err(backend)?;
         writer.execute_batch(SCHEMA).map_err(backend)?;
+        writer
+            .execute_batch(crate::sqlite_trust::TRUST_SCHEMA)
+            .map_err(backend)?;
         Ok(SqliteMetadataStore {
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
@@ -115,7 +118,7 @@ impl SqliteMetadataStore {
         })
     }
 
-    async fn write<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
@@ -129,7 +132,7 @@ impl SqliteMetadataStore {
         .map_err(|e| Error::Backend(format!("sqlite task: {e}")))?
     }
 
-    async fn read<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,

@@ -271,3 +271,155 @@ async fn metadata_uploads(m: &dyn MetadataStore) {
     m.upload_delete("up-1").await.unwrap();
     assert!(m.upload_get("up-1").await.unwrap().is_none());
 }
+
+fn tuf(role: &str, version: i64, data: &'static [u8]) -> crate::NewTufFile {
+    crate::NewTufFile {
+        role: role.into(),
+        version,
+        sha256: format!("{:064x}", version),
+        data: Bytes::from_static(data),
+    }
+}
+
+/// Trust-data rules: append-only versions, atomic multi-role updates, changefeed, keys, settings.
+pub async fn run_trust(t: &dyn crate::TrustStore) {
+    let gun = "localhost:5000/team/app";
+    assert!(t.tuf_current(gun, "root").await.unwrap().is_none());
+    t.tuf_update(
+        gun,
+        vec![
+            tuf("root", 1, b"r1"),
+            tuf("targets", 1, b"t1"),
+            tuf("timestamp", 1, b"ts1"),
+        ],
+    )
+    .await
+    .unwrap();
+    t.tuf_update(
+        gun,
+        vec![tuf("targets", 2, b"t2"), tuf("timestamp", 2, b"ts2")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        t.tuf_current(gun, "targets").await.unwrap().unwrap().data,
+        &b"t2"[..]
+    );
+    assert_eq!(
+        t.tuf_by_version(gun, "targets", 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .data,
+        &b"t1"[..]
+    );
+    let by_hash = t
+        .tuf_by_checksum(gun, "targets", &format!("{:064x}", 1))
+        .await
+        .unwrap();
+    assert_eq!(by_hash.unwrap().version, 1);
+    let all = t.tuf_current_all(gun).await.unwrap();
+    let summary: Vec<(String, i64)> = all.iter().map(|f| (f.role.clone(), f.version)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("root".into(), 1),
+            ("targets".into(), 2),
+            ("timestamp".into(), 2)
+        ]
+    );
+
+    // A stale role anywhere in the update rejects all of it.
+    let e = t
+        .tuf_update(
+            gun,
+            vec![tuf("snapshot", 1, b"s1"), tuf("targets", 2, b"t2b")],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::TufVersion { ref role, stored: 2, new: 2 } if role == "targets"),
+        "{e}"
+    );
+    assert!(
+        t.tuf_current(gun, "snapshot").await.unwrap().is_none(),
+        "rejected update left a file"
+    );
+
+    // Changefeed: one row per timestamp, forward and backward paging, per GUN and global.
+    t.tuf_update("other/gun", vec![tuf("timestamp", 1, b"o1")])
+        .await
+        .unwrap();
+    let feed = t.changefeed(Some(gun), 0, 100).await.unwrap();
+    assert_eq!(
+        feed.iter().map(|c| c.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(feed.iter().all(|c| c.category == "update" && c.gun == gun));
+    let global = t.changefeed(None, 0, 100).await.unwrap();
+    assert_eq!(global.len(), 3);
+    let last_two = t.changefeed(None, 0, -2).await.unwrap();
+    assert_eq!(
+        last_two.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![global[1].id, global[2].id]
+    );
+    let after_first = t.changefeed(None, global[0].id, 1).await.unwrap();
+    assert_eq!(after_first[0].id, global[1].id);
+
+    // Server keys and settings.
+    let key = crate::ServerKeyRecord {
+        key_id: "k1".into(),
+        role: "timestamp".into(),
+        algorithm: "ecdsa".into(),
+        public: Bytes::from_static(b"{}"),
+        sealed_private: Bytes::from_static(b"sealed"),
+        created: 1,
+    };
+    t.server_key_insert(gun, &key).await.unwrap();
+    t.server_key_insert(
+        gun,
+        &crate::ServerKeyRecord {
+            key_id: "k2".into(),
+            ..key.clone()
+        },
+    )
+    .await
+    .unwrap();
+    let keys = t.server_keys(gun, "timestamp").await.unwrap();
+    assert_eq!(
+        keys.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
+        vec!["k1", "k2"]
+    );
+    assert!(t.server_keys(gun, "snapshot").await.unwrap().is_empty());
+    assert_eq!(t.setting_get("content_trust").await.unwrap(), None);
+    t.setting_set("content_trust", "enabled").await.unwrap();
+    t.setting_set("content_trust", "disabled").await.unwrap();
+    assert_eq!(
+        t.setting_get("content_trust").await.unwrap().as_deref(),
+        Some("disabled")
+    );
+
+    // Deleting one GUN leaves the others; deletion is in the changefeed.
+    assert_eq!(
+        t.tuf_guns().await.unwrap(),
+        vec!["localhost:5000/team/app".to_string(), "other/gun".into()]
+    );
+    assert!(t.tuf_delete(gun).await.unwrap());
+    assert!(!t.tuf_delete(gun).await.unwrap());
+    assert!(t.tuf_current(gun, "root").await.unwrap().is_none());
+    assert!(
+        t.server_keys(gun, "timestamp").await.unwrap().is_empty(),
+        "keys go with the GUN"
+    );
+    let del = t.changefeed(Some(gun), 0, -1).await.unwrap();
+    assert_eq!(
+        (
+            del[0].category.as_str(),
+            del[0].version,
+            del[0].sha256.as_str()
+        ),
+        ("deletion", 0, "")
+    );
+    assert_eq!(t.tuf_delete_all().await.unwrap(), 1);
+    assert!(t.tuf_guns().await.unwrap().is_empty());
+}

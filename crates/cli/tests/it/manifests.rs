@@ -558,6 +558,64 @@ async fn accept_negotiation_falls_back_to_amd64_child() {
 }
 
 #[tokio::test]
+async fn index_fetched_by_digest_is_never_rewritten() {
+    let srv = Server::start();
+    let mut rng = Rng::new();
+    let amd = srv.push_image(REPO, None, "amd64", &mut rng).await;
+    let idx = index_of(OCI_INDEX, &[(OCI_MANIFEST, &amd.manifest, "amd64")]);
+    let d = srv.push_manifest(REPO, "multi", OCI_INDEX, &idx).await;
+    // Clients verify by-digest pulls against the digest they asked for, so the amd64
+    // fallback may only apply to tags (distribution does the same). Either the index
+    // itself or a 404 is acceptable; different content is not.
+    let r = srv
+        .get_with(
+            &format!("/v2/{REPO}/manifests/{d}"),
+            &[("accept", OCI_MANIFEST)],
+        )
+        .await;
+    if r.status == 200 {
+        assert_eq!(
+            sha256(&r.body),
+            d,
+            "by-digest GET returned other content: {r}"
+        );
+        assert_eq!(r.must_header("docker-content-digest"), d, "{r}");
+    } else {
+        r.expect_error(404, "MANIFEST_UNKNOWN");
+    }
+}
+
+#[tokio::test]
+async fn sha512_manifest_by_digest() {
+    let srv = Server::start();
+    let mut rng = Rng::new();
+    let img = Image::build("amd64", &mut rng, 1, 100);
+    srv.push_image_blobs(REPO, &img).await;
+    let d = sha512(&img.manifest);
+    let r = srv
+        .put_manifest(REPO, &d, OCI_MANIFEST, &img.manifest)
+        .await;
+    r.expect(201);
+    assert_eq!(r.must_header("docker-content-digest"), d, "{r}");
+    assert_eq!(
+        r.must_header("location"),
+        format!("/v2/{REPO}/manifests/{d}")
+    );
+    let g = srv.get(&format!("/v2/{REPO}/manifests/{d}")).await;
+    g.expect(200);
+    assert_eq!(g.body, img.manifest);
+    assert_eq!(g.must_header("docker-content-digest"), d);
+    let h = srv.head(&format!("/v2/{REPO}/manifests/{d}")).await;
+    h.expect(200);
+    assert_eq!(h.must_header("docker-content-digest"), d);
+    // A sha512 reference that does not match the bytes.
+    let other = sha512(&rng.bytes(10));
+    srv.put_manifest(REPO, &other, OCI_MANIFEST, &img.manifest)
+        .await
+        .expect_error(400, "DIGEST_INVALID");
+}
+
+#[tokio::test]
 async fn accept_negotiation_without_amd64_child_is_404() {
     let srv = Server::start();
     let mut rng = Rng::new();

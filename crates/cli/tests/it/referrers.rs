@@ -212,7 +212,7 @@ async fn referrers_artifact_type_filter() {
     let got: Vec<Value> = list.iter().map(core).collect();
     assert_eq!(got, vec![expected_desc(&sbom)]);
 
-    let (_, list) = referrers(
+    let (r, list) = referrers(
         &srv,
         REPO,
         &subject.digest,
@@ -220,6 +220,7 @@ async fn referrers_artifact_type_filter() {
     )
     .await;
     assert!(list.is_empty());
+    assert_eq!(r.must_header("oci-filters-applied"), "artifactType", "{r}");
 
     // Without a filter nothing claims to be filtered.
     let (r, list) = referrers(&srv, REPO, &subject.digest, "").await;
@@ -336,5 +337,33 @@ async fn index_with_subject_is_a_referrer() {
     assert_eq!(
         list.iter().map(core).collect::<Vec<_>>(),
         vec![expected_desc(&idx)]
+    );
+}
+
+#[tokio::test]
+async fn index_without_artifact_type_has_none_in_its_descriptor() {
+    let srv = Server::start();
+    let mut rng = Rng::new();
+    let subject = srv.push_image(REPO, Some("v1"), "amd64", &mut rng).await;
+    let child = srv.push_image(REPO, None, "amd64", &mut rng).await;
+    let idx = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [desc(OCI_MANIFEST, &child.manifest)],
+        "subject": desc(OCI_MANIFEST, &subject.manifest),
+    }))
+    .unwrap();
+    srv.push_manifest(REPO, &sha256(&idx), OCI_INDEX, &idx)
+        .await;
+    let (_, list) = referrers(&srv, REPO, &subject.digest, "").await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["digest"], sha256(&idx));
+    assert_eq!(list[0]["mediaType"], OCI_INDEX);
+    assert_eq!(list[0]["size"], idx.len());
+    // Spec: artifactType is omitted for an index that lacks it (no config to fall back on).
+    assert!(
+        list[0].get("artifactType").is_none_or(Value::is_null),
+        "{}",
+        list[0]
     );
 }

@@ -312,7 +312,7 @@ async fn put_with_malformed_digest_is_400() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_uploads_of_the_same_blob_both_succeed() {
     let srv = Server::start();
     let data = Rng::new().bytes(30_000);
@@ -346,4 +346,41 @@ async fn misaligned_final_chunk_on_put_is_416() {
     let r = put_last_chunk(&srv, &loc, &d, 1500, &data[1500..]).await;
     r.expect_error(416, "BLOB_UPLOAD_INVALID");
     srv.head(&format!("/v2/{REPO}/blobs/{d}")).await.expect(404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_chunks_on_one_session_admit_exactly_one() {
+    let srv = Server::start();
+    let mut rng = Rng::new();
+    let loc = srv.start_upload(REPO).await;
+    let candidates: Vec<Vec<u8>> = (0..8).map(|_| rng.bytes(200_000)).collect();
+    // All claim offset 0; the session may accept only one of them.
+    let results =
+        futures::future::join_all(candidates.iter().map(|c| srv.patch_chunk(&loc, 0, c))).await;
+    let winners: Vec<usize> = (0..results.len())
+        .filter(|i| results[*i].status == 202)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "statuses: {:?}",
+        results.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for (i, r) in results.iter().enumerate() {
+        if i != winners[0] {
+            r.expect_error(416, "BLOB_UPLOAD_INVALID");
+        }
+    }
+    let data = &candidates[winners[0]];
+    let d = sha256(data);
+    let s = srv.get(&loc).await;
+    s.expect(204);
+    assert_eq!(s.must_header("range"), format!("0-{}", data.len() - 1));
+    srv.put_blob(
+        &with_query(&s.must_header("location"), &format!("digest={d}")),
+        Vec::new(),
+    )
+    .await
+    .expect(201);
+    assert_eq!(&srv.get(&format!("/v2/{REPO}/blobs/{d}")).await.body, data);
 }

@@ -224,8 +224,9 @@ impl Registry {
     }
 
     async fn discard(&self, id: &str) {
-        if let Err(e) = self.blobs.upload_abort(id).await {
-            tracing::warn!(upload = id, error = %e, "removing upload data");
+        match self.blobs.upload_abort(id).await {
+            Ok(()) | Err(berth_storage::Error::UploadUnknown) => {}
+            Err(e) => tracing::warn!(upload = id, error = %e, "removing upload data"),
         }
         if let Err(e) = self.meta.upload_delete(id).await {
             tracing::warn!(upload = id, error = %e, "removing upload record");

@@ -495,6 +495,11 @@ impl Server {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("bad raw response: {text}"));
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("docker-distribution-api-version: registry/2.0"),
+            "missing Docker-Distribution-API-Version: {text}"
+        );
         (status, text)
     }
 }

@@ -123,15 +123,24 @@ async fn upload_resumes_after_restart() {
     assert_eq!(g.body, data);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_when_idle_exits_zero() {
     let mut srv = Server::start();
-    // A keep-alive connection stays open in this client's pool; idle is not "in flight".
-    let pooled = srv.client_builder().build().unwrap();
-    let r = pooled.get(srv.url("/v2/")).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    r.bytes().await.unwrap();
-    let status = srv.stop();
+    // Idle keep-alive connections (HTTP/2 via ALPN and HTTP/1.1) are not "in flight".
+    let h2 = srv.client_builder().build().unwrap();
+    let h1 = srv.client_builder().http1_only().build().unwrap();
+    for (c, version) in [
+        (&h2, reqwest::Version::HTTP_2),
+        (&h1, reqwest::Version::HTTP_11),
+    ] {
+        let r = c.get(srv.url("/v2/")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(r.version(), version);
+        r.bytes().await.unwrap();
+    }
+    // block_in_place keeps the clients' connection tasks running (h2 must answer the
+    // server's GOAWAY/PING) while this thread waits for the process.
+    let status = tokio::task::block_in_place(|| srv.stop());
     assert!(status.success(), "exit status {status}\n{}", srv.logs());
 }
 

@@ -318,6 +318,39 @@ async fn skopeo_copy_inspect_list_tags_roundtrip() {
     // Second tag: blobs already present, skopeo only checks and pushes the manifest.
     sk.push(&srv, &srcref, &format!("{dest}:v2"), false);
 
+    // Registry to registry: skopeo may mount blobs across repositories instead of uploading.
+    let cd = sk.cert_dir();
+    sk.ok(
+        &srv,
+        &[
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=true",
+            "--src-no-creds",
+            "--src-cert-dir",
+            cd,
+            "--dest-tls-verify=true",
+            "--dest-no-creds",
+            "--dest-cert-dir",
+            cd,
+            &format!("{dest}:v1"),
+            &format!("docker://{}/e2e/copy:v1", srv.host()),
+        ],
+    );
+    let mut blobs = Vec::new();
+    closure(&src, &md, &mut blobs);
+    let g = srv.get("/v2/e2e/copy/manifests/v1").await;
+    g.expect(200);
+    assert_eq!(g.body, m);
+    for d in &blobs[1..] {
+        let h = srv.head(&format!("/v2/e2e/copy/blobs/{d}")).await;
+        h.expect(200);
+        assert_eq!(
+            h.must_header("content-length"),
+            src.read_blob(d).len().to_string()
+        );
+    }
+
     let info: Value =
         serde_json::from_slice(&sk.query(&srv, "inspect", &[], &format!("{dest}:v1"))).unwrap();
     assert_eq!(info["Digest"], md, "{info}");

@@ -366,3 +366,48 @@ async fn mount_without_from_falls_back_to_upload() {
         .await;
     finish_fallback(&srv, &r, "mnt/dst", &data).await;
 }
+
+#[tokio::test]
+async fn deleted_blob_can_be_pushed_again() {
+    let srv = Server::start();
+    let data = Rng::new().bytes(4321);
+    let d = srv.push_blob("again/app", &data).await;
+    srv.delete(&format!("/v2/again/app/blobs/{d}"))
+        .await
+        .expect(202);
+    srv.head(&format!("/v2/again/app/blobs/{d}"))
+        .await
+        .expect(404);
+    assert_eq!(srv.push_blob("again/app", &data).await, d);
+    assert_blob(&srv, "again/app", &data, &d).await;
+    // And via the monolithic POST as well, after another delete.
+    srv.delete(&format!("/v2/again/app/blobs/{d}"))
+        .await
+        .expect(202);
+    srv.post(
+        &format!("/v2/again/app/blobs/uploads/?digest={d}"),
+        data.clone(),
+    )
+    .await
+    .expect(201);
+    assert_blob(&srv, "again/app", &data, &d).await;
+}
+
+#[tokio::test]
+async fn mount_from_repo_that_deleted_the_blob_falls_back() {
+    let srv = Server::start();
+    let mut rng = Rng::new();
+    let data = rng.bytes(999);
+    let d = srv.push_blob("mnt/src", &data).await;
+    srv.push_blob("mnt/src", &rng.bytes(5)).await;
+    srv.delete(&format!("/v2/mnt/src/blobs/{d}"))
+        .await
+        .expect(202);
+    let r = srv
+        .post(
+            &format!("/v2/mnt/dst/blobs/uploads/?mount={d}&from=mnt/src"),
+            Vec::new(),
+        )
+        .await;
+    finish_fallback(&srv, &r, "mnt/dst", &data).await;
+}

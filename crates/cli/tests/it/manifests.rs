@@ -157,6 +157,7 @@ async fn invalid_manifests_are_rejected_and_not_stored() {
     let cases: Vec<Vec<u8>> = vec![
         b"{\"schemaVersion\": 2, \"mediaType\": ".to_vec(),
         b"not json at all".to_vec(),
+        Vec::new(),
         b"[1, 2, 3]".to_vec(),
         serde_json::to_vec(&no_config).unwrap(),
     ];
@@ -694,4 +695,19 @@ async fn retagging_moves_the_tag() {
     assert_ne!(a.digest, b.digest);
     assert_manifest(&srv, REPO, "latest", &b.manifest, OCI_MANIFEST).await;
     assert_manifest(&srv, REPO, &a.digest, &a.manifest, OCI_MANIFEST).await;
+}
+
+#[tokio::test]
+async fn deleted_manifest_can_be_pushed_again() {
+    let srv = Server::start();
+    let mut rng = Rng::new();
+    let img = srv.push_image(REPO, Some("v1"), "amd64", &mut rng).await;
+    srv.delete(&format!("/v2/{REPO}/manifests/{}", img.digest))
+        .await
+        .expect(202);
+    assert_no_manifest(&srv, REPO, "v1").await;
+    srv.push_manifest(REPO, "v1", OCI_MANIFEST, &img.manifest)
+        .await;
+    assert_manifest(&srv, REPO, "v1", &img.manifest, OCI_MANIFEST).await;
+    assert_manifest(&srv, REPO, &img.digest, &img.manifest, OCI_MANIFEST).await;
 }

@@ -116,6 +116,8 @@ async fn chunked_upload_with_empty_put() {
     let r = srv.patch_chunk(&loc, 4500, &data[4500..]).await;
     r.expect(202);
     let loc = assert_session(&r, REPO, "0-8999");
+    // A complete but unclosed upload is not a blob yet.
+    srv.head(&format!("/v2/{REPO}/blobs/{d}")).await.expect(404);
     let r = srv
         .put_blob(&with_query(&loc, &format!("digest={d}")), Vec::new())
         .await;

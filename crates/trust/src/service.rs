@@ -1,0 +1,685 @@
+//! The trust service: Notary server behaviour over a [`TrustStore`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use berth_crypto::{PrivateKey, x509};
+use berth_storage::{NewTufFile, TrustStore, TufFile};
+use berth_tuf::validate::{
+    SnapshotPlan, certified_root_role, check_versions, missing_snapshot_key, next_snapshot,
+    next_timestamp, validate_update,
+};
+use berth_tuf::{RoleBody, RoleName, Root, Signed, Snapshot, Timestamp};
+use bytes::Bytes;
+use sha2::Digest as _;
+
+use crate::error::{Error, Result};
+use crate::options::TrustOptions;
+use crate::vault::KeyVault;
+use crate::{changefeed, keys};
+
+/// The setting that holds the registry-wide switch (`enabled` / `disabled`).
+pub const SETTING: &str = "content_trust";
+
+/// Notary's message when the root lists no timestamp key the server holds (sic, two spaces).
+const NO_TIMESTAMP_KEYS: &str = "no  timestamp keys exist on the server";
+
+/// Notary's trust server logic for every GUN of the registry.
+pub struct TrustService {
+    store: Arc<dyn TrustStore>,
+    vault: KeyVault,
+    opts: TrustOptions,
+    /// Serialises this process's writes (updates, lazy re-signs, key creation, deletes) so
+    /// concurrent publishes to different roles do not fail each other with `VERSION`, and
+    /// `GET .key` without a root creates one key, not one per racing request. The store's
+    /// version check stays the backstop across processes.
+    write: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for TrustService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustService")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+fn storage(e: berth_storage::Error) -> Error {
+    Error::Storage(e)
+}
+
+fn writing(e: berth_storage::Error) -> Error {
+    match e {
+        berth_storage::Error::TufVersion { role, stored, new } => {
+            Error::Version { role, stored, new }
+        }
+        other => Error::Updating(other),
+    }
+}
+
+fn corrupt(gun: &str) -> impl Fn(berth_tuf::Error) -> Error + '_ {
+    move |e| Error::Corrupt {
+        gun: gun.to_owned(),
+        msg: e.to_string(),
+    }
+}
+
+fn crypto(e: berth_tuf::Error) -> Error {
+    Error::Crypto(e.to_string())
+}
+
+fn new_file(role: &str, data: &[u8], version: i64) -> NewTufFile {
+    NewTufFile {
+        role: role.to_owned(),
+        version,
+        sha256: hex::encode(sha2::Sha256::digest(data)),
+        data: Bytes::copy_from_slice(data),
+    }
+}
+
+/// The repository part of a GUN, for messages: Docker's rule that a first component with a
+/// `.` or `:` (or `localhost`) is a registry host.
+fn repository_of(gun: &str) -> &str {
+    match gun.split_once('/') {
+        Some((host, repo)) if host.contains(['.', ':']) || host == "localhost" => repo,
+        _ => gun,
+    }
+}
+
+impl TrustService {
+    pub fn new(store: Arc<dyn TrustStore>, vault: KeyVault, opts: TrustOptions) -> Self {
+        TrustService {
+            store,
+            vault,
+            opts,
+            write: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn now(&self) -> SystemTime {
+        self.opts.clock.now()
+    }
+
+    /// Whether content trust is on (off until enabled).
+    pub async fn enabled(&self) -> Result<bool> {
+        Ok(self
+            .store
+            .setting_get(SETTING)
+            .await
+            .map_err(storage)?
+            .as_deref()
+            == Some("enabled"))
+    }
+
+    /// Turns content trust on or off. Turning it off flips the flag first, so no write slips in
+    /// between, then wipes the trust data and server keys of every GUN; returns how many GUNs
+    /// were wiped (0 when enabling).
+    pub async fn set_enabled(&self, on: bool) -> Result<u64> {
+        let value = if on { "enabled" } else { "disabled" };
+        self.store
+            .setting_set(SETTING, value)
+            .await
+            .map_err(storage)?;
+        if on {
+            return Ok(0);
+        }
+        let _w = self.write.lock().await;
+        let wiped = self.store.tuf_delete_all().await.map_err(storage)?;
+        tracing::warn!(
+            guns = wiped,
+            "content trust disabled: all trust data deleted"
+        );
+        Ok(wiped)
+    }
+
+    async fn writable(&self) -> Result<()> {
+        if self.enabled().await? {
+            Ok(())
+        } else {
+            Err(Error::Disabled)
+        }
+    }
+
+    async fn readable(&self) -> Result<()> {
+        if self.enabled().await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// GUNs that have trust data.
+    pub async fn guns(&self) -> Result<Vec<String>> {
+        self.store.tuf_guns().await.map_err(storage)
+    }
+
+    /// The held private keys `root` lists for `role`, in the root's order, if they meet the
+    /// role's threshold. Like Notary's signer, every held listed key signs.
+    async fn signers(
+        &self,
+        gun: &str,
+        root: &Root,
+        role: &RoleName,
+    ) -> Result<Option<Vec<PrivateKey>>> {
+        let Some(listed) = root.roles.get(role.as_str()) else {
+            return Ok(None);
+        };
+        let held = self
+            .store
+            .server_keys(gun, role.as_str())
+            .await
+            .map_err(storage)?;
+        let mut out = Vec::new();
+        for id in &listed.keyids {
+            if let Some(rec) = held.iter().find(|k| &k.key_id == id) {
+                out.push(keys::unseal(&self.vault, gun, rec)?);
+            }
+        }
+        Ok((!out.is_empty() && out.len() as i64 >= listed.threshold).then_some(out))
+    }
+
+    /// Accepts a client update (`parts`: multipart filename and bytes, in request order).
+    pub async fn update(&self, gun: &str, parts: Vec<(String, Bytes)>) -> Result<()> {
+        self.writable().await?;
+        let uploaded = parse_parts(parts)?;
+        let _w = self.write.lock().await;
+        // Checked under the lock: a concurrent disable either sees this update's data and
+        // wipes it, or this update sees the switch off.
+        self.writable().await?;
+        let now = self.now();
+        let mut stored = BTreeMap::new();
+        let mut versions = BTreeMap::new();
+        for f in self.store.tuf_current_all(gun).await.map_err(storage)? {
+            match RoleName::parse(&f.role) {
+                Ok(role) => {
+                    versions.insert(role.clone(), f.version);
+                    stored.insert(role, f.data.to_vec());
+                }
+                Err(_) => tracing::warn!(
+                    gun,
+                    role = f.role,
+                    "ignoring stored file with an invalid role name"
+                ),
+            }
+        }
+        if !uploaded.contains_key(&RoleName::Root)
+            && let Some(raw) = stored.get(&RoleName::Root)
+        {
+            check_stored_root(gun, raw, now)?;
+        }
+        let valid = validate_update(gun, now, &stored, &uploaded).map_err(Error::Validation)?;
+        let mut files: Vec<NewTufFile> = valid
+            .files
+            .iter()
+            .map(|(role, raw)| {
+                let version = berth_tuf::Envelope::parse(raw)
+                    .ok()
+                    .and_then(|e| e.version())
+                    .unwrap_or(0);
+                new_file(role.as_str(), raw, version)
+            })
+            .collect();
+        let snapshot_raw = match valid.snapshot {
+            SnapshotPlan::Uploaded(s) => s.envelope.into_raw(),
+            SnapshotPlan::Generate { updates } => {
+                let keys = self
+                    .signers(gun, &valid.root.body, &RoleName::Snapshot)
+                    .await?
+                    .ok_or_else(|| Error::Validation(missing_snapshot_key()))?;
+                let prev = stored
+                    .get(&RoleName::Snapshot)
+                    .map(|raw| Signed::<Snapshot>::parse(raw))
+                    .transpose()
+                    .map_err(corrupt(gun))?;
+                let body = next_snapshot(prev.as_ref().map(|p| &p.body), &updates, now);
+                let signed =
+                    Signed::sign(body, &keys.iter().collect::<Vec<_>>()).map_err(crypto)?;
+                files.push(new_file("snapshot", signed.raw(), signed.body.version));
+                signed.envelope.into_raw()
+            }
+        };
+        let keys = self
+            .signers(gun, &valid.root.body, &RoleName::Timestamp)
+            .await?
+            .ok_or_else(|| {
+                Error::Validation(berth_tuf::Error::BadRoot(NO_TIMESTAMP_KEYS.into()))
+            })?;
+        let prev = stored
+            .get(&RoleName::Timestamp)
+            .map(|raw| Signed::<Timestamp>::parse(raw))
+            .transpose()
+            .map_err(corrupt(gun))?;
+        let body = next_timestamp(prev.as_ref().map(|p| &p.body), &snapshot_raw, now);
+        let ts = Signed::sign(body, &keys.iter().collect::<Vec<_>>()).map_err(crypto)?;
+        files.push(new_file("timestamp", ts.raw(), ts.body.version));
+        // Notary checks versions in storage, after validation: keep its error precedence.
+        check_versions(&versions, &uploaded)?;
+        self.store.tuf_update(gun, files).await.map_err(writing)?;
+        tracing::info!(gun, roles = ?uploaded.keys().map(RoleName::as_str).collect::<Vec<_>>(), "trust data updated");
+        Ok(())
+    }
+
+    /// The current version of `role` (`{role}.json`). Timestamp and snapshot are served as
+    /// Notary's `getMaybeServerSigned` does, re-signing expired server-owned files.
+    pub async fn get_current(&self, gun: &str, role: &str) -> Result<TufFile> {
+        self.readable().await?;
+        let role = RoleName::parse(role).map_err(|_| Error::NotFound)?;
+        match role {
+            RoleName::Timestamp | RoleName::Snapshot => {
+                self.server_signed(gun, role == RoleName::Snapshot).await
+            }
+            _ => self
+                .store
+                .tuf_current(gun, role.as_str())
+                .await
+                .map_err(storage)?
+                .ok_or(Error::NotFound),
+        }
+    }
+
+    /// `{role}.{sha256}.json`.
+    pub async fn get_by_checksum(
+        &self,
+        gun: &str,
+        role: &str,
+        sha256_hex: &str,
+    ) -> Result<TufFile> {
+        self.readable().await?;
+        let role = RoleName::parse(role).map_err(|_| Error::NotFound)?;
+        self.store
+            .tuf_by_checksum(gun, role.as_str(), &sha256_hex.to_ascii_lowercase())
+            .await
+            .map_err(storage)?
+            .ok_or(Error::NotFound)
+    }
+
+    /// `{version}.{role}.json`.
+    pub async fn get_by_version(&self, gun: &str, role: &str, version: i64) -> Result<TufFile> {
+        self.readable().await?;
+        let role = RoleName::parse(role).map_err(|_| Error::NotFound)?;
+        if version < 1 {
+            return Err(Error::NotFound);
+        }
+        self.store
+            .tuf_by_version(gun, role.as_str(), version)
+            .await
+            .map_err(storage)?
+            .ok_or(Error::NotFound)
+    }
+
+    /// The current timestamp and the snapshot it names.
+    async fn load_served(&self, gun: &str) -> Result<Served> {
+        let ts_file = self
+            .store
+            .tuf_current(gun, "timestamp")
+            .await
+            .map_err(storage)?
+            .ok_or(Error::NotFound)?;
+        let ts = Signed::<Timestamp>::parse(&ts_file.data).map_err(corrupt(gun))?;
+        let sha = ts
+            .body
+            .snapshot_meta()
+            .map_err(|m| corrupt(gun)(berth_tuf::Error::Validation(m)))?
+            .hashes
+            .get("sha256")
+            .map(hex::encode)
+            .unwrap_or_default();
+        let snap_file = self
+            .store
+            .tuf_by_checksum(gun, "snapshot", &sha)
+            .await
+            .map_err(storage)?
+            .ok_or(Error::NotFound)?;
+        let snap = Signed::<Snapshot>::parse(&snap_file.data).map_err(corrupt(gun))?;
+        Ok(Served {
+            ts_file,
+            ts,
+            snap_file,
+            snap,
+        })
+    }
+
+    async fn server_signed(&self, gun: &str, want_snapshot: bool) -> Result<TufFile> {
+        let now = self.now();
+        let s = self.load_served(gun).await?;
+        if !s.stale(now, gun)? {
+            return Ok(s.pick(want_snapshot));
+        }
+        let _w = self.write.lock().await;
+        self.readable().await?;
+        // Another request may have re-signed while we waited.
+        let s = self.load_served(gun).await?;
+        if !s.stale(now, gun)? {
+            return Ok(s.pick(want_snapshot));
+        }
+        let root_file = self
+            .store
+            .tuf_current(gun, "root")
+            .await
+            .map_err(storage)?
+            .ok_or(Error::NotFound)?;
+        let root = Signed::<Root>::parse(&root_file.data).map_err(corrupt(gun))?;
+        let mut files = Vec::new();
+        let mut snap_data = s.snap_file.data.clone();
+        if s.snap.body.is_expired(now).map_err(corrupt(gun))? {
+            match self.signers(gun, &root.body, &RoleName::Snapshot).await? {
+                Some(keys) => {
+                    let mut body = next_snapshot(Some(&s.snap.body), &BTreeMap::new(), now);
+                    // Above every stored version, even if the timestamp named an older one.
+                    let highest = self
+                        .store
+                        .tuf_current(gun, "snapshot")
+                        .await
+                        .map_err(storage)?
+                        .map_or(0, |f| f.version);
+                    body.version = body.version.max(highest + 1);
+                    let signed =
+                        Signed::sign(body, &keys.iter().collect::<Vec<_>>()).map_err(crypto)?;
+                    let f = new_file("snapshot", signed.raw(), signed.body.version);
+                    snap_data = f.data.clone();
+                    files.push(f);
+                }
+                // A client-managed snapshot: serving it expired lets the client name the
+                // problem, where a 404 would read as "no trust data".
+                None => {
+                    tracing::warn!(gun, "snapshot expired and the server does not hold its key")
+                }
+            }
+        }
+        let ts_matches =
+            s.ts.body
+                .snapshot_meta()
+                .is_ok_and(|m| m.check(&snap_data).is_ok());
+        if s.ts.body.is_expired(now).map_err(corrupt(gun))? || !ts_matches {
+            match self.signers(gun, &root.body, &RoleName::Timestamp).await? {
+                Some(keys) => {
+                    let body = next_timestamp(Some(&s.ts.body), &snap_data, now);
+                    let signed =
+                        Signed::sign(body, &keys.iter().collect::<Vec<_>>()).map_err(crypto)?;
+                    files.push(new_file("timestamp", signed.raw(), signed.body.version));
+                }
+                None => {
+                    tracing::warn!(
+                        gun,
+                        "timestamp needs re-signing and the server holds no timestamp key"
+                    );
+                    // A new snapshot no timestamp names would be unreachable: keep the old pair.
+                    return Ok(s.pick(want_snapshot));
+                }
+            }
+        }
+        if files.is_empty() {
+            return Ok(s.pick(want_snapshot));
+        }
+        match self.store.tuf_update(gun, files).await {
+            Ok(()) => tracing::info!(gun, "re-signed expired server metadata"),
+            // Another server process re-signed first: serve what it stored.
+            Err(berth_storage::Error::TufVersion { .. }) => {}
+            Err(e) => return Err(Error::Updating(e)),
+        }
+        // Read back what was stored, so `created` is the store's.
+        Ok(self.load_served(gun).await?.pick(want_snapshot))
+    }
+
+    /// `GET {timestamp|snapshot}.key`: the key the current root lists for the role that the
+    /// server holds; without a root, the newest held key (so repeated calls agree); otherwise
+    /// a new key. Returns the public key JSON.
+    pub async fn get_key(&self, gun: &str, role: &str) -> Result<Bytes> {
+        if !keys::is_server_role(role) {
+            return Err(Error::NotFound);
+        }
+        let _w = self.write.lock().await;
+        self.writable().await?;
+        let held = self.store.server_keys(gun, role).await.map_err(storage)?;
+        match self.store.tuf_current(gun, "root").await.map_err(storage)? {
+            Some(root_file) => {
+                let root = Signed::<Root>::parse(&root_file.data).map_err(corrupt(gun))?;
+                let listed = root
+                    .body
+                    .roles
+                    .get(role)
+                    .map(|r| r.keyids.as_slice())
+                    .unwrap_or_default();
+                if let Some(rec) = listed
+                    .iter()
+                    .find_map(|id| held.iter().find(|k| &k.key_id == id))
+                {
+                    return Ok(rec.public.clone());
+                }
+            }
+            None => {
+                if let Some(rec) = held.last() {
+                    return Ok(rec.public.clone());
+                }
+            }
+        }
+        self.create_key(gun, role).await
+    }
+
+    /// `POST {timestamp|snapshot}.key`: a new pending key, used once a root lists it.
+    pub async fn rotate_key(&self, gun: &str, role: &str) -> Result<Bytes> {
+        if !keys::is_server_role(role) {
+            return Err(Error::NotFound);
+        }
+        let _w = self.write.lock().await;
+        self.writable().await?;
+        self.create_key(gun, role).await
+    }
+
+    async fn create_key(&self, gun: &str, role: &str) -> Result<Bytes> {
+        let rec = keys::create(&self.vault, gun, role, self.opts.key_algorithm, self.now())?;
+        self.store
+            .server_key_insert(gun, &rec)
+            .await
+            .map_err(storage)?;
+        tracing::info!(gun, role, key_id = rec.key_id, "created server key");
+        Ok(rec.public)
+    }
+
+    /// Deletes every version of every role of `gun`, and its server keys. Works whether trust
+    /// is enabled or not. Returns whether anything existed.
+    pub async fn delete(&self, gun: &str) -> Result<bool> {
+        let _w = self.write.lock().await;
+        let existed = self.store.tuf_delete(gun).await.map_err(storage)?;
+        if existed {
+            tracing::warn!(gun, "trust data deleted");
+        }
+        Ok(existed)
+    }
+
+    /// The changefeed (per GUN or global) as Notary's JSON; `change_id` and `records` are the
+    /// raw query values.
+    pub async fn changefeed(
+        &self,
+        gun: Option<&str>,
+        change_id: Option<&str>,
+        records: Option<&str>,
+    ) -> Result<Bytes> {
+        self.readable().await?;
+        let (id, records) = changefeed::params(change_id, records)?;
+        let changes = self
+            .store
+            .changefeed(gun, id, records)
+            .await
+            .map_err(storage)?;
+        Ok(Bytes::from(changefeed::render(&changes)))
+    }
+}
+
+/// What `getMaybeServerSigned` works on.
+struct Served {
+    ts_file: TufFile,
+    ts: Signed<Timestamp>,
+    snap_file: TufFile,
+    snap: Signed<Snapshot>,
+}
+
+impl Served {
+    fn stale(&self, now: SystemTime, gun: &str) -> Result<bool> {
+        Ok(self.ts.body.is_expired(now).map_err(corrupt(gun))?
+            || self.snap.body.is_expired(now).map_err(corrupt(gun))?)
+    }
+
+    fn pick(self, snapshot: bool) -> TufFile {
+        if snapshot {
+            self.snap_file
+        } else {
+            self.ts_file
+        }
+    }
+}
+
+/// Refuses updates on top of a stored root whose certificates have all expired. Notary fails
+/// such updates with an opaque error forever; Berth still accepts a root rotation (checked by
+/// `validate_root`, which trusts the old root's keys regardless of certificate expiry) and
+/// says so.
+fn check_stored_root(gun: &str, raw: &[u8], now: SystemTime) -> Result<()> {
+    let root = Signed::<Root>::parse(raw).map_err(corrupt(gun))?;
+    if certified_root_role(&root.body, gun, Some(now)).is_ok()
+        || certified_root_role(&root.body, gun, None).is_err()
+    {
+        return Ok(());
+    }
+    let not_after = root
+        .body
+        .roles
+        .get("root")
+        .into_iter()
+        .flat_map(|r| r.keyids.iter())
+        .filter_map(|id| root.body.keys.get(id))
+        .filter_map(|k| x509::parse_pem_bundle(k.public_bytes()).ok())
+        .filter_map(|certs| certs.into_iter().next().map(|c| c.not_after))
+        .max();
+    let when = match not_after {
+        Some(t) if t <= now => format!("expired on {}", berth_tuf::time::format_rfc3339(t)),
+        _ => "is not valid at this time".to_owned(),
+    };
+    Err(Error::Validation(berth_tuf::Error::BadRoot(format!(
+        "the stored root certificate of {gun} {when}: publish a root rotation signed with the current root key (`notary key rotate {gun} root`), or reset the repository's trust data (`berth trust reset {}`)",
+        repository_of(gun)
+    ))))
+}
+
+/// Parses the multipart parts with Notary's rules: `.json` stripped, empty name, invalid role,
+/// JSON that does not decode into Notary's `SignedMeta`; the last duplicate wins; a timestamp
+/// is checked and then dropped (the server makes its own).
+fn parse_parts(parts: Vec<(String, Bytes)>) -> Result<BTreeMap<RoleName, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for (name, data) in parts {
+        let name = name.strip_suffix(".json").unwrap_or(&name);
+        if name.is_empty() {
+            return Err(Error::NoFilename);
+        }
+        let role = RoleName::parse(name).map_err(|_| Error::InvalidRole(name.to_owned()))?;
+        if !decodes_as_signed_meta(&data) {
+            return Err(Error::MalformedJson(name.to_owned()));
+        }
+        if role != RoleName::Timestamp {
+            out.insert(role, data.to_vec());
+        }
+    }
+    Ok(out)
+}
+
+/// Whether Go's `json.Decode` into `data.SignedMeta` would succeed: an object whose `signed`
+/// has an integer `version`, an RFC 3339 `expires`, a string `_type`, and whose signatures
+/// have string `keyid`/`method` and base64 `sig` (absent or null members are zero values).
+fn decodes_as_signed_meta(data: &[u8]) -> bool {
+    use base64::Engine as _;
+    use serde_json::Value;
+    let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(data) else {
+        return false;
+    };
+    let null_or =
+        |v: Option<&Value>, ok: &dyn Fn(&Value) -> bool| v.is_none_or(|v| v.is_null() || ok(v));
+    let signed_ok = null_or(doc.get("signed"), &|s| {
+        s.as_object().is_some_and(|s| {
+            null_or(s.get("_type"), &Value::is_string)
+                && null_or(s.get("version"), &|v| {
+                    v.as_i64().is_some() || v.as_u64().is_some()
+                })
+                && null_or(s.get("expires"), &|v| {
+                    v.as_str()
+                        .is_some_and(|t| berth_tuf::time::parse_rfc3339(t).is_ok())
+                })
+        })
+    });
+    let sigs_ok = null_or(doc.get("signatures"), &|a| {
+        a.as_array().is_some_and(|a| {
+            a.iter().all(|sig| {
+                sig.is_null()
+                    || sig.as_object().is_some_and(|o| {
+                        null_or(o.get("keyid"), &Value::is_string)
+                            && null_or(o.get("method"), &Value::is_string)
+                            && null_or(o.get("sig"), &|v| {
+                                v.as_str().is_some_and(|s| {
+                                    base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+                                })
+                            })
+                    })
+            })
+        })
+    });
+    signed_ok && sigs_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_rules() {
+        let p = |n: &str, b: &str| (n.to_owned(), Bytes::from(b.to_owned()));
+        let ok = r#"{"signed":{"_type":"Targets","version":2,"expires":"2030-01-01T00:00:00Z"},"signatures":[]}"#;
+        assert!(matches!(
+            parse_parts(vec![p(".json", ok)]),
+            Err(Error::NoFilename)
+        ));
+        assert!(matches!(
+            parse_parts(vec![p("", ok)]),
+            Err(Error::NoFilename)
+        ));
+        assert!(
+            matches!(parse_parts(vec![p("bogus", ok)]), Err(Error::InvalidRole(r)) if r == "bogus")
+        );
+        assert!(matches!(
+            parse_parts(vec![p("targets", "{nope")]),
+            Err(Error::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse_parts(vec![p("targets", "[]")]),
+            Err(Error::MalformedJson(_))
+        ));
+        let bad_version = r#"{"signed":{"version":"2"}}"#;
+        assert!(matches!(
+            parse_parts(vec![p("targets", bad_version)]),
+            Err(Error::MalformedJson(_))
+        ));
+        let bad_sig = r#"{"signed":{},"signatures":[{"sig":"***"}]}"#;
+        assert!(matches!(
+            parse_parts(vec![p("root", bad_sig)]),
+            Err(Error::MalformedJson(_))
+        ));
+        // A bad timestamp part is still an error; a good one is dropped; last duplicate wins.
+        assert!(matches!(
+            parse_parts(vec![p("timestamp", "x")]),
+            Err(Error::MalformedJson(_))
+        ));
+        let got = parse_parts(vec![
+            p("targets.json", "{}"),
+            p("timestamp", ok),
+            p("targets", ok),
+        ])
+        .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[&RoleName::Targets], ok.as_bytes());
+    }
+
+    #[test]
+    fn repository_names() {
+        assert_eq!(repository_of("localhost:5000/berth/demo"), "berth/demo");
+        assert_eq!(repository_of("registry.example.com/app"), "app");
+        assert_eq!(repository_of("team/app"), "team/app");
+    }
+}

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::api::ServerArgs;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "berth",
@@ -19,6 +21,50 @@ pub struct Cli {
 pub enum Command {
     /// Run the registry (OCI distribution API) on one HTTPS port.
     Serve(ServeArgs),
+    /// Registry-wide settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Docker Content Trust administration.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// The registry-wide content-trust switch (off by default).
+    #[command(subcommand, name = "content-trust")]
+    ContentTrust(ContentTrustCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContentTrustCommand {
+    /// Print whether content trust is enabled.
+    Show(ServerArgs),
+    /// Enable or disable content trust. Disabling DELETES ALL TRUST DATA of every repository,
+    /// irreversibly (images stay).
+    Update {
+        #[arg(long, value_parser = ["enabled", "disabled"])]
+        status: String,
+        /// Confirm disabling without a prompt.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrustCommand {
+    /// Wipe one repository's trust data (e.g. after losing its root key); images stay.
+    Reset {
+        /// `host[:port]/repository`, as docker names it (the host selects the server).
+        repo: String,
+        /// Confirm without a prompt.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 /// Every flag also reads `BERTH_<FLAG>` and the TOML config file; flag > env > file > default.

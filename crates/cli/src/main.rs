@@ -1,5 +1,6 @@
 //! `berth`: the registry server and its admin and client verbs, in one binary.
 
+mod api;
 mod args;
 mod cmd;
 mod config;
@@ -7,9 +8,13 @@ mod config;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // One TLS provider for every client and server in the process: ring (pure Rust, no C build).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Serve(a) => cmd::serve::run(a),
+        args::Command::Config(c) => cmd::config::run(c),
+        args::Command::Trust(c) => cmd::trust::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -18,10 +18,14 @@ use berth_registry::Registry;
 
 pub use error::ApiError;
 pub use routes::router;
+pub use routes::trust::{GunResolver, TrustAccess, TrustEndpoint};
 pub use serve::{Listener, serve};
 
 /// Everything a request handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
+    pub trust: Arc<berth_trust::TrustService>,
+    /// Which GUNs name repositories of this registry.
+    pub guns: routes::trust::GunResolver,
 }

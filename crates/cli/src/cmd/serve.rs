@@ -60,7 +60,16 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("opening blob store in {}", data.display()))?;
     let meta =
         SqliteMetadataStore::open(data.join("metadata.db")).context("opening metadata database")?;
-    let registry = Arc::new(Registry::new(Arc::new(blobs), Arc::new(meta)));
+    let meta = Arc::new(meta);
+    let registry = Arc::new(Registry::new(Arc::new(blobs), meta.clone()));
+    let vault = berth_trust::KeyVault::open(meta.as_ref(), &trust_passphrase(data)?)
+        .await
+        .context("unlocking the trust key vault (is BERTH_TRUST_KEY_PASSPHRASE the one this data dir was created with?)")?;
+    let trust = Arc::new(berth_trust::TrustService::new(
+        meta,
+        vault,
+        berth_trust::TrustOptions::default(),
+    ));
 
     let socket = std::net::TcpListener::bind(&cfg.listen)
         .with_context(|| format!("binding {}", cfg.listen))?;
@@ -104,7 +113,14 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
     });
 
-    let app = berth_server::router(AppState { registry });
+    let guns = berth_server::GunResolver {
+        hosts: cert_names(&cfg),
+    };
+    let app = berth_server::router(AppState {
+        registry,
+        trust,
+        guns,
+    });
     // Tests and scripts parse this exact line.
     let mut out = std::io::stdout();
     writeln!(out, "listening on {scheme}://{addr}")?;
@@ -113,6 +129,44 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     berth_server::serve(socket, listener, app, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Writes a secret file readable only by the server's user.
+fn write_secret(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn random_hex(n: usize) -> anyhow::Result<String> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("system RNG: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The passphrase sealing server-held trust keys: `BERTH_TRUST_KEY_PASSPHRASE`, else one generated
+/// on first start and kept (0600) in the data dir.
+fn trust_passphrase(data: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(p) = std::env::var("BERTH_TRUST_KEY_PASSPHRASE")
+        && !p.is_empty()
+    {
+        return Ok(p.into_bytes());
+    }
+    let path = data.join("trust-key-passphrase");
+    if !path.exists() {
+        write_secret(&path, random_hex(32)?.as_bytes())?;
+    }
+    Ok(std::fs::read(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim_ascii()
+        .to_vec())
 }
 
 fn print_trust_hint(ca: &std::path::Path, addr: SocketAddr) {

@@ -2,9 +2,11 @@
 //! (`/v2/a/b/c/manifests/v1`), which a path-pattern router cannot express, so `/v2/` paths are
 //! parsed here from the right and dispatched by hand.
 
+mod admin;
 mod blobs;
 mod listing;
 mod manifests;
+pub mod trust;
 mod uploads;
 
 use axum::Router;
@@ -75,6 +77,10 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let Some(rest) = path.strip_prefix("/v2/") else {
         return not_found();
     };
+    // Trust routes first: a GUN carries `host:port`, which the registry's name grammar refuses.
+    if let Some(t) = trust::parse(req.method(), rest) {
+        return trust::handle(&state, t, req).await;
+    }
     let Some(endpoint) = parse(rest) else {
         return not_found();
     };
@@ -127,6 +133,20 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+async fn notary_health() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+}
+
+async fn admin(State(state): State<AppState>, req: Request) -> Response {
+    let path = req
+        .uri()
+        .path()
+        .strip_prefix("/api/v1/")
+        .unwrap_or("")
+        .to_owned();
+    admin::handle(&state, &path, req).await
+}
+
 /// Every response says which API it speaks; some old clients check it on `/v2/`.
 async fn api_version_header(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
@@ -145,6 +165,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/{*rest}", axum::routing::any(dispatch))
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))
+        .route("/_notary_server/health", get(notary_health))
+        .route("/api/v1/{*rest}", axum::routing::any(admin))
         .layer(middleware::from_fn(api_version_header))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())

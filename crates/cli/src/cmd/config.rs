@@ -1,0 +1,33 @@
+//! `berth config content-trust show|update`.
+
+use serde_json::json;
+
+use crate::api::Api;
+use crate::args::{ConfigCommand, ContentTrustCommand};
+
+pub fn run(cmd: ConfigCommand) -> anyhow::Result<()> {
+    match cmd {
+        ConfigCommand::ContentTrust(ContentTrustCommand::Show(server)) => {
+            let v = Api::new(&server, None)?.get("config/content-trust")?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        ConfigCommand::ContentTrust(ContentTrustCommand::Update {
+            status,
+            yes,
+            server,
+        }) => {
+            let api = Api::new(&server, None)?;
+            if status == "disabled" {
+                super::confirm(
+                    yes,
+                    "Disabling content trust DELETES ALL TRUST DATA (every signature of every repository) \
+                     irreversibly. Images are kept. Signers will have to re-initialise their repositories.",
+                    "yes",
+                )?;
+            }
+            let v = api.put("config/content-trust", &json!({"status": status}))?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+    }
+    Ok(())
+}

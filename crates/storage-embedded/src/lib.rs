@@ -10,6 +10,7 @@
 
 mod fs_blobs;
 mod sqlite;
+mod sqlite_identity;
 mod sqlite_trust;
 
 pub use fs_blobs::FsBlobStore;

@@ -111,6 +111,9 @@ impl SqliteMetadataStore {
         writer
             .execute_batch(crate::sqlite_trust::TRUST_SCHEMA)
             .map_err(backend)?;
+        writer
+            .execute_batch(crate::sqlite_identity::IDENTITY_SCHEMA)
+            .map_err(backend)?;
         Ok(SqliteMetadataStore {
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),

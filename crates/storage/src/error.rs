@@ -22,6 +22,9 @@ pub enum Error {
     /// A TUF role version is not newer than the stored one (Notary's `VERSION`).
     #[error("a newer version of {role} is already stored ({stored} >= {new})")]
     TufVersion { role: String, stored: i64, new: i64 },
+    /// A record with that name already exists.
+    #[error("{0} already exists")]
+    Conflict(String),
     #[error("storage I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("storage backend: {0}")]

@@ -3,6 +3,7 @@
 
 mod blob;
 mod error;
+mod identity;
 mod metadata;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -10,6 +11,10 @@ mod trust;
 
 pub use blob::{BlobStore, ByteStream};
 pub use error::{Error, Result};
+pub use identity::{
+    AuditRecord, IdentityRecord, IdentityStore, RoleAssignmentRecord, ScopeMapRecord,
+    SigningKeyRecord,
+};
 pub use metadata::{
     ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, UploadRecord,
 };

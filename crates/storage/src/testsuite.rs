@@ -423,3 +423,122 @@ pub async fn run_trust(t: &dyn crate::TrustStore) {
     assert_eq!(t.tuf_delete_all().await.unwrap(), 1);
     assert!(t.tuf_guns().await.unwrap().is_empty());
 }
+
+/// Identity rules: unique names, updates, roles, scope maps, signing keys, the audit log.
+pub async fn run_identity(s: &dyn crate::IdentityStore) {
+    let alice = crate::IdentityRecord {
+        name: "alice".into(),
+        kind: "user".into(),
+        label: "alice".into(),
+        secret_hash: "$argon2id$v=19$hash".into(),
+        secret_hash2: None,
+        disabled: false,
+        expires: None,
+        scope_map: None,
+        created: 1,
+    };
+    s.identity_insert(&alice).await.unwrap();
+    assert!(
+        matches!(s.identity_insert(&alice).await, Err(Error::Conflict(_))),
+        "names are unique"
+    );
+    let disabled = crate::IdentityRecord {
+        disabled: true,
+        ..alice.clone()
+    };
+    assert!(s.identity_update(&disabled).await.unwrap());
+    assert!(s.identity_get("alice").await.unwrap().unwrap().disabled);
+    let ghost = crate::IdentityRecord {
+        name: "ghost".into(),
+        ..alice.clone()
+    };
+    assert!(!s.identity_update(&ghost).await.unwrap());
+    let token = crate::IdentityRecord {
+        name: "ci".into(),
+        kind: "token".into(),
+        scope_map: Some("ci-map".into()),
+        secret_hash2: Some("h2".into()),
+        expires: Some(99),
+        ..alice.clone()
+    };
+    s.identity_insert(&token).await.unwrap();
+    assert_eq!(
+        s.identity_list(Some("token")).await.unwrap(),
+        vec![token.clone()]
+    );
+    assert_eq!(s.identity_list(None).await.unwrap().len(), 2);
+
+    let id = s
+        .role_assign("AcrPush", "alice", Some("team/app"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.role_assign("AcrPush", "alice", Some("team/app"))
+            .await
+            .unwrap(),
+        id,
+        "idempotent"
+    );
+    s.role_assign("AcrPull", "alice", None).await.unwrap();
+    let roles = s.role_list(Some("alice")).await.unwrap();
+    assert_eq!(roles.len(), 2);
+    assert!(
+        roles
+            .iter()
+            .any(|r| r.role == "AcrPull" && r.repository.is_none())
+    );
+    assert!(s.role_unassign("AcrPull", "alice", None).await.unwrap());
+    assert!(!s.role_unassign("AcrPull", "alice", None).await.unwrap());
+    assert!(s.identity_delete("alice").await.unwrap());
+    assert!(
+        s.role_list(Some("alice")).await.unwrap().is_empty(),
+        "roles go with the identity"
+    );
+
+    let map = crate::ScopeMapRecord {
+        name: "ci-map".into(),
+        rules: r#"[{"repository":"team/*","actions":["content/read"]}]"#.into(),
+        description: String::new(),
+        created: 1,
+    };
+    s.scope_map_put(&map).await.unwrap();
+    assert_eq!(s.scope_map_get("ci-map").await.unwrap(), Some(map.clone()));
+    assert_eq!(s.scope_map_list().await.unwrap().len(), 1);
+    assert!(s.scope_map_delete("ci-map").await.unwrap());
+
+    let key = crate::SigningKeyRecord {
+        kid: "k1".into(),
+        sealed_private: Bytes::from_static(b"sealed"),
+        certificate: Bytes::from_static(b"der"),
+        created: 10,
+        retired: None,
+    };
+    s.signing_key_insert(&key).await.unwrap();
+    s.signing_key_insert(&crate::SigningKeyRecord {
+        kid: "k2".into(),
+        created: 20,
+        ..key.clone()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.signing_keys().await.unwrap()[0].kid, "k2", "newest first");
+    s.signing_key_retire("k1", 30).await.unwrap();
+    assert_eq!(s.signing_keys_purge(31).await.unwrap(), 1);
+    assert_eq!(s.signing_keys().await.unwrap().len(), 1);
+
+    let rec = crate::AuditRecord {
+        id: 0,
+        at: 5,
+        actor: "bob".into(),
+        action: "login.failed".into(),
+        target: "registry".into(),
+        client: "127.0.0.1".into(),
+        detail: String::new(),
+    };
+    let a = s.audit_append(&rec).await.unwrap();
+    let b = s.audit_append(&rec).await.unwrap();
+    assert!(b > a);
+    let after = s.audit_list(a, 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, b);
+}

@@ -115,8 +115,8 @@ impl Registry {
     /// Fetches a manifest, honouring the client's `Accept` list (media type essences).
     ///
     /// Stored bytes are never converted. An index the client cannot read is answered with its
-    /// linux/amd64 child when the client accepts that child's type (what docker clients without
-    /// manifest-list support expect); otherwise the manifest is reported unknown.
+    /// linux/amd64 child when fetched by tag and the client accepts that child's type (what docker
+    /// clients without manifest-list support expect); otherwise the manifest is reported unknown.
     pub async fn get_manifest(
         &self,
         repo: &RepoName,
@@ -132,7 +132,11 @@ impl Registry {
         if accepts(accept, &m.media_type) {
             return Ok(m);
         }
-        if media::kind_of(&m.media_type) == Some(ManifestKind::Index) {
+        // Only a tag may be answered with another manifest: a by-digest pull is verified against
+        // the digest asked for.
+        if matches!(reference, TagOrDigest::Tag(_))
+            && media::kind_of(&m.media_type) == Some(ManifestKind::Index)
+        {
             let view = ManifestView::parse(&m.body, Some(&m.media_type))?;
             let child = view.manifests.iter().find(|d| {
                 d.platform

@@ -14,3 +14,9 @@ mod restart;
 mod skopeo;
 mod tags_catalog;
 mod uploads;
+
+mod trust_docker;
+mod trust_harness;
+mod trust_notary;
+mod trust_switch;
+mod trust_wire;

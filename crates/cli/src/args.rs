@@ -27,6 +27,10 @@ pub enum Command {
     /// Docker Content Trust administration.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Push an image from an OCI layout or a docker-save archive to a registry.
+    Push(crate::cmd::push::PushArgs),
+    /// Pull an image into an OCI layout, verifying every digest.
+    Pull(crate::cmd::pull::PullArgs),
 }
 
 #[derive(Subcommand, Debug)]

@@ -15,6 +15,8 @@ fn main() -> std::process::ExitCode {
         args::Command::Serve(a) => cmd::serve::run(a),
         args::Command::Config(c) => cmd::config::run(c),
         args::Command::Trust(c) => cmd::trust::run(c),
+        args::Command::Push(a) => cmd::push::run(a),
+        args::Command::Pull(a) => cmd::pull::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,8 @@
 pub mod config;
+pub mod pull;
+pub mod push;
 pub mod serve;
+pub mod transfer;
 pub mod trust;
 
 use std::io::{BufRead, IsTerminal, Write};

@@ -6,6 +6,7 @@ mod harness;
 mod base;
 mod big;
 mod blobs;
+mod client;
 mod concurrency;
 mod manifests;
 mod names;

@@ -1,0 +1,194 @@
+//! What `berth push` and `berth pull` share: connection and credential flags, progress bars,
+//! the runtime, and turning a client error into one line that says what to do.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Read};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_client::{BlobOutcome, ClientOptions, Credentials, Progress, Reference, Registry};
+use berth_oci::Digest;
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::api::ServerArgs;
+
+/// Connection, credential and output flags of the verbs that move images.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TransferArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// User name (or service principal id, or token name) [env: BERTH_USERNAME].
+    #[arg(short = 'u', long, env = "BERTH_USERNAME")]
+    pub username: Option<String>,
+    /// Read the password from standard input (else BERTH_PASSWORD).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// No progress bars (they are off anyway when stderr is not a terminal).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl TransferArgs {
+    fn credentials(&self) -> anyhow::Result<Option<Credentials>> {
+        let password = if self.password_stdin {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the password from standard input")?;
+            Some(s.trim_end_matches(['\r', '\n']).to_owned())
+        } else {
+            std::env::var("BERTH_PASSWORD").ok()
+        };
+        match (&self.username, password) {
+            (Some(u), Some(p)) => Ok(Some(Credentials {
+                username: u.clone(),
+                password: p,
+            })),
+            (Some(u), None) => anyhow::bail!(
+                "a user name ({u}) without a password: pass --password-stdin or set BERTH_PASSWORD"
+            ),
+            (None, Some(_)) if self.password_stdin => {
+                anyhow::bail!("--password-stdin needs -u/--username")
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A client for the registry `reference` names (or `--server`).
+    pub fn registry(&self, reference: &Reference) -> anyhow::Result<Registry> {
+        let opts = ClientOptions {
+            server: self.server.server.clone(),
+            ca_file: self.server.ca_file.clone(),
+            credentials: self.credentials()?,
+        };
+        Registry::new(&reference.registry, &opts).map_err(|e| explain(e, "connecting"))
+    }
+
+    pub fn progress(&self) -> Arc<dyn Progress> {
+        Arc::new(Bars::new(self.quiet || !std::io::stderr().is_terminal()))
+    }
+}
+
+/// Parses a reference; the host may be left out when `--server` names the registry.
+pub fn parse_reference(s: &str, server: &ServerArgs) -> anyhow::Result<Reference> {
+    let default = server.server.as_deref().map(|u| {
+        let u = u.split("://").nth(1).unwrap_or(u);
+        u.split('/').next().unwrap_or(u).to_owned()
+    });
+    Reference::parse_with_default(s, default.as_deref()).map_err(|e| explain(e, "reading REF"))
+}
+
+/// One line: what failed, why, and what to do.
+pub fn explain(e: berth_client::Error, doing: &str) -> anyhow::Error {
+    match e.hint() {
+        Some(h) => anyhow::anyhow!("{doing} failed: {e} (fix: {h})"),
+        None => anyhow::anyhow!("{doing} failed: {e}"),
+    }
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// A bar per blob plus a total, drawn on stderr; hidden when `quiet`.
+pub struct Bars {
+    multi: MultiProgress,
+    total: ProgressBar,
+    bars: Mutex<HashMap<Digest, (ProgressBar, u64)>>,
+}
+
+impl Bars {
+    fn new(quiet: bool) -> Bars {
+        let multi = MultiProgress::with_draw_target(if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        });
+        let total = multi.add(ProgressBar::new(0));
+        total.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        total.set_prefix("total");
+        total.enable_steady_tick(Duration::from_millis(200));
+        Bars {
+            multi,
+            total,
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn label(d: &Digest) -> String {
+        d.hex()[..12].to_owned()
+    }
+
+    pub fn clear(&self) {
+        self.total.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}
+
+impl Progress for Bars {
+    fn start(&self, d: &Digest, size: u64) {
+        let mut bars = self.bars.lock().expect("bars lock");
+        if bars.contains_key(d) {
+            return;
+        }
+        let pb = self
+            .multi
+            .insert_before(&self.total, ProgressBar::new(size));
+        pb.set_style(
+            ProgressStyle::with_template("{prefix:>14} [{bar:30}] {bytes}/{total_bytes} {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        pb.set_prefix(Self::label(d));
+        self.total.inc_length(size);
+        bars.insert(d.clone(), (pb, 0));
+    }
+
+    fn position(&self, d: &Digest, done: u64) {
+        let mut bars = self.bars.lock().expect("bars lock");
+        if let Some((pb, last)) = bars.get_mut(d) {
+            pb.set_position(done);
+            // A retried chunk moves back: keep the total in step either way.
+            if done >= *last {
+                self.total.inc(done - *last);
+            } else {
+                self.total
+                    .set_position(self.total.position() - (*last - done));
+            }
+            *last = done;
+        }
+    }
+
+    fn finish(&self, d: &Digest, outcome: BlobOutcome) {
+        let bars = self.bars.lock().expect("bars lock");
+        let msg = match outcome {
+            BlobOutcome::Existed => "already there",
+            BlobOutcome::Mounted => "mounted",
+            BlobOutcome::Transferred => "done",
+        };
+        match bars.get(d) {
+            Some((pb, _)) => pb.finish_with_message(msg),
+            None => {
+                let _ = self.multi.println(format!("{:>14} {msg}", Self::label(d)));
+            }
+        }
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}

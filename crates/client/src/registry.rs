@@ -1,0 +1,393 @@
+//! A connection to one registry: TLS trust, authentication (anonymous, Basic, or the Docker
+//! token flow), and the request helper every operation goes through.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+
+use crate::auth::{AuthState, Challenge, Credentials, Mode, TokenResponse, scope_key};
+use crate::error::{Error, Result};
+
+/// How to reach and authenticate to a registry.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Registry URL overriding `https://<host[:port]>` from the reference (`--server`).
+    pub server: Option<String>,
+    /// PEM CA certificate(s) to trust instead of the system roots (`--ca-file`). When absent,
+    /// `~/.docker/tls/<host:port>/ca.crt` is used if it exists, as docker and notary do.
+    pub ca_file: Option<PathBuf>,
+    pub credentials: Option<Credentials>,
+}
+
+/// A registry client. Cheap to clone; clones share connections and cached tokens.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    /// `host[:port]`, for messages.
+    name: String,
+    credentials: Option<Credentials>,
+    auth: Mutex<AuthState>,
+}
+
+fn docker_tls_ca(hostport: &str) -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let p = PathBuf::from(home)
+        .join(".docker/tls")
+        .join(hostport)
+        .join("ca.crt");
+    p.exists().then_some(p)
+}
+
+fn load_ca(path: &Path) -> Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path).map_err(|e| Error::CaFile {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::CaFile {
+        path: path.to_owned(),
+        reason: format!("not a PEM certificate: {e}"),
+    })?;
+    if certs.is_empty() {
+        return Err(Error::CaFile {
+            path: path.to_owned(),
+            reason: "no PEM certificate in it".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// A reqwest error with its causes, which carry the useful part ("connection refused",
+/// "invalid peer certificate: UnknownIssuer").
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+impl Registry {
+    /// A client for the registry named `host[:port]` (as in a reference).
+    pub fn new(registry: &str, opts: &ClientOptions) -> Result<Registry> {
+        let bad = |reason: String| Error::InvalidReference {
+            input: opts.server.clone().unwrap_or_else(|| registry.to_owned()),
+            reason,
+        };
+        let base = match &opts.server {
+            Some(s) if s.contains("://") => s.clone(),
+            Some(s) => format!("https://{s}"),
+            None => format!("https://{registry}"),
+        };
+        let base = Url::parse(&format!("{}/", base.trim_end_matches('/')))
+            .map_err(|e| bad(format!("not a URL: {e}")))?;
+        let hostport = match (base.host_str(), base.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            (None, _) => return Err(bad("no host".into())),
+        };
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            // Per read, not per request: a 256 MiB chunk may take long, a stalled one fails.
+            .read_timeout(Duration::from_secs(120))
+            // Redirects may point at blob storage on another host; reqwest drops Authorization
+            // across hosts, as the spec requires.
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = opts.ca_file.clone().or_else(|| docker_tls_ca(&hostport)) {
+            b = b.tls_certs_only(load_ca(&ca)?);
+        }
+        let http = b.build().map_err(|e| Error::Network {
+            what: "setting up the HTTP client".into(),
+            registry: hostport.clone(),
+            reason: error_chain(&e),
+        })?;
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                name: hostport,
+                credentials: opts.credentials.clone(),
+                auth: Mutex::new(AuthState::default()),
+            }),
+        })
+    }
+
+    /// `host[:port]` of the registry.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base
+    }
+
+    pub(crate) fn url(&self, path: &str) -> Result<Url> {
+        self.inner
+            .base
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| Error::protocol(path.to_owned(), format!("bad URL: {e}")))
+    }
+
+    /// Resolves a `Location` header (absolute, or relative to the registry).
+    pub(crate) fn location(&self, what: &str, headers: &HeaderMap) -> Result<Url> {
+        let loc = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::protocol(what, "response without Location"))?;
+        self.inner
+            .base
+            .join(loc)
+            .map_err(|e| Error::protocol(what, format!("bad Location {loc:?}: {e}")))
+    }
+
+    /// `GET /v2/`: checks the registry is there and that our credentials (if any) work.
+    pub async fn ping(&self) -> Result<()> {
+        let url = self.url("v2/")?;
+        let resp = self
+            .send("checking the registry", &[], || {
+                self.inner.http.get(url.clone())
+            })
+            .await?;
+        self.check(resp, "checking the registry").await.map(drop)
+    }
+
+    /// Sends a request built by `build` (called again for a retry), authenticating as the
+    /// registry asks: on a 401 it learns the challenge, fetches a token for `scopes` plus
+    /// whatever the challenge names, and retries once. Other statuses are returned as they are.
+    pub(crate) async fn send(
+        &self,
+        what: &str,
+        scopes: &[String],
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response> {
+        let mut scopes = scopes.to_vec();
+        let mut fresh = false;
+        for attempt in 0..2 {
+            let rb = self.authorize(what, build(), &scopes, fresh).await?;
+            let resp = rb.send().await.map_err(|e| self.network(what, &e))?;
+            if resp.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
+                return Ok(resp);
+            }
+            let challenges = resp
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(crate::auth::parse_challenges)
+                .collect::<Vec<_>>();
+            let bearer = challenges.iter().find_map(|c| match c {
+                Challenge::Bearer {
+                    realm,
+                    service,
+                    scope,
+                    ..
+                } => Some((realm.clone(), service.clone(), scope.clone())),
+                _ => None,
+            });
+            let mut st = self.inner.auth.lock().expect("auth lock");
+            if let Some((realm, service, scope)) = bearer {
+                st.mode = Mode::Bearer { realm, service };
+                for s in scope.iter().flat_map(|s| s.split_whitespace()) {
+                    if !scopes.iter().any(|x| x == s) {
+                        scopes.push(s.to_owned());
+                    }
+                }
+                st.forget(&scope_key(&scopes));
+                fresh = true;
+            } else if challenges
+                .iter()
+                .any(|c| matches!(c, Challenge::Basic { .. }))
+                && self.inner.credentials.is_some()
+                && !matches!(st.mode, Mode::Basic)
+            {
+                st.mode = Mode::Basic;
+            } else {
+                drop(st);
+                return Ok(resp);
+            }
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    /// Adds the Authorization header the current mode calls for.
+    async fn authorize(
+        &self,
+        what: &str,
+        rb: RequestBuilder,
+        scopes: &[String],
+        fresh: bool,
+    ) -> Result<RequestBuilder> {
+        let key = scope_key(scopes);
+        let (mode, cached) = {
+            let st = self.inner.auth.lock().expect("auth lock");
+            (st.mode.clone(), st.token(&key).map(str::to_owned))
+        };
+        match mode {
+            Mode::Anonymous => Ok(rb),
+            Mode::Basic => Ok(match &self.inner.credentials {
+                Some(c) => rb.basic_auth(&c.username, Some(&c.password)),
+                None => rb,
+            }),
+            Mode::Bearer { realm, service } => {
+                let token = match cached {
+                    Some(t) if !fresh => t,
+                    _ => {
+                        let (t, life) = self
+                            .fetch_token(what, &realm, service.as_deref(), scopes)
+                            .await?;
+                        self.inner
+                            .auth
+                            .lock()
+                            .expect("auth lock")
+                            .store(key, t.clone(), life);
+                        t
+                    }
+                };
+                Ok(rb.bearer_auth(token))
+            }
+        }
+    }
+
+    /// GET the realm with Basic credentials (token.md). Anonymous when we have none: the
+    /// token service may still grant anonymous pulls.
+    async fn fetch_token(
+        &self,
+        what: &str,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<(String, Duration)> {
+        let token_err = |reason: String| Error::Token {
+            realm: realm.to_owned(),
+            reason,
+        };
+        let mut url = Url::parse(realm).map_err(|e| token_err(format!("bad realm URL: {e}")))?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            for s in scopes {
+                q.append_pair("scope", s);
+            }
+            if let Some(c) = &self.inner.credentials {
+                q.append_pair("account", &c.username);
+            }
+            q.append_pair("client_id", "berth");
+        }
+        let mut rb = self.inner.http.get(url);
+        if let Some(c) = &self.inner.credentials {
+            rb = rb.basic_auth(&c.username, Some(&c.password));
+        }
+        let resp = rb.send().await.map_err(|e| self.network(what, &e))?;
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let detail = if self.inner.credentials.is_some() {
+                "the token service refused the credentials"
+            } else {
+                "no credentials were given"
+            };
+            return Err(Error::Unauthorized {
+                what: what.to_owned(),
+                registry: self.inner.name.clone(),
+                detail: detail.into(),
+            });
+        }
+        if !status.is_success() {
+            return Err(token_err(format!("answered {status}")));
+        }
+        let body: TokenResponse = resp
+            .json()
+            .await
+            .map_err(|e| token_err(format!("unreadable answer: {}", error_chain(&e))))?;
+        body.into_token()
+            .ok_or_else(|| token_err("answer carries no token".into()))
+    }
+
+    pub(crate) fn network(&self, what: &str, e: &reqwest::Error) -> Error {
+        Error::Network {
+            what: what.to_owned(),
+            registry: self.inner.name.clone(),
+            reason: error_chain(e),
+        }
+    }
+
+    /// Passes a 2xx response through; turns anything else into the matching error, with the
+    /// OCI error body's code and message when there is one.
+    pub(crate) async fn check(&self, resp: Response, what: &str) -> Result<Response> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        Err(self.error_from(resp, what).await)
+    }
+
+    pub(crate) async fn error_from(&self, resp: Response, what: &str) -> Error {
+        let status = resp.status();
+        // Error bodies are small (and empty for HEAD); cap what we read from a misbehaving server.
+        let bytes = read_capped(resp, 64 * 1024).await.unwrap_or_default();
+        let body: serde_json::Value =
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        let first = &body["errors"][0];
+        let code = first["code"].as_str().map(str::to_owned);
+        let message = first["message"].as_str().unwrap_or("").to_owned();
+        let registry = self.inner.name.clone();
+        let what = what.to_owned();
+        match status {
+            StatusCode::UNAUTHORIZED => Error::Unauthorized {
+                what,
+                registry,
+                detail: message,
+            },
+            StatusCode::FORBIDDEN => Error::Denied {
+                what,
+                registry,
+                detail: message,
+            },
+            StatusCode::NOT_FOUND => Error::NotFound {
+                what,
+                registry,
+                detail: message,
+            },
+            _ => Error::Registry {
+                what,
+                registry,
+                status: status.as_u16(),
+                code,
+                message,
+            },
+        }
+    }
+
+    /// A request of `method` to `url` (helper for closures passed to `send`).
+    pub(crate) fn request(&self, method: Method, url: &Url) -> RequestBuilder {
+        self.inner.http.request(method, url.clone())
+    }
+}
+
+/// Reads a response body, at most `limit` bytes (the rest is dropped with the connection).
+pub(crate) async fn read_capped(mut resp: Response, limit: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = limit - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Some(out)
+}

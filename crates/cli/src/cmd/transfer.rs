@@ -19,7 +19,7 @@ use crate::api::ServerArgs;
 pub struct TransferArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// User name (or service principal id, or token name) [env: BERTH_USERNAME].
+    /// User name (or service principal id, or token name).
     #[arg(short = 'u', long, env = "BERTH_USERNAME")]
     pub username: Option<String>,
     /// Read the password from standard input (else BERTH_PASSWORD).

@@ -21,6 +21,48 @@ pub struct ServerArgs {
 pub struct Api {
     base: String,
     http: reqwest::blocking::Client,
+    /// `Authorization` value for admin calls, if any credentials are known.
+    auth: Option<String>,
+}
+
+/// Where `berth login` keeps refresh tokens (never passwords): `$BERTH_CONFIG_DIR/logins.json`,
+/// default `~/.config/berth/logins.json`, mode 0600.
+pub fn logins_path() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("BERTH_CONFIG_DIR") {
+        return Some(PathBuf::from(d).join("logins.json"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/berth/logins.json"))
+}
+
+pub fn load_logins() -> serde_json::Map<String, Value> {
+    logins_path()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default()
+}
+
+pub fn save_logins(logins: &serde_json::Map<String, Value>) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let path = logins_path().context("no HOME or BERTH_CONFIG_DIR to keep the login in")?;
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(&Value::Object(logins.clone()))?)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, &path)?;
+    Ok(())
 }
 
 fn docker_tls_ca(base: &str) -> Option<PathBuf> {
@@ -34,8 +76,20 @@ fn docker_tls_ca(base: &str) -> Option<PathBuf> {
 }
 
 impl Api {
-    /// Connects to `--server`, or to `fallback` (e.g. the host of a REPO argument).
+    /// Connects to `--server`, or to `fallback` (e.g. the host of a REPO argument), with the
+    /// credentials from the environment or `berth login`.
     pub fn new(args: &ServerArgs, fallback: Option<String>) -> anyhow::Result<Self> {
+        let mut api = Self::build(args, fallback)?;
+        api.auth = api.credentials()?;
+        Ok(api)
+    }
+
+    /// A client that sends no credentials (for `berth login` itself).
+    pub fn new_anonymous(args: &ServerArgs) -> anyhow::Result<Self> {
+        Self::build(args, None)
+    }
+
+    fn build(args: &ServerArgs, fallback: Option<String>) -> anyhow::Result<Self> {
         let base = args
             .server
             .clone()
@@ -56,10 +110,73 @@ impl Api {
                 .with_context(|| format!("parsing {}", ca.display()))?;
             b = b.tls_certs_only([cert]);
         }
+        let http = b.build()?;
         Ok(Api {
             base,
-            http: b.build()?,
+            http,
+            auth: None,
         })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Basic credentials from BERTH_USERNAME/BERTH_PASSWORD, else a bearer token obtained with
+    /// the refresh token `berth login` stored for this server.
+    fn credentials(&self) -> anyhow::Result<Option<String>> {
+        use base64::Engine as _;
+        if let (Ok(u), Ok(p)) = (
+            std::env::var("BERTH_USERNAME"),
+            std::env::var("BERTH_PASSWORD"),
+        ) {
+            let raw = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            return Ok(Some(format!("Basic {raw}")));
+        }
+        let logins = load_logins();
+        let Some(refresh) = logins
+            .get(&self.base)
+            .and_then(|l| l["refresh_token"].as_str())
+        else {
+            return Ok(None);
+        };
+        let v =
+            self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])?;
+        let token = v["access_token"]
+            .as_str()
+            .context("token response without access_token")?;
+        Ok(Some(format!("Bearer {token}")))
+    }
+
+    /// POSTs the OAuth2 form to `/oauth2/token`.
+    pub fn token_request(&self, form: &[(&str, &str)]) -> anyhow::Result<Value> {
+        let body: String = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let resp = self
+            .http
+            .post(format!("{}/oauth2/token", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .with_context(|| format!("contacting {}", self.base))?;
+        let status = resp.status();
+        let v: Value = resp.json().unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg = v["errors"][0]["message"].as_str().unwrap_or("no details");
+            bail!("{} refused the login ({status}): {msg}", self.base);
+        }
+        Ok(v)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.post(self.url(path)).json(body))
+    }
+
+    pub fn delete_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.delete(self.url(path)).json(body))
     }
 
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -79,6 +196,10 @@ impl Api {
     }
 
     fn send(&self, req: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
+        let req = match &self.auth {
+            Some(a) => req.header("authorization", a),
+            None => req,
+        };
         let resp = req
             .send()
             .with_context(|| format!("contacting {}", self.base))?;
@@ -89,8 +210,27 @@ impl Api {
                 .as_str()
                 .unwrap_or("no details")
                 .to_owned();
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                bail!(
+                    "{} answered {status}: {msg} (log in first: berth login {} -u USER --password-stdin)",
+                    self.base,
+                    self.base
+                );
+            }
             bail!("{} answered {status}: {msg}", self.base);
         }
         Ok(body)
     }
+}
+
+/// Percent-encodes a form value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

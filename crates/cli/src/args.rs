@@ -27,6 +27,29 @@ pub enum Command {
     /// Docker Content Trust administration.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Log in to a registry; keeps a refresh token (never the password) for later calls.
+    Login(crate::cmd::admin::LoginArgs),
+    /// Users.
+    #[command(subcommand)]
+    User(crate::cmd::admin::UserCommand),
+    /// Service principals (generated id + secret).
+    #[command(subcommand)]
+    Sp(crate::cmd::admin::SpCommand),
+    /// The shared admin account (off by default; it can never sign).
+    #[command(subcommand, name = "admin-user")]
+    AdminUser(crate::cmd::admin::AdminUserCommand),
+    /// Role assignments (AcrPull, AcrPush, AcrDelete, AcrImageSigner, Owner).
+    #[command(subcommand)]
+    Role(crate::cmd::admin::RoleCommand),
+    /// Scope maps for repository-scoped tokens.
+    #[command(subcommand, name = "scope-map")]
+    ScopeMap(crate::cmd::admin::ScopeMapCommand),
+    /// Repository-scoped tokens.
+    #[command(subcommand)]
+    Token(crate::cmd::admin::TokenCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(crate::cmd::admin::AuditCommand),
     /// Push an image from an OCI layout or a docker-save archive to a registry.
     Push(crate::cmd::push::PushArgs),
     /// Pull an image into an OCI layout, verifying every digest.
@@ -38,6 +61,20 @@ pub enum ConfigCommand {
     /// The registry-wide content-trust switch (off by default).
     #[command(subcommand, name = "content-trust")]
     ContentTrust(ContentTrustCommand),
+    /// The registry-wide anonymous-pull switch (off by default).
+    #[command(subcommand, name = "anonymous-pull")]
+    AnonymousPull(AnonymousPullCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AnonymousPullCommand {
+    Show(ServerArgs),
+    Update {
+        #[arg(long, action = clap::ArgAction::Set)]
+        enabled: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,4 +132,7 @@ pub struct ServeArgs {
     /// Serve plain HTTP (only behind a TLS-terminating proxy).
     #[arg(long, env = "BERTH_INSECURE_HTTP", conflicts_with_all = ["tls_cert", "tls_key"])]
     pub insecure_http: bool,
+    /// Turn authentication off: every caller is an Owner. Only for throwaway test setups.
+    #[arg(long, env = "BERTH_AUTH_DISABLED")]
+    pub auth_disabled: bool,
 }

@@ -17,6 +17,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     insecure_http: Option<bool>,
+    auth_disabled: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub struct ServeConfig {
     pub listen: String,
     pub hostname: Option<String>,
     pub tls: Tls,
+    /// Every caller is an Owner: for throwaway test setups only.
+    pub auth_disabled: bool,
 }
 
 impl ServeConfig {
@@ -70,6 +73,7 @@ impl ServeConfig {
                 .unwrap_or_else(|| "0.0.0.0:5000".into()),
             hostname: a.hostname.or(file.hostname),
             tls,
+            auth_disabled: a.auth_disabled || file.auth_disabled.unwrap_or(false),
         })
     }
 }

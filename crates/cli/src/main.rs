@@ -17,6 +17,14 @@ fn main() -> std::process::ExitCode {
         args::Command::Trust(c) => cmd::trust::run(c),
         args::Command::Push(a) => cmd::push::run(a),
         args::Command::Pull(a) => cmd::pull::run(a),
+        args::Command::Login(a) => cmd::admin::login(a),
+        args::Command::User(c) => cmd::admin::user(c),
+        args::Command::Sp(c) => cmd::admin::sp(c),
+        args::Command::AdminUser(c) => cmd::admin::admin_user(c),
+        args::Command::Role(c) => cmd::admin::role(c),
+        args::Command::ScopeMap(c) => cmd::admin::scope_map(c),
+        args::Command::Token(c) => cmd::admin::token(c),
+        args::Command::Audit(c) => cmd::admin::audit(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -7,6 +7,7 @@
 //! errors  ─▶ error::ApiError (one mapping to OCI error JSON + status)
 //! ```
 
+pub mod access;
 mod error;
 mod routes;
 mod serve;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use berth_registry::Registry;
 
 pub use error::ApiError;
+pub use routes::access::{RepoAction, Requirement, requirement};
 pub use routes::router;
 pub use routes::trust::{GunResolver, TrustAccess, TrustEndpoint};
 pub use serve::{Listener, serve};
@@ -28,4 +30,7 @@ pub struct AppState {
     pub trust: Arc<berth_trust::TrustService>,
     /// Which GUNs name repositories of this registry.
     pub guns: routes::trust::GunResolver,
+    pub access: Arc<access::AccessService>,
+    /// `https`, or `http` behind a TLS proxy: used in token realms.
+    pub scheme: &'static str,
 }

@@ -3,10 +3,19 @@
 use serde_json::json;
 
 use crate::api::Api;
-use crate::args::{ConfigCommand, ContentTrustCommand};
+use crate::args::{AnonymousPullCommand, ConfigCommand, ContentTrustCommand};
 
 pub fn run(cmd: ConfigCommand) -> anyhow::Result<()> {
     match cmd {
+        ConfigCommand::AnonymousPull(AnonymousPullCommand::Show(server)) => {
+            let v = Api::new(&server, None)?.get("config/anonymous-pull")?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        ConfigCommand::AnonymousPull(AnonymousPullCommand::Update { enabled, server }) => {
+            let v = Api::new(&server, None)?
+                .put("config/anonymous-pull", &json!({"enabled": enabled}))?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
         ConfigCommand::ContentTrust(ContentTrustCommand::Show(server)) => {
             let v = Api::new(&server, None)?.get("config/content-trust")?;
             println!("{}", serde_json::to_string_pretty(&v)?);

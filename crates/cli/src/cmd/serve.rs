@@ -65,11 +65,29 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let vault = berth_trust::KeyVault::open(meta.as_ref(), &trust_passphrase(data)?)
         .await
         .context("unlocking the trust key vault (is BERTH_TRUST_KEY_PASSPHRASE the one this data dir was created with?)")?;
+    let access_vault = berth_trust::KeyVault::open(meta.as_ref(), &trust_passphrase(data)?).await?;
     let trust = Arc::new(berth_trust::TrustService::new(
-        meta,
+        meta.clone(),
         vault,
         berth_trust::TrustOptions::default(),
     ));
+    let access = Arc::new(berth_server::access::AccessService::new(
+        meta.clone(),
+        meta,
+        access_vault,
+        cert_names(&cfg),
+        cfg.auth_disabled,
+    )?);
+    let bootstrap = std::env::var("BERTH_BOOTSTRAP_PASSWORD").ok();
+    if let Some(generated) = access.init(bootstrap).await? {
+        eprintln!(
+            "\nCreated the bootstrap user 'owner' (role Owner). Its password, shown only this once:\n  {generated}\n\
+             Log in with: berth login <host:port> -u owner --password-stdin\n"
+        );
+    }
+    if cfg.auth_disabled {
+        tracing::warn!("authentication is DISABLED (--auth-disabled): every caller is an Owner");
+    }
 
     let socket = std::net::TcpListener::bind(&cfg.listen)
         .with_context(|| format!("binding {}", cfg.listen))?;
@@ -120,6 +138,8 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         registry,
         trust,
         guns,
+        access,
+        scheme,
     });
     // Tests and scripts parse this exact line.
     let mut out = std::io::stdout();

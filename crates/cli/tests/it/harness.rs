@@ -29,12 +29,17 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
+/// Password of the bootstrap `owner` in servers started with [`Server::start_with_auth`].
+pub const OWNER_PASSWORD: &str = "owner-test-password-0123";
+
 pub struct Server {
     child: Option<Child>,
     data: tempfile::TempDir,
     /// Working directory of the process and home of its stderr log.
     work: tempfile::TempDir,
     insecure: bool,
+    /// Authentication on (the default of `berth serve`); the protocol suites run without it.
+    auth: bool,
     stdout: Arc<Mutex<String>>,
     pub port: u16,
     pub base: String,
@@ -42,15 +47,23 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server with authentication switched off (`--auth-disabled`): the protocol suites test
+    /// the protocol; the auth suite uses [`Server::start_with_auth`].
     pub fn start() -> Server {
-        Self::launch(false)
+        Self::launch(false, false)
     }
 
     pub fn start_insecure() -> Server {
-        Self::launch(true)
+        Self::launch(true, false)
     }
 
-    fn launch(insecure: bool) -> Server {
+    /// A server as `berth serve` runs by default: authentication required, bootstrap user
+    /// `owner` with password [`OWNER_PASSWORD`].
+    pub fn start_with_auth() -> Server {
+        Self::launch(false, true)
+    }
+
+    fn launch(insecure: bool, auth: bool) -> Server {
         // reqwest is built without a default crypto provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let data = tempfile::tempdir().expect("data tempdir");
@@ -60,6 +73,7 @@ impl Server {
             data,
             work,
             insecure,
+            auth,
             stdout: Arc::new(Mutex::new(String::new())),
             port: 0,
             base: String::new(),
@@ -84,6 +98,11 @@ impl Server {
             if k.to_string_lossy().starts_with("BERTH_") {
                 cmd.env_remove(k);
             }
+        }
+        if self.auth {
+            cmd.env("BERTH_BOOTSTRAP_PASSWORD", OWNER_PASSWORD);
+        } else {
+            cmd.arg("--auth-disabled");
         }
         let stderr = OpenOptions::new()
             .create(true)

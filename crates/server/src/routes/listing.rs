@@ -31,10 +31,14 @@ fn paging(req: &Request) -> Result<(usize, Option<String>), ApiError> {
 }
 
 fn json_page(body: Value, page: &Page, n: usize, base: &str) -> Response {
+    json_page_after(body, page, n, base, page.items.last().map(String::as_str))
+}
+
+fn json_page_after(body: Value, page: &Page, n: usize, base: &str, last: Option<&str>) -> Response {
     let mut resp = axum::Json(body).into_response();
     if page.more
         && n > 0
-        && let Some(last) = page.items.last()
+        && let Some(last) = last
     {
         let link = format!("<{base}?n={n}&last={last}>; rel=\"next\"");
         resp.headers_mut().insert(
@@ -55,9 +59,26 @@ pub(super) async fn tags(state: &AppState, name: &str, req: Request) -> Result<R
 
 pub(super) async fn catalog(state: &AppState, req: Request) -> Result<Response, ApiError> {
     let (n, last) = paging(&req)?;
-    let page = state.registry.catalog(last.as_deref(), n).await?;
+    let mut page = state.registry.catalog(last.as_deref(), n).await?;
+    // Paging continues after the last repository scanned, listed or not.
+    let scanned_last = page.items.last().cloned();
+    // Only repositories the caller may pull from are listed.
+    if let Some(caller) = req.extensions().get::<crate::access::Caller>() {
+        page.items.retain(|r| {
+            caller.grants.allows(
+                berth_auth::Action::Pull,
+                berth_auth::Resource::Repository(r),
+            )
+        });
+    }
     let body = json!({"repositories": page.items});
-    Ok(json_page(body, &page, n, "/v2/_catalog"))
+    Ok(json_page_after(
+        body,
+        &page,
+        n,
+        "/v2/_catalog",
+        scanned_last.as_deref(),
+    ))
 }
 
 pub(super) async fn referrers(

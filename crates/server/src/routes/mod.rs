@@ -2,10 +2,13 @@
 //! (`/v2/a/b/c/manifests/v1`), which a path-pattern router cannot express, so `/v2/` paths are
 //! parsed here from the right and dispatched by hand.
 
+pub mod access;
 mod admin;
+mod authz;
 mod blobs;
 mod listing;
 mod manifests;
+mod token;
 pub mod trust;
 mod uploads;
 
@@ -167,6 +170,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(healthz))
         .route("/_notary_server/health", get(notary_health))
         .route("/api/v1/{*rest}", axum::routing::any(admin))
+        .route("/oauth2/token", get(token::token).post(token::token))
+        .route("/oauth2/jwks", get(token::jwks))
+        .layer(middleware::from_fn_with_state(state.clone(), authz::layer))
         .layer(middleware::from_fn(api_version_header))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -189,7 +195,11 @@ pub(crate) fn header_str(req: &Request, name: header::HeaderName) -> Option<&str
 
 /// Query parameters in order (repeated keys kept).
 pub(crate) fn query_pairs(req: &Request) -> Vec<(String, String)> {
-    let q = req.uri().query().unwrap_or("");
+    query_pairs_str(req.uri().query().unwrap_or(""))
+}
+
+/// `application/x-www-form-urlencoded` pairs in order.
+pub(crate) fn query_pairs_str(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {

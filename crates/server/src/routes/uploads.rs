@@ -100,7 +100,18 @@ pub(super) async fn start(
     if let Some(mount) = query_get(&q, "mount") {
         let digest: Digest = mount.parse()?;
         // An unusable `from` is not an error: the spec's answer is a fresh upload session.
-        let from = query_get(&q, "from").and_then(|f| f.parse::<RepoName>().ok());
+        // Mounting needs pull on the source; without it the spec's answer is the same fallback.
+        let caller = req.extensions().get::<crate::access::Caller>();
+        let from = query_get(&q, "from")
+            .and_then(|f| f.parse::<RepoName>().ok())
+            .filter(|f| {
+                caller.is_none_or(|c| {
+                    c.grants.allows(
+                        berth_auth::Action::Pull,
+                        berth_auth::Resource::Repository(f.as_str()),
+                    )
+                })
+            });
         if reg
             .mount_blob(&repo, &digest, from.as_ref())
             .await?

@@ -1,0 +1,339 @@
+//! Identity and access verbs (`login`, `user`, `sp`, `admin-user`, `role`, `scope-map`, `token`,
+//! `audit`, `config anonymous-pull`), all over the admin API.
+
+use std::io::Read;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::api::{Api, ServerArgs, load_logins, save_logins};
+
+fn read_password_stdin() -> anyhow::Result<String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("reading the password from standard input")?;
+    let p = s.trim_end_matches(['\n', '\r']).to_owned();
+    if p.is_empty() {
+        bail!("empty password on standard input");
+    }
+    Ok(p)
+}
+
+fn print(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Registry, e.g. localhost:5000 or https://localhost:5000.
+    pub server: String,
+    #[arg(short, long, env = "BERTH_USERNAME")]
+    pub username: String,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// CA certificate (PEM) of the server [env: BERTH_CA_FILE].
+    #[arg(long, env = "BERTH_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// Exchanges the password for a refresh token and keeps only the token.
+pub fn login(a: LoginArgs) -> anyhow::Result<()> {
+    let password = if a.password_stdin {
+        read_password_stdin()?
+    } else {
+        std::env::var("BERTH_PASSWORD").context("pass --password-stdin (or set BERTH_PASSWORD)")?
+    };
+    let args = ServerArgs {
+        server: Some(a.server.clone()),
+        ca_file: a.ca_file,
+    };
+    // No stored credentials must interfere with the login itself.
+    let api = Api::new_anonymous(&args)?;
+    let v = api.token_request(&[
+        ("grant_type", "password"),
+        ("username", &a.username),
+        ("password", &password),
+        ("access_type", "offline"),
+        ("client_id", "berth"),
+    ])?;
+    let refresh = v["refresh_token"]
+        .as_str()
+        .context("the server issued no refresh token")?;
+    let mut logins = load_logins();
+    logins.insert(
+        api.base().to_owned(),
+        json!({"username": a.username, "refresh_token": refresh}),
+    );
+    save_logins(&logins)?;
+    println!("Login Succeeded");
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user (password from stdin with --password-stdin, else generated and shown once).
+    Create {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    List(ServerArgs),
+    Delete {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    Disable {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    Enable {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub fn user(c: UserCommand) -> anyhow::Result<()> {
+    match c {
+        UserCommand::Create {
+            name,
+            password_stdin,
+            server,
+        } => {
+            let mut body = json!({"name": name});
+            if password_stdin {
+                body["password"] = json!(read_password_stdin()?);
+            }
+            print(&Api::new(&server, None)?.post("users", &body)?)
+        }
+        UserCommand::List(server) => print(&Api::new(&server, None)?.get("users")?),
+        UserCommand::Delete { name, server } => {
+            Api::new(&server, None)?.delete(&format!("users/{name}"))?;
+            println!("deleted user {name}");
+            Ok(())
+        }
+        UserCommand::Disable { name, server } => {
+            print(&Api::new(&server, None)?.post(&format!("users/{name}/disable"), &json!({}))?)
+        }
+        UserCommand::Enable { name, server } => {
+            print(&Api::new(&server, None)?.post(&format!("users/{name}/enable"), &json!({}))?)
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SpCommand {
+    /// Create a service principal: prints its id and secret once.
+    Create {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    List(ServerArgs),
+    Delete {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub fn sp(c: SpCommand) -> anyhow::Result<()> {
+    match c {
+        SpCommand::Create { name, server } => {
+            let v = Api::new(&server, None)?.post("service-principals", &json!({"name": name}))?;
+            print(&json!({"id": v["name"], "secret": v["password"], "name": v["label"]}))
+        }
+        SpCommand::List(server) => print(&Api::new(&server, None)?.get("service-principals")?),
+        SpCommand::Delete { id, server } => {
+            Api::new(&server, None)?.delete(&format!("service-principals/{id}"))?;
+            println!("deleted service principal {id}");
+            Ok(())
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminUserCommand {
+    /// Enable the shared admin account and show its (new) password.
+    Enable(ServerArgs),
+    Disable(ServerArgs),
+    Show(ServerArgs),
+}
+
+pub fn admin_user(c: AdminUserCommand) -> anyhow::Result<()> {
+    match c {
+        AdminUserCommand::Enable(s) => {
+            print(&Api::new(&s, None)?.post("admin-user/enable", &json!({}))?)
+        }
+        AdminUserCommand::Disable(s) => {
+            print(&Api::new(&s, None)?.post("admin-user/disable", &json!({}))?)
+        }
+        AdminUserCommand::Show(s) => print(&Api::new(&s, None)?.get("admin-user")?),
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RoleCommand {
+    #[command(subcommand)]
+    Assignment(AssignmentCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct AssignmentArgs {
+    /// AcrPull, AcrPush, AcrDelete, AcrImageSigner or Owner.
+    #[arg(long)]
+    pub role: String,
+    #[arg(long)]
+    pub assignee: String,
+    /// A repository (or `prefix/*`); absent: the whole registry.
+    #[arg(long)]
+    pub repository: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AssignmentCommand {
+    Create(AssignmentArgs),
+    Delete(AssignmentArgs),
+    List {
+        #[arg(long)]
+        assignee: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub fn role(c: RoleCommand) -> anyhow::Result<()> {
+    let RoleCommand::Assignment(a) = c;
+    match a {
+        AssignmentCommand::Create(a) => {
+            let body = json!({"role": a.role, "assignee": a.assignee, "repository": a.repository});
+            print(&Api::new(&a.server, None)?.post("role-assignments", &body)?)
+        }
+        AssignmentCommand::Delete(a) => {
+            let body = json!({"role": a.role, "assignee": a.assignee, "repository": a.repository});
+            Api::new(&a.server, None)?.delete_json("role-assignments", &body)?;
+            println!("removed {} from {}", a.role, a.assignee);
+            Ok(())
+        }
+        AssignmentCommand::List { assignee, server } => {
+            let path = match assignee {
+                Some(a) => format!("role-assignments?assignee={a}"),
+                None => "role-assignments".into(),
+            };
+            print(&Api::new(&server, None)?.get(&path)?)
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScopeMapCommand {
+    /// Create a scope map (or add a rule to it): REPOSITORY patterns may end in `/*`.
+    Create {
+        name: String,
+        #[arg(long)]
+        repository: String,
+        /// content/read, content/write, content/delete, metadata/read, metadata/write,
+        /// trust/read, trust/write.
+        #[arg(required = true)]
+        actions: Vec<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    List(ServerArgs),
+}
+
+pub fn scope_map(c: ScopeMapCommand) -> anyhow::Result<()> {
+    match c {
+        ScopeMapCommand::Create {
+            name,
+            repository,
+            actions,
+            server,
+        } => {
+            let body = json!({"name": name, "repository": repository, "actions": actions});
+            print(&Api::new(&server, None)?.post("scope-maps", &body)?)
+        }
+        ScopeMapCommand::List(server) => print(&Api::new(&server, None)?.get("scope-maps")?),
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a repository-scoped token bound to a scope map: prints its password once.
+    Create {
+        name: String,
+        #[arg(long)]
+        scope_map: String,
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    List(ServerArgs),
+    Delete {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    Disable {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub fn token(c: TokenCommand) -> anyhow::Result<()> {
+    match c {
+        TokenCommand::Create {
+            name,
+            scope_map,
+            expires_in_days,
+            server,
+        } => {
+            let body =
+                json!({"name": name, "scopeMap": scope_map, "expiresInDays": expires_in_days});
+            print(&Api::new(&server, None)?.post("tokens", &body)?)
+        }
+        TokenCommand::List(server) => print(&Api::new(&server, None)?.get("tokens")?),
+        TokenCommand::Delete { name, server } => {
+            Api::new(&server, None)?.delete(&format!("tokens/{name}"))?;
+            println!("deleted token {name}");
+            Ok(())
+        }
+        TokenCommand::Disable { name, server } => {
+            print(&Api::new(&server, None)?.post(&format!("tokens/{name}/disable"), &json!({}))?)
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    List {
+        /// Only entries after this id.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub fn audit(c: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::List {
+        after,
+        limit,
+        server,
+    } = c;
+    print(&Api::new(&server, None)?.get(&format!("audit?after={after}&limit={limit}"))?)
+}

@@ -1,0 +1,548 @@
+//! Who is calling and what they may do: identities over [`IdentityStore`], the token-signing key,
+//! Basic and Bearer credentials, failed-login throttling, the audit log.
+//!
+//! Decisions:
+//! - Bearer tokens (docker's token flow) and HTTP Basic credentials are both accepted on every
+//!   endpoint; the challenge is always Bearer. Verified Basic credentials are remembered for a
+//!   minute (keyed by a salted hash) so a client sending them on each request does not pay for
+//!   argon2 each time.
+//! - A token carries the rights granted when it was issued; the identity itself is re-read on
+//!   every request, so disabling or deleting it takes effect at once, live tokens included.
+//! - Failed logins are throttled per identity name and per client address.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use berth_auth::policy::{RoleAssignment, ScopeMap};
+use berth_auth::{
+    Claims, Grants, IdentityKind, ResourceActions, TokenSigningKey, TokenVerifyingKey, Validation,
+};
+use berth_storage::{AuditRecord, IdentityRecord, IdentityStore, SigningKeyRecord, TrustStore};
+use sha2::Digest as _;
+
+/// Issuer of our tokens.
+pub const ISSUER: &str = "berth";
+/// Audience of refresh tokens (never accepted as access tokens).
+const REFRESH_AUDIENCE: &str = "berth-refresh";
+pub const ACCESS_TTL: i64 = 300;
+const REFRESH_TTL: i64 = 30 * 24 * 3600;
+const SIGNING_KEY_DAYS: i64 = 90;
+/// Failed logins allowed per window, per identity and per client address.
+const MAX_FAILURES: u32 = 10;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+const CRED_CACHE_TTL: Duration = Duration::from_secs(60);
+pub const ANONYMOUS_PULL_SETTING: &str = "anonymous_pull";
+pub const OWNER: &str = "owner";
+pub const ADMIN_ACCOUNT: &str = "admin";
+
+/// An authenticated (or anonymous) caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Identity name; empty for anonymous.
+    pub name: String,
+    pub kind: IdentityKind,
+    /// Live rights from the store (plus the anonymous-pull switch).
+    pub grants: Grants,
+    /// For Bearer callers: the rights the token carries.
+    pub token_access: Option<Vec<ResourceActions>>,
+}
+
+impl Caller {
+    pub fn is_anonymous(&self) -> bool {
+        self.kind == IdentityKind::Anonymous
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid username or password")]
+    BadCredentials,
+    #[error("too many failed logins; retry in {0} seconds")]
+    Throttled(u64),
+    #[error("invalid token: {0}")]
+    BadToken(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn internal(e: impl std::fmt::Display) -> AuthError {
+    AuthError::Internal(e.to_string())
+}
+
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+struct Keys {
+    /// Signs new tokens.
+    current: TokenSigningKey,
+    /// Every key whose tokens may still be alive (current included).
+    verifying: Vec<TokenVerifyingKey>,
+}
+
+pub struct AccessService {
+    ids: Arc<dyn IdentityStore>,
+    settings: Arc<dyn TrustStore>,
+    vault: berth_trust::KeyVault,
+    keys: RwLock<Option<Keys>>,
+    /// Our host names (without port), for classifying token scopes.
+    hosts: Vec<String>,
+    /// Auth switched off (`--auth-disabled`): everyone is Owner. For trusted dev setups only.
+    disabled: bool,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    creds: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    cache_salt: [u8; 32],
+}
+
+fn parse_roles(recs: &[berth_storage::RoleAssignmentRecord]) -> Vec<RoleAssignment> {
+    recs.iter()
+        .filter_map(|r| {
+            let role = r.role.parse().ok()?;
+            match &r.repository {
+                None => Some(RoleAssignment::registry(role)),
+                Some(p) => RoleAssignment::on(role, p).ok(),
+            }
+        })
+        .collect()
+}
+
+fn kind_of(s: &str) -> IdentityKind {
+    s.parse().unwrap_or(IdentityKind::Anonymous)
+}
+
+impl AccessService {
+    pub fn new(
+        ids: Arc<dyn IdentityStore>,
+        settings: Arc<dyn TrustStore>,
+        vault: berth_trust::KeyVault,
+        hosts: Vec<String>,
+        disabled: bool,
+    ) -> Result<Self, AuthError> {
+        let mut cache_salt = [0u8; 32];
+        getrandom::fill(&mut cache_salt).map_err(internal)?;
+        Ok(AccessService {
+            ids,
+            settings,
+            vault,
+            keys: RwLock::new(None),
+            hosts,
+            disabled,
+            failures: Mutex::new(HashMap::new()),
+            creds: Mutex::new(HashMap::new()),
+            cache_salt,
+        })
+    }
+
+    pub fn auth_disabled(&self) -> bool {
+        self.disabled
+    }
+
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+
+    pub fn identities(&self) -> &Arc<dyn IdentityStore> {
+        &self.ids
+    }
+
+    /// Loads (or creates) the token-signing key and the bootstrap owner. Returns the owner's
+    /// generated password when one was created.
+    pub async fn init(
+        &self,
+        bootstrap_password: Option<String>,
+    ) -> Result<Option<String>, AuthError> {
+        self.load_or_rotate_keys(false).await?;
+        if self
+            .ids
+            .identity_get(OWNER)
+            .await
+            .map_err(internal)?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let (password, generated) = match bootstrap_password.filter(|p| !p.is_empty()) {
+            Some(p) => (p, false),
+            None => (
+                berth_auth::password::generate_secret().map_err(internal)?,
+                true,
+            ),
+        };
+        let rec = IdentityRecord {
+            name: OWNER.into(),
+            kind: "user".into(),
+            label: OWNER.into(),
+            secret_hash: berth_auth::password::hash_password(&password).map_err(internal)?,
+            secret_hash2: None,
+            disabled: false,
+            expires: None,
+            scope_map: None,
+            created: now_secs(),
+        };
+        self.ids.identity_insert(&rec).await.map_err(internal)?;
+        self.ids
+            .role_assign("Owner", OWNER, None)
+            .await
+            .map_err(internal)?;
+        Ok(generated.then_some(password))
+    }
+
+    /// Loads the signing keys; creates a new current key when none exists, the newest is near
+    /// expiry, or `rotate` asks. Old keys stay valid for verification until retired + TTL.
+    pub async fn load_or_rotate_keys(&self, rotate: bool) -> Result<(), AuthError> {
+        let now = now_secs();
+        let mut recs = self.ids.signing_keys().await.map_err(internal)?;
+        let needs_new = rotate
+            || recs
+                .iter()
+                .find(|r| r.retired.is_none())
+                .is_none_or(|r| r.created + SIGNING_KEY_DAYS * 86_400 - 86_400 < now);
+        if needs_new {
+            let key = TokenSigningKey::generate(
+                "berth token signer",
+                now - 86_400,
+                now + (SIGNING_KEY_DAYS + 30) * 86_400,
+            )
+            .map_err(internal)?;
+            let sealed = self
+                .vault
+                .seal(&key.to_pkcs8_der().map_err(internal)?, key.kid().as_bytes())
+                .map_err(internal)?;
+            for r in recs.iter().filter(|r| r.retired.is_none()) {
+                self.ids
+                    .signing_key_retire(&r.kid, now)
+                    .await
+                    .map_err(internal)?;
+            }
+            let rec = SigningKeyRecord {
+                kid: key.kid().to_owned(),
+                sealed_private: sealed.into(),
+                certificate: key.certificate_der().to_vec().into(),
+                created: now,
+                retired: None,
+            };
+            self.ids.signing_key_insert(&rec).await.map_err(internal)?;
+            self.ids
+                .signing_keys_purge(now - 2 * REFRESH_TTL)
+                .await
+                .map_err(internal)?;
+            recs = self.ids.signing_keys().await.map_err(internal)?;
+        }
+        let current_rec = recs
+            .iter()
+            .find(|r| r.retired.is_none())
+            .ok_or_else(|| internal("no signing key"))?;
+        let pkcs8 = self
+            .vault
+            .unseal(&current_rec.sealed_private, current_rec.kid.as_bytes())
+            .map_err(internal)?;
+        let current = TokenSigningKey::from_pkcs8_der(&pkcs8, current_rec.certificate.to_vec())
+            .map_err(internal)?;
+        let verifying = recs
+            .iter()
+            .filter_map(|r| TokenVerifyingKey::from_certificate_der(&r.certificate).ok())
+            .collect();
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Keys { current, verifying });
+        Ok(())
+    }
+
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        match keys.as_ref() {
+            Some(k) => {
+                serde_json::to_value(berth_auth::jwt::jwks(k.verifying.iter())).unwrap_or_default()
+            }
+            None => serde_json::json!({"keys": []}),
+        }
+    }
+
+    pub async fn anonymous_pull(&self) -> bool {
+        matches!(self.settings.setting_get(ANONYMOUS_PULL_SETTING).await, Ok(Some(v)) if v == "true")
+    }
+
+    pub async fn set_anonymous_pull(&self, on: bool) -> Result<(), AuthError> {
+        self.settings
+            .setting_set(ANONYMOUS_PULL_SETTING, if on { "true" } else { "false" })
+            .await
+            .map_err(internal)
+    }
+
+    pub async fn anonymous(&self) -> Caller {
+        Caller {
+            name: String::new(),
+            kind: IdentityKind::Anonymous,
+            grants: Grants::anonymous(self.anonymous_pull().await),
+            token_access: None,
+        }
+    }
+
+    /// Everyone's rights when auth is off.
+    fn everything(&self) -> Caller {
+        Caller {
+            name: OWNER.into(),
+            kind: IdentityKind::User,
+            grants: Grants::with_roles(
+                IdentityKind::User,
+                vec![RoleAssignment::registry(berth_auth::Role::Owner)],
+            ),
+            token_access: None,
+        }
+    }
+
+    /// The live caller for an identity name, or `None` if it is gone, disabled or expired.
+    pub async fn caller_for(&self, name: &str) -> Result<Option<Caller>, AuthError> {
+        let Some(rec) = self.ids.identity_get(name).await.map_err(internal)? else {
+            return Ok(None);
+        };
+        if rec.disabled || rec.expires.is_some_and(|e| e <= now_secs()) {
+            return Ok(None);
+        }
+        let kind = kind_of(&rec.kind);
+        let mut grants = if kind == IdentityKind::Token {
+            let map = match &rec.scope_map {
+                Some(m) => self.ids.scope_map_get(m).await.map_err(internal)?,
+                None => None,
+            };
+            let map = map
+                .and_then(|m| ScopeMap::from_json(&m.rules).ok())
+                .unwrap_or_else(|| ScopeMap { rules: Vec::new() });
+            Grants::token(map)
+        } else {
+            let roles = self.ids.role_list(Some(name)).await.map_err(internal)?;
+            Grants::with_roles(kind, parse_roles(&roles))
+        };
+        grants.anonymous_pull = self.anonymous_pull().await;
+        Ok(Some(Caller {
+            name: rec.name,
+            kind,
+            grants,
+            token_access: None,
+        }))
+    }
+
+    fn throttled(&self, keys: &[String]) -> Option<u64> {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter()
+            .filter_map(|k| map.get(k))
+            .filter(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+            .map(|(_, since)| (FAILURE_WINDOW - since.elapsed()).as_secs() + 1)
+            .max()
+    }
+
+    fn record_failure(&self, keys: &[String]) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for k in keys {
+            let e = map.entry(k.clone()).or_insert((0, Instant::now()));
+            if e.1.elapsed() >= FAILURE_WINDOW {
+                *e = (0, Instant::now());
+            }
+            e.0 += 1;
+        }
+        if map.len() > 100_000 {
+            map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        }
+    }
+
+    fn cred_key(&self, user: &str, password: &str) -> [u8; 32] {
+        let mut h = sha2::Sha256::new();
+        h.update(self.cache_salt);
+        h.update(user.as_bytes());
+        h.update([0]);
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Checks a username and password (users, service principals, the admin account, tokens).
+    pub async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Caller, AuthError> {
+        if self.disabled {
+            return Ok(self.everything());
+        }
+        let throttle_keys = vec![
+            format!("id:{user}"),
+            format!("ip:{}", client.map(|c| c.to_string()).unwrap_or_default()),
+        ];
+        if let Some(wait) = self.throttled(&throttle_keys) {
+            return Err(AuthError::Throttled(wait));
+        }
+        let key = self.cred_key(user, password);
+        let cached = {
+            let cache = self.creds.lock().unwrap_or_else(|p| p.into_inner());
+            cache
+                .get(&key)
+                .filter(|(_, at)| at.elapsed() < CRED_CACHE_TTL)
+                .map(|(n, _)| n.clone())
+        };
+        if cached.as_deref() != Some(user) {
+            let rec = self.ids.identity_get(user).await.map_err(internal)?;
+            let ok = match &rec {
+                Some(r) => {
+                    let first = berth_auth::password::verify_password(password, &r.secret_hash)
+                        .unwrap_or(false);
+                    first
+                        || r.secret_hash2.as_deref().is_some_and(|h| {
+                            berth_auth::password::verify_password(password, h).unwrap_or(false)
+                        })
+                }
+                // Spend the same time as a real check so names cannot be probed by timing.
+                None => {
+                    let _ = berth_auth::password::hash_password(password);
+                    false
+                }
+            };
+            if !ok {
+                self.record_failure(&throttle_keys);
+                self.audit(
+                    user,
+                    "login.failed",
+                    "registry",
+                    client,
+                    "wrong username or password",
+                )
+                .await;
+                return Err(AuthError::BadCredentials);
+            }
+            let mut cache = self.creds.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() > 10_000 {
+                cache.retain(|_, (_, at)| at.elapsed() < CRED_CACHE_TTL);
+            }
+            cache.insert(key, (user.to_owned(), Instant::now()));
+        }
+        match self.caller_for(user).await? {
+            Some(c) => Ok(c),
+            None => {
+                self.record_failure(&throttle_keys);
+                self.audit(
+                    user,
+                    "login.failed",
+                    "registry",
+                    client,
+                    "identity disabled or expired",
+                )
+                .await;
+                Err(AuthError::BadCredentials)
+            }
+        }
+    }
+
+    /// Mints an access token for `caller` holding the granted part of `requested`.
+    pub fn issue(
+        &self,
+        caller: &Caller,
+        requested: &[ResourceActions],
+        audience: &str,
+    ) -> Result<(String, Vec<ResourceActions>), AuthError> {
+        let hosts: Vec<&str> = self.hosts.iter().map(String::as_str).collect();
+        let granted = berth_auth::policy::grant_scopes(&caller.grants, requested, &hosts);
+        let claims = Claims::new(
+            ISSUER,
+            caller.name.clone(),
+            audience,
+            granted.clone(),
+            now_secs(),
+            ACCESS_TTL,
+        )
+        .map_err(internal)?;
+        Ok((self.sign(&claims)?, granted))
+    }
+
+    /// A refresh token for an identity (docker's `offline_token`).
+    pub fn issue_refresh(&self, caller: &Caller) -> Result<String, AuthError> {
+        let claims = Claims::new(
+            ISSUER,
+            caller.name.clone(),
+            REFRESH_AUDIENCE,
+            Vec::new(),
+            now_secs(),
+            REFRESH_TTL,
+        )
+        .map_err(internal)?;
+        self.sign(&claims)
+    }
+
+    fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let k = keys
+            .as_ref()
+            .ok_or_else(|| internal("token keys not loaded"))?;
+        k.current.sign(claims).map_err(internal)
+    }
+
+    fn verify(&self, token: &str, audience: &str) -> Result<Claims, AuthError> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let k = keys
+            .as_ref()
+            .ok_or_else(|| internal("token keys not loaded"))?;
+        berth_auth::jwt::verify(
+            token,
+            &k.verifying,
+            &Validation::new(ISSUER, audience),
+            now_secs(),
+        )
+        .map_err(|e| AuthError::BadToken(e.to_string()))
+    }
+
+    /// The caller behind a Bearer access token meant for `audience`.
+    pub async fn bearer(&self, token: &str, audience: &str) -> Result<Caller, AuthError> {
+        if self.disabled {
+            return Ok(self.everything());
+        }
+        let claims = self.verify(token, audience)?;
+        let mut caller = if claims.sub.is_empty() {
+            self.anonymous().await
+        } else {
+            self.caller_for(&claims.sub).await?.ok_or_else(|| {
+                AuthError::BadToken("the identity is disabled or no longer exists".into())
+            })?
+        };
+        caller.token_access = Some(claims.access);
+        Ok(caller)
+    }
+
+    /// The caller behind a refresh token.
+    pub async fn refresh(&self, token: &str) -> Result<Caller, AuthError> {
+        let claims = self.verify(token, REFRESH_AUDIENCE)?;
+        self.caller_for(&claims.sub).await?.ok_or_else(|| {
+            AuthError::BadToken("the identity is disabled or no longer exists".into())
+        })
+    }
+
+    /// Records an event; failures to write the log are logged, never fatal.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        client: Option<IpAddr>,
+        detail: &str,
+    ) {
+        let rec = AuditRecord {
+            id: 0,
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+            actor: if actor.is_empty() {
+                "anonymous".into()
+            } else {
+                actor.to_owned()
+            },
+            action: action.to_owned(),
+            target: target.to_owned(),
+            client: client.map(|c| c.to_string()).unwrap_or_default(),
+            detail: detail.to_owned(),
+        };
+        if let Err(e) = self.ids.audit_append(&rec).await {
+            tracing::warn!(error = %e, "writing the audit log");
+        }
+    }
+}

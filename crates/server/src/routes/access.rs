@@ -1,0 +1,129 @@
+//! What each request needs: one classification of every route, so one authorization layer can
+//! enforce it and the authorization-matrix test can enumerate it.
+
+use axum::http::Method;
+use berth_oci::RepoName;
+
+use super::trust::{TrustAccess, TrustEndpoint};
+use super::{Endpoint, parse};
+
+/// An operation on a repository, in the vocabulary of roles and scope maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RepoAction {
+    Pull,
+    Push,
+    Delete,
+    TrustRead,
+    TrustWrite,
+    TrustDelete,
+}
+
+impl RepoAction {
+    /// The docker token scope action a client asks for to get this right.
+    pub fn scope_action(self) -> &'static str {
+        match self {
+            RepoAction::Pull | RepoAction::TrustRead => "pull",
+            RepoAction::Push | RepoAction::TrustWrite => "push",
+            RepoAction::Delete => "delete",
+            RepoAction::TrustDelete => "*",
+        }
+    }
+}
+
+/// What a request needs before its handler runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requirement {
+    /// Health probes, the token endpoint, unknown paths (answered 404 by the router).
+    Public,
+    /// `/v2/` ping: any authenticated caller (or anonymous when anonymous pull is on).
+    Authenticated,
+    /// Every listed action on the repository. `scope_name` is the name the client's token scope
+    /// uses: the repository for registry calls, the GUN for trust calls.
+    Repository {
+        repo: RepoName,
+        scope_name: String,
+        actions: Vec<RepoAction>,
+    },
+    /// `_catalog` and the global changefeed (`registry:catalog:*`); results are filtered.
+    Catalog,
+    /// The admin API.
+    Admin,
+    /// The path names a repository that cannot exist (bad name, foreign GUN): let the handler
+    /// answer with the protocol's error.
+    Invalid,
+}
+
+fn repo_req(name: &str, actions: Vec<RepoAction>) -> Requirement {
+    match name.parse::<RepoName>() {
+        Ok(repo) => Requirement::Repository {
+            scope_name: repo.to_string(),
+            repo,
+            actions,
+        },
+        Err(_) => Requirement::Invalid,
+    }
+}
+
+/// Classifies a request. `resolve_gun` maps a trust GUN to a repository of this registry.
+pub fn requirement(
+    method: &Method,
+    path: &str,
+    resolve_gun: impl Fn(&str) -> Option<RepoName>,
+) -> Requirement {
+    use RepoAction::*;
+    if path == "/v2/" || path == "/v2" {
+        return Requirement::Authenticated;
+    }
+    if path.starts_with("/api/v1/") {
+        return Requirement::Admin;
+    }
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return Requirement::Public;
+    };
+    if let Some(t) = super::trust::parse(method, rest) {
+        let gun = match &t {
+            TrustEndpoint::Update(g)
+            | TrustEndpoint::Delete(g)
+            | TrustEndpoint::Current(g, _)
+            | TrustEndpoint::ByChecksum(g, ..)
+            | TrustEndpoint::ByVersion(g, ..)
+            | TrustEndpoint::GetKey(g, _)
+            | TrustEndpoint::RotateKey(g, _)
+            | TrustEndpoint::Changefeed(Some(g)) => *g,
+            TrustEndpoint::Changefeed(None) => return Requirement::Catalog,
+            TrustEndpoint::NotFound => return Requirement::Public,
+        };
+        let Some(repo) = resolve_gun(gun) else {
+            return Requirement::Invalid;
+        };
+        let actions = match t.access() {
+            TrustAccess::Pull => vec![TrustRead],
+            // Notary asks for push+pull to publish; the signer right is what matters.
+            TrustAccess::Push => vec![TrustRead, TrustWrite],
+            TrustAccess::All => vec![TrustRead, TrustWrite, TrustDelete],
+            TrustAccess::Catalog => return Requirement::Catalog,
+        };
+        return Requirement::Repository {
+            repo,
+            scope_name: gun.to_owned(),
+            actions,
+        };
+    }
+    let Some(endpoint) = parse(rest) else {
+        return Requirement::Public;
+    };
+    let read = method == Method::GET || method == Method::HEAD;
+    match endpoint {
+        Endpoint::Catalog => Requirement::Catalog,
+        Endpoint::Tags(n) | Endpoint::Referrers(n, _) => repo_req(n, vec![Pull]),
+        Endpoint::Manifest(n, _) | Endpoint::Blob(n, _) if read => repo_req(n, vec![Pull]),
+        Endpoint::Manifest(n, _) | Endpoint::Blob(n, _) if method == Method::DELETE => {
+            repo_req(n, vec![Delete])
+        }
+        Endpoint::Manifest(n, _) => repo_req(n, vec![Pull, Push]),
+        Endpoint::Blob(n, _) => repo_req(n, vec![Pull]),
+        // Uploads (incl. mount: the source's pull right is checked by the handler, whose answer
+        // without it is the spec's fallback to a plain upload).
+        Endpoint::Upload(n, _) => repo_req(n, vec![Pull, Push]),
+    }
+}

@@ -1,0 +1,301 @@
+//! The one authorization layer: classify the request ([`super::access::requirement`]), identify
+//! the caller (Bearer token, Basic credentials or anonymous), decide, and either answer with
+//! docker's challenge / denial or pass the request on with the [`Caller`] attached.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use berth_auth::{Action, Resource};
+use serde_json::json;
+
+use super::access::{RepoAction, Requirement, requirement};
+use crate::AppState;
+use crate::access::{AuthError, Caller};
+
+fn policy_action(a: RepoAction) -> Action {
+    match a {
+        RepoAction::Pull => Action::Pull,
+        RepoAction::Push => Action::Push,
+        RepoAction::Delete => Action::Delete,
+        RepoAction::TrustRead => Action::TrustRead,
+        RepoAction::TrustWrite => Action::TrustWrite,
+        RepoAction::TrustDelete => Action::TrustDelete,
+    }
+}
+
+pub(crate) enum Credentials {
+    Bearer(String),
+    Basic(String, String),
+}
+
+pub(crate) fn credentials(req: &Request) -> Option<Credentials> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(Credentials::Bearer(rest.trim().to_owned()));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (u, p) = text.split_once(':')?;
+        return Some(Credentials::Basic(u.to_owned(), p.to_owned()));
+    }
+    None
+}
+
+pub(crate) fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The name clients use for this registry (Host header), also the token audience.
+pub(crate) fn host_of(req: &Request) -> String {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("localhost")
+        .to_ascii_lowercase()
+}
+
+/// 401 with docker's Bearer challenge for `scope` (if any).
+fn challenge(
+    state: &AppState,
+    host: &str,
+    scope: Option<String>,
+    error: Option<&str>,
+    detail: serde_json::Value,
+) -> Response {
+    let mut value = format!(
+        "Bearer realm=\"{}://{host}/oauth2/token\",service=\"{host}\"",
+        state.scheme
+    );
+    if let Some(s) = &scope {
+        value.push_str(&format!(",scope=\"{s}\""));
+    }
+    if let Some(e) = error {
+        value.push_str(&format!(",error=\"{e}\""));
+    }
+    let body = json!({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required", "detail": detail}]});
+    let mut resp = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+fn denied(message: String) -> Response {
+    let body = json!({"errors": [{"code": "DENIED", "message": message}]});
+    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+}
+
+fn auth_error(state: &AppState, host: &str, e: AuthError, scope: Option<String>) -> Response {
+    match e {
+        AuthError::Throttled(secs) => {
+            let body = json!({"errors": [{"code": "TOOMANYREQUESTS", "message": e.to_string()}]});
+            let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+            resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+            resp
+        }
+        AuthError::Internal(msg) => {
+            tracing::error!(error = %msg, "authentication backend");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+        AuthError::BadToken(_) => challenge(
+            state,
+            host,
+            scope,
+            Some("invalid_token"),
+            json!(e.to_string()),
+        ),
+        AuthError::BadCredentials => challenge(state, host, scope, None, json!(e.to_string())),
+    }
+}
+
+/// What the layer concluded.
+enum Decision {
+    Allow,
+    /// Ask for (another) token with this scope.
+    Challenge(Option<String>, Option<&'static str>),
+    Deny(String),
+}
+
+fn decide(caller: &Caller, req: &Requirement) -> Decision {
+    match req {
+        Requirement::Public | Requirement::Invalid => Decision::Allow,
+        Requirement::Authenticated | Requirement::Catalog => {
+            if !caller.is_anonymous() || caller.grants.anonymous_pull {
+                Decision::Allow
+            } else if matches!(req, Requirement::Catalog) {
+                Decision::Challenge(Some("registry:catalog:*".into()), None)
+            } else {
+                Decision::Challenge(None, None)
+            }
+        }
+        Requirement::Admin => {
+            if caller.grants.allows(Action::Admin, Resource::Registry) {
+                Decision::Allow
+            } else if caller.is_anonymous() {
+                Decision::Challenge(None, None)
+            } else {
+                Decision::Deny(format!(
+                    "{} may not use the admin API (needs the Owner role)",
+                    caller.name
+                ))
+            }
+        }
+        Requirement::Repository {
+            repo,
+            scope_name,
+            actions,
+        } => {
+            let scope_actions = {
+                let mut v: Vec<&str> = Vec::new();
+                for a in actions {
+                    if !v.contains(&a.scope_action()) {
+                        v.push(a.scope_action());
+                    }
+                }
+                v.join(",")
+            };
+            let scope = Some(format!("repository:{scope_name}:{scope_actions}"));
+            let mut token_short = false;
+            for a in actions {
+                if !caller
+                    .grants
+                    .allows(policy_action(*a), Resource::Repository(repo.as_str()))
+                {
+                    if caller.is_anonymous() {
+                        return Decision::Challenge(scope, None);
+                    }
+                    return Decision::Deny(format!(
+                        "{} may not {} {scope_name}",
+                        caller.name,
+                        match a {
+                            RepoAction::Pull => "pull from",
+                            RepoAction::Push => "push to",
+                            RepoAction::Delete => "delete in",
+                            RepoAction::TrustRead => "read trust data of",
+                            RepoAction::TrustWrite =>
+                                "publish trust data for (needs AcrImageSigner)",
+                            RepoAction::TrustDelete => "delete trust data of",
+                        }
+                    ));
+                }
+                if let Some(access) = &caller.token_access
+                    && !berth_auth::scope::access_allows(
+                        access,
+                        "repository",
+                        scope_name,
+                        a.scope_action(),
+                    )
+                {
+                    token_short = true;
+                }
+            }
+            if token_short {
+                Decision::Challenge(scope, Some("insufficient_scope"))
+            } else {
+                Decision::Allow
+            }
+        }
+    }
+}
+
+/// The middleware.
+pub(crate) async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let need = requirement(req.method(), req.uri().path(), |g| state.guns.repository(g));
+    if need == Requirement::Public {
+        return next.run(req).await;
+    }
+    let host = host_of(&req);
+    let ip = client_ip(&req);
+    let scope_hint = match &need {
+        Requirement::Repository {
+            scope_name,
+            actions,
+            ..
+        } => Some(format!(
+            "repository:{scope_name}:{}",
+            actions
+                .iter()
+                .map(|a| a.scope_action())
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+        _ => None,
+    };
+    let caller = match credentials(&req) {
+        Some(Credentials::Bearer(t)) => match state.access.bearer(&t, &host).await {
+            Ok(c) => c,
+            Err(e) => return auth_error(&state, &host, e, scope_hint),
+        },
+        Some(Credentials::Basic(u, p)) => match state.access.authenticate(&u, &p, ip).await {
+            Ok(c) => c,
+            Err(e) => return auth_error(&state, &host, e, scope_hint),
+        },
+        None if state.access.auth_disabled() => match state.access.authenticate("", "", ip).await {
+            Ok(c) => c,
+            Err(e) => return auth_error(&state, &host, e, scope_hint),
+        },
+        None => state.access.anonymous().await,
+    };
+    match decide(&caller, &need) {
+        Decision::Allow => {}
+        Decision::Challenge(scope, error) => {
+            let detail = match &need {
+                Requirement::Repository { scope_name, actions, .. } => json!(
+                    actions
+                        .iter()
+                        .map(|a| json!({"Type": "repository", "Class": "", "Name": scope_name, "Action": a.scope_action()}))
+                        .collect::<Vec<_>>()
+                ),
+                _ => serde_json::Value::Null,
+            };
+            return challenge(&state, &host, scope, error, detail);
+        }
+        Decision::Deny(msg) => {
+            state
+                .access
+                .audit(&caller.name, "access.denied", req.uri().path(), ip, &msg)
+                .await;
+            return denied(msg);
+        }
+    }
+    // Trust writes and wipes are audited once they succeed.
+    let trust_write = match &need {
+        Requirement::Repository {
+            scope_name,
+            actions,
+            ..
+        } if actions
+            .iter()
+            .any(|a| matches!(a, RepoAction::TrustWrite | RepoAction::TrustDelete))
+            && matches!(*req.method(), Method::POST | Method::DELETE) =>
+        {
+            Some((scope_name.clone(), req.method().clone()))
+        }
+        _ => None,
+    };
+    let actor = caller.name.clone();
+    req.extensions_mut().insert(caller);
+    let resp = next.run(req).await;
+    if let Some((gun, method)) = trust_write
+        && resp.status().is_success()
+    {
+        let action = if method == Method::DELETE {
+            "trust.deleted"
+        } else {
+            "trust.updated"
+        };
+        state.access.audit(&actor, action, &gun, ip, "").await;
+    }
+    resp
+}

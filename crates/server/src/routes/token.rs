@@ -1,0 +1,171 @@
+//! `/oauth2/token`: docker's token endpoint. GET with Basic credentials (or none: an anonymous
+//! token), POST with the OAuth2 password or refresh-token grant; `offline_token=true` /
+//! `access_type=offline` also returns a refresh token.
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_auth::ResourceActions;
+use serde_json::json;
+
+use super::authz::{Credentials, client_ip, credentials, host_of};
+use super::{query_get, query_pairs};
+use crate::AppState;
+use crate::access::{ACCESS_TTL, AuthError, Caller};
+
+fn oauth_error(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        axum::Json(json!({"errors": [{"code": code, "message": message}]})),
+    )
+        .into_response()
+}
+
+fn from_auth(e: AuthError) -> Response {
+    match e {
+        AuthError::Throttled(secs) => {
+            let mut r = oauth_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                e.to_string(),
+            );
+            r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+            r
+        }
+        AuthError::Internal(m) => {
+            tracing::error!(error = %m, "token service");
+            oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "internal error".into(),
+            )
+        }
+        other => oauth_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", other.to_string()),
+    }
+}
+
+pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Response {
+    let ip = client_ip(&req);
+    let host = host_of(&req);
+    let access = &state.access;
+    // Parameters from the query (GET) or the form body (POST).
+    let (params, creds) = if req.method() == Method::POST {
+        let creds = credentials(&req);
+        let body = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
+            Ok(b) => b,
+            Err(_) => {
+                return oauth_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "SIZE_INVALID",
+                    "form too large".into(),
+                );
+            }
+        };
+        let text = String::from_utf8_lossy(&body).into_owned();
+        (super::query_pairs_str(&text), creds)
+    } else {
+        (query_pairs(&req), credentials(&req))
+    };
+    let get = |k: &str| query_get(&params, k);
+    let mut scopes: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .filter(|s| !s.is_empty())
+        .collect();
+    scopes.dedup();
+    let requested: Vec<ResourceActions> = match berth_auth::scope::parse_scopes(&scopes) {
+        Ok(r) => r,
+        Err(e) => return oauth_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string()),
+    };
+    let service = get("service").filter(|s| !s.is_empty()).unwrap_or(host);
+    let grant_type = get("grant_type");
+    let caller: Result<Caller, AuthError> = match (grant_type.as_deref(), creds) {
+        (Some("refresh_token"), _) => match get("refresh_token") {
+            Some(t) => access.refresh(&t).await,
+            None => {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_REQUEST",
+                    "refresh_token missing".into(),
+                );
+            }
+        },
+        (Some("password"), _) => match (get("username"), get("password")) {
+            (Some(u), Some(p)) => access.authenticate(&u, &p, ip).await,
+            _ => {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_REQUEST",
+                    "username and password required".into(),
+                );
+            }
+        },
+        (Some(other), _) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED_GRANT_TYPE",
+                format!("grant_type {other:?}"),
+            );
+        }
+        (None, Some(Credentials::Basic(u, p))) => access.authenticate(&u, &p, ip).await,
+        (None, Some(Credentials::Bearer(_))) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+                "use Basic credentials or a grant".into(),
+            );
+        }
+        (None, None) => Ok(access.anonymous().await),
+    };
+    let caller = match caller {
+        Ok(c) => c,
+        Err(e) => return from_auth(e),
+    };
+    let (token, granted) = match access.issue(&caller, &requested, &service) {
+        Ok(t) => t,
+        Err(e) => return from_auth(e),
+    };
+    let offline = get("offline_token").as_deref() == Some("true")
+        || get("access_type").as_deref() == Some("offline");
+    let mut body = json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": ACCESS_TTL,
+        "issued_at": httpdate_rfc3339(),
+        "scope": berth_auth::scope::format_scopes(&granted),
+    });
+    if offline && !caller.is_anonymous() {
+        match access.issue_refresh(&caller) {
+            Ok(r) => body["refresh_token"] = json!(r),
+            Err(e) => return from_auth(e),
+        }
+    }
+    if !caller.is_anonymous() {
+        let detail = format!("granted {}", berth_auth::scope::format_scopes(&granted));
+        access
+            .audit(&caller.name, "token.issued", &service, ip, &detail)
+            .await;
+    }
+    let mut resp = axum::Json(body).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, "no-store".parse().expect("static"));
+    resp
+}
+
+pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
+    axum::Json(state.access.jwks()).into_response()
+}
+
+fn httpdate_rfc3339() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}

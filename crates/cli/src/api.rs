@@ -16,6 +16,13 @@ pub struct ServerArgs {
     /// absent, ~/.docker/tls/<host:port>/ca.crt is used if it exists, then the system roots.
     #[arg(long, env = "BERTH_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// User name (or service principal id, or token name) [env: BERTH_USERNAME]; without it, the
+    /// login stored by `berth login` for this server is used.
+    #[arg(short = 'u', long, env = "BERTH_USERNAME")]
+    pub username: Option<String>,
+    /// Read the password from standard input (else BERTH_PASSWORD).
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 pub struct Api {
@@ -80,7 +87,7 @@ impl Api {
     /// credentials from the environment or `berth login`.
     pub fn new(args: &ServerArgs, fallback: Option<String>) -> anyhow::Result<Self> {
         let mut api = Self::build(args, fallback)?;
-        api.auth = api.credentials()?;
+        api.auth = api.credentials(args)?;
         Ok(api)
     }
 
@@ -122,14 +129,21 @@ impl Api {
         &self.base
     }
 
-    /// Basic credentials from BERTH_USERNAME/BERTH_PASSWORD, else a bearer token obtained with
-    /// the refresh token `berth login` stored for this server.
-    fn credentials(&self) -> anyhow::Result<Option<String>> {
+    /// Basic credentials from `-u` (password from stdin or BERTH_PASSWORD), else a bearer token
+    /// obtained with the refresh token `berth login` stored for this server.
+    fn credentials(&self, args: &ServerArgs) -> anyhow::Result<Option<String>> {
         use base64::Engine as _;
-        if let (Ok(u), Ok(p)) = (
-            std::env::var("BERTH_USERNAME"),
-            std::env::var("BERTH_PASSWORD"),
-        ) {
+        if let Some(u) = &args.username {
+            let p = if args.password_stdin {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                    .context("reading the password from standard input")?;
+                s.trim_end_matches(['\r', '\n']).to_owned()
+            } else {
+                std::env::var("BERTH_PASSWORD").context(
+                    "a user name without a password: pass --password-stdin or set BERTH_PASSWORD",
+                )?
+            };
             let raw = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
             return Ok(Some(format!("Basic {raw}")));
         }

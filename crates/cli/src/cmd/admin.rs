@@ -50,6 +50,7 @@ pub fn login(a: LoginArgs) -> anyhow::Result<()> {
     let args = ServerArgs {
         server: Some(a.server.clone()),
         ca_file: a.ca_file,
+        ..Default::default()
     };
     // No stored credentials must interfere with the login itself.
     let api = Api::new_anonymous(&args)?;
@@ -78,8 +79,9 @@ pub enum UserCommand {
     /// Create a user (password from stdin with --password-stdin, else generated and shown once).
     Create {
         name: String,
+        /// Read the NEW user's password from standard input (else one is generated).
         #[arg(long)]
-        password_stdin: bool,
+        new_password_stdin: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -105,11 +107,11 @@ pub fn user(c: UserCommand) -> anyhow::Result<()> {
     match c {
         UserCommand::Create {
             name,
-            password_stdin,
+            new_password_stdin,
             server,
         } => {
             let mut body = json!({"name": name});
-            if password_stdin {
+            if new_password_stdin {
                 body["password"] = json!(read_password_stdin()?);
             }
             print(&Api::new(&server, None)?.post("users", &body)?)

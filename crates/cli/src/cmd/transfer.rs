@@ -19,12 +19,6 @@ use crate::api::ServerArgs;
 pub struct TransferArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// User name (or service principal id, or token name).
-    #[arg(short = 'u', long, env = "BERTH_USERNAME")]
-    pub username: Option<String>,
-    /// Read the password from standard input (else BERTH_PASSWORD).
-    #[arg(long)]
-    pub password_stdin: bool,
     /// No progress bars (they are off anyway when stderr is not a terminal).
     #[arg(short, long)]
     pub quiet: bool,
@@ -32,7 +26,7 @@ pub struct TransferArgs {
 
 impl TransferArgs {
     fn credentials(&self) -> anyhow::Result<Option<Credentials>> {
-        let password = if self.password_stdin {
+        let password = if self.server.password_stdin {
             let mut s = String::new();
             std::io::stdin()
                 .read_to_string(&mut s)
@@ -41,7 +35,7 @@ impl TransferArgs {
         } else {
             std::env::var("BERTH_PASSWORD").ok()
         };
-        match (&self.username, password) {
+        match (&self.server.username, password) {
             (Some(u), Some(p)) => Ok(Some(Credentials {
                 username: u.clone(),
                 password: p,
@@ -49,7 +43,7 @@ impl TransferArgs {
             (Some(u), None) => anyhow::bail!(
                 "a user name ({u}) without a password: pass --password-stdin or set BERTH_PASSWORD"
             ),
-            (None, Some(_)) if self.password_stdin => {
+            (None, Some(_)) if self.server.password_stdin => {
                 anyhow::bail!("--password-stdin needs -u/--username")
             }
             _ => Ok(None),

@@ -2,6 +2,9 @@
 //! Every test starts its own server on its own temporary data directory.
 
 mod auth;
+mod auth_matrix;
+mod auth_support;
+mod auth_tokens;
 mod harness;
 
 mod base;

@@ -2,6 +2,7 @@
 //! Every test starts its own server on its own temporary data directory.
 
 mod auth;
+mod auth_clients;
 mod auth_matrix;
 mod auth_support;
 mod auth_tokens;

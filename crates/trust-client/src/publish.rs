@@ -505,8 +505,10 @@ pub fn inspect_json(data: &TrustData) -> Value {
             json!({"SignedTag": tag, "Digest": digest, "Signers": signers})
         })
         .collect();
+    // Docker lists signers in descending name order in the JSON form.
     let signers: Vec<Value> = signers(data)
         .into_iter()
+        .rev()
         .map(|(name, ids)| {
             json!({"Name": name, "Keys": ids.iter().map(|id| json!({"ID": id})).collect::<Vec<_>>()})
         })
@@ -549,7 +551,14 @@ pub fn inspect_pretty(data: &TrustData) -> String {
             "DIGEST".to_owned(),
             "SIGNERS".to_owned(),
         ]];
-        rows.extend(tags.into_iter().map(|(t, d, s)| vec![t, d, s.join(", ")]));
+        // The table shows the repository key's signature in parentheses.
+        rows.extend(tags.into_iter().map(|(t, d, s)| {
+            let s: Vec<String> = s
+                .into_iter()
+                .map(|n| if n == REPO_ADMIN { format!("({n})") } else { n })
+                .collect();
+            vec![t, d, s.join(", ")]
+        }));
         out.push_str(&table(&rows));
     }
     let signers = signers(data);

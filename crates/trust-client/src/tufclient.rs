@@ -491,7 +491,13 @@ impl TufClient {
                     .key_role(&name)
                     .ok_or_else(|| Error::malformed(&d.name, "not declared by its parent"))?;
                 let raw = self.fetch_by_hash(&d.name, meta, "snapshot").await?;
-                let signed = self.verify_targets(&raw, &name, &keys, &cache, now)?;
+                // As notary: a delegation below its threshold (e.g. its signer was removed) or
+                // expired is skipped, so none of its targets are trusted; anything else aborts.
+                let signed = match self.verify_targets(&raw, &name, &keys, &cache, now) {
+                    Ok(s) => s,
+                    Err(Error::BadSignature { .. } | Error::Expired { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
                 // A child may only sign paths its parent may sign.
                 let paths: Vec<String> = d
                     .paths

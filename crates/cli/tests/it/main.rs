@@ -21,6 +21,7 @@ mod skopeo;
 mod tags_catalog;
 mod uploads;
 
+mod trust_client;
 mod trust_docker;
 mod trust_harness;
 mod trust_notary;

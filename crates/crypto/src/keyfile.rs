@@ -108,17 +108,75 @@ pub fn encrypt(
         };
         (ENCRYPTED_TAG, info.to_der().map_err(|e| fail(&e))?)
     };
-    let mut block = pem::Pem::new(tag, contents);
     // Go's pem.Encode writes headers in sorted order: gun before role.
+    let mut headers = Vec::new();
     if let Some(gun) = gun {
-        block.headers_mut().add("gun", gun).map_err(|e| fail(&e))?;
+        headers.push(("gun", gun));
     }
-    block
-        .headers_mut()
-        .add("role", role)
-        .map_err(|e| fail(&e))?;
-    Ok(pem::encode_config(
-        &block,
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    ))
+    headers.push(("role", role));
+    encode_pem(tag, &headers, &contents)
+}
+
+/// PEM as Go's `pem.Encode` writes it: `key: value` headers, a blank line, 64-column base64.
+/// Written by hand because the `pem` crate refuses header values containing ':', and a GUN has
+/// one whenever the registry has a port (`localhost:5000/team/app`).
+fn encode_pem(tag: &str, headers: &[(&str, &str)], contents: &[u8]) -> Result<String, Error> {
+    use base64::Engine as _;
+    let mut out = format!("-----BEGIN {tag}-----\n");
+    for (k, v) in headers {
+        // A line break in a value would forge further headers or end the header block.
+        if v.contains(['\n', '\r']) || v.trim() != *v {
+            return Err(Error::KeyFile(format!("invalid {k} header value {v:?}")));
+        }
+        out.push_str(&format!("{k}: {v}\n"));
+    }
+    if !headers.is_empty() {
+        out.push('\n');
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(contents);
+    for line in b64.as_bytes().chunks(64) {
+        // base64 output is ASCII, so every chunk is valid UTF-8.
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {tag}-----\n"));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gun_with_a_port_is_written_and_read_back() {
+        let key = PrivateKey::generate_ecdsa().unwrap();
+        let gun = "localhost:5000/team/app";
+        let text = encrypt(&key, "targets", Some(gun), "pw").unwrap();
+        assert!(text.starts_with(
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\ngun: localhost:5000/team/app\nrole: targets\n\n"
+        ));
+        assert!(text.lines().all(|l| l.len() <= 64));
+        assert_eq!(
+            headers(text.as_bytes()).unwrap(),
+            (Some("targets".into()), Some(gun.into()))
+        );
+        let kf = decrypt(text.as_bytes(), "pw").unwrap();
+        assert_eq!(kf.gun.as_deref(), Some(gun));
+        assert_eq!(kf.key.key_id(), key.key_id());
+        assert!(matches!(
+            decrypt(text.as_bytes(), "wrong"),
+            Err(Error::Decrypt)
+        ));
+        // The bytes are exactly what the pem crate writes where it can (no colon in the GUN).
+        let plain = encrypt(&key, "root", None, "").unwrap();
+        let block = pem::parse(&plain).unwrap();
+        let mut reference = pem::Pem::new(block.tag(), block.contents().to_vec());
+        reference.headers_mut().add("role", "root").unwrap();
+        let reference = pem::encode_config(
+            &reference,
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        );
+        assert_eq!(plain, reference);
+        assert!(encrypt(&key, "targets", Some("a\nrole: root"), "pw").is_err());
+    }
 }

@@ -281,7 +281,7 @@ impl KeyStore {
     pub fn add(&self, key: &PrivateKey, role: &str, gun: Option<&str>) -> Result<KeyInfo> {
         let id = key.key_id();
         let pass = self.passphrase_for_new(role, gun, &id)?;
-        let pem = with_gun_header(keyfile::encrypt(key, role, None, &pass)?, gun)?;
+        let pem = keyfile::encrypt(key, role, gun, &pass)?;
         let path = self.private_dir().join(format!("{id}.key"));
         ensure_private_dir(&self.private_dir())?;
         write_private_file(&path, pem.as_bytes())?;
@@ -479,21 +479,6 @@ pub fn parse_public_key_pem(pem_text: &[u8]) -> Result<PublicKey> {
     }
 }
 
-/// Adds the `gun:` header ourselves: the `pem` crate refuses header values with a colon, and a
-/// GUN has one whenever the registry has a port. Go sorts headers, so `gun` precedes `role`.
-fn with_gun_header(pem_text: String, gun: Option<&str>) -> Result<String> {
-    let Some(gun) = gun else {
-        return Ok(pem_text);
-    };
-    if gun.contains(['\n', '\r']) {
-        return Err(Error::Invalid(format!("invalid GUN {gun:?}")));
-    }
-    let (first, rest) = pem_text
-        .split_once('\n')
-        .ok_or_else(|| Error::Invalid("key PEM without lines".into()))?;
-    Ok(format!("{first}\ngun: {gun}\n{rest}"))
-}
-
 fn is_encrypted(pem_text: &[u8]) -> bool {
     pem::parse(pem_text).is_ok_and(|b| b.tag() == "ENCRYPTED PRIVATE KEY")
 }
@@ -595,22 +580,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gun_with_port_round_trips_in_key_files() {
-        let key = PrivateKey::generate_ecdsa().unwrap();
-        let pem = keyfile::encrypt(&key, "targets", None, "pw").unwrap();
-        let pem = with_gun_header(pem, Some("localhost:5000/team/app")).unwrap();
-        assert!(pem.starts_with(
+    fn gun_with_port_round_trips_in_the_store() {
+        let dir =
+            std::env::temp_dir().join(format!("berth-ks-{}-{}", std::process::id(), now_nanos()));
+        let ks = KeyStore::new(&dir).with_passphrases(None, Some("pw"));
+        let (key, info) = ks
+            .generate("targets", Some("localhost:5000/team/app"))
+            .unwrap();
+        let text = fs::read_to_string(&info.path).unwrap();
+        assert!(text.starts_with(
             "-----BEGIN ENCRYPTED PRIVATE KEY-----\ngun: localhost:5000/team/app\nrole: targets\n"
         ));
-        let kf = keyfile::decrypt(pem.as_bytes(), "pw").unwrap();
-        assert_eq!(kf.gun.as_deref(), Some("localhost:5000/team/app"));
-        assert_eq!(kf.role.as_deref(), Some("targets"));
-        assert_eq!(kf.key.key_id(), key.key_id());
-        assert!(matches!(
-            keyfile::decrypt(pem.as_bytes(), "wrong"),
-            Err(berth_crypto::Error::Decrypt)
-        ));
-        assert!(with_gun_header(pem, Some("a\nb")).is_err());
+        let (back, listed) = ks.load(&info.id).unwrap();
+        assert_eq!(back.key_id(), key.key_id());
+        assert_eq!(listed.gun.as_deref(), Some("localhost:5000/team/app"));
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -262,6 +262,47 @@ impl Registry {
         }
     }
 
+    /// The HTTP client with this registry's TLS trust, for the other APIs on the same host
+    /// (the Notary trust API lives under `/v2/<gun>/_trust/`).
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// Runs the token flow for a `WWW-Authenticate` value another API of this host answered
+    /// with, asking for `scopes` plus the challenge's own, with this client's credentials.
+    /// `Ok(None)` when the value holds no Bearer challenge (Basic is then the caller's choice).
+    pub async fn token_for_challenge(
+        &self,
+        what: &str,
+        www_authenticate: &str,
+        scopes: &[String],
+    ) -> Result<Option<String>> {
+        let Some((realm, service, scope)) = crate::auth::parse_challenges(www_authenticate)
+            .into_iter()
+            .find_map(|c| match c {
+                Challenge::Bearer {
+                    realm,
+                    service,
+                    scope,
+                    ..
+                } => Some((realm, service, scope)),
+                Challenge::Basic { .. } => None,
+            })
+        else {
+            return Ok(None);
+        };
+        let mut scopes = scopes.to_vec();
+        for s in scope.iter().flat_map(|s| s.split_whitespace()) {
+            if !scopes.iter().any(|x| x == s) {
+                scopes.push(s.to_owned());
+            }
+        }
+        let (token, _) = self
+            .fetch_token(what, &realm, service.as_deref(), &scopes)
+            .await?;
+        Ok(Some(token))
+    }
+
     /// GET the realm with Basic credentials (token.md). Anonymous when we have none: the
     /// token service may still grant anonymous pulls.
     async fn fetch_token(

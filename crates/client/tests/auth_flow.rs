@@ -237,3 +237,36 @@ async fn basic_challenge_is_answered_with_credentials() {
     let anon = Registry::new("ignored", &opts(&url, None)).unwrap();
     assert!(matches!(anon.ping().await, Err(Error::Unauthorized { .. })));
 }
+
+#[tokio::test]
+async fn token_for_a_challenge_from_another_api_of_the_host() {
+    let base = Arc::new(Mutex::new(String::new()));
+    let (url, log) = serve(token_registry(base.clone())).await;
+    *base.lock().unwrap() = url.clone();
+    let reg = Registry::new("ignored", &opts(&url, Some(("alice", "s3cret")))).unwrap();
+    // The trust API's challenge names the GUN; we ask for push as well, for a publish.
+    let challenge =
+        format!(r#"Bearer realm="{url}/token",service="reg",scope="repository:h:1/team/app:pull""#);
+    let wanted = ["repository:h:1/team/app:pull,push".to_owned()];
+    let t = reg
+        .token_for_challenge("publishing", &challenge, &wanted)
+        .await
+        .unwrap();
+    assert_eq!(
+        t.as_deref(),
+        Some("tok[repository:h:1/team/app:pull,push repository:h:1/team/app:pull]")
+    );
+    assert_eq!(log.lock().unwrap().len(), 1);
+    // Not a Bearer challenge: nothing to do here.
+    let none = reg
+        .token_for_challenge("x", r#"Basic realm="r""#, &wanted)
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    // Refused credentials are the usual error.
+    let bad = Registry::new("ignored", &opts(&url, Some(("alice", "nope")))).unwrap();
+    assert!(matches!(
+        bad.token_for_challenge("x", &challenge, &wanted).await,
+        Err(Error::Unauthorized { .. })
+    ));
+}

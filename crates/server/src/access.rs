@@ -47,6 +47,9 @@ pub struct Caller {
     pub grants: Grants,
     /// For Bearer callers: the rights the token carries.
     pub token_access: Option<Vec<ResourceActions>>,
+    /// Fingerprint of this incarnation of the identity (its salted password hash), carried in
+    /// the tokens it gets, so a deleted identity's tokens never pass for a namesake created later.
+    binding: String,
 }
 
 impl Caller {
@@ -97,6 +100,33 @@ pub struct AccessService {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
     creds: Mutex<HashMap<[u8; 32], (String, Instant)>>,
     cache_salt: [u8; 32],
+}
+
+/// A fresh, enabled identity whose secret is `password` (stored only as an argon2id hash).
+pub fn new_identity(
+    name: &str,
+    kind: &str,
+    label: &str,
+    password: &str,
+) -> Result<IdentityRecord, AuthError> {
+    Ok(IdentityRecord {
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        label: label.to_owned(),
+        secret_hash: berth_auth::password::hash_password(password).map_err(internal)?,
+        secret_hash2: None,
+        disabled: false,
+        expires: None,
+        scope_map: None,
+        created: now_secs(),
+    })
+}
+
+/// Carries the identity's binding in the token id (`<random>.<binding>`).
+fn bind(claims: &mut Claims, caller: &Caller) {
+    if !caller.binding.is_empty() {
+        claims.jti = format!("{}.{}", claims.jti, caller.binding);
+    }
 }
 
 fn parse_roles(recs: &[berth_storage::RoleAssignmentRecord]) -> Vec<RoleAssignment> {
@@ -173,17 +203,7 @@ impl AccessService {
                 true,
             ),
         };
-        let rec = IdentityRecord {
-            name: OWNER.into(),
-            kind: "user".into(),
-            label: OWNER.into(),
-            secret_hash: berth_auth::password::hash_password(&password).map_err(internal)?,
-            secret_hash2: None,
-            disabled: false,
-            expires: None,
-            scope_map: None,
-            created: now_secs(),
-        };
+        let rec = new_identity(OWNER, "user", OWNER, &password)?;
         self.ids.identity_insert(&rec).await.map_err(internal)?;
         self.ids
             .role_assign("Owner", OWNER, None)
@@ -278,6 +298,7 @@ impl AccessService {
             kind: IdentityKind::Anonymous,
             grants: Grants::anonymous(self.anonymous_pull().await),
             token_access: None,
+            binding: String::new(),
         }
     }
 
@@ -291,6 +312,7 @@ impl AccessService {
                 vec![RoleAssignment::registry(berth_auth::Role::Owner)],
             ),
             token_access: None,
+            binding: String::new(),
         }
     }
 
@@ -317,11 +339,13 @@ impl AccessService {
             Grants::with_roles(kind, parse_roles(&roles))
         };
         grants.anonymous_pull = self.anonymous_pull().await;
+        let binding = hex::encode(&sha2::Sha256::digest(rec.secret_hash.as_bytes())[..8]);
         Ok(Some(Caller {
             name: rec.name,
             kind,
             grants,
             token_access: None,
+            binding,
         }))
     }
 
@@ -443,7 +467,7 @@ impl AccessService {
     ) -> Result<(String, Vec<ResourceActions>), AuthError> {
         let hosts: Vec<&str> = self.hosts.iter().map(String::as_str).collect();
         let granted = berth_auth::policy::grant_scopes(&caller.grants, requested, &hosts);
-        let claims = Claims::new(
+        let mut claims = Claims::new(
             ISSUER,
             caller.name.clone(),
             audience,
@@ -452,12 +476,13 @@ impl AccessService {
             ACCESS_TTL,
         )
         .map_err(internal)?;
+        bind(&mut claims, caller);
         Ok((self.sign(&claims)?, granted))
     }
 
     /// A refresh token for an identity (docker's `offline_token`).
     pub fn issue_refresh(&self, caller: &Caller) -> Result<String, AuthError> {
-        let claims = Claims::new(
+        let mut claims = Claims::new(
             ISSUER,
             caller.name.clone(),
             REFRESH_AUDIENCE,
@@ -466,6 +491,7 @@ impl AccessService {
             REFRESH_TTL,
         )
         .map_err(internal)?;
+        bind(&mut claims, caller);
         self.sign(&claims)
     }
 
@@ -500,7 +526,7 @@ impl AccessService {
         let mut caller = if claims.sub.is_empty() {
             self.anonymous().await
         } else {
-            self.caller_for(&claims.sub).await?.ok_or_else(|| {
+            self.bound_caller(&claims).await?.ok_or_else(|| {
                 AuthError::BadToken("the identity is disabled or no longer exists".into())
             })?
         };
@@ -511,9 +537,17 @@ impl AccessService {
     /// The caller behind a refresh token.
     pub async fn refresh(&self, token: &str) -> Result<Caller, AuthError> {
         let claims = self.verify(token, REFRESH_AUDIENCE)?;
-        self.caller_for(&claims.sub).await?.ok_or_else(|| {
+        self.bound_caller(&claims).await?.ok_or_else(|| {
             AuthError::BadToken("the identity is disabled or no longer exists".into())
         })
+    }
+
+    /// The live caller a token names, if the token was issued to this incarnation of it.
+    async fn bound_caller(&self, claims: &Claims) -> Result<Option<Caller>, AuthError> {
+        Ok(self
+            .caller_for(&claims.sub)
+            .await?
+            .filter(|c| claims.jti.rsplit_once('.').map(|(_, b)| b) == Some(c.binding.as_str())))
     }
 
     /// Records an event; failures to write the log are logged, never fatal.

@@ -76,7 +76,8 @@ impl Class {
             Pull => repo(REPO, REPO.into(), vec![R::Pull]),
             Push => repo(REPO, REPO.into(), vec![R::Pull, R::Push]),
             Delete => repo(REPO, REPO.into(), vec![R::Delete]),
-            Catalog | GlobalChangefeed => Requirement::Catalog,
+            Catalog => Requirement::Catalog,
+            GlobalChangefeed => Requirement::RegistryRead,
             TrustRead => repo(REPO, gun(REPO), vec![R::TrustRead]),
             TrustWrite => repo(REPO, gun(REPO), vec![R::TrustRead, R::TrustWrite]),
             TrustDelete => repo(
@@ -99,7 +100,8 @@ fn classes_for(req: &Requirement) -> Vec<Class> {
     match req {
         Requirement::Public | Requirement::Invalid => vec![],
         Requirement::Authenticated => vec![Ping],
-        Requirement::Catalog => vec![Catalog, GlobalChangefeed],
+        Requirement::Catalog => vec![Catalog],
+        Requirement::RegistryRead => vec![GlobalChangefeed],
         Requirement::Admin => vec![Admin],
         Requirement::Repository { actions, .. } => {
             let strongest = actions
@@ -255,13 +257,9 @@ const ROWS: &[Row] = &[
         (Ping, U), (Pull, U), (Push, U), (Delete, U), (Catalog, U), (GlobalChangefeed, U),
         (TrustRead, U), (TrustWrite, U), (TrustDelete, U), (Admin, U),
         (PullOther, U), (PushOther, U), (TrustReadOther, U), (TrustWriteOther, U)] },
-    // DEVIATION (reported): the issue says that with anonymous pull "everything else still
-    // needs credentials", and the token service refuses `registry:catalog:*` to anonymous callers,
-    // yet `_catalog` and the global changefeed answer 200 to them. Documented as current behaviour.
-    // (Every authenticated caller passes GlobalChangefeed, the classification of notary's
-    // `registry:catalog:*` route; unlike `_catalog`, its answer is currently not filtered.)
+    // Anonymous pull opens pulls and trust reads only; listings still need credentials.
     Row { who: Who::AnonymousPullOn, lists: BOTH, expect: &[
-        (Ping, A), (Pull, A), (Push, U), (Delete, U), (Catalog, A), (GlobalChangefeed, A),
+        (Ping, A), (Pull, A), (Push, U), (Delete, U), (Catalog, U), (GlobalChangefeed, U),
         (TrustRead, A), (TrustWrite, U), (TrustDelete, U), (Admin, U),
         (PullOther, A), (PushOther, U), (TrustReadOther, A), (TrustWriteOther, U)] },
     Row { who: Who::User(&["AcrPull"]), lists: BOTH, expect: &[
@@ -273,11 +271,11 @@ const ROWS: &[Row] = &[
         (TrustRead, A), (TrustWrite, F), (TrustDelete, F), (Admin, F),
         (PullOther, A), (PushOther, A), (TrustReadOther, A), (TrustWriteOther, F)] },
     Row { who: Who::User(&["AcrDelete"]), lists: NONE, expect: &[
-        (Ping, A), (Pull, F), (Push, F), (Delete, A), (Catalog, A), (GlobalChangefeed, A),
+        (Ping, A), (Pull, F), (Push, F), (Delete, A), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, F), (TrustWrite, F), (TrustDelete, F), (Admin, F),
         (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
     Row { who: Who::User(&["AcrImageSigner"]), lists: NONE, expect: &[
-        (Ping, A), (Pull, F), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, A),
+        (Ping, A), (Pull, F), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, A), (TrustWrite, A), (TrustDelete, A), (Admin, F),
         (PullOther, F), (PushOther, F), (TrustReadOther, A), (TrustWriteOther, A)] },
     Row { who: Who::User(&["AcrPush", "AcrImageSigner"]), lists: BOTH, expect: &[
@@ -289,15 +287,15 @@ const ROWS: &[Row] = &[
         (TrustRead, A), (TrustWrite, A), (TrustDelete, A), (Admin, A),
         (PullOther, A), (PushOther, A), (TrustReadOther, A), (TrustWriteOther, A)] },
     Row { who: Who::User(&[]), lists: NONE, expect: &[
-        (Ping, A), (Pull, F), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, A),
+        (Ping, A), (Pull, F), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, F), (TrustWrite, F), (TrustDelete, F), (Admin, F),
         (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
     Row { who: Who::UserOnRepo("AcrPush"), lists: OWN, expect: &[
-        (Ping, A), (Pull, A), (Push, A), (Delete, F), (Catalog, A), (GlobalChangefeed, A),
+        (Ping, A), (Pull, A), (Push, A), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, A), (TrustWrite, F), (TrustDelete, F), (Admin, F),
         (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
     Row { who: Who::UserOnRepo("AcrImageSigner"), lists: NONE, expect: &[
-        (Ping, A), (Pull, F), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, A),
+        (Ping, A), (Pull, F), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, A), (TrustWrite, A), (TrustDelete, A), (Admin, F),
         (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
     Row { who: Who::ServicePrincipal("AcrPush"), lists: BOTH, expect: &[
@@ -310,16 +308,16 @@ const ROWS: &[Row] = &[
         (TrustRead, A), (TrustWrite, F), (TrustDelete, F), (Admin, F),
         (PullOther, A), (PushOther, A), (TrustReadOther, A), (TrustWriteOther, F)] },
     Row { who: Who::Token(&["content/read"]), lists: OWN, expect: &[
-        (Ping, A), (Pull, A), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, A),
+        (Ping, A), (Pull, A), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, F), (TrustWrite, F), (TrustDelete, F), (Admin, F),
         (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
     Row { who: Who::Token(&["content/read", "content/write"]), lists: OWN, expect: &[
-        (Ping, A), (Pull, A), (Push, A), (Delete, F), (Catalog, A), (GlobalChangefeed, A),
+        (Ping, A), (Pull, A), (Push, A), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, F), (TrustWrite, F), (TrustDelete, F), (Admin, F),
         (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
     // Signs its repository, not another; tokens never delete trust data.
     Row { who: Who::Token(SCOPED_TOKEN_SIGN), lists: OWN, expect: &[
-        (Ping, A), (Pull, A), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, A),
+        (Ping, A), (Pull, A), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, A), (TrustWrite, A), (TrustDelete, F), (Admin, F),
         (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
     Row { who: Who::DisabledUser, lists: NONE, expect: &[

@@ -344,6 +344,9 @@ pub struct ServerKey {
     pub kid: String,
     pub cert_der: Vec<u8>,
     signer: Box<dyn rustls::sign::Signer>,
+    /// Identity name → the binding the server puts in its tokens' `jti` (`<id>.<binding>`,
+    /// a fingerprint of the identity's password hash), read when the key was loaded.
+    bindings: std::collections::HashMap<String, String>,
 }
 
 impl ServerKey {
@@ -369,18 +372,36 @@ impl ServerKey {
         let signer = key
             .choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256])
             .expect("ES256 signer");
+        let bindings = meta
+            .identity_list(None)
+            .await
+            .expect("identities")
+            .into_iter()
+            .map(|r| {
+                use sha2::Digest as _;
+                let fp = sha2::Sha256::digest(r.secret_hash.as_bytes());
+                (r.name, hex::encode(&fp[..8]))
+            })
+            .collect();
         ServerKey {
             kid: cur.kid.clone(),
             cert_der: cur.certificate.to_vec(),
             signer,
+            bindings,
         }
     }
 
     /// A token exactly as the server would mint it, with these claims.
     pub fn mint(&self, claims: &Value) -> String {
+        let mut claims = claims.clone();
+        if let Some(b) = claims["sub"].as_str().and_then(|s| self.bindings.get(s))
+            && let Some(jti) = claims["jti"].as_str()
+        {
+            claims["jti"] = json!(format!("{jti}.{b}"));
+        }
         let jwt = Jwt {
             header: json!({"alg": "ES256", "typ": "JWT", "kid": self.kid, "x5c": [STANDARD.encode(&self.cert_der)]}),
-            claims: claims.clone(),
+            claims,
             sig: String::new(),
         };
         let input = jwt.signing_input();

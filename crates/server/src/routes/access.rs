@@ -44,8 +44,11 @@ pub enum Requirement {
         scope_name: String,
         actions: Vec<RepoAction>,
     },
-    /// `_catalog` and the global changefeed (`registry:catalog:*`); results are filtered.
+    /// `_catalog`: any authenticated caller; the listing shows only what it may pull.
     Catalog,
+    /// The global trust changefeed (notary's `registry:catalog:*`): it names every repository, so
+    /// it needs registry-wide read rights.
+    RegistryRead,
     /// The admin API.
     Admin,
     /// The path names a repository that cannot exist (bad name, foreign GUN): let the handler
@@ -81,17 +84,10 @@ pub fn requirement(
         return Requirement::Public;
     };
     if let Some(t) = super::trust::parse(method, rest) {
-        let gun = match &t {
-            TrustEndpoint::Update(g)
-            | TrustEndpoint::Delete(g)
-            | TrustEndpoint::Current(g, _)
-            | TrustEndpoint::ByChecksum(g, ..)
-            | TrustEndpoint::ByVersion(g, ..)
-            | TrustEndpoint::GetKey(g, _)
-            | TrustEndpoint::RotateKey(g, _)
-            | TrustEndpoint::Changefeed(Some(g)) => *g,
-            TrustEndpoint::Changefeed(None) => return Requirement::Catalog,
-            TrustEndpoint::NotFound => return Requirement::Public,
+        let gun = match t.gun() {
+            Some(g) => g,
+            None if t == TrustEndpoint::Changefeed(None) => return Requirement::RegistryRead,
+            None => return Requirement::Public,
         };
         let Some(repo) = resolve_gun(gun) else {
             return Requirement::Invalid;
@@ -101,7 +97,7 @@ pub fn requirement(
             // Notary asks for push+pull to publish; the signer right is what matters.
             TrustAccess::Push => vec![TrustRead, TrustWrite],
             TrustAccess::All => vec![TrustRead, TrustWrite, TrustDelete],
-            TrustAccess::Catalog => return Requirement::Catalog,
+            TrustAccess::Catalog => return Requirement::RegistryRead,
         };
         return Requirement::Repository {
             repo,

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::{query_get, query_pairs_str};
 use crate::AppState;
-use crate::access::{ADMIN_ACCOUNT, OWNER, now_secs};
+use crate::access::{ADMIN_ACCOUNT, OWNER, new_identity, now_secs};
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -285,17 +285,7 @@ async fn create_identity(cx: &Ctx<'_>, body: &Bytes, kind: &str) -> R {
             true,
         ),
     };
-    let rec = IdentityRecord {
-        name: login.clone(),
-        kind: kind.into(),
-        label: c.name.clone(),
-        secret_hash: berth_auth::password::hash_password(&password).map_err(internal)?,
-        secret_hash2: None,
-        disabled: false,
-        expires: None,
-        scope_map: None,
-        created: now_secs(),
-    };
+    let rec = new_identity(&login, kind, &c.name, &password).map_err(internal)?;
     match cx.state.access.identities().identity_insert(&rec).await {
         Ok(()) => {}
         Err(berth_storage::Error::Conflict(_)) => {
@@ -369,17 +359,8 @@ async fn admin_user(cx: &Ctx<'_>, enable: Option<bool>) -> R {
         }
         Some(true) => {
             let password = berth_auth::password::generate_secret().map_err(internal)?;
-            let rec = IdentityRecord {
-                name: ADMIN_ACCOUNT.into(),
-                kind: "admin".into(),
-                label: ADMIN_ACCOUNT.into(),
-                secret_hash: berth_auth::password::hash_password(&password).map_err(internal)?,
-                secret_hash2: None,
-                disabled: false,
-                expires: None,
-                scope_map: None,
-                created: now_secs(),
-            };
+            let rec =
+                new_identity(ADMIN_ACCOUNT, "admin", ADMIN_ACCOUNT, &password).map_err(internal)?;
             if existing.is_some() {
                 ids.identity_update(&rec).await.map_err(internal)?;
             } else {
@@ -545,15 +526,9 @@ async fn token_create(cx: &Ctx<'_>, body: &Bytes) -> R {
     }
     let password = berth_auth::password::generate_secret().map_err(internal)?;
     let rec = IdentityRecord {
-        name: c.name.clone(),
-        kind: "token".into(),
-        label: c.name.clone(),
-        secret_hash: berth_auth::password::hash_password(&password).map_err(internal)?,
-        secret_hash2: None,
-        disabled: false,
         expires: c.expires_in_days.map(|d| now_secs() + d * 86_400),
         scope_map: Some(c.scope_map.clone()),
-        created: now_secs(),
+        ..new_identity(&c.name, "token", &c.name, &password).map_err(internal)?
     };
     match ids.identity_insert(&rec).await {
         Ok(()) => {}

@@ -130,13 +130,28 @@ enum Decision {
 fn decide(caller: &Caller, req: &Requirement) -> Decision {
     match req {
         Requirement::Public | Requirement::Invalid => Decision::Allow,
-        Requirement::Authenticated | Requirement::Catalog => {
+        Requirement::Authenticated => {
             if !caller.is_anonymous() || caller.grants.anonymous_pull {
                 Decision::Allow
-            } else if matches!(req, Requirement::Catalog) {
-                Decision::Challenge(Some("registry:catalog:*".into()), None)
             } else {
                 Decision::Challenge(None, None)
+            }
+        }
+        // Anonymous pull opens pulls and trust reads only, never the listing.
+        Requirement::Catalog if caller.is_anonymous() => {
+            Decision::Challenge(Some("registry:catalog:*".into()), None)
+        }
+        Requirement::Catalog => Decision::Allow,
+        Requirement::RegistryRead => {
+            if caller.is_anonymous() {
+                Decision::Challenge(Some("registry:catalog:*".into()), None)
+            } else if caller.grants.allows(Action::Catalog, Resource::Registry) {
+                Decision::Allow
+            } else {
+                Decision::Deny(format!(
+                    "{} may not read the registry-wide changefeed (needs a registry-wide pull role)",
+                    caller.name
+                ))
             }
         }
         Requirement::Admin => {

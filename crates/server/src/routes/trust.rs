@@ -50,7 +50,22 @@ pub enum TrustEndpoint<'a> {
     NotFound,
 }
 
-impl TrustEndpoint<'_> {
+impl<'a> TrustEndpoint<'a> {
+    /// The GUN the request is about (`None` for the global changefeed and unknown paths).
+    pub fn gun(&self) -> Option<&'a str> {
+        match self {
+            TrustEndpoint::Update(g)
+            | TrustEndpoint::Delete(g)
+            | TrustEndpoint::Current(g, _)
+            | TrustEndpoint::ByChecksum(g, ..)
+            | TrustEndpoint::ByVersion(g, ..)
+            | TrustEndpoint::GetKey(g, _)
+            | TrustEndpoint::RotateKey(g, _)
+            | TrustEndpoint::Changefeed(Some(g)) => Some(*g),
+            TrustEndpoint::Changefeed(None) | TrustEndpoint::NotFound => None,
+        }
+    }
+
     pub fn access(&self) -> TrustAccess {
         match self {
             TrustEndpoint::Current(..)
@@ -315,17 +330,7 @@ pub(crate) async fn handle(
     req: Request,
 ) -> Response {
     let trust = &state.trust;
-    let gun = match &endpoint {
-        TrustEndpoint::Update(g)
-        | TrustEndpoint::Delete(g)
-        | TrustEndpoint::Current(g, _)
-        | TrustEndpoint::ByChecksum(g, ..)
-        | TrustEndpoint::ByVersion(g, ..)
-        | TrustEndpoint::GetKey(g, _)
-        | TrustEndpoint::RotateKey(g, _)
-        | TrustEndpoint::Changefeed(Some(g)) => Some(*g),
-        _ => None,
-    };
+    let gun = endpoint.gun();
     if let Some(g) = gun
         && state.guns.repository(g).is_none()
     {

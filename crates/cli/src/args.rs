@@ -96,6 +96,18 @@ pub enum ContentTrustCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum TrustCommand {
+    /// Signing keys in docker's key store ($DOCKER_CONFIG/trust/private).
+    #[command(subcommand)]
+    Key(crate::cmd::trust::KeyCommand),
+    /// Signers of a repository (delegations, as `docker trust signer`).
+    #[command(subcommand)]
+    Signer(crate::cmd::trust::SignerCommand),
+    /// Sign a tag that is in the registry (initialises the repository's trust data if needed).
+    Sign(crate::cmd::trust::SignArgs),
+    /// Remove the signature of a tag, or of every tag of a repository.
+    Revoke(crate::cmd::trust::RevokeArgs),
+    /// Signed tags, signers and keys of repositories (docker trust inspect's JSON).
+    Inspect(crate::cmd::trust::InspectArgs),
     /// Wipe one repository's trust data (e.g. after losing its root key); images stay.
     Reset {
         /// `host[:port]/repository`, as docker names it (the host selects the server).

@@ -3,6 +3,7 @@ pub mod config;
 pub mod pull;
 pub mod push;
 pub mod serve;
+pub mod signing;
 pub mod transfer;
 pub mod trust;
 

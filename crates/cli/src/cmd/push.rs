@@ -4,6 +4,7 @@ use berth_client::{ImageLocation, PushOptions};
 use berth_oci::RepoName;
 use clap::Args;
 
+use super::signing::{ContentTrustArgs, Session};
 use super::transfer::{TransferArgs, explain, parse_reference, runtime};
 
 #[derive(Args, Debug)]
@@ -21,26 +22,37 @@ pub struct PushArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub jobs: u16,
     #[command(flatten)]
+    pub content_trust: ContentTrustArgs,
+    #[command(flatten)]
     pub conn: TransferArgs,
 }
 
 pub fn run(a: PushArgs) -> anyhow::Result<()> {
     let source: ImageLocation = a.source.parse().map_err(|e| explain(e, "reading SOURCE"))?;
     let target = parse_reference(&a.reference, &a.conn.server)?;
+    let trust = a.content_trust.enabled()?;
+    // Content trust signs tags; refuse before anything is uploaded.
+    if trust && target.tag.is_none() && target.digest.is_some() {
+        anyhow::bail!(
+            "content trust signs tags: name one in REF ({}:TAG), or pass --disable-content-trust",
+            target.repo
+        );
+    }
     let mount_from = a
         .mount_from
         .iter()
         .map(|r| r.parse::<RepoName>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("--mount-from: {}", e.message))?;
-    let registry = a.conn.registry(&target)?;
+    let (registry, creds) = a.conn.connect(&target)?;
     let progress = a.conn.progress();
     let opts = PushOptions {
         mount_from,
         concurrency: a.jobs.into(),
         progress: progress.clone(),
     };
-    let pushed = runtime()?.block_on(async {
+    let rt = runtime()?;
+    let pushed = rt.block_on(async {
         let image = source.load().await?;
         registry.push(&image, &target, &opts).await
     });
@@ -54,5 +66,26 @@ pub fn run(a: PushArgs) -> anyhow::Result<()> {
         .as_ref()
         .map_or_else(|| pushed.digest.to_string(), |t| t.to_string());
     println!("{name}: digest: {} size: {}", pushed.digest, pushed.size);
+    if trust {
+        let tag = name;
+        let session = Session::new(registry, creds, &target);
+        println!("Signing and pushing trust metadata");
+        let (digest, size) = (pushed.digest.to_string(), pushed.size);
+        let p = rt
+            .block_on(session.run(true, |r| {
+                let (tag, digest) = (tag.clone(), digest.clone());
+                async move { r.sign(&tag, &digest, size).await }
+            }))
+            .map_err(|e| {
+                e.context(format!(
+                    "the image is pushed but {}:{tag} is NOT signed",
+                    session.gun()
+                ))
+            })?;
+        if p.initialized {
+            println!("Finished initializing \"{}\"", session.gun());
+        }
+        println!("Successfully signed {}:{tag}", session.gun());
+    }
     Ok(())
 }

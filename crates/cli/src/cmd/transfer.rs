@@ -24,40 +24,55 @@ pub struct TransferArgs {
     pub quiet: bool,
 }
 
-impl TransferArgs {
-    fn credentials(&self) -> anyhow::Result<Option<Credentials>> {
-        let password = if self.server.password_stdin {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading the password from standard input")?;
-            Some(s.trim_end_matches(['\r', '\n']).to_owned())
-        } else {
-            std::env::var("BERTH_PASSWORD").ok()
-        };
-        match (&self.server.username, password) {
-            (Some(u), Some(p)) => Ok(Some(Credentials {
-                username: u.clone(),
-                password: p,
-            })),
-            (Some(u), None) => anyhow::bail!(
-                "a user name ({u}) without a password: pass --password-stdin or set BERTH_PASSWORD"
-            ),
-            (None, Some(_)) if self.server.password_stdin => {
-                anyhow::bail!("--password-stdin needs -u/--username")
-            }
-            _ => Ok(None),
+/// Credentials from `-u` with `--password-stdin` or BERTH_PASSWORD (stdin is read once, here).
+pub fn credentials(server: &ServerArgs) -> anyhow::Result<Option<Credentials>> {
+    let password = if server.password_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the password from standard input")?;
+        Some(s.trim_end_matches(['\r', '\n']).to_owned())
+    } else {
+        std::env::var("BERTH_PASSWORD").ok()
+    };
+    match (&server.username, password) {
+        (Some(u), Some(p)) => Ok(Some(Credentials {
+            username: u.clone(),
+            password: p,
+        })),
+        (Some(u), None) => anyhow::bail!(
+            "a user name ({u}) without a password: pass --password-stdin or set BERTH_PASSWORD"
+        ),
+        (None, Some(_)) if server.password_stdin => {
+            anyhow::bail!("--password-stdin needs -u/--username")
         }
+        _ => Ok(None),
     }
+}
 
-    /// A client for the registry `reference` names (or `--server`).
-    pub fn registry(&self, reference: &Reference) -> anyhow::Result<Registry> {
-        let opts = ClientOptions {
-            server: self.server.server.clone(),
-            ca_file: self.server.ca_file.clone(),
-            credentials: self.credentials()?,
-        };
-        Registry::new(&reference.registry, &opts).map_err(|e| explain(e, "connecting"))
+/// A client for the registry `reference` names (or `--server`) with `credentials`.
+pub fn registry_for(
+    server: &ServerArgs,
+    reference: &Reference,
+    credentials: Option<Credentials>,
+) -> anyhow::Result<Registry> {
+    let opts = ClientOptions {
+        server: server.server.clone(),
+        ca_file: server.ca_file.clone(),
+        credentials,
+    };
+    Registry::new(&reference.registry, &opts).map_err(|e| explain(e, "connecting"))
+}
+
+impl TransferArgs {
+    /// A client for the registry `reference` names, and the credentials it uses (content
+    /// trust authenticates to the trust API with the same ones).
+    pub fn connect(
+        &self,
+        reference: &Reference,
+    ) -> anyhow::Result<(Registry, Option<Credentials>)> {
+        let creds = credentials(&self.server)?;
+        Ok((registry_for(&self.server, reference, creds.clone())?, creds))
     }
 
     pub fn progress(&self) -> Arc<dyn Progress> {

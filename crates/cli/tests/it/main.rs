@@ -22,6 +22,7 @@ mod skopeo;
 mod tags_catalog;
 mod uploads;
 
+mod trust_cli;
 mod trust_client;
 mod trust_docker;
 mod trust_harness;

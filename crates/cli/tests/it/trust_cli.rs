@@ -3,8 +3,6 @@
 //! written for an unsigned tag), the DOCKER_CONTENT_TRUST switch and its override, `trust key`,
 //! `signer`, `sign`, `revoke`, `inspect`, with and without authentication.
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -137,38 +135,6 @@ fn pulled_digest(dir: &Path) -> String {
     let idx: Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     idx["manifests"][0]["digest"].as_str().unwrap().to_owned()
-}
-
-/// Every path under `dir` with its bytes and mode.
-fn dir_state(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
-    fn walk(d: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32)>) {
-        let Ok(rd) = std::fs::read_dir(d) else { return };
-        for e in rd {
-            let p = e.unwrap().path();
-            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-            if p.is_dir() {
-                out.insert(p.clone(), (Vec::new(), mode));
-                walk(&p, out);
-            } else {
-                out.insert(p.clone(), (std::fs::read(&p).unwrap(), mode));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, &mut out);
-    out
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .permissions()
-        .mode()
-        & 0o777
-}
-
-fn hex_of(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap()
 }
 
 /// A docker CLI whose `config.json` holds Basic credentials for the registry.

@@ -2,9 +2,7 @@
 //! by the real docker and notary CLIs in both directions, plus attacks through a rewriting
 //! proxy, passphrases and key backups.
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use berth_trust_client::{Error, KeyStore, Remote, Repository, parse_public_key_pem};
@@ -28,34 +26,6 @@ fn fresh_repo(remote: Remote, gun: &str) -> (Repository, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let r = Repository::new(remote, keystore(&tmp.path().join("trust")), gun);
     (r, tmp)
-}
-
-/// Every file under `dir` with its bytes and mode, to prove nothing was touched.
-fn dir_state(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
-    fn walk(d: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32)>) {
-        let Ok(rd) = std::fs::read_dir(d) else { return };
-        for e in rd {
-            let p = e.unwrap().path();
-            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-            if p.is_dir() {
-                out.insert(p.clone(), (Vec::new(), mode));
-                walk(&p, out);
-            } else {
-                out.insert(p.clone(), (std::fs::read(&p).unwrap(), mode));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, &mut out);
-    out
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-}
-
-fn hex_of(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap()
 }
 
 #[tokio::test]

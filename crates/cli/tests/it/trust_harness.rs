@@ -783,3 +783,39 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub fn sha256_b64(data: &[u8]) -> String {
     b64(&Sha256::digest(data))
 }
+
+/// Every path under `dir` with its bytes and mode, to prove nothing was touched.
+pub fn dir_state(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fn walk(d: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32)>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd {
+            let p = e.unwrap().path();
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            if p.is_dir() {
+                out.insert(p.clone(), (Vec::new(), mode));
+                walk(&p, out);
+            } else {
+                out.insert(p.clone(), (std::fs::read(&p).unwrap(), mode));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, &mut out);
+    out
+}
+
+/// Permission bits of a path.
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// The hex part of a `sha256:` digest.
+pub fn hex_of(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap()
+}

@@ -17,7 +17,7 @@ use crate::meta::{FileMeta, Snapshot, Timestamp};
 use crate::metadata::{RoleBody, Signed};
 use crate::role::RoleName;
 use crate::root::Root;
-use crate::targets::Targets;
+use crate::targets::{DelegationRole, Targets};
 use crate::verify::{KeyRole, verify_threshold};
 use crate::{Error, time};
 
@@ -93,21 +93,28 @@ pub fn validate_update(
     for role in order {
         let raw = &uploaded[role];
         let bad = |m: String| Error::BadTargets(m);
-        let key_role = match role.parent() {
-            None => root.body.key_role(role)?,
+        let (key_role, declared) = match role.parent() {
+            None => (root.body.key_role(role)?, None),
             Some(parent) => {
                 load_ancestors(role, stored, &mut loaded, &mut loaded_raw)?;
                 let p = loaded.get(&parent).ok_or_else(|| {
                     bad(format!("parent role {parent} of {role} is not available"))
                 })?;
-                p.body
+                let kr = p
+                    .body
                     .key_role(role)
-                    .ok_or_else(|| bad(format!("{role} is not delegated by {parent}")))?
+                    .ok_or_else(|| bad(format!("{role} is not delegated by {parent}")))?;
+                (kr, p.body.delegation(role).cloned())
             }
         };
         let t = Signed::<Targets>::parse(raw).map_err(|e| bad(format!("{role}: {e}")))?;
         verify_threshold(&t.envelope, &key_role).map_err(|e| bad(e.to_string()))?;
         t.body.validate_structure(role).map_err(bad)?;
+        // Beyond Notary (which leaves this to clients): a delegation may only sign targets within
+        // the paths its parent gave it, and may only hand on paths within those.
+        if let Some(d) = &declared {
+            check_paths(role, d, &t.body)?;
+        }
         if t.body.is_expired(now)? {
             return Err(bad(format!("{role} expired at {}", t.body.expires)));
         }
@@ -163,6 +170,25 @@ pub fn validate_update(
         files,
         snapshot,
     })
+}
+
+/// A delegated role's targets and its own delegations must stay within `declared.paths`.
+fn check_paths(role: &RoleName, declared: &DelegationRole, body: &Targets) -> Result<(), Error> {
+    if let Some(name) = body.targets.keys().find(|n| !declared.allows_path(n)) {
+        return Err(Error::BadTargets(format!(
+            "{role} signs target {name:?} outside its allowed paths {:?}",
+            declared.paths
+        )));
+    }
+    for child in &body.delegations.roles {
+        if let Some(p) = child.paths.iter().find(|p| !declared.allows_path(p)) {
+            return Err(Error::BadTargets(format!(
+                "{role} delegates path {p:?} to {} outside its own paths {:?}",
+                child.name, declared.paths
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Loads the stored ancestors of `role` that the update did not bring (expiry not checked).

@@ -427,6 +427,49 @@ async fn wire_refuses_snapshot_mismatch_and_bad_delegations() {
         Some("targets/releases"),
         "{listed:?}"
     );
+
+    // A delegation limited to `allowed/` may not sign other paths, nor hand on wider ones.
+    let t5 = w.sign_targets(
+        &w.targets(5, |t| {
+            t["delegations"]["roles"].as_array_mut().unwrap().push(
+                json!({"keyids": [did.clone()], "name": "targets/restricted", "paths": ["allowed/"], "threshold": 1}),
+            );
+        })
+        .await,
+    );
+    let snap = w.snapshot(6, &[("targets", &t5)]).await;
+    w.accepted(&[("targets", &t5), ("snapshot", &snap)]).await;
+    let outside = envelope(&deleg_body(1), &[(&dkey, &did)]);
+    let snap = w.snapshot(7, &[("targets/restricted", &outside)]).await;
+    w.refused(
+        &["targets/restricted"],
+        &[("targets/restricted", &outside), ("snapshot", &snap)],
+        |r| {
+            let e = expect_invalid_update(r, "ErrBadTargets");
+            assert!(e.to_string().contains("outside its allowed paths"), "{r}");
+        },
+    )
+    .await;
+    let mut widening = deleg_body(1);
+    widening["targets"] = json!({});
+    widening["delegations"] = json!({"keys": {}, "roles": [
+        {"keyids": [did.clone()], "name": "targets/restricted/sub", "paths": [""], "threshold": 1}]});
+    let widening = envelope(&widening, &[(&dkey, &did)]);
+    let snap = w.snapshot(7, &[("targets/restricted", &widening)]).await;
+    w.refused(
+        &["targets/restricted"],
+        &[("targets/restricted", &widening), ("snapshot", &snap)],
+        |r| {
+            expect_invalid_update(r, "ErrBadTargets");
+        },
+    )
+    .await;
+    let mut inside = deleg_body(1);
+    inside["targets"] = json!({"allowed/d1": {"hashes": {"sha256": b64(&[7u8; 32])}, "length": 1}});
+    let inside = envelope(&inside, &[(&dkey, &did)]);
+    let snap = w.snapshot(7, &[("targets/restricted", &inside)]).await;
+    w.accepted(&[("targets/restricted", &inside), ("snapshot", &snap)])
+        .await;
 }
 
 #[tokio::test]

@@ -35,6 +35,9 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const CRED_CACHE_TTL: Duration = Duration::from_secs(60);
 pub const ANONYMOUS_PULL_SETTING: &str = "anonymous_pull";
 pub const OWNER: &str = "owner";
+/// Basic user name meaning "the password is a refresh token" (the convention cloud registries
+/// use for `docker login` with a token), so a stored `berth login` works with any client.
+pub const REFRESH_TOKEN_USER: &str = "00000000-0000-0000-0000-000000000000";
 pub const ADMIN_ACCOUNT: &str = "admin";
 
 /// An authenticated (or anonymous) caller.
@@ -390,6 +393,30 @@ impl AccessService {
     ) -> Result<Caller, AuthError> {
         if self.disabled {
             return Ok(self.everything());
+        }
+        if user == REFRESH_TOKEN_USER {
+            let ip_key = vec![format!(
+                "ip:{}",
+                client.map(|c| c.to_string()).unwrap_or_default()
+            )];
+            if let Some(wait) = self.throttled(&ip_key) {
+                return Err(AuthError::Throttled(wait));
+            }
+            return match self.refresh(password).await {
+                Ok(c) => Ok(c),
+                Err(e) => {
+                    self.record_failure(&ip_key);
+                    self.audit(
+                        "",
+                        "login.failed",
+                        "registry",
+                        client,
+                        "invalid refresh token",
+                    )
+                    .await;
+                    Err(e)
+                }
+            };
         }
         let throttle_keys = vec![
             format!("id:{user}"),

@@ -50,6 +50,34 @@ pub fn credentials(server: &ServerArgs) -> anyhow::Result<Option<Credentials>> {
     }
 }
 
+/// `explicit` credentials, else the refresh token `berth login` stored for the registry the
+/// command talks to (sent as Basic with the refresh-token user name).
+pub fn with_login(
+    explicit: Option<Credentials>,
+    server: &ServerArgs,
+    reference: &Reference,
+) -> Option<Credentials> {
+    explicit.or_else(|| {
+        let base = server
+            .server
+            .clone()
+            .unwrap_or_else(|| reference.registry.clone());
+        let base = if base.contains("://") {
+            base
+        } else {
+            format!("https://{base}")
+        };
+        let logins = crate::api::load_logins();
+        let token = logins.get(base.trim_end_matches('/'))?["refresh_token"]
+            .as_str()?
+            .to_owned();
+        Some(Credentials {
+            username: "00000000-0000-0000-0000-000000000000".into(),
+            password: token,
+        })
+    })
+}
+
 /// A client for the registry `reference` names (or `--server`) with `credentials`.
 pub fn registry_for(
     server: &ServerArgs,
@@ -71,7 +99,7 @@ impl TransferArgs {
         &self,
         reference: &Reference,
     ) -> anyhow::Result<(Registry, Option<Credentials>)> {
-        let creds = credentials(&self.server)?;
+        let creds = with_login(credentials(&self.server)?, &self.server, reference);
         Ok((registry_for(&self.server, reference, creds.clone())?, creds))
     }
 

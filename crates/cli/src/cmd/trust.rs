@@ -13,7 +13,7 @@ use berth_trust_client::{
 use clap::{Args, Subcommand};
 
 use super::signing::{Session, keystore};
-use super::transfer::{credentials, explain, parse_reference, registry_for, runtime};
+use super::transfer::{credentials, explain, parse_reference, registry_for, runtime, with_login};
 use crate::api::{Api, ServerArgs};
 use crate::args::TrustCommand;
 
@@ -216,7 +216,7 @@ fn parse_repo(s: &str, server: &ServerArgs) -> anyhow::Result<Reference> {
 }
 
 fn session(server: &ServerArgs, reference: &Reference) -> anyhow::Result<Session> {
-    let creds = credentials(server)?;
+    let creds = with_login(credentials(server)?, server, reference);
     let registry = registry_for(server, reference, creds.clone())?;
     Ok(Session::new(registry, creds, reference))
 }
@@ -306,7 +306,7 @@ fn sign(a: SignArgs) -> anyhow::Result<()> {
         bail!("{}: sign a tag, not a digest", a.reference);
     }
     let rt = runtime()?;
-    let creds = credentials(&a.server)?;
+    let creds = with_login(credentials(&a.server)?, &a.server, &reference);
     let registry = registry_for(&a.server, &reference, creds.clone())?;
     // Signing what the registry serves under the tag, as docker signs what it pushed.
     let desc = rt
@@ -390,8 +390,9 @@ fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for r in &a.references {
         let reference = parse_reference(r, &a.server)?;
+        let creds = with_login(creds.clone(), &a.server, &reference);
         let registry = registry_for(&a.server, &reference, creds.clone())?;
-        let s = Session::new(registry, creds.clone(), &reference);
+        let s = Session::new(registry, creds, &reference);
         match rt.block_on(s.run(false, |r| async move { r.tuf().update().await })) {
             Ok(data) if a.pretty => print!("{}", inspect_pretty(&data)),
             Ok(data) => {

@@ -108,3 +108,58 @@ async fn default_server_requires_auth_and_issues_tokens() {
             .contains("invalid_token")
     );
 }
+
+/// `berth login` keeps a refresh token that later verbs (pull here) use without `-u`.
+#[tokio::test]
+async fn berth_login_is_used_by_later_commands() {
+    let srv = Server::start_with_auth();
+    let cfg = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        use std::io::Write as _;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.args(args)
+            .env_clear()
+            .env("HOME", cfg.path())
+            .env("BERTH_CONFIG_DIR", cfg.path())
+            .env("BERTH_CA_FILE", srv.ca_path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let host = format!("127.0.0.1:{}", srv.port);
+    let target = format!("{host}/team/app:nope");
+    let dest = format!("oci:{}", cfg.path().join("out").display());
+    // Not logged in: the registry asks for credentials.
+    let (ok, out) = run(&["pull", &target, &dest], None);
+    assert!(!ok);
+    assert!(out.contains("requires authentication"), "{out}");
+    let (ok, out) = run(
+        &["login", &host, "-u", "owner", "--password-stdin"],
+        Some(OWNER_PASSWORD),
+    );
+    assert!(ok, "{out}");
+    let stored = std::fs::read_to_string(cfg.path().join("logins.json")).unwrap();
+    assert!(
+        !stored.contains(OWNER_PASSWORD),
+        "the password must not be stored"
+    );
+    // Logged in: the same pull gets past authentication to the real answer (no such tag).
+    let (ok, out) = run(&["pull", &target, &dest], None);
+    assert!(!ok);
+    assert!(!out.contains("requires authentication"), "{out}");
+    assert!(
+        out.contains("not found") || out.contains("unknown"),
+        "{out}"
+    );
+}

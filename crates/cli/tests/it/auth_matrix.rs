@@ -259,7 +259,7 @@ const ROWS: &[Row] = &[
         (PullOther, U), (PushOther, U), (TrustReadOther, U), (TrustWriteOther, U)] },
     // Anonymous pull opens pulls and trust reads only; listings still need credentials.
     Row { who: Who::AnonymousPullOn, lists: BOTH, expect: &[
-        (Ping, A), (Pull, A), (Push, U), (Delete, U), (Catalog, U), (GlobalChangefeed, U),
+        (Ping, U), (Pull, A), (Push, U), (Delete, U), (Catalog, U), (GlobalChangefeed, U),
         (TrustRead, A), (TrustWrite, U), (TrustDelete, U), (Admin, U),
         (PullOther, A), (PushOther, U), (TrustReadOther, A), (TrustWriteOther, U)] },
     Row { who: Who::User(&["AcrPull"]), lists: BOTH, expect: &[

@@ -130,13 +130,11 @@ enum Decision {
 fn decide(caller: &Caller, req: &Requirement) -> Decision {
     match req {
         Requirement::Public | Requirement::Invalid => Decision::Allow,
-        Requirement::Authenticated => {
-            if !caller.is_anonymous() || caller.grants.anonymous_pull {
-                Decision::Allow
-            } else {
-                Decision::Challenge(None, None)
-            }
-        }
+        // The ping always challenges anonymous callers, anonymous pull or not: clients (notary,
+        // docker) read a 200 here as "this registry has no auth" and would then never send the
+        // credentials a push needs. Anonymous pulls get an anonymous token instead.
+        Requirement::Authenticated if caller.is_anonymous() => Decision::Challenge(None, None),
+        Requirement::Authenticated => Decision::Allow,
         // Anonymous pull opens pulls and trust reads only, never the listing.
         Requirement::Catalog if caller.is_anonymous() => {
             Decision::Challenge(Some("registry:catalog:*".into()), None)

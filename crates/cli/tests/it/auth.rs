@@ -35,6 +35,21 @@ async fn default_server_requires_auth_and_issues_tokens() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED");
 
+    // Only the fixed public endpoints answer without credentials; unknown paths do not.
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/_notary_server/health",
+        "/oauth2/jwks",
+    ] {
+        let r = srv.client.get(srv.url(path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+    for path in ["/", "/ui", "/v2/x/nothing/here", "/metrics-or-anything"] {
+        let r = srv.client.get(srv.url(path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path}");
+    }
+
     // Wrong password: refused.
     assert_eq!(
         token(&srv, "owner", "wrong", "repository:team/app:pull")

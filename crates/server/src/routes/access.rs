@@ -33,7 +33,9 @@ impl RepoAction {
 /// What a request needs before its handler runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
-    /// Health probes, the token endpoint, unknown paths (answered 404 by the router).
+    /// Health probes and the token endpoints: a fixed list; anything not classified otherwise
+    /// (unknown paths included) needs an authenticated caller, so a new route is never open by
+    /// accident.
     Public,
     /// `/v2/` ping: any authenticated caller (or anonymous when anonymous pull is on).
     Authenticated,
@@ -74,6 +76,16 @@ pub fn requirement(
     resolve_gun: impl Fn(&str) -> Option<RepoName>,
 ) -> Requirement {
     use RepoAction::*;
+    const PUBLIC: [&str; 5] = [
+        "/healthz",
+        "/readyz",
+        "/_notary_server/health",
+        "/oauth2/token",
+        "/oauth2/jwks",
+    ];
+    if PUBLIC.contains(&path) {
+        return Requirement::Public;
+    }
     if path == "/v2/" || path == "/v2" {
         return Requirement::Authenticated;
     }
@@ -81,13 +93,13 @@ pub fn requirement(
         return Requirement::Admin;
     }
     let Some(rest) = path.strip_prefix("/v2/") else {
-        return Requirement::Public;
+        return Requirement::Authenticated;
     };
     if let Some(t) = super::trust::parse(method, rest) {
         let gun = match t.gun() {
             Some(g) => g,
             None if t == TrustEndpoint::Changefeed(None) => return Requirement::RegistryRead,
-            None => return Requirement::Public,
+            None => return Requirement::Authenticated,
         };
         let Some(repo) = resolve_gun(gun) else {
             return Requirement::Invalid;
@@ -106,7 +118,7 @@ pub fn requirement(
         };
     }
     let Some(endpoint) = parse(rest) else {
-        return Requirement::Public;
+        return Requirement::Authenticated;
     };
     let read = method == Method::GET || method == Method::HEAD;
     match endpoint {

@@ -65,7 +65,8 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let vault = berth_trust::KeyVault::open(meta.as_ref(), &trust_passphrase(data)?)
         .await
         .context("unlocking the trust key vault (is BERTH_TRUST_KEY_PASSPHRASE the one this data dir was created with?)")?;
-    let access_vault = berth_trust::KeyVault::open(meta.as_ref(), &trust_passphrase(data)?).await?;
+    // One argon2id derivation at start; the token service seals its keys with the same vault.
+    let access_vault = vault.clone();
     let trust = Arc::new(berth_trust::TrustService::new(
         meta.clone(),
         vault,

@@ -858,3 +858,79 @@ async fn wrong_passphrase_touches_nothing_and_backup_restore_round_trips() {
     assert!(s3.restore(&evil).is_err());
     assert!(!s3.private_dir().exists());
 }
+
+/// The server's own key for `role` of `gun`, unsealed from its data directory: the key a
+/// compromised server (or a stolen backup) would sign with.
+async fn server_key(srv: &Server, gun: &str, role: &str) -> berth_crypto::PrivateKey {
+    use berth_storage::TrustStore as _;
+    let data: std::path::PathBuf = srv.ca_path().parent().unwrap().parent().unwrap().into();
+    let meta = berth_storage_embedded::SqliteMetadataStore::open(data.join("metadata.db")).unwrap();
+    let pass = std::fs::read(data.join("trust-key-passphrase")).unwrap();
+    let vault = berth_trust::KeyVault::open(&meta, pass.trim_ascii())
+        .await
+        .unwrap();
+    let rec = meta
+        .server_keys(gun, role)
+        .await
+        .unwrap()
+        .pop()
+        .expect("a server key");
+    let aad = format!("berth-trust-key\0{gun}\0{role}\0{}", rec.key_id);
+    let der = vault.unseal(&rec.sealed_private, aad.as_bytes()).unwrap();
+    berth_crypto::PrivateKey::from_pkcs8_der(&der).unwrap()
+}
+
+/// A timestamp correctly signed with the real timestamp key but already expired (a replayed or
+/// frozen one) is refused, and nothing is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_timestamp_is_refused() {
+    use berth_tuf::RoleBody as _;
+    let srv = Server::start();
+    enable_trust(&srv).await;
+    let repo = gun(&srv, "team/stale");
+    let mut rng = Rng::new();
+    let v1 = srv
+        .push_image("team/stale", Some("v1"), "amd64", &mut rng)
+        .await;
+    let owner_dir = tempfile::tempdir().unwrap();
+    let owner = Repository::new(remote(&srv), keystore(owner_dir.path()), &repo);
+    owner
+        .sign("v1", &v1.digest, v1.manifest.len() as u64)
+        .await
+        .unwrap();
+
+    let current = tuf_bytes(&srv, &repo, "timestamp.json").await;
+    let mut body = berth_tuf::Signed::<berth_tuf::Timestamp>::parse(&current)
+        .unwrap()
+        .body;
+    body.version += 1;
+    body.expires = berth_tuf::time::format_rfc3339(
+        std::time::SystemTime::now() - std::time::Duration::from_secs(86_400),
+    );
+    assert!(body.is_expired(std::time::SystemTime::now()).unwrap());
+    let key = server_key(&srv, &repo, "timestamp").await;
+    let expired = berth_tuf::Signed::sign(body, &[&key])
+        .unwrap()
+        .raw()
+        .to_vec();
+
+    let proxy = Proxy::start(&srv).await;
+    let (victim, _vtmp) = fresh_repo(proxy.remote(), &repo);
+    let cache = victim.tuf().cache_dir();
+    // Control: through the untouched proxy the tag resolves.
+    let (control, _ctmp) = fresh_repo(proxy.remote(), &repo);
+    assert_eq!(control.resolve("v1").await.unwrap().digest, v1.digest);
+    proxy.set(move |path, s, b| {
+        if path.ends_with("/_trust/tuf/timestamp.json") {
+            (s, expired.clone())
+        } else {
+            (s, b)
+        }
+    });
+    let err = victim.resolve("v1").await.unwrap_err();
+    assert!(
+        matches!(err, Error::Expired { ref role, .. } if role == "timestamp"),
+        "{err:?}"
+    );
+    assert!(!cache.exists(), "cache written on a refused update");
+}

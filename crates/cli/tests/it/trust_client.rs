@@ -487,6 +487,24 @@ async fn serve_one(
     sock.shutdown().await
 }
 
+/// Enables trust, pushes `name:v1` and signs it as the owner (keys in the returned dir).
+async fn signed_v1(
+    srv: &Server,
+    name: &str,
+    rng: &mut Rng,
+) -> (String, Image, Repository, tempfile::TempDir) {
+    enable_trust(srv).await;
+    let repo = gun(srv, name);
+    let v1 = srv.push_image(name, Some("v1"), "amd64", rng).await;
+    let owner_dir = tempfile::tempdir().unwrap();
+    let owner = Repository::new(remote(srv), keystore(owner_dir.path()), &repo);
+    owner
+        .sign("v1", &v1.digest, v1.manifest.len() as u64)
+        .await
+        .unwrap();
+    (repo, v1, owner, owner_dir)
+}
+
 /// Replaces `"<hex>"`-free JSON text `from` with `to` in a metadata file, keeping the signatures.
 fn tamper(raw: &[u8], from: &str, to: &str) -> Vec<u8> {
     let s = String::from_utf8(raw.to_vec()).unwrap();
@@ -497,21 +515,11 @@ fn tamper(raw: &[u8], from: &str, to: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacks_through_a_proxy_are_refused_and_nothing_is_cached() {
     let srv = Server::start();
-    enable_trust(&srv).await;
-    let repo = gun(&srv, "team/safe");
     let mut rng = Rng::new();
-    let v1 = srv
-        .push_image("team/safe", Some("v1"), "amd64", &mut rng)
-        .await;
+    let (repo, v1, owner, _owner_dir) = signed_v1(&srv, "team/safe", &mut rng).await;
     let v2 = srv
         .push_image("team/safe", Some("v2"), "amd64", &mut rng)
         .await;
-    let owner_dir = tempfile::tempdir().unwrap();
-    let owner = Repository::new(remote(&srv), keystore(owner_dir.path()), &repo);
-    owner
-        .sign("v1", &v1.digest, v1.manifest.len() as u64)
-        .await
-        .unwrap();
 
     let proxy = Proxy::start(&srv).await;
     let (victim, _vtmp) = fresh_repo(proxy.remote(), &repo);
@@ -886,18 +894,8 @@ async fn server_key(srv: &Server, gun: &str, role: &str) -> berth_crypto::Privat
 async fn an_expired_timestamp_is_refused() {
     use berth_tuf::RoleBody as _;
     let srv = Server::start();
-    enable_trust(&srv).await;
-    let repo = gun(&srv, "team/stale");
     let mut rng = Rng::new();
-    let v1 = srv
-        .push_image("team/stale", Some("v1"), "amd64", &mut rng)
-        .await;
-    let owner_dir = tempfile::tempdir().unwrap();
-    let owner = Repository::new(remote(&srv), keystore(owner_dir.path()), &repo);
-    owner
-        .sign("v1", &v1.digest, v1.manifest.len() as u64)
-        .await
-        .unwrap();
+    let (repo, v1, _owner, _owner_dir) = signed_v1(&srv, "team/stale", &mut rng).await;
 
     let current = tuf_bytes(&srv, &repo, "timestamp.json").await;
     let mut body = berth_tuf::Signed::<berth_tuf::Timestamp>::parse(&current)

@@ -7,7 +7,12 @@
 //! ```
 //! A blob appears under `blobs/` only by rename of a complete, fsynced upload file, so a crash
 //! never leaves a partial blob visible.
+//!
+//! One `berth serve` process owns a data directory (it holds a lock on it): the store keeps
+//! exact in-memory copies of its hottest reads (see `cache`), which another writer to the same
+//! database would make stale.
 
+mod cache;
 mod fs_blobs;
 mod sqlite;
 mod sqlite_identity;

@@ -60,6 +60,7 @@ pub struct SqliteMetadataStore {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: Arc<std::path::PathBuf>,
+    pub(crate) cache: Arc<crate::cache::HotCache>,
 }
 
 pub(crate) fn backend(e: rusqlite::Error) -> Error {
@@ -114,10 +115,21 @@ impl SqliteMetadataStore {
         writer
             .execute_batch(crate::sqlite_identity::IDENTITY_SCHEMA)
             .map_err(backend)?;
+        let settings = writer
+            .prepare("SELECT name, value FROM settings")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .map_err(backend)?;
         Ok(SqliteMetadataStore {
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
             path: Arc::new(path),
+            cache: Arc::new(crate::cache::HotCache::new(
+                settings,
+                crate::cache::TUF_CACHE_BYTES,
+            )),
         })
     }
 

@@ -114,15 +114,22 @@ impl TrustStore for SqliteMetadataStore {
     }
 
     async fn tuf_current(&self, gun: &str, role: &str) -> Result<Option<TufFile>> {
-        let (gun, role) = (gun.to_owned(), role.to_owned());
-        self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {TUF_COLS} FROM tuf_files WHERE gun = ?1 AND role = ?2 ORDER BY version DESC LIMIT 1"
-            ))?
-            .query_row(params![gun, role], tuf_row)
-            .optional()
-        })
-        .await
+        if let Some(hit) = self.cache.tuf_current(gun, role) {
+            return Ok(hit);
+        }
+        let generation = self.cache.generation();
+        let (g, r) = (gun.to_owned(), role.to_owned());
+        let found = self
+            .read(move |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {TUF_COLS} FROM tuf_files WHERE gun = ?1 AND role = ?2 ORDER BY version DESC LIMIT 1"
+                ))?
+                .query_row(params![g, r], tuf_row)
+                .optional()
+            })
+            .await?;
+        self.cache.fill(generation, gun, role, found.clone());
+        Ok(found)
     }
 
     async fn tuf_by_checksum(
@@ -157,6 +164,7 @@ impl TrustStore for SqliteMetadataStore {
 
     async fn tuf_update(&self, gun: &str, files: Vec<NewTufFile>) -> Result<()> {
         let gun = gun.to_owned();
+        let cache = self.cache.clone();
         self.write(move |c| {
             let tx = c.transaction().map_err(backend)?;
             let created = now_secs();
@@ -192,13 +200,16 @@ impl TrustStore for SqliteMetadataStore {
                     .map_err(backend)?;
                 }
             }
-            tx.commit().map_err(backend)
+            tx.commit().map_err(backend)?;
+            cache.invalidate(Some(&gun));
+            Ok(())
         })
         .await
     }
 
     async fn tuf_delete(&self, gun: &str) -> Result<bool> {
         let gun = gun.to_owned();
+        let cache = self.cache.clone();
         self.write(move |c| {
             let tx = c.transaction().map_err(backend)?;
             let n = tx
@@ -214,12 +225,14 @@ impl TrustStore for SqliteMetadataStore {
                 .map_err(backend)?;
             }
             tx.commit().map_err(backend)?;
+            cache.invalidate(Some(&gun));
             Ok(n > 0)
         })
         .await
     }
 
     async fn tuf_delete_all(&self) -> Result<u64> {
+        let cache = self.cache.clone();
         self.write(move |c| {
             let tx = c.transaction().map_err(backend)?;
             let guns: Vec<String> = tx
@@ -240,6 +253,7 @@ impl TrustStore for SqliteMetadataStore {
                 .map_err(backend)?;
             }
             tx.commit().map_err(backend)?;
+            cache.invalidate(None);
             Ok(guns.len() as u64)
         })
         .await
@@ -319,17 +333,12 @@ impl TrustStore for SqliteMetadataStore {
     }
 
     async fn setting_get(&self, name: &str) -> Result<Option<String>> {
-        let name = name.to_owned();
-        self.read(move |c| {
-            c.prepare_cached("SELECT value FROM settings WHERE name = ?1")?
-                .query_row([&name], |r| r.get(0))
-                .optional()
-        })
-        .await
+        Ok(self.cache.setting(name))
     }
 
     async fn setting_set(&self, name: &str, value: &str) -> Result<()> {
         let (name, value) = (name.to_owned(), value.to_owned());
+        let cache = self.cache.clone();
         self.write(move |c| {
             c.execute(
                 "INSERT INTO settings(name, value) VALUES (?1, ?2)
@@ -337,6 +346,7 @@ impl TrustStore for SqliteMetadataStore {
                 params![name, value],
             )
             .map_err(backend)?;
+            cache.set_setting(&name, &value);
             Ok(())
         })
         .await

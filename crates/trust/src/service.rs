@@ -35,6 +35,30 @@ pub struct TrustService {
     /// `GET .key` without a root creates one key, not one per racing request. The store's
     /// version check stays the backstop across processes.
     write: tokio::sync::Mutex<()>,
+    /// Per GUN, the timestamp/snapshot pair last served, found by the timestamp's hash: a
+    /// timestamp names its snapshot by hash, so a hit is exact without re-reading or re-parsing
+    /// either file (the hot path of every client's first request).
+    served: std::sync::Mutex<std::collections::HashMap<String, Arc<HotServed>>>,
+}
+
+/// Bound on [`TrustService::served`]; past it the map starts over (a refill is one parse).
+const SERVED_ENTRIES: usize = 4096;
+
+struct HotServed {
+    ts_file: TufFile,
+    snap_file: TufFile,
+    /// The earlier of the two expiries: from then on the pair needs re-signing.
+    fresh_until: SystemTime,
+}
+
+impl HotServed {
+    fn pick(&self, snapshot: bool) -> TufFile {
+        if snapshot {
+            self.snap_file.clone()
+        } else {
+            self.ts_file.clone()
+        }
+    }
 }
 
 impl std::fmt::Debug for TrustService {
@@ -94,6 +118,7 @@ impl TrustService {
             vault,
             opts,
             write: tokio::sync::Mutex::new(()),
+            served: Default::default(),
         }
     }
 
@@ -126,6 +151,7 @@ impl TrustService {
         }
         let _w = self.write.lock().await;
         let wiped = self.store.tuf_delete_all().await.map_err(storage)?;
+        self.served_map().clear();
         tracing::warn!(
             guns = wiped,
             "content trust disabled: all trust data deleted"
@@ -340,11 +366,46 @@ impl TrustService {
         })
     }
 
+    fn served_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<HotServed>>> {
+        self.served.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     async fn server_signed(&self, gun: &str, want_snapshot: bool) -> Result<TufFile> {
         let now = self.now();
+        let ts_file = self
+            .store
+            .tuf_current(gun, "timestamp")
+            .await
+            .map_err(storage)?
+            .ok_or(Error::NotFound)?;
+        let hot = self.served_map().get(gun).cloned();
+        if let Some(h) = hot
+            && h.ts_file.sha256 == ts_file.sha256
+            && now < h.fresh_until
+        {
+            return Ok(h.pick(want_snapshot));
+        }
         let s = self.load_served(gun).await?;
         if !s.stale(now, gun)? {
-            return Ok(s.pick(want_snapshot));
+            let fresh_until =
+                s.ts.body
+                    .expires_at()
+                    .and_then(|t| Ok(t.min(s.snap.body.expires_at()?)))
+                    .map_err(corrupt(gun))?;
+            let h = HotServed {
+                ts_file: s.ts_file,
+                snap_file: s.snap_file,
+                fresh_until,
+            };
+            let out = h.pick(want_snapshot);
+            let mut map = self.served_map();
+            if map.len() >= SERVED_ENTRIES {
+                map.clear();
+            }
+            map.insert(gun.to_owned(), Arc::new(h));
+            return Ok(out);
         }
         let _w = self.write.lock().await;
         self.readable().await?;
@@ -482,6 +543,7 @@ impl TrustService {
     pub async fn delete(&self, gun: &str) -> Result<bool> {
         let _w = self.write.lock().await;
         let existed = self.store.tuf_delete(gun).await.map_err(storage)?;
+        self.served_map().remove(gun);
         if existed {
             tracing::warn!(gun, "trust data deleted");
         }

@@ -17,7 +17,24 @@ use crate::config::{ServeConfig, Tls};
 const UPLOAD_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
+/// glibc's malloc, left alone, raises its mmap threshold to the size of the largest block freed:
+/// after one argon2id hash (19 MiB) every later one comes from the heap and stays resident, and
+/// each thread that allocates gets its own arena. Measured: 20 MiB of heap kept after start-up,
+/// growing under load. A fixed threshold sends big blocks to mmap (returned on free) and keeps
+/// trimming on; two arenas bound the fragmentation across tokio's and the blocking pool's threads.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: mallopt only changes allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    tune_allocator();
     let cfg = ServeConfig::resolve(args)?;
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -52,10 +69,34 @@ fn cert_names(cfg: &ServeConfig) -> Vec<String> {
     names
 }
 
+fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = data.join("berth.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another berth server is using {} (it holds {}); stop it first or pick another --data-dir",
+            data.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
 async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let data = &cfg.data_dir;
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating data dir {}", data.display()))?;
+    // Held until the process exits: the embedded store keeps exact in-memory copies of hot
+    // metadata, which a second server on the same directory would silently make stale.
+    let _lock = lock_data_dir(data)?;
     let blobs = FsBlobStore::open(data)
         .with_context(|| format!("opening blob store in {}", data.display()))?;
     let meta =

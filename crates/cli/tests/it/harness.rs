@@ -193,6 +193,10 @@ impl Server {
         b
     }
 
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
     pub fn ca_path(&self) -> PathBuf {
         self.data.path().join("tls").join("ca.crt")
     }

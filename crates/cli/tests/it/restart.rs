@@ -150,3 +150,24 @@ async fn sigterm_right_after_start_exits_zero() {
     let status = srv.stop();
     assert!(status.success(), "exit status {status}\n{}", srv.logs());
 }
+
+/// A second server on the same data directory is refused before it touches anything: the
+/// first keeps exact in-memory copies of hot metadata that a second writer would make stale.
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_is_refused() {
+    let srv = Server::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--auth-disabled", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(srv.data_dir())
+        .env("BERTH_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run a second berth serve");
+    assert!(!out.status.success(), "the second server started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another berth server is using"),
+        "unexpected error: {err}"
+    );
+    srv.get("/v2/").await.expect(200);
+}

@@ -157,7 +157,13 @@ async fn sigterm_right_after_start_exits_zero() {
 async fn a_second_server_on_the_same_data_dir_is_refused() {
     let srv = Server::start();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["serve", "--auth-disabled", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--auth-disabled",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(srv.data_dir())
         .env("BERTH_LOG", "error")
         .stdin(std::process::Stdio::null())

@@ -5,12 +5,17 @@ use async_trait::async_trait;
 use berth_oci::Digest;
 use berth_storage::{BlobStore, ByteStream, Error, Result};
 use futures::StreamExt;
+use std::io::{Seek, Write};
 use tokio::fs::{self, File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 /// Write buffer per active upload: large writes keep syscalls (and blocking-pool hops) few.
 const WRITE_BUF: usize = 1 << 20;
+/// Body chunks queued for the writer thread (chunks are at most a few hundred KiB).
+const WRITE_QUEUE: usize = 16;
 /// Read chunk size when streaming a blob out.
 const READ_BUF: usize = 256 << 10;
 
@@ -109,17 +114,34 @@ impl BlobStore for FsBlobStore {
         if current != offset {
             return Err(Error::OffsetMismatch { offset, current });
         }
-        let mut w = BufWriter::with_capacity(WRITE_BUF, file);
-        w.seek(SeekFrom::Start(offset)).await?;
+        let mut file = file.into_std().await;
+        // One blocking thread writes while this task keeps taking (and its caller hashing)
+        // the body: with tokio's File each write would wait for the previous one, so the
+        // network, the hash and the disk took turns instead of overlapping.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let writer = tokio::task::spawn_blocking(move || {
+            let written: io::Result<()> = (|| {
+                file.seek(SeekFrom::Start(offset))?;
+                let mut w = std::io::BufWriter::with_capacity(WRITE_BUF, &mut file);
+                while let Some(chunk) = rx.blocking_recv() {
+                    w.write_all(&chunk)?;
+                }
+                w.flush()
+            })();
+            (file, written)
+        });
         let mut received: u64 = 0;
-        let outcome: Result<()> = async {
+        let fed: Result<()> = async {
             while let Some(chunk) = data.next().await {
                 let chunk = chunk.map_err(Error::Body)?;
                 received += chunk.len() as u64;
                 if expected.is_some_and(|n| received > n) {
                     break;
                 }
-                w.write_all(&chunk).await?;
+                if tx.send(chunk).await.is_err() {
+                    // The writer stopped on an error; it is reported below.
+                    break;
+                }
             }
             if let Some(n) = expected
                 && n != received
@@ -129,16 +151,16 @@ impl BlobStore for FsBlobStore {
                     received,
                 });
             }
-            w.flush().await?;
             Ok(())
         }
         .await;
-        let file = w.into_inner();
-        match outcome {
+        drop(tx);
+        let (file, written) = writer.await.map_err(|e| Error::Io(io::Error::other(e)))?;
+        match fed.and(written.map_err(Error::Io)) {
             Ok(()) => Ok(offset + received),
             Err(e) => {
                 // Roll back so the chunk is all-or-nothing and the session stays resumable.
-                file.set_len(offset).await?;
+                file.set_len(offset)?;
                 Err(e)
             }
         }

@@ -74,9 +74,15 @@ impl PublicKey {
                 if sig.len() != 64 {
                     return Err(Error::BadSignature);
                 }
-                let sig =
-                    p256::ecdsa::Signature::from_slice(sig).map_err(|_| Error::BadSignature)?;
-                vk.verify(msg, &sig).map_err(|_| Error::BadSignature)
+                // ring's verifier: several times faster than the pure-Rust one, and every
+                // publish and every client refresh verifies a handful of these.
+                let point = vk.to_sec1_point(false);
+                ring::signature::UnparsedPublicKey::new(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED,
+                    point.as_bytes(),
+                )
+                .verify(msg, sig)
+                .map_err(|_| Error::BadSignature)
             }
             (SigMethod::Eddsa, Material::Ed25519(vk)) => {
                 let sig =

@@ -447,3 +447,30 @@ fn malformed_keys_are_refused() {
     }
     assert!(PublicKey::from_value(&obj).is_err());
 }
+
+/// Signing and verification go through ring for speed; an independent implementation (the
+/// RustCrypto verifier and signer) must agree with both directions.
+#[test]
+fn p256_signatures_agree_with_an_independent_implementation() {
+    use p256::ecdsa::signature::{Signer as _, Verifier as _};
+    use p256::pkcs8::DecodePublicKey as _;
+    let key = PrivateKey::generate_ecdsa().unwrap();
+    let public = key.public_key();
+    let vk = p256::ecdsa::VerifyingKey::from_public_key_der(public.public_bytes()).unwrap();
+    for msg in [&b""[..], b"m", &[7u8; 5000][..]] {
+        let sig = key.sign(msg).unwrap();
+        let sig = p256::ecdsa::Signature::from_slice(&sig).unwrap();
+        vk.verify(msg, &sig)
+            .expect("RustCrypto verifies ring's signature");
+    }
+    let other = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
+    let sig: p256::ecdsa::Signature = other.sign(b"hello");
+    let spki = p256::pkcs8::EncodePublicKey::to_public_key_der(other.verifying_key()).unwrap();
+    let pk = PublicKey::new(berth_crypto::KeyType::Ecdsa, spki.as_bytes().to_vec()).unwrap();
+    pk.verify(SigMethod::Ecdsa, b"hello", &sig.to_bytes())
+        .expect("ring verifies RustCrypto's signature");
+    assert!(
+        pk.verify(SigMethod::Ecdsa, b"hellO", &sig.to_bytes())
+            .is_err()
+    );
+}

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use berth_storage::TufFile;
+use berth_storage::{IdentityRecord, RoleAssignmentRecord, ScopeMapRecord, TufFile};
 
 /// Upper bound on the TUF bytes kept (the least recently used GUNs go first).
 pub(crate) const TUF_CACHE_BYTES: usize = 8 << 20;
@@ -22,6 +22,8 @@ pub(crate) const TUF_CACHE_BYTES: usize = 8 << 20;
 struct GunEntry {
     /// role → its current file (`None`: known to have none).
     roles: HashMap<String, Option<TufFile>>,
+    /// Every role's current file, as `tuf_current_all` returns them (each publish reads it).
+    all: Option<Vec<TufFile>>,
     bytes: usize,
     used: u64,
 }
@@ -34,11 +36,31 @@ struct TufState {
     guns: HashMap<String, GunEntry>,
 }
 
+/// Bound on cached identity lookups; past it the map starts over.
+const IDENTITY_ENTRIES: usize = 10_000;
+
+/// What every authenticated request looks up about its caller.
+#[derive(Clone)]
+pub(crate) enum IdentEntry {
+    Identity(Option<IdentityRecord>),
+    Roles(Vec<RoleAssignmentRecord>),
+    ScopeMap(Option<ScopeMapRecord>),
+}
+
+#[derive(Default)]
+struct IdentState {
+    generation: u64,
+    entries: HashMap<String, IdentEntry>,
+}
+
 pub(crate) struct HotCache {
     /// Every setting, loaded at open and updated by each write: authoritative in memory.
     settings: Mutex<HashMap<String, String>>,
     tuf: Mutex<TufState>,
     limit: usize,
+    /// Identity, role and scope-map lookups by key; any identity write clears them all
+    /// (writes are rare admin actions, lookups happen on every request).
+    ident: Mutex<IdentState>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -58,7 +80,35 @@ impl HotCache {
             settings: Mutex::new(settings),
             tuf: Mutex::new(TufState::default()),
             limit,
+            ident: Mutex::new(IdentState::default()),
         }
+    }
+
+    pub(crate) fn ident(&self, key: &str) -> Option<IdentEntry> {
+        lock(&self.ident).entries.get(key).cloned()
+    }
+
+    pub(crate) fn ident_generation(&self) -> u64 {
+        lock(&self.ident).generation
+    }
+
+    /// Stores a lookup's result unless an identity write happened since `generation`.
+    pub(crate) fn ident_fill(&self, generation: u64, key: String, entry: IdentEntry) {
+        let mut st = lock(&self.ident);
+        if st.generation != generation {
+            return;
+        }
+        if st.entries.len() >= IDENTITY_ENTRIES {
+            st.entries.clear();
+        }
+        st.entries.insert(key, entry);
+    }
+
+    /// Called after any write to identities, role assignments or scope maps.
+    pub(crate) fn invalidate_identities(&self) {
+        let mut st = lock(&self.ident);
+        st.generation += 1;
+        st.entries.clear();
     }
 
     pub(crate) fn setting(&self, name: &str) -> Option<String> {
@@ -79,6 +129,40 @@ impl HotCache {
         let hit = entry.roles.get(role)?.clone();
         entry.used = tick;
         Some(hit)
+    }
+
+    /// The cached current files of every role of `gun`.
+    pub(crate) fn tuf_current_all(&self, gun: &str) -> Option<Vec<TufFile>> {
+        let mut st = lock(&self.tuf);
+        st.tick += 1;
+        let tick = st.tick;
+        let entry = st.guns.get_mut(gun)?;
+        let hit = entry.all.clone()?;
+        entry.used = tick;
+        Some(hit)
+    }
+
+    /// Stores what `tuf_current_all` read, and each role's file from it, unless a write
+    /// committed since `generation`.
+    pub(crate) fn fill_all(&self, generation: u64, gun: &str, files: &[TufFile]) {
+        for f in files {
+            self.fill(generation, gun, &f.role, Some(f.clone()));
+        }
+        let mut st = lock(&self.tuf);
+        if st.generation != generation {
+            return;
+        }
+        let size: usize = files.iter().map(|f| file_bytes(&Some(f.clone()))).sum();
+        let Some(entry) = st.guns.get_mut(gun) else {
+            // Evicted meanwhile (or no files at all): nothing to attach the list to.
+            return;
+        };
+        let old = entry
+            .all
+            .replace(files.to_vec())
+            .map_or(0, |v| v.iter().map(|f| file_bytes(&Some(f.clone()))).sum());
+        entry.bytes = entry.bytes - old + size;
+        st.bytes = st.bytes - old + size;
     }
 
     /// The generation to hand back to [`Self::fill`] after reading SQLite.
@@ -114,6 +198,35 @@ impl HotCache {
                 None => break,
             }
         }
+    }
+
+    /// Called after new versions of some of `gun`'s roles committed: they become the current
+    /// ones in place (each publish would otherwise empty the cache it is about to need).
+    pub(crate) fn apply_update(&self, gun: &str, files: Vec<TufFile>) {
+        let mut st = lock(&self.tuf);
+        // Reads that started before the commit must not store what they saw.
+        st.generation += 1;
+        st.tick += 1;
+        let tick = st.tick;
+        let entry = st.guns.entry(gun.to_owned()).or_default();
+        let before = entry.bytes;
+        for f in files {
+            if let Some(all) = &mut entry.all {
+                match all.binary_search_by(|x| x.role.as_str().cmp(&f.role)) {
+                    Ok(i) => all[i] = f.clone(),
+                    Err(i) => all.insert(i, f.clone()),
+                }
+            }
+            entry.roles.insert(f.role.clone(), Some(f));
+        }
+        entry.bytes = entry.roles.values().map(file_bytes).sum::<usize>()
+            + entry
+                .all
+                .as_ref()
+                .map_or(0, |v| v.iter().map(|f| file_bytes(&Some(f.clone()))).sum());
+        entry.used = tick;
+        let after = entry.bytes;
+        st.bytes = st.bytes - before + after;
     }
 
     /// Called after a write to `gun`'s TUF files committed (`None`: every GUN).
@@ -167,6 +280,53 @@ mod tests {
     }
 
     #[test]
+    fn the_list_of_current_files_is_cached_and_dropped_with_its_gun() {
+        let c = HotCache::new(HashMap::new(), 1 << 20);
+        let files = vec![file("root", 10).unwrap(), file("targets", 20).unwrap()];
+        c.fill_all(c.generation(), "g", &files);
+        assert_eq!(c.tuf_current_all("g").unwrap().len(), 2);
+        assert_eq!(
+            c.tuf_current("g", "targets").unwrap().unwrap().data.len(),
+            20
+        );
+        {
+            let st = lock(&c.tuf);
+            assert_eq!(st.bytes, st.guns.values().map(|e| e.bytes).sum::<usize>());
+        }
+        c.invalidate(Some("g"));
+        assert!(c.tuf_current_all("g").is_none());
+        assert_eq!(lock(&c.tuf).bytes, 0);
+    }
+
+    #[test]
+    fn an_update_replaces_the_current_files_in_place() {
+        let c = HotCache::new(HashMap::new(), 1 << 20);
+        let files = vec![file("root", 10).unwrap(), file("targets", 20).unwrap()];
+        c.fill_all(c.generation(), "g", &files);
+        let stale = c.generation();
+        c.apply_update(
+            "g",
+            vec![file("snapshot", 5).unwrap(), file("targets", 30).unwrap()],
+        );
+        let all = c.tuf_current_all("g").unwrap();
+        let roles: Vec<&str> = all.iter().map(|f| f.role.as_str()).collect();
+        assert_eq!(roles, ["root", "snapshot", "targets"], "kept in role order");
+        assert_eq!(all[2].data.len(), 30);
+        assert_eq!(
+            c.tuf_current("g", "targets").unwrap().unwrap().data.len(),
+            30
+        );
+        // A read that began before the update cannot put the old file back.
+        c.fill(stale, "g", "targets", file("targets", 20));
+        assert_eq!(
+            c.tuf_current("g", "targets").unwrap().unwrap().data.len(),
+            30
+        );
+        let st = lock(&c.tuf);
+        assert_eq!(st.bytes, st.guns.values().map(|e| e.bytes).sum::<usize>());
+    }
+
+    #[test]
     fn absence_is_cached_too() {
         let c = HotCache::new(HashMap::new(), 1 << 20);
         c.fill(c.generation(), "g", "root", None);
@@ -190,6 +350,29 @@ mod tests {
             st.guns.values().map(|e| e.bytes).sum::<usize>(),
             "byte accounting stays exact"
         );
+    }
+
+    #[test]
+    fn identity_lookups_race_and_clear_like_tuf_files() {
+        let c = HotCache::new(HashMap::new(), 0);
+        let g = c.ident_generation();
+        c.invalidate_identities();
+        c.ident_fill(g, "i:alice".into(), IdentEntry::Identity(None));
+        assert!(
+            c.ident("i:alice").is_none(),
+            "a fill that raced a write is dropped"
+        );
+        c.ident_fill(
+            c.ident_generation(),
+            "i:alice".into(),
+            IdentEntry::Identity(None),
+        );
+        assert!(matches!(
+            c.ident("i:alice"),
+            Some(IdentEntry::Identity(None))
+        ));
+        c.invalidate_identities();
+        assert!(c.ident("i:alice").is_none());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use rusqlite::{OptionalExtension, params};
 
 use crate::SqliteMetadataStore;
+use crate::cache::IdentEntry;
 use crate::sqlite::backend;
 
 pub(crate) const IDENTITY_SCHEMA: &str = r#"
@@ -121,8 +122,9 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 impl IdentityStore for SqliteMetadataStore {
     async fn identity_insert(&self, rec: &IdentityRecord) -> Result<()> {
         let r = rec.clone();
-        self.write(move |c| {
-            c.execute(
+        let out = self
+            .write(move |c| {
+                c.execute(
                 &format!(
                     "INSERT INTO identities({ID_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                 ),
@@ -145,14 +147,16 @@ impl IdentityStore for SqliteMetadataStore {
                     backend(e)
                 }
             })?;
-            Ok(())
-        })
-        .await
+                Ok(())
+            })
+            .await;
+        self.cache.invalidate_identities();
+        out
     }
 
     async fn identity_update(&self, rec: &IdentityRecord) -> Result<bool> {
         let r = rec.clone();
-        self.write(move |c| {
+        let out = self.write(move |c| {
             let n = c
                 .execute(
                     "UPDATE identities SET kind = ?2, label = ?3, secret_hash = ?4, secret_hash2 = ?5,
@@ -171,32 +175,46 @@ impl IdentityStore for SqliteMetadataStore {
                 .map_err(backend)?;
             Ok(n > 0)
         })
-        .await
+        .await;
+        self.cache.invalidate_identities();
+        out
     }
 
     async fn identity_get(&self, name: &str) -> Result<Option<IdentityRecord>> {
+        let key = format!("i:{name}");
+        if let Some(IdentEntry::Identity(hit)) = self.cache.ident(&key) {
+            return Ok(hit);
+        }
+        let generation = self.cache.ident_generation();
         let name = name.to_owned();
-        self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {ID_COLS} FROM identities WHERE name = ?1"))?
-                .query_row([&name], identity_row)
-                .optional()
-        })
-        .await
+        let found = self
+            .read(move |c| {
+                c.prepare_cached(&format!("SELECT {ID_COLS} FROM identities WHERE name = ?1"))?
+                    .query_row([&name], identity_row)
+                    .optional()
+            })
+            .await?;
+        self.cache
+            .ident_fill(generation, key, IdentEntry::Identity(found.clone()));
+        Ok(found)
     }
 
     async fn identity_delete(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
-        self.write(move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            let n = tx
-                .execute("DELETE FROM identities WHERE name = ?1", [&name])
-                .map_err(backend)?;
-            tx.execute("DELETE FROM role_assignments WHERE assignee = ?1", [&name])
-                .map_err(backend)?;
-            tx.commit().map_err(backend)?;
-            Ok(n > 0)
-        })
-        .await
+        let out = self
+            .write(move |c| {
+                let tx = c.transaction().map_err(backend)?;
+                let n = tx
+                    .execute("DELETE FROM identities WHERE name = ?1", [&name])
+                    .map_err(backend)?;
+                tx.execute("DELETE FROM role_assignments WHERE assignee = ?1", [&name])
+                    .map_err(backend)?;
+                tx.commit().map_err(backend)?;
+                Ok(n > 0)
+            })
+            .await;
+        self.cache.invalidate_identities();
+        out
     }
 
     async fn identity_list(&self, kind: Option<&str>) -> Result<Vec<IdentityRecord>> {
@@ -222,7 +240,7 @@ impl IdentityStore for SqliteMetadataStore {
             assignee.to_owned(),
             repository.unwrap_or("").to_owned(),
         );
-        self.write(move |c| {
+        let out = self.write(move |c| {
             c.execute(
                 "INSERT OR IGNORE INTO role_assignments(role, assignee, repository) VALUES (?1, ?2, ?3)",
                 params![role, assignee, repo],
@@ -235,7 +253,9 @@ impl IdentityStore for SqliteMetadataStore {
             )
             .map_err(backend)
         })
-        .await
+        .await;
+        self.cache.invalidate_identities();
+        out
     }
 
     async fn role_unassign(
@@ -249,7 +269,7 @@ impl IdentityStore for SqliteMetadataStore {
             assignee.to_owned(),
             repository.unwrap_or("").to_owned(),
         );
-        self.write(move |c| {
+        let out = self.write(move |c| {
             let n = c
                 .execute(
                     "DELETE FROM role_assignments WHERE role = ?1 AND assignee = ?2 AND repository = ?3",
@@ -258,25 +278,41 @@ impl IdentityStore for SqliteMetadataStore {
                 .map_err(backend)?;
             Ok(n > 0)
         })
-        .await
+        .await;
+        self.cache.invalidate_identities();
+        out
     }
 
     async fn role_list(&self, assignee: Option<&str>) -> Result<Vec<RoleAssignmentRecord>> {
+        // Only one assignee's roles are looked up per request; full listings are admin calls.
+        let key = assignee.map(|a| format!("r:{a}"));
+        if let Some(k) = &key
+            && let Some(IdentEntry::Roles(hit)) = self.cache.ident(k)
+        {
+            return Ok(hit);
+        }
+        let generation = self.cache.ident_generation();
         let assignee = assignee.map(str::to_owned);
-        self.read(move |c| {
-            c.prepare_cached(
-                "SELECT id, role, assignee, repository FROM role_assignments
+        let found: Vec<RoleAssignmentRecord> = self
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT id, role, assignee, repository FROM role_assignments
                  WHERE (?1 IS NULL OR assignee = ?1) ORDER BY assignee, role, repository",
-            )?
-            .query_map([&assignee], role_row)?
-            .collect()
-        })
-        .await
+                )?
+                .query_map([&assignee], role_row)?
+                .collect()
+            })
+            .await?;
+        if let Some(k) = key {
+            self.cache
+                .ident_fill(generation, k, IdentEntry::Roles(found.clone()));
+        }
+        Ok(found)
     }
 
     async fn scope_map_put(&self, rec: &ScopeMapRecord) -> Result<()> {
         let r = rec.clone();
-        self.write(move |c| {
+        let out = self.write(move |c| {
             c.execute(
                 "INSERT INTO scope_maps(name, rules, description, created) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(name) DO UPDATE SET rules = excluded.rules, description = excluded.description",
@@ -285,30 +321,44 @@ impl IdentityStore for SqliteMetadataStore {
             .map_err(backend)?;
             Ok(())
         })
-        .await
+        .await;
+        self.cache.invalidate_identities();
+        out
     }
 
     async fn scope_map_get(&self, name: &str) -> Result<Option<ScopeMapRecord>> {
+        let key = format!("m:{name}");
+        if let Some(IdentEntry::ScopeMap(hit)) = self.cache.ident(&key) {
+            return Ok(hit);
+        }
+        let generation = self.cache.ident_generation();
         let name = name.to_owned();
-        self.read(move |c| {
-            c.prepare_cached(
-                "SELECT name, rules, description, created FROM scope_maps WHERE name = ?1",
-            )?
-            .query_row([&name], scope_map_row)
-            .optional()
-        })
-        .await
+        let found = self
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT name, rules, description, created FROM scope_maps WHERE name = ?1",
+                )?
+                .query_row([&name], scope_map_row)
+                .optional()
+            })
+            .await?;
+        self.cache
+            .ident_fill(generation, key, IdentEntry::ScopeMap(found.clone()));
+        Ok(found)
     }
 
     async fn scope_map_delete(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
-        self.write(move |c| {
-            let n = c
-                .execute("DELETE FROM scope_maps WHERE name = ?1", [&name])
-                .map_err(backend)?;
-            Ok(n > 0)
-        })
-        .await
+        let out = self
+            .write(move |c| {
+                let n = c
+                    .execute("DELETE FROM scope_maps WHERE name = ?1", [&name])
+                    .map_err(backend)?;
+                Ok(n > 0)
+            })
+            .await;
+        self.cache.invalidate_identities();
+        out
     }
 
     async fn scope_map_list(&self) -> Result<Vec<ScopeMapRecord>> {

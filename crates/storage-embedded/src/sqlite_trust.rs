@@ -99,18 +99,25 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ServerKeyRecord> {
 #[async_trait]
 impl TrustStore for SqliteMetadataStore {
     async fn tuf_current_all(&self, gun: &str) -> Result<Vec<TufFile>> {
-        let gun = gun.to_owned();
-        self.read(move |c| {
-            // The row with the highest version per role.
-            c.prepare_cached(&format!(
-                "SELECT {TUF_COLS} FROM tuf_files t WHERE gun = ?1 AND version =
-                   (SELECT MAX(version) FROM tuf_files u WHERE u.gun = t.gun AND u.role = t.role)
-                 ORDER BY role"
-            ))?
-            .query_map([&gun], tuf_row)?
-            .collect()
-        })
-        .await
+        if let Some(hit) = self.cache.tuf_current_all(gun) {
+            return Ok(hit);
+        }
+        let generation = self.cache.generation();
+        let g = gun.to_owned();
+        let found: Vec<TufFile> = self
+            .read(move |c| {
+                // The row with the highest version per role.
+                c.prepare_cached(&format!(
+                    "SELECT {TUF_COLS} FROM tuf_files t WHERE gun = ?1 AND version =
+                       (SELECT MAX(version) FROM tuf_files u WHERE u.gun = t.gun AND u.role = t.role)
+                     ORDER BY role"
+                ))?
+                .query_map([&g], tuf_row)?
+                .collect()
+            })
+            .await?;
+        self.cache.fill_all(generation, gun, &found);
+        Ok(found)
     }
 
     async fn tuf_current(&self, gun: &str, role: &str) -> Result<Option<TufFile>> {
@@ -201,7 +208,19 @@ impl TrustStore for SqliteMetadataStore {
                 }
             }
             tx.commit().map_err(backend)?;
-            cache.invalidate(Some(&gun));
+            cache.apply_update(
+                &gun,
+                files
+                    .into_iter()
+                    .map(|f| TufFile {
+                        role: f.role,
+                        version: f.version,
+                        sha256: f.sha256,
+                        data: f.data,
+                        created,
+                    })
+                    .collect(),
+            );
             Ok(())
         })
         .await

@@ -39,7 +39,13 @@ pub struct TrustService {
     /// timestamp names its snapshot by hash, so a hit is exact without re-reading or re-parsing
     /// either file (the hot path of every client's first request).
     served: std::sync::Mutex<std::collections::HashMap<String, Arc<HotServed>>>,
+    /// Unsealed server keys per (GUN, role): unsealing and decoding them on every publish
+    /// (twice: snapshot and timestamp) was a large share of a publish's server time. They
+    /// live in memory only, as they would in Notary's signer.
+    held: std::sync::Mutex<HeldKeys>,
 }
+
+type HeldKeys = std::collections::HashMap<(String, String), Arc<Vec<(String, Arc<PrivateKey>)>>>;
 
 /// Bound on [`TrustService::served`]; past it the map starts over (a refill is one parse).
 const SERVED_ENTRIES: usize = 4096;
@@ -119,6 +125,7 @@ impl TrustService {
             opts,
             write: tokio::sync::Mutex::new(()),
             served: Default::default(),
+            held: Default::default(),
         }
     }
 
@@ -152,6 +159,7 @@ impl TrustService {
         let _w = self.write.lock().await;
         let wiped = self.store.tuf_delete_all().await.map_err(storage)?;
         self.served_map().clear();
+        self.held_map().clear();
         tracing::warn!(
             guns = wiped,
             "content trust disabled: all trust data deleted"
@@ -187,22 +195,56 @@ impl TrustService {
         gun: &str,
         root: &Root,
         role: &RoleName,
-    ) -> Result<Option<Vec<PrivateKey>>> {
+    ) -> Result<Option<Vec<Arc<PrivateKey>>>> {
         let Some(listed) = root.roles.get(role.as_str()) else {
             return Ok(None);
         };
-        let held = self
-            .store
-            .server_keys(gun, role.as_str())
-            .await
-            .map_err(storage)?;
+        let cache_key = (gun.to_owned(), role.as_str().to_owned());
+        let cached = self.held_map().get(&cache_key).cloned();
+        // Server keys are only ever added (or wiped with the whole GUN), so a cached set that
+        // has every listed key is current; one missing a listed key is reloaded.
+        let held = match cached {
+            Some(h)
+                if listed
+                    .keyids
+                    .iter()
+                    .all(|id| h.iter().any(|(k, _)| k == id)) =>
+            {
+                h
+            }
+            _ => {
+                let recs = self
+                    .store
+                    .server_keys(gun, role.as_str())
+                    .await
+                    .map_err(storage)?;
+                let mut keys = Vec::with_capacity(recs.len());
+                for rec in &recs {
+                    keys.push((
+                        rec.key_id.clone(),
+                        Arc::new(keys::unseal(&self.vault, gun, rec)?),
+                    ));
+                }
+                let keys = Arc::new(keys);
+                let mut map = self.held_map();
+                if map.len() >= SERVED_ENTRIES {
+                    map.clear();
+                }
+                map.insert(cache_key, keys.clone());
+                keys
+            }
+        };
         let mut out = Vec::new();
         for id in &listed.keyids {
-            if let Some(rec) = held.iter().find(|k| &k.key_id == id) {
-                out.push(keys::unseal(&self.vault, gun, rec)?);
+            if let Some((_, k)) = held.iter().find(|(k, _)| k == id) {
+                out.push(k.clone());
             }
         }
         Ok((!out.is_empty() && out.len() as i64 >= listed.threshold).then_some(out))
+    }
+
+    fn held_map(&self) -> std::sync::MutexGuard<'_, HeldKeys> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Accepts a client update (`parts`: multipart filename and bytes, in request order).
@@ -260,7 +302,8 @@ impl TrustService {
                     .map_err(corrupt(gun))?;
                 let body = next_snapshot(prev.as_ref().map(|p| &p.body), &updates, now);
                 let signed =
-                    Signed::sign(body, &keys.iter().collect::<Vec<_>>()).map_err(crypto)?;
+                    Signed::sign(body, &keys.iter().map(|k| k.as_ref()).collect::<Vec<_>>())
+                        .map_err(crypto)?;
                 files.push(new_file("snapshot", signed.raw(), signed.body.version));
                 signed.envelope.into_raw()
             }
@@ -277,7 +320,8 @@ impl TrustService {
             .transpose()
             .map_err(corrupt(gun))?;
         let body = next_timestamp(prev.as_ref().map(|p| &p.body), &snapshot_raw, now);
-        let ts = Signed::sign(body, &keys.iter().collect::<Vec<_>>()).map_err(crypto)?;
+        let ts = Signed::sign(body, &keys.iter().map(|k| k.as_ref()).collect::<Vec<_>>())
+            .map_err(crypto)?;
         files.push(new_file("timestamp", ts.raw(), ts.body.version));
         // Notary checks versions in storage, after validation: keep its error precedence.
         check_versions(&versions, &uploaded)?;
@@ -436,7 +480,8 @@ impl TrustService {
                         .map_or(0, |f| f.version);
                     body.version = body.version.max(highest + 1);
                     let signed =
-                        Signed::sign(body, &keys.iter().collect::<Vec<_>>()).map_err(crypto)?;
+                        Signed::sign(body, &keys.iter().map(|k| k.as_ref()).collect::<Vec<_>>())
+                            .map_err(crypto)?;
                     let f = new_file("snapshot", signed.raw(), signed.body.version);
                     snap_data = f.data.clone();
                     files.push(f);
@@ -457,7 +502,8 @@ impl TrustService {
                 Some(keys) => {
                     let body = next_timestamp(Some(&s.ts.body), &snap_data, now);
                     let signed =
-                        Signed::sign(body, &keys.iter().collect::<Vec<_>>()).map_err(crypto)?;
+                        Signed::sign(body, &keys.iter().map(|k| k.as_ref()).collect::<Vec<_>>())
+                            .map_err(crypto)?;
                     files.push(new_file("timestamp", signed.raw(), signed.body.version));
                 }
                 None => {
@@ -544,6 +590,7 @@ impl TrustService {
         let _w = self.write.lock().await;
         let existed = self.store.tuf_delete(gun).await.map_err(storage)?;
         self.served_map().remove(gun);
+        self.held_map().retain(|(g, _), _| g != gun);
         if existed {
             tracing::warn!(gun, "trust data deleted");
         }

@@ -24,8 +24,7 @@ pub use routes::trust::{GunResolver, TrustAccess, TrustEndpoint};
 pub use serve::{Listener, serve};
 
 /// Everything a request handler can reach.
-#[derive(Clone)]
-pub struct AppState {
+pub struct AppParts {
     pub registry: Arc<Registry>,
     pub trust: Arc<berth_trust::TrustService>,
     /// Which GUNs name repositories of this registry.
@@ -33,4 +32,22 @@ pub struct AppState {
     pub access: Arc<access::AccessService>,
     /// `https`, or `http` behind a TLS proxy: used in token realms.
     pub scheme: &'static str,
+}
+
+/// The handlers' shared state. axum clones it for every request (several times, through the
+/// middleware): one reference count instead of one per part kept that off the profile.
+#[derive(Clone)]
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
 }

@@ -176,13 +176,13 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let guns = berth_server::GunResolver {
         hosts: cert_names(&cfg),
     };
-    let app = berth_server::router(AppState {
+    let app = berth_server::router(AppState::new(berth_server::AppParts {
         registry,
         trust,
         guns,
         access,
         scheme,
-    });
+    }));
     // Tests and scripts parse this exact line.
     let mut out = std::io::stdout();
     writeln!(out, "listening on {scheme}://{addr}")?;

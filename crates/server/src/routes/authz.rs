@@ -169,16 +169,16 @@ fn decide(caller: &Caller, req: &Requirement) -> Decision {
             scope_name,
             actions,
         } => {
-            let scope_actions = {
+            // Built only when needed: most requests are allowed, and this runs for every one.
+            let scope = || {
                 let mut v: Vec<&str> = Vec::new();
                 for a in actions {
                     if !v.contains(&a.scope_action()) {
                         v.push(a.scope_action());
                     }
                 }
-                v.join(",")
+                Some(format!("repository:{scope_name}:{}", v.join(",")))
             };
-            let scope = Some(format!("repository:{scope_name}:{scope_actions}"));
             let mut token_short = false;
             for a in actions {
                 if !caller
@@ -186,7 +186,7 @@ fn decide(caller: &Caller, req: &Requirement) -> Decision {
                     .allows(policy_action(*a), Resource::Repository(repo.as_str()))
                 {
                     if caller.is_anonymous() {
-                        return Decision::Challenge(scope, None);
+                        return Decision::Challenge(scope(), None);
                     }
                     return Decision::Deny(format!(
                         "{} may not {} {scope_name}",
@@ -214,7 +214,7 @@ fn decide(caller: &Caller, req: &Requirement) -> Decision {
                 }
             }
             if token_short {
-                Decision::Challenge(scope, Some("insufficient_scope"))
+                Decision::Challenge(scope(), Some("insufficient_scope"))
             } else {
                 Decision::Allow
             }
@@ -230,7 +230,7 @@ pub(crate) async fn layer(State(state): State<AppState>, mut req: Request, next:
     }
     let host = host_of(&req);
     let ip = client_ip(&req);
-    let scope_hint = match &need {
+    let scope_hint = || match &need {
         Requirement::Repository {
             scope_name,
             actions,
@@ -248,15 +248,15 @@ pub(crate) async fn layer(State(state): State<AppState>, mut req: Request, next:
     let caller = match credentials(&req) {
         Some(Credentials::Bearer(t)) => match state.access.bearer(&t, &host).await {
             Ok(c) => c,
-            Err(e) => return auth_error(&state, &host, e, scope_hint),
+            Err(e) => return auth_error(&state, &host, e, scope_hint()),
         },
         Some(Credentials::Basic(u, p)) => match state.access.authenticate(&u, &p, ip).await {
             Ok(c) => c,
-            Err(e) => return auth_error(&state, &host, e, scope_hint),
+            Err(e) => return auth_error(&state, &host, e, scope_hint()),
         },
         None if state.access.auth_disabled() => match state.access.authenticate("", "", ip).await {
             Ok(c) => c,
-            Err(e) => return auth_error(&state, &host, e, scope_hint),
+            Err(e) => return auth_error(&state, &host, e, scope_hint()),
         },
         None => state.access.anonymous().await,
     };

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use berth_crypto::{PrivateKey, x509};
 use berth_storage::{NewTufFile, TrustStore, TufFile};
 use berth_tuf::validate::{
-    SnapshotPlan, certified_root_role, check_versions, missing_snapshot_key, next_snapshot,
+    SnapshotPlan, certified_root_role, check_version_numbers, missing_snapshot_key, next_snapshot,
     next_timestamp, validate_update,
 };
 use berth_tuf::{RoleBody, RoleName, Root, Signed, Snapshot, Timestamp};
@@ -251,6 +251,8 @@ impl TrustService {
     pub async fn update(&self, gun: &str, parts: Vec<(String, Bytes)>) -> Result<()> {
         self.writable().await?;
         let uploaded = parse_parts(parts)?;
+        // Read once: checked against storage below and stored with each file.
+        let new_versions = berth_tuf::validate::uploaded_versions(&uploaded);
         let _w = self.write.lock().await;
         // Checked under the lock: a concurrent disable either sees this update's data and
         // wipes it, or this update sees the switch off.
@@ -281,10 +283,13 @@ impl TrustService {
             .files
             .iter()
             .map(|(role, raw)| {
-                let version = berth_tuf::Envelope::parse(raw)
-                    .ok()
-                    .and_then(|e| e.version())
-                    .unwrap_or(0);
+                let version = match (new_versions.get(role), uploaded.get(role)) {
+                    (Some(Some(v)), Some(up)) if up == raw => *v,
+                    _ => berth_tuf::Envelope::parse(raw)
+                        .ok()
+                        .and_then(|e| e.version())
+                        .unwrap_or(0),
+                };
                 new_file(role.as_str(), raw, version)
             })
             .collect();
@@ -324,7 +329,7 @@ impl TrustService {
             .map_err(crypto)?;
         files.push(new_file("timestamp", ts.raw(), ts.body.version));
         // Notary checks versions in storage, after validation: keep its error precedence.
-        check_versions(&versions, &uploaded)?;
+        check_version_numbers(&versions, &new_versions)?;
         self.store.tuf_update(gun, files).await.map_err(writing)?;
         tracing::info!(gun, roles = ?uploaded.keys().map(RoleName::as_str).collect::<Vec<_>>(), "trust data updated");
         Ok(())

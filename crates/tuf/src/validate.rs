@@ -292,13 +292,33 @@ pub fn check_versions(
     stored_versions: &BTreeMap<RoleName, i64>,
     uploaded: &BTreeMap<RoleName, Vec<u8>>,
 ) -> Result<(), Error> {
-    for (role, raw) in uploaded {
-        if *role == RoleName::Timestamp {
-            continue;
-        }
-        let new = crate::signed::Envelope::parse(raw)?
-            .version()
-            .ok_or_else(|| Error::malformed("metadata", "version missing"))?;
+    check_version_numbers(stored_versions, &uploaded_versions(uploaded))
+}
+
+/// The `version` of each uploaded file but the timestamp (`None`: unreadable), parsed once so
+/// a caller can both check and store them without parsing the files again.
+pub fn uploaded_versions(
+    uploaded: &BTreeMap<RoleName, Vec<u8>>,
+) -> BTreeMap<RoleName, Option<i64>> {
+    uploaded
+        .iter()
+        .filter(|(role, _)| **role != RoleName::Timestamp)
+        .map(|(role, raw)| {
+            let v = crate::signed::Envelope::parse(raw)
+                .ok()
+                .and_then(|e| e.version());
+            (role.clone(), v)
+        })
+        .collect()
+}
+
+/// [`check_versions`] on versions already read by [`uploaded_versions`].
+pub fn check_version_numbers(
+    stored_versions: &BTreeMap<RoleName, i64>,
+    new_versions: &BTreeMap<RoleName, Option<i64>>,
+) -> Result<(), Error> {
+    for (role, new) in new_versions {
+        let new = new.ok_or_else(|| Error::malformed("metadata", "version missing"))?;
         if let Some(&stored) = stored_versions.get(role)
             && stored >= new
         {

@@ -15,7 +15,7 @@ use tokio_util::io::ReaderStream;
 /// Write buffer per active upload: large writes keep syscalls (and blocking-pool hops) few.
 const WRITE_BUF: usize = 1 << 20;
 /// Body chunks queued for the writer thread (chunks are at most a few hundred KiB).
-const WRITE_QUEUE: usize = 16;
+const WRITE_QUEUE: usize = 8;
 /// Read chunk size when streaming a blob out.
 const READ_BUF: usize = 256 << 10;
 

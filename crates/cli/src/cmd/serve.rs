@@ -35,6 +35,22 @@ fn tune_allocator() {
     }
 }
 
+/// How often freed heap goes back to the system (see `trim_heap`).
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+/// Hands free heap pages back to the kernel. glibc only shrinks the top of its heaps; memory
+/// freed in the middle after a burst (128 connections' TLS and HTTP buffers) stayed resident
+/// and raised the level every later load started from: measured 45 MiB after a manifest load,
+/// so a 5 GiB push that itself needs ~20 MiB peaked at 65 MiB.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: malloc_trim is thread-safe and only releases pages the allocator holds free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tune_allocator();
     let cfg = ServeConfig::resolve(args)?;
@@ -158,6 +174,13 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
     };
 
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TRIM_EVERY);
+        loop {
+            tick.tick().await;
+            let _ = tokio::task::spawn_blocking(trim_heap).await;
+        }
+    });
     let purge_registry = registry.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PURGE_EVERY);

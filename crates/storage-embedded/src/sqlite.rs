@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS uploads (
 pub struct SqliteMetadataStore {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// At most [`MAX_READERS`] reads run (and reader connections exist) at once. Unbounded,
+    /// a 128-connection load opened a connection per concurrent read and kept them all, each
+    /// with its page cache: the server's resident memory stayed ~30 MiB higher afterwards.
+    read_slots: Arc<tokio::sync::Semaphore>,
     path: Arc<std::path::PathBuf>,
     pub(crate) cache: Arc<crate::cache::HotCache>,
 }
@@ -66,6 +70,9 @@ pub struct SqliteMetadataStore {
 pub(crate) fn backend(e: rusqlite::Error) -> Error {
     Error::Backend(format!("sqlite: {e}"))
 }
+
+/// Concurrent reads (and pooled reader connections); more would only queue for the CPU.
+const MAX_READERS: usize = 8;
 
 fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     let c = Connection::open(path)?;
@@ -125,6 +132,7 @@ impl SqliteMetadataStore {
         Ok(SqliteMetadataStore {
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
+            read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             path: Arc::new(path),
             cache: Arc::new(crate::cache::HotCache::new(
                 settings,
@@ -154,7 +162,14 @@ impl SqliteMetadataStore {
     {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let slot = self
+            .read_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Backend(format!("sqlite readers: {e}")))?;
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match pooled {
                 Some(c) => c,

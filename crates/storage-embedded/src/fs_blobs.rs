@@ -1,14 +1,12 @@
-use std::io::{self, SeekFrom};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use berth_oci::Digest;
 use berth_storage::{BlobStore, ByteStream, Error, Result};
-use futures::StreamExt;
-use std::io::{Seek, Write};
-use tokio::fs::{self, File, OpenOptions};
-
 use bytes::Bytes;
+use futures::StreamExt;
+use tokio::fs::{self, File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
@@ -156,7 +154,9 @@ impl BlobStore for FsBlobStore {
         .await;
         drop(tx);
         let (file, written) = writer.await.map_err(|e| Error::Io(io::Error::other(e)))?;
-        match fed.and(written.map_err(Error::Io)) {
+        // A failed write is ours to report (it also ends the feed early), ahead of whatever the
+        // feed then concluded about the body.
+        match written.map_err(Error::Io).and(fed) {
             Ok(()) => Ok(offset + received),
             Err(e) => {
                 // Roll back so the chunk is all-or-nothing and the session stays resumable.

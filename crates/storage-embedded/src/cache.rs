@@ -47,6 +47,29 @@ pub(crate) enum IdentEntry {
     ScopeMap(Option<ScopeMapRecord>),
 }
 
+impl IdentEntry {
+    pub(crate) fn identity(self) -> Option<Option<IdentityRecord>> {
+        match self {
+            IdentEntry::Identity(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn roles(self) -> Option<Vec<RoleAssignmentRecord>> {
+        match self {
+            IdentEntry::Roles(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn scope_map(self) -> Option<Option<ScopeMapRecord>> {
+        match self {
+            IdentEntry::ScopeMap(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct IdentState {
     generation: u64,

@@ -118,13 +118,46 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
+impl SqliteMetadataStore {
+    /// A write to identities, role assignments or scope maps; the cached lookups go with it.
+    async fn write_identities<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+    {
+        let out = self.write(f).await;
+        self.cache.invalidate_identities();
+        out
+    }
+
+    /// A lookup served from the cache under `key`, read from SQLite (and cached) on a miss.
+    async fn ident_lookup<T, F>(
+        &self,
+        key: String,
+        wrap: fn(T) -> IdentEntry,
+        unwrap: fn(IdentEntry) -> Option<T>,
+        read: F,
+    ) -> Result<T>
+    where
+        T: Clone + Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        if let Some(hit) = self.cache.ident(&key).and_then(unwrap) {
+            return Ok(hit);
+        }
+        let generation = self.cache.ident_generation();
+        let found = self.read(read).await?;
+        self.cache.ident_fill(generation, key, wrap(found.clone()));
+        Ok(found)
+    }
+}
+
 #[async_trait]
 impl IdentityStore for SqliteMetadataStore {
     async fn identity_insert(&self, rec: &IdentityRecord) -> Result<()> {
         let r = rec.clone();
-        let out = self
-            .write(move |c| {
-                c.execute(
+        self.write_identities(move |c| {
+            c.execute(
                 &format!(
                     "INSERT INTO identities({ID_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                 ),
@@ -147,16 +180,14 @@ impl IdentityStore for SqliteMetadataStore {
                     backend(e)
                 }
             })?;
-                Ok(())
-            })
-            .await;
-        self.cache.invalidate_identities();
-        out
+            Ok(())
+        })
+        .await
     }
 
     async fn identity_update(&self, rec: &IdentityRecord) -> Result<bool> {
         let r = rec.clone();
-        let out = self.write(move |c| {
+        self.write_identities(move |c| {
             let n = c
                 .execute(
                     "UPDATE identities SET kind = ?2, label = ?3, secret_hash = ?4, secret_hash2 = ?5,
@@ -175,46 +206,33 @@ impl IdentityStore for SqliteMetadataStore {
                 .map_err(backend)?;
             Ok(n > 0)
         })
-        .await;
-        self.cache.invalidate_identities();
-        out
+        .await
     }
 
     async fn identity_get(&self, name: &str) -> Result<Option<IdentityRecord>> {
         let key = format!("i:{name}");
-        if let Some(IdentEntry::Identity(hit)) = self.cache.ident(&key) {
-            return Ok(hit);
-        }
-        let generation = self.cache.ident_generation();
         let name = name.to_owned();
-        let found = self
-            .read(move |c| {
-                c.prepare_cached(&format!("SELECT {ID_COLS} FROM identities WHERE name = ?1"))?
-                    .query_row([&name], identity_row)
-                    .optional()
-            })
-            .await?;
-        self.cache
-            .ident_fill(generation, key, IdentEntry::Identity(found.clone()));
-        Ok(found)
+        self.ident_lookup(key, IdentEntry::Identity, IdentEntry::identity, move |c| {
+            c.prepare_cached(&format!("SELECT {ID_COLS} FROM identities WHERE name = ?1"))?
+                .query_row([&name], identity_row)
+                .optional()
+        })
+        .await
     }
 
     async fn identity_delete(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
-        let out = self
-            .write(move |c| {
-                let tx = c.transaction().map_err(backend)?;
-                let n = tx
-                    .execute("DELETE FROM identities WHERE name = ?1", [&name])
-                    .map_err(backend)?;
-                tx.execute("DELETE FROM role_assignments WHERE assignee = ?1", [&name])
-                    .map_err(backend)?;
-                tx.commit().map_err(backend)?;
-                Ok(n > 0)
-            })
-            .await;
-        self.cache.invalidate_identities();
-        out
+        self.write_identities(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let n = tx
+                .execute("DELETE FROM identities WHERE name = ?1", [&name])
+                .map_err(backend)?;
+            tx.execute("DELETE FROM role_assignments WHERE assignee = ?1", [&name])
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
     }
 
     async fn identity_list(&self, kind: Option<&str>) -> Result<Vec<IdentityRecord>> {
@@ -240,7 +258,7 @@ impl IdentityStore for SqliteMetadataStore {
             assignee.to_owned(),
             repository.unwrap_or("").to_owned(),
         );
-        let out = self.write(move |c| {
+        self.write_identities(move |c| {
             c.execute(
                 "INSERT OR IGNORE INTO role_assignments(role, assignee, repository) VALUES (?1, ?2, ?3)",
                 params![role, assignee, repo],
@@ -253,9 +271,7 @@ impl IdentityStore for SqliteMetadataStore {
             )
             .map_err(backend)
         })
-        .await;
-        self.cache.invalidate_identities();
-        out
+        .await
     }
 
     async fn role_unassign(
@@ -269,7 +285,7 @@ impl IdentityStore for SqliteMetadataStore {
             assignee.to_owned(),
             repository.unwrap_or("").to_owned(),
         );
-        let out = self.write(move |c| {
+        self.write_identities(move |c| {
             let n = c
                 .execute(
                     "DELETE FROM role_assignments WHERE role = ?1 AND assignee = ?2 AND repository = ?3",
@@ -278,41 +294,38 @@ impl IdentityStore for SqliteMetadataStore {
                 .map_err(backend)?;
             Ok(n > 0)
         })
-        .await;
-        self.cache.invalidate_identities();
-        out
+        .await
     }
 
     async fn role_list(&self, assignee: Option<&str>) -> Result<Vec<RoleAssignmentRecord>> {
-        // Only one assignee's roles are looked up per request; full listings are admin calls.
-        let key = assignee.map(|a| format!("r:{a}"));
-        if let Some(k) = &key
-            && let Some(IdentEntry::Roles(hit)) = self.cache.ident(k)
-        {
-            return Ok(hit);
-        }
-        let generation = self.cache.ident_generation();
-        let assignee = assignee.map(str::to_owned);
-        let found: Vec<RoleAssignmentRecord> = self
-            .read(move |c| {
+        let query = |assignee: Option<String>| {
+            move |c: &rusqlite::Connection| {
                 c.prepare_cached(
                     "SELECT id, role, assignee, repository FROM role_assignments
-                 WHERE (?1 IS NULL OR assignee = ?1) ORDER BY assignee, role, repository",
+                     WHERE (?1 IS NULL OR assignee = ?1) ORDER BY assignee, role, repository",
                 )?
                 .query_map([&assignee], role_row)?
                 .collect()
-            })
-            .await?;
-        if let Some(k) = key {
-            self.cache
-                .ident_fill(generation, k, IdentEntry::Roles(found.clone()));
+            }
+        };
+        match assignee {
+            // One assignee's roles are looked up on every request; full listings are admin calls.
+            Some(a) => {
+                self.ident_lookup(
+                    format!("r:{a}"),
+                    IdentEntry::Roles,
+                    IdentEntry::roles,
+                    query(Some(a.to_owned())),
+                )
+                .await
+            }
+            None => self.read(query(None)).await,
         }
-        Ok(found)
     }
 
     async fn scope_map_put(&self, rec: &ScopeMapRecord) -> Result<()> {
         let r = rec.clone();
-        let out = self.write(move |c| {
+        self.write_identities(move |c| {
             c.execute(
                 "INSERT INTO scope_maps(name, rules, description, created) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(name) DO UPDATE SET rules = excluded.rules, description = excluded.description",
@@ -321,44 +334,31 @@ impl IdentityStore for SqliteMetadataStore {
             .map_err(backend)?;
             Ok(())
         })
-        .await;
-        self.cache.invalidate_identities();
-        out
+        .await
     }
 
     async fn scope_map_get(&self, name: &str) -> Result<Option<ScopeMapRecord>> {
         let key = format!("m:{name}");
-        if let Some(IdentEntry::ScopeMap(hit)) = self.cache.ident(&key) {
-            return Ok(hit);
-        }
-        let generation = self.cache.ident_generation();
         let name = name.to_owned();
-        let found = self
-            .read(move |c| {
-                c.prepare_cached(
-                    "SELECT name, rules, description, created FROM scope_maps WHERE name = ?1",
-                )?
-                .query_row([&name], scope_map_row)
-                .optional()
-            })
-            .await?;
-        self.cache
-            .ident_fill(generation, key, IdentEntry::ScopeMap(found.clone()));
-        Ok(found)
+        self.ident_lookup(key, IdentEntry::ScopeMap, IdentEntry::scope_map, move |c| {
+            c.prepare_cached(
+                "SELECT name, rules, description, created FROM scope_maps WHERE name = ?1",
+            )?
+            .query_row([&name], scope_map_row)
+            .optional()
+        })
+        .await
     }
 
     async fn scope_map_delete(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
-        let out = self
-            .write(move |c| {
-                let n = c
-                    .execute("DELETE FROM scope_maps WHERE name = ?1", [&name])
-                    .map_err(backend)?;
-                Ok(n > 0)
-            })
-            .await;
-        self.cache.invalidate_identities();
-        out
+        self.write_identities(move |c| {
+            let n = c
+                .execute("DELETE FROM scope_maps WHERE name = ?1", [&name])
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
     }
 
     async fn scope_map_list(&self) -> Result<Vec<ScopeMapRecord>> {

@@ -42,19 +42,27 @@
 //! `content/read` → Pull, `content/write` → Push, `content/delete` → Delete,
 //! `metadata/read` → MetadataRead, `metadata/write` → MetadataWrite, `trust/read` → TrustRead,
 //! `trust/write` → TrustWrite. One to one: signing with a token needs `trust/read` and
-//! `trust/write` (notary wants pull and push on the GUN). Tokens never get TrustDelete, Catalog
-//! or Admin, and never anything on [`Resource::Registry`].
+//! `trust/write` (notary wants pull and push on the GUN). A scope map that grants both on a
+//! repository also grants TrustDelete there (deleting its trust data, rotating its server keys:
+//! the same rights AcrImageSigner has). Tokens never get Catalog or Admin, and never anything on
+//! [`Resource::Registry`].
+//!
+//! Every identity that holds TrustDelete on a repository also holds TrustRead and TrustWrite
+//! there (tested): notary's `*` may therefore stand for all three.
 //!
 //! Repository patterns (in scope maps and role assignments): an exact name (`team/app`),
 //! `prefix/*` (the repository `prefix` and everything below it), or `*` (every repository).
 //!
 //! # Docker scopes → actions
 //!
-//! | Scope                          | `pull`    | `push`     | `delete` | `*`                      |
-//! |--------------------------------|-----------|------------|----------|--------------------------|
-//! | `repository:<repo>`            | Pull      | Push       | Delete   | Pull + Push + Delete     |
-//! | `repository:<host>/<repo>` GUN | TrustRead | TrustWrite | —        | TrustDelete              |
-//! | `registry:catalog`             |           |            |          | Catalog                  |
+//! | Scope                          | `pull`    | `push`     | `delete` | `*`                                  |
+//! |--------------------------------|-----------|------------|----------|--------------------------------------|
+//! | `repository:<repo>`            | Pull      | Push       | Delete   | Pull + Push + Delete                 |
+//! | `repository:<host>/<repo>` GUN | TrustRead | TrustWrite | —        | TrustRead + TrustWrite + TrustDelete |
+//! | `registry:catalog`             |           |            |          | Catalog                              |
+//!
+//! `*` is a complete grant for its name (a token holding it passes every check on that name,
+//! see [`scope::access_allows`]), so it is granted only to whoever holds every action it covers.
 //!
 //! Whether a name is a trust GUN is the caller's call ([`NameTarget`]); [`grant_scopes`] uses
 //! [`classify_name`] with the registry's own host names. A GUN for a foreign host, an unknown
@@ -365,6 +373,11 @@ impl ScopeMap {
         let Resource::Repository(repo) = resource else {
             return false;
         };
+        if action == Action::TrustDelete {
+            // No scope-map action of its own: it comes with every trust action on the repository.
+            return self.allows(Action::TrustRead, resource)
+                && self.allows(Action::TrustWrite, resource);
+        }
         self.rules.iter().any(|rule| {
             rule.repository.matches(repo) && rule.actions.iter().any(|a| a.action() == action)
         })
@@ -548,7 +561,9 @@ fn docker_action_needs(target: NameTarget<'_>, action: &str) -> &'static [Action
         (NameTarget::Repository(_), scope::ALL) => &[Action::Pull, Action::Push, Action::Delete],
         (NameTarget::Gun(_), scope::PULL) => &[Action::TrustRead],
         (NameTarget::Gun(_), scope::PUSH) => &[Action::TrustWrite],
-        (NameTarget::Gun(_), scope::ALL) => &[Action::TrustDelete],
+        (NameTarget::Gun(_), scope::ALL) => {
+            &[Action::TrustRead, Action::TrustWrite, Action::TrustDelete]
+        }
         _ => &[],
     }
 }
@@ -783,13 +798,15 @@ mod tests {
             ("ci/app", Push, true),
             ("ci/app/x", TrustWrite, true),
             ("ci/app", TrustRead, true),
-            ("ci/app", TrustDelete, false),
+            // trust/read + trust/write: the repository's trust admin too (notary's `*`).
+            ("ci/app", TrustDelete, true),
             ("ci/app", Delete, false),
             ("ci/app", MetadataRead, false),
             ("ci/app", Admin, false),
             ("cid/app", Pull, false),
             ("docs", Pull, true),
             ("docs", Push, false),
+            ("docs", TrustDelete, false),
             ("docs/sub", Pull, false),
         ] {
             assert_eq!(
@@ -809,20 +826,29 @@ mod tests {
             grant_scopes(&g, &asked, HOSTS),
             vec![
                 ResourceActions::repository("ci/app", &["pull", "push"]),
-                ResourceActions::repository("localhost:5000/ci/app", &["pull", "push"]),
+                ResourceActions::repository("localhost:5000/ci/app", &["pull", "push", "*"]),
             ]
         );
-        // trust/write alone grants notary push but not pull.
+        // trust/write alone grants notary push but not pull, and not `*`.
         let only_write =
             ScopeMap::from_json(r#"[{"repository":"a","actions":["trust/write"]}]"#).unwrap();
         let asked = [ResourceActions::repository(
             "localhost/a",
-            &["pull", "push"],
+            &["pull", "push", "*"],
         )];
         assert_eq!(
             grant_scopes(&Grants::token(only_write), &asked, HOSTS),
             vec![ResourceActions::repository("localhost/a", &["push"])]
         );
+        // The two trust actions may come from different rules.
+        let split = ScopeMap::from_json(
+            r#"[{"repository":"a/*","actions":["trust/read"]},
+                {"repository":"a/b","actions":["trust/write"]}]"#,
+        )
+        .unwrap();
+        let g = Grants::token(split);
+        assert!(g.allows(TrustDelete, Resource::Repository("a/b")));
+        assert!(!g.allows(TrustDelete, Resource::Repository("a/c")));
         // Round trip of the stored form.
         assert_eq!(ScopeMap::from_json(&map.to_json()).unwrap(), map);
     }
@@ -1002,6 +1028,134 @@ mod tests {
             }
         }
         assert!(checked > 100, "{checked}");
+    }
+
+    /// notary asks for `*` alone to delete trust data or rotate a server key, then reads and
+    /// publishes with that token: whoever may hold TrustDelete gets `*`, a complete grant.
+    #[test]
+    fn star_on_a_gun_goes_to_trust_admins_only() {
+        let star = ResourceActions::repository("localhost:5000/team/app", &["*"]);
+        let trust_map = |actions: &[ScopeMapAction]| {
+            Grants::token(ScopeMap {
+                rules: vec![ScopeMapRule {
+                    repository: RepositoryPattern::parse("team/app").unwrap(),
+                    actions: actions.to_vec(),
+                }],
+            })
+        };
+        let cases = [
+            (user(vec![RoleAssignment::registry(Role::Owner)]), true),
+            (
+                user(vec![
+                    RoleAssignment::on(Role::AcrPush, "team/app").unwrap(),
+                    RoleAssignment::on(Role::AcrImageSigner, "team/app").unwrap(),
+                ]),
+                true,
+            ),
+            (
+                user(vec![
+                    RoleAssignment::on(Role::AcrImageSigner, "team/*").unwrap(),
+                ]),
+                true,
+            ),
+            (
+                trust_map(&[ScopeMapAction::TrustRead, ScopeMapAction::TrustWrite]),
+                true,
+            ),
+            (user(vec![RoleAssignment::registry(Role::AcrPush)]), false),
+            (user(vec![RoleAssignment::registry(Role::AcrDelete)]), false),
+            (
+                user(vec![
+                    RoleAssignment::on(Role::AcrImageSigner, "other").unwrap(),
+                ]),
+                false,
+            ),
+            (
+                Grants::with_roles(
+                    IdentityKind::Admin,
+                    vec![RoleAssignment::registry(Role::Owner)],
+                ),
+                false,
+            ),
+            (trust_map(&[ScopeMapAction::TrustWrite]), false),
+            (trust_map(&[ScopeMapAction::TrustRead]), false),
+            (trust_map(&ScopeMapAction::ALL[..5]), false),
+            (Grants::anonymous(true), false),
+        ];
+        for (g, want) in cases {
+            let granted = grant_scopes(&g, std::slice::from_ref(&star), HOSTS);
+            assert_eq!(granted == [star.clone()], want, "{g:?}: {granted:?}");
+            assert!(
+                granted.is_empty() || granted == [star.clone()],
+                "{g:?}: {granted:?}"
+            );
+        }
+    }
+
+    /// The classifier asks only TrustDelete of notary's admin endpoints, and a `*` token passes
+    /// every check on its GUN: sound only if TrustDelete never comes without the other two.
+    #[test]
+    fn trust_delete_always_comes_with_trust_read_and_write() {
+        let mut maps = vec![ScopeMap::default()];
+        for n in 0..(1u32 << ScopeMapAction::ALL.len()) {
+            let actions = ScopeMapAction::ALL
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| n & (1 << i) != 0)
+                .map(|(_, a)| *a)
+                .collect();
+            maps.push(ScopeMap {
+                rules: vec![
+                    ScopeMapRule {
+                        repository: RepositoryPattern::parse("team/*").unwrap(),
+                        actions,
+                    },
+                    ScopeMapRule {
+                        repository: RepositoryPattern::parse("team/app").unwrap(),
+                        actions: vec![ScopeMapAction::TrustRead],
+                    },
+                ],
+            });
+        }
+        let mut role_sets = vec![vec![]];
+        for r in Role::ALL {
+            role_sets.push(vec![RoleAssignment::registry(r)]);
+            role_sets.push(vec![RoleAssignment::on(r, "team/*").unwrap()]);
+            role_sets.push(vec![
+                RoleAssignment::on(r, "team/app").unwrap(),
+                RoleAssignment::on(Role::AcrPull, "*").unwrap(),
+            ]);
+        }
+        let kinds = [
+            IdentityKind::User,
+            IdentityKind::ServicePrincipal,
+            IdentityKind::Admin,
+            IdentityKind::Token,
+            IdentityKind::Anonymous,
+        ];
+        let mut holders = 0;
+        for kind in kinds {
+            for roles in &role_sets {
+                for map in &maps {
+                    for anonymous_pull in [false, true] {
+                        let g = Grants {
+                            kind,
+                            roles: roles.clone(),
+                            scope_map: Some(map.clone()),
+                            anonymous_pull,
+                        };
+                        for repo in ["team/app", "team/other", "elsewhere"] {
+                            let r = Resource::Repository(repo);
+                            if g.allows(TrustDelete, r) {
+                                holders += 1;
+                                assert!(g.allows(TrustRead, r) && g.allows(TrustWrite, r));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(holders > 100, "{holders}");
     }
 
     #[test]

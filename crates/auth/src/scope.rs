@@ -30,8 +30,9 @@ pub const CATALOG: &str = "catalog";
 pub const PULL: &str = "pull";
 pub const PUSH: &str = "push";
 pub const DELETE: &str = "delete";
-/// A literal action in docker's model (notary requires it for deletes and key rotation); it is
-/// not a wildcard that implies the others.
+/// The repository's admin action: notary requires it (alone) for deleting trust data and
+/// rotating server keys. A token carrying it holds every action on that resource (see
+/// [`access_allows`]), so the policy grants it only to whoever holds all of them.
 pub const ALL: &str = "*";
 
 /// Longer scopes are refused outright; real names are at most a few hundred bytes.
@@ -275,16 +276,20 @@ pub fn format_scopes(scopes: &[ResourceActions]) -> String {
         .join(" ")
 }
 
-/// Whether a token's `access` claim carries `action` on the resource (`*` is literal here too).
+/// Whether a token's `access` claim carries `action` on the resource. `*` is a complete grant
+/// for its resource: the notary CLI asks for `*` alone for `delete --remote` and
+/// `key rotate -r`, then reads and publishes metadata with that same token.
 pub fn access_allows(
     access: &[ResourceActions],
     resource_type: &str,
     name: &str,
     action: &str,
 ) -> bool {
-    access
-        .iter()
-        .any(|e| e.resource_type == resource_type && e.name == name && e.has_action(action))
+    access.iter().any(|e| {
+        e.resource_type == resource_type
+            && e.name == name
+            && (e.has_action(action) || e.has_action(ALL))
+    })
 }
 
 /// What a `repository:` scope's name designates on this registry.
@@ -485,13 +490,37 @@ mod tests {
     }
 
     #[test]
-    fn access_allows_is_literal() {
-        let access = vec![ResourceActions::repository("a", &["pull", "*"])];
+    fn access_allows_named_actions_and_star_as_everything() {
+        let access = vec![
+            ResourceActions::repository("a", &["pull"]),
+            ResourceActions::repository("localhost:5000/a", &["*"]),
+        ];
         assert!(access_allows(&access, "repository", "a", "pull"));
-        assert!(access_allows(&access, "repository", "a", "*"));
         assert!(!access_allows(&access, "repository", "a", "push"));
+        assert!(!access_allows(&access, "repository", "a", "*"));
         assert!(!access_allows(&access, "repository", "b", "pull"));
         assert!(!access_allows(&access, "registry", "a", "pull"));
+        // `*` alone covers every action on its own resource, and nothing elsewhere.
+        for action in ["pull", "push", "delete", "*"] {
+            assert!(access_allows(
+                &access,
+                "repository",
+                "localhost:5000/a",
+                action
+            ));
+            assert!(!access_allows(
+                &access,
+                "repository",
+                "localhost:5000/b",
+                action
+            ));
+            assert!(!access_allows(
+                &access,
+                "registry",
+                "localhost:5000/a",
+                action
+            ));
+        }
     }
 
     #[test]

@@ -80,11 +80,7 @@ impl Class {
             GlobalChangefeed => Requirement::RegistryRead,
             TrustRead => repo(REPO, gun(REPO), vec![R::TrustRead]),
             TrustWrite => repo(REPO, gun(REPO), vec![R::TrustRead, R::TrustWrite]),
-            TrustDelete => repo(
-                REPO,
-                gun(REPO),
-                vec![R::TrustRead, R::TrustWrite, R::TrustDelete],
-            ),
+            TrustDelete => repo(REPO, gun(REPO), vec![R::TrustDelete]),
             Admin => Requirement::Admin,
             PullOther => repo(OTHER, OTHER.into(), vec![R::Pull]),
             PushOther => repo(OTHER, OTHER.into(), vec![R::Pull, R::Push]),
@@ -315,10 +311,11 @@ const ROWS: &[Row] = &[
         (Ping, A), (Pull, A), (Push, A), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, F), (TrustWrite, F), (TrustDelete, F), (Admin, F),
         (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
-    // Signs its repository, not another; tokens never delete trust data.
+    // Signs its repository, not another; with every trust action it is that repository's trust
+    // admin too (notary's `*`: delete, key rotation), as AcrImageSigner is.
     Row { who: Who::Token(SCOPED_TOKEN_SIGN), lists: OWN, expect: &[
         (Ping, A), (Pull, A), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
-        (TrustRead, A), (TrustWrite, A), (TrustDelete, F), (Admin, F),
+        (TrustRead, A), (TrustWrite, A), (TrustDelete, A), (Admin, F),
         (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
     Row { who: Who::DisabledUser, lists: NONE, expect: &[
         (Ping, U), (Pull, U), (Push, U), (Delete, U), (Catalog, U), (GlobalChangefeed, U),

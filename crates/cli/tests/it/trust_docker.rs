@@ -1,6 +1,10 @@
 //! The real `docker` CLI's `trust` commands against Berth (the engine is the stand-in
 //! fake-docker-engine.py, so `docker trust sign` signs a manifest really pushed to Berth), and
 //! interoperability with the `notary` CLI in both directions.
+//!
+//! Authentication is on, as users run Berth: each docker CLI does a real `docker login` (as a
+//! signer that is not an Owner, a repository-scoped signing token, or a reader), and the notary
+//! clients log in too.
 
 use serde_json::{Value, json};
 
@@ -59,7 +63,7 @@ fn admin_key(inspect: &Value, name: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn docker_trust_signer_sign_inspect_revoke_and_notary_interop() {
-    let srv = Server::start();
+    let srv = start_server();
     enable_trust(&srv).await;
     let repo = gun(&srv, "team/app");
     let mut rng = Rng::new();
@@ -70,7 +74,10 @@ async fn docker_trust_signer_sign_inspect_revoke_and_notary_interop() {
     let hex_digest = img.digest.strip_prefix("sha256:").unwrap().to_owned();
     let size = img.manifest.len();
 
-    let d = Docker::new(&srv);
+    // The person signing: AcrPush + AcrImageSigner on team/app; another who only reads.
+    let sam = signer(&srv, "sam", "team/app").await;
+    let rita = reader(&srv, "rita", "team/app").await;
+    let d = Docker::logged_in(&srv, &sam);
     let out = d.run(&["trust", "key", "generate", "alice"]).ok();
     let alice_pub = std::fs::read_to_string(d.work.join("alice.pub"))
         .unwrap_or_else(|e| panic!("alice.pub not written ({e}): {out}"));
@@ -168,7 +175,7 @@ async fn docker_trust_signer_sign_inspect_revoke_and_notary_interop() {
     );
 
     // Interop: a notary client (fresh trust dir, TOFU) sees what docker signed.
-    let n = Notary::new(&srv);
+    let n = Notary::with_login(&srv, &rita);
     let listed = n.list(&repo, &[]);
     let (dg, sz, role) = listed
         .get("v1")
@@ -176,7 +183,7 @@ async fn docker_trust_signer_sign_inspect_revoke_and_notary_interop() {
     assert_eq!((dg.as_str(), *sz), (hex_digest.as_str(), size as u64));
     assert!(role.starts_with("targets/"), "{listed:?}");
     // A second docker client (fresh DOCKER_CONFIG) too.
-    let d2 = Docker::new(&srv);
+    let d2 = Docker::logged_in(&srv, &rita);
     assert_eq!(signed_tags(&d2.inspect(&repo)).len(), 1);
 
     // Interop the other way: notary with docker's keys signs into the base targets role;
@@ -239,15 +246,18 @@ async fn docker_trust_signer_sign_inspect_revoke_and_notary_interop() {
 #[tokio::test]
 async fn docker_trust_on_a_repository_initialised_by_notary() {
     // notary initialises (client-managed snapshot) and hands the snapshot to the server, then a
-    // docker signer is added with docker's own key and signs; notary sees the delegation.
-    let srv = Server::start();
+    // docker signer is added with docker's own key and signs; notary sees the delegation. The
+    // publisher throughout is a CI token (trust/read + trust/write), logged in with docker.
+    let srv = start_server();
     enable_trust(&srv).await;
     let repo = gun(&srv, "team/mixed");
     let mut rng = Rng::new();
     let img = srv
         .push_image("team/mixed", Some("1.0"), "arm64", &mut rng)
         .await;
-    let d = Docker::new(&srv);
+    let ci = signing_token(&srv, "ci-mixed", "team/mixed").await;
+    let rita = reader(&srv, "rita", "team/mixed").await;
+    let d = Docker::logged_in(&srv, &ci);
     let nd = Notary::sharing_keys_with(&srv, &d);
     nd.run(&["init", &repo, "-p"]).ok();
     nd.run(&["key", "rotate", &repo, "snapshot", "-r"]).ok();
@@ -265,7 +275,7 @@ async fn docker_trust_on_a_repository_initialised_by_notary() {
         d.run(&["trust", "sign", &format!("{repo}:1.0")]).ok();
     }
     let hex_digest = img.digest.strip_prefix("sha256:").unwrap();
-    let n = Notary::new(&srv);
+    let n = Notary::with_login(&srv, &rita);
     let out = n.run(&["delegation", "list", &repo]).ok();
     assert!(
         out.stdout.contains("targets/bob") && out.stdout.contains("targets/releases"),
@@ -277,7 +287,7 @@ async fn docker_trust_on_a_repository_initialised_by_notary() {
         Some((hex_digest, img.manifest.len() as u64)),
         "{only:?}"
     );
-    let tags = signed_tags(&Docker::new(&srv).inspect(&repo));
+    let tags = signed_tags(&Docker::logged_in(&srv, &rita).inspect(&repo));
     assert_eq!(
         tags,
         vec![(

@@ -2,6 +2,10 @@
 //! `berth serve` (with a hang guard, an isolated environment and their output kept for failure
 //! messages), the stand-in docker engine, and hand-made TUF metadata (openssl signs, so nothing of
 //! Berth's own crypto is used to produce what Berth is asked to verify).
+//!
+//! The client suites run as users do: [`start_server`] has authentication on, the clients log in
+//! ([`Notary::with_login`], [`Docker::logged_in`]) as identities made by [`signer`],
+//! [`signing_token`] and [`reader`], and the harness's own HTTP calls act as the owner.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -9,10 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::auth_support::{Cred, assign, create_token, create_user, scope_map};
 use crate::harness::{Resp, Server};
 
 /// Hang guard for one CLI invocation; not an assertion about speed.
@@ -153,11 +161,87 @@ pub fn isolated(program: &str, home: &Path) -> Command {
     c
 }
 
+// ------------------------------------------------------------------------------------------------
+// Servers with authentication on, and who the clients are
+
+/// A `berth serve` as users run it (authentication on). The harness's own requests (`srv.get`,
+/// `push_image`, [`tuf_get`], [`enable_trust`], ...) set up and inspect state as the bootstrap
+/// owner; the clients under test log in as the identities a test makes for them.
+pub fn start_server() -> Server {
+    let mut srv = Server::start_with_auth();
+    harness_acts_as(&mut srv, &Cred::owner());
+    srv
+}
+
+/// Every later request of `srv`'s harness client carries `cred`.
+pub fn harness_acts_as(srv: &mut Server, cred: &Cred) {
+    let mut headers = HeaderMap::new();
+    if let Some(v) = authorization(cred) {
+        headers.insert(AUTHORIZATION, HeaderValue::from_str(&v).unwrap());
+    }
+    srv.client = srv
+        .client_builder()
+        .pool_max_idle_per_host(0)
+        .default_headers(headers)
+        .build()
+        .expect("reqwest client");
+}
+
+fn authorization(cred: &Cred) -> Option<String> {
+    match cred {
+        Cred::None => None,
+        Cred::Basic(u, p) => Some(format!("Basic {}", STANDARD.encode(format!("{u}:{p}")))),
+        Cred::Bearer(t) => Some(format!("Bearer {t}")),
+    }
+}
+
+fn user_and_password(cred: &Cred) -> Option<(&str, &str)> {
+    match cred {
+        Cred::None => None,
+        Cred::Basic(u, p) => Some((u, p)),
+        Cred::Bearer(_) => panic!("the CLIs log in with a user name and password, not {cred:?}"),
+    }
+}
+
+/// A person who signs without being an Owner: AcrPush and AcrImageSigner on the repositories
+/// `pattern` matches (`team/app`, `team/*`), nothing elsewhere.
+pub async fn signer(srv: &Server, name: &str, pattern: &str) -> Cred {
+    let password = format!("{name}-signing-password-1");
+    create_user(srv, name, &password).await;
+    assign(srv, "AcrPush", name, Some(pattern)).await;
+    assign(srv, "AcrImageSigner", name, Some(pattern)).await;
+    Cred::basic(name, &password)
+}
+
+/// A CI token that pushes and signs the repositories `pattern` matches: a scope map with
+/// content/read, content/write, trust/read and trust/write.
+pub async fn signing_token(srv: &Server, name: &str, pattern: &str) -> Cred {
+    let map = format!("{name}-map");
+    scope_map(
+        srv,
+        &map,
+        pattern,
+        &["content/read", "content/write", "trust/read", "trust/write"],
+    )
+    .await;
+    let password = create_token(srv, name, &map, Some(30)).await;
+    Cred::basic(name, &password)
+}
+
+/// Someone who only reads: AcrPull on the repositories `pattern` matches.
+pub async fn reader(srv: &Server, name: &str, pattern: &str) -> Cred {
+    let password = format!("{name}-reading-password-1");
+    create_user(srv, name, &password).await;
+    assign(srv, "AcrPull", name, Some(pattern)).await;
+    Cred::basic(name, &password)
+}
+
 pub fn gun(srv: &Server, repo: &str) -> String {
     format!("127.0.0.1:{}/{repo}", srv.port)
 }
 
-/// Turns content trust on through the admin API and checks the answer.
+/// Turns content trust on through the admin API and checks the answer (as the harness client:
+/// the owner on servers from [`start_server`]).
 pub async fn enable_trust(srv: &Server) {
     let r = srv
         .send(
@@ -182,6 +266,8 @@ pub struct Notary {
     ca: PathBuf,
     /// root, targets, snapshot, delegation
     passphrases: [&'static str; 4],
+    /// `NOTARY_AUTH` (base64 of `user:password`), if it logs in.
+    auth: Option<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -196,14 +282,22 @@ impl Notary {
             server: srv.base.clone(),
             ca: srv.ca_path(),
             passphrases: [ROOT_PW, TARGETS_PW, SNAPSHOT_PW, DELEGATION_PW],
+            auth: None,
             _tmp: tmp,
         }
     }
 
-    /// A notary client working in docker's trust directory (same key and cache format), with
-    /// docker's passphrases under notary's variable names.
-    pub fn sharing_keys_with(srv: &Server, docker: &Docker) -> Notary {
+    /// A notary client that logs in as `cred` (through `NOTARY_AUTH`, as users do).
+    pub fn with_login(srv: &Server, cred: &Cred) -> Notary {
         let mut n = Notary::new(srv);
+        n.auth = user_and_password(cred).map(|(u, p)| STANDARD.encode(format!("{u}:{p}")));
+        n
+    }
+
+    /// A notary client working in docker's trust directory (same key and cache format), with
+    /// docker's passphrases under notary's variable names, logged in as docker is.
+    pub fn sharing_keys_with(srv: &Server, docker: &Docker) -> Notary {
+        let mut n = Notary::with_login(srv, &docker.login);
         n.trust_dir = docker.config.join("trust");
         n.passphrases = [ROOT_PW, REPOSITORY_PW, REPOSITORY_PW, REPOSITORY_PW];
         n
@@ -220,8 +314,11 @@ impl Notary {
         c.env("NOTARY_ROOT_PASSPHRASE", root)
             .env("NOTARY_TARGETS_PASSPHRASE", targets)
             .env("NOTARY_SNAPSHOT_PASSPHRASE", snapshot)
-            .env("NOTARY_DELEGATION_PASSPHRASE", delegation)
-            .arg("-s")
+            .env("NOTARY_DELEGATION_PASSPHRASE", delegation);
+        if let Some(auth) = &self.auth {
+            c.env("NOTARY_AUTH", auth);
+        }
+        c.arg("-s")
             .arg(&self.server)
             .arg("-d")
             .arg(&self.trust_dir)
@@ -309,6 +406,8 @@ pub struct Docker {
     pub config: PathBuf,
     pub work: PathBuf,
     pub engine_sock: PathBuf,
+    /// Who `docker login` logged in as ([`Cred::None`]: nobody).
+    pub login: Cred,
     _tmp: tempfile::TempDir,
 }
 
@@ -325,8 +424,32 @@ impl Docker {
             config,
             engine_sock: tmp.path().join("engine.sock"),
             work,
+            login: Cred::None,
             _tmp: tmp,
         }
+    }
+
+    /// A docker CLI after a real `docker login` as `cred`. With no engine running the CLI logs
+    /// in itself, against the registry's token service, and keeps the refresh token it gets in
+    /// `config.json`; `docker trust` then uses that, as it does for users.
+    pub fn logged_in(srv: &Server, cred: &Cred) -> Docker {
+        let mut d = Docker::new(srv);
+        let (user, password) = user_and_password(cred).expect("credentials to log in with");
+        let out = d
+            .run_stdin(
+                &["login", "-u", user, "--password-stdin", &srv.host()],
+                password,
+            )
+            .ok();
+        assert!(out.stdout.contains("Login Succeeded"), "{out}");
+        let cfg = std::fs::read_to_string(d.config.join("config.json")).unwrap();
+        let basic = STANDARD.encode(format!("{user}:{password}"));
+        assert!(
+            !cfg.contains(password) && !cfg.contains(&basic),
+            "docker kept the password, not a token: {cfg}"
+        );
+        d.login = cred.clone();
+        d
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {

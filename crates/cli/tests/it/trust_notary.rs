@@ -1,6 +1,10 @@
 //! The real `notary` CLI (0.7) against Berth's trust API: publishing with a client-managed and a
 //! server-managed snapshot, targets by file and by hash, verify, delegations, key rotations,
 //! removal, remote delete, and a second client that trusts on first use and follows changes.
+//!
+//! Authentication is on, as users run Berth: the publishers are signers that are not Owners
+//! (AcrPush + AcrImageSigner on the repository, or a repository-scoped signing token), the
+//! second clients are readers (AcrPull), and what a reader may not do is refused.
 
 use serde_json::Value;
 
@@ -37,10 +41,12 @@ async fn server_key_id(srv: &Server, gun: &str, role: &str) -> String {
 
 #[tokio::test]
 async fn notary_client_managed_snapshot_publish_list_lookup_verify_and_second_client() {
-    let srv = Server::start();
+    let srv = start_server();
     enable_trust(&srv).await;
     let gun = gun(&srv, "team/app");
-    let n1 = Notary::new(&srv);
+    let alice = signer(&srv, "alice", "team/app").await;
+    let bob = reader(&srv, "bob", "team/app").await;
+    let n1 = Notary::with_login(&srv, &alice);
     let mut rng = Rng::new();
 
     n1.run(&["init", &gun, "-p"]).ok();
@@ -107,8 +113,9 @@ async fn notary_client_managed_snapshot_publish_list_lookup_verify_and_second_cl
         .fails();
     n1.run(&["lookup", &gun, "nope"]).fails();
 
-    // A second client with a fresh trust dir trusts on first use and sees the same targets.
-    let n2 = Notary::new(&srv);
+    // A second client (a reader) with a fresh trust dir trusts on first use and sees the same
+    // targets.
+    let n2 = Notary::with_login(&srv, &bob);
     assert_eq!(n2.list(&gun, &[]).into_iter().collect::<Vec<_>>(), expected);
     let out = n2.run(&["lookup", &gun, "v2"]).ok();
     assert_eq!(
@@ -142,28 +149,38 @@ async fn notary_client_managed_snapshot_publish_list_lookup_verify_and_second_cl
     );
     assert_eq!(ts["meta"]["snapshot"], file_meta(&snap_bytes), "{ts}");
 
-    // Delete the whole collection remotely: the server forgets it, new clients find nothing.
+    // A reader may not delete the collection (notary asks for `*`, which it is not given).
+    let out = n2.run(&["delete", &gun, "--remote"]).fails();
+    assert!(out.all().contains("403"), "{out}");
+    tuf_get(&srv, &gun, "root.json").await.expect(200);
+
+    // The signer deletes the whole collection remotely: the server forgets it, new clients find
+    // nothing.
     n1.run(&["delete", &gun, "--remote"]).ok();
     expect_trust_error(
         &tuf_get(&srv, &gun, "root.json").await,
         404,
         "METADATA_NOT_FOUND",
     );
-    let n3 = Notary::new(&srv);
+    // And a CI token with trust/read + trust/write initialises the GUN again from scratch.
+    let ci = signing_token(&srv, "ci-app", "team/app").await;
+    let n3 = Notary::with_login(&srv, &ci);
     let out = n3.run(&["list", &gun]).fails();
     assert!(out.all().contains("does not have trust data"), "{out}");
-    // And the GUN can be initialised again from scratch.
     n3.run(&["init", &gun, "-p"]).ok();
     let root = root_of(&tuf_bytes(&srv, &gun, "root.json").await);
     assert_eq!(root["version"], 1, "{root}");
 }
 
 #[tokio::test]
-async fn notary_switches_to_server_managed_snapshot() {
-    let srv = Server::start();
+async fn notary_switches_to_server_managed_snapshot_and_rotates_the_timestamp_key() {
+    let srv = start_server();
     enable_trust(&srv).await;
     let gun = gun(&srv, "team/snap");
-    let n1 = Notary::new(&srv);
+    // A CI token (trust/read + trust/write) is the publisher here; a reader follows.
+    let ci = signing_token(&srv, "ci-snap", "team/snap").await;
+    let carol = reader(&srv, "carol", "team/*").await;
+    let n1 = Notary::with_login(&srv, &ci);
     let mut rng = Rng::new();
     n1.run(&["init", &gun, "-p"]).ok();
     let client_snap = n1.key_file("snapshot", Some(&gun));
@@ -172,6 +189,17 @@ async fn notary_switches_to_server_managed_snapshot() {
         role_keyids(&root1, "snapshot"),
         vec![file_stem(&client_snap)]
     );
+    let n2 = Notary::with_login(&srv, &carol);
+    n2.list(&gun, &[]);
+
+    // A reader may not rotate a server key (notary asks for `*`); nothing changes.
+    let out = n2.run(&["key", "rotate", &gun, "snapshot", "-r"]).fails();
+    assert!(out.all().contains("403"), "{out}");
+    assert_eq!(tuf_bytes(&srv, &gun, "root.json").await, {
+        let r = tuf_get(&srv, &gun, "1.root.json").await;
+        r.expect(200);
+        r.body
+    });
 
     // `key rotate snapshot -r` asks the server for a key (POST snapshot.key) and publishes a
     // root listing it.
@@ -209,25 +237,43 @@ async fn notary_switches_to_server_managed_snapshot() {
         "server snapshot must hash the exact stored targets bytes: {snap}"
     );
 
-    let n2 = Notary::new(&srv);
     let listed = n2.list(&gun, &[]);
     assert_eq!(
         listed.get("bin"),
         Some(&(sha256_hex(&content), 3000, "targets".to_string())),
         "{listed:?}"
     );
-    // A further publish is again visible to the other client.
+
+    // `key rotate timestamp -r`: a new server timestamp key, listed by a new root, signing the
+    // timestamps from then on.
+    let old_ts = server_key_id(&srv, &gun, "timestamp").await;
+    assert_eq!(role_keyids(&root2, "timestamp"), vec![old_ts.clone()]);
+    n1.run(&["key", "rotate", &gun, "timestamp", "-r"]).ok();
+    let root3 = root_of(&tuf_bytes(&srv, &gun, "root.json").await);
+    assert_eq!(root3["version"], 3, "{root3}");
+    let new_ts = server_key_id(&srv, &gun, "timestamp").await;
+    assert_ne!(new_ts, old_ts);
+    assert_eq!(role_keyids(&root3, "timestamp"), vec![new_ts.clone()]);
+
+    // A further publish is again visible to the other client, under the new timestamp key.
     n1.run(&["addhash", &gun, "h", "7", "--sha256", &rng.hex(64), "-p"])
         .ok();
-    assert!(n2.list(&gun, &[]).contains_key("h"));
+    let ts: Value = serde_json::from_slice(&tuf_bytes(&srv, &gun, "timestamp.json").await).unwrap();
+    assert_eq!(ts["signatures"][0]["keyid"], new_ts.as_str(), "{ts}");
+    let seen = n2.list(&gun, &[]);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["bin", "h"], "{seen:?}");
 }
 
 #[tokio::test]
 async fn notary_delegations_add_publish_as_delegate_list_remove() {
-    let srv = Server::start();
+    let srv = start_server();
     enable_trust(&srv).await;
     let gun = gun(&srv, "team/deleg");
-    let owner = Notary::new(&srv);
+    let alice = signer(&srv, "alice", "team/deleg").await;
+    let dave = signer(&srv, "dave", "team/deleg").await;
+    let erin = reader(&srv, "erin", "team/deleg").await;
+    // "owner" of the collection (its root and targets keys), not of the registry.
+    let owner = Notary::with_login(&srv, &alice);
     owner.run(&["init", &gun, "-p"]).ok();
 
     // targets/releases: an openssl key and certificate; the delegate imports the private key.
@@ -307,8 +353,8 @@ async fn notary_delegations_add_publish_as_delegate_list_remove() {
     names.sort();
     assert_eq!(names, ["targets/ops", "targets/releases"], "{targets}");
 
-    // The delegate publishes into targets/releases with only the delegation key.
-    let delegate = Notary::new(&srv);
+    // The delegate (another signer) publishes into targets/releases with only the delegation key.
+    let delegate = Notary::with_login(&srv, &dave);
     delegate
         .run(&[
             "key",
@@ -357,7 +403,7 @@ async fn notary_delegations_add_publish_as_delegate_list_remove() {
     let relv: Value = rel.json();
     assert_eq!(relv["signatures"][0]["keyid"], cert_id.as_str(), "{rel}");
 
-    let reader = Notary::new(&srv);
+    let reader = Notary::with_login(&srv, &erin);
     let all = reader.list(&gun, &[]);
     assert_eq!(
         all.get("rel1"),
@@ -396,16 +442,18 @@ async fn notary_delegations_add_publish_as_delegate_list_remove() {
 
 #[tokio::test]
 async fn notary_rotates_targets_and_root_keys() {
-    let srv = Server::start();
+    let srv = start_server();
     enable_trust(&srv).await;
     let gun = gun(&srv, "team/rotate");
-    let n1 = Notary::new(&srv);
+    let alice = signer(&srv, "alice", "team/rotate").await;
+    let bob = reader(&srv, "bob", "team/rotate").await;
+    let n1 = Notary::with_login(&srv, &alice);
     let mut rng = Rng::new();
     n1.run(&["init", &gun, "-p"]).ok();
     let h1 = rng.hex(64);
     n1.run(&["addhash", &gun, "t1", "11", "--sha256", &h1, "-p"])
         .ok();
-    let n2 = Notary::new(&srv);
+    let n2 = Notary::with_login(&srv, &bob);
     assert!(n2.list(&gun, &[]).contains_key("t1"));
     let root1_bytes = tuf_bytes(&srv, &gun, "root.json").await;
     let root1 = root_of(&root1_bytes);
@@ -466,6 +514,6 @@ async fn notary_rotates_targets_and_root_keys() {
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["t1", "t2", "t3"]);
     assert_eq!(seen["t3"], (h3.clone(), 33, "targets".to_string()));
     // And a brand-new client trusts the rotated root directly.
-    let n3 = Notary::new(&srv);
+    let n3 = Notary::with_login(&srv, &bob);
     assert_eq!(n3.list(&gun, &[]).len(), 3);
 }

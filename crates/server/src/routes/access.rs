@@ -108,7 +108,10 @@ pub fn requirement(
             TrustAccess::Pull => vec![TrustRead],
             // Notary asks for push+pull to publish; the signer right is what matters.
             TrustAccess::Push => vec![TrustRead, TrustWrite],
-            TrustAccess::All => vec![TrustRead, TrustWrite, TrustDelete],
+            // notary-server's admin action `*`, which is all the notary CLI asks for here: the
+            // policy gives TrustDelete only with TrustRead and TrustWrite, and a `*` token
+            // covers those too.
+            TrustAccess::All => vec![TrustDelete],
             TrustAccess::Catalog => return Requirement::RegistryRead,
         };
         return Requirement::Repository {
@@ -133,5 +136,58 @@ pub fn requirement(
         // Uploads (incl. mount: the source's pull right is checked by the handler, whose answer
         // without it is the spec's fallback to a plain upload).
         Endpoint::Upload(n, _) => repo_req(n, vec![Pull, Push]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gun_repo(gun: &str) -> Option<RepoName> {
+        gun.strip_prefix("127.0.0.1:5000/")?.parse().ok()
+    }
+
+    fn trust(method: Method, tail: &str) -> Requirement {
+        requirement(
+            &method,
+            &format!("/v2/127.0.0.1:5000/team/app/_trust/tuf/{tail}"),
+            gun_repo,
+        )
+    }
+
+    fn repo_trust(actions: Vec<RepoAction>) -> Requirement {
+        Requirement::Repository {
+            repo: "team/app".parse().unwrap(),
+            scope_name: "127.0.0.1:5000/team/app".into(),
+            actions,
+        }
+    }
+
+    #[test]
+    fn trust_endpoints_need_what_notary_server_asks() {
+        use RepoAction::*;
+        assert_eq!(trust(Method::GET, "root.json"), repo_trust(vec![TrustRead]));
+        assert_eq!(
+            trust(Method::POST, ""),
+            repo_trust(vec![TrustRead, TrustWrite])
+        );
+        assert_eq!(
+            trust(Method::GET, "timestamp.key"),
+            repo_trust(vec![TrustRead, TrustWrite])
+        );
+        // Delete and key rotation: `*` alone, as the notary CLI asks for exactly that.
+        for (m, tail) in [
+            (Method::DELETE, ""),
+            (Method::POST, "snapshot.key"),
+            (Method::POST, "timestamp.key"),
+        ] {
+            let r = trust(m.clone(), tail);
+            assert_eq!(r, repo_trust(vec![TrustDelete]), "{m} {tail}");
+            let Requirement::Repository { actions, .. } = r else {
+                unreachable!()
+            };
+            let scopes: Vec<&str> = actions.iter().map(|a| a.scope_action()).collect();
+            assert_eq!(scopes, ["*"]);
+        }
     }
 }

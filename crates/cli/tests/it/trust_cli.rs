@@ -1,12 +1,12 @@
 //! The content-trust verbs of the `berth` CLI against a real server, checked by the real
 //! docker and notary CLIs: `push --trust`, `pull --trust` (signed digest and size, nothing
 //! written for an unsigned tag), the DOCKER_CONTENT_TRUST switch and its override, `trust key`,
-//! `signer`, `sign`, `revoke`, `inspect`, with and without authentication.
+//! `signer`, `sign`, `revoke`, `inspect`. Authentication is on: signers that are not Owners
+//! publish, readers pull and check, each client logged in as users do it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::auth_support::*;
@@ -46,12 +46,24 @@ impl Berth {
         }
     }
 
-    /// Working in docker's key store and cache, in docker's working directory.
+    /// Working in docker's key store and cache, in docker's working directory, logged in as
+    /// docker is.
     fn sharing(srv: &Server, d: &Docker) -> Berth {
-        let mut b = Berth::new(srv);
+        let mut b = Berth::new(srv).logged_in(&d.login);
         b.docker_config = d.config.clone();
         b.home = d.work.clone();
         b
+    }
+
+    /// Logging in as `cred` through BERTH_USERNAME / BERTH_PASSWORD.
+    fn logged_in(self, cred: &Cred) -> Berth {
+        match cred {
+            Cred::None => self,
+            Cred::Basic(u, p) => self
+                .with_env("BERTH_USERNAME", u)
+                .with_env("BERTH_PASSWORD", p),
+            Cred::Bearer(_) => panic!("berth logs in with a user name and password"),
+        }
     }
 
     fn with_env(mut self, k: &str, v: &str) -> Berth {
@@ -137,26 +149,15 @@ fn pulled_digest(dir: &Path) -> String {
     idx["manifests"][0]["digest"].as_str().unwrap().to_owned()
 }
 
-/// A docker CLI whose `config.json` holds Basic credentials for the registry.
-fn docker_as(srv: &Server, user: &str, password: &str) -> Docker {
-    let d = Docker::new(srv);
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let cfg = json!({"auths": {srv.host(): {"auth": auth}}});
-    std::fs::write(
-        d.config.join("config.json"),
-        serde_json::to_vec(&cfg).unwrap(),
-    )
-    .unwrap();
-    d
-}
-
 #[tokio::test]
 async fn push_trust_signs_and_pull_trust_verifies_and_refuses_unsigned_tags() {
-    let srv = Server::start();
+    let srv = start_server();
     enable_trust(&srv).await;
     let repo = gun(&srv, "team/app");
+    let sam = signer(&srv, "sam", "team/*").await;
+    let rita = reader(&srv, "rita", "team/*").await;
     let mut rng = Rng::new();
-    let d = Docker::new(&srv);
+    let d = Docker::logged_in(&srv, &sam);
     let b = Berth::sharing(&srv, &d);
     let work = tempfile::tempdir().unwrap();
     let (l1, img1) = new_layout(work.path(), "v1", &mut rng);
@@ -175,7 +176,7 @@ async fn push_trust_signs_and_pull_trust_verifies_and_refuses_unsigned_tags() {
         mode(&find_key_file(&b.private_dir(), "targets", Some(&repo))),
         0o600
     );
-    let listed = Notary::new(&srv).list(&repo, &[]);
+    let listed = Notary::with_login(&srv, &rita).list(&repo, &[]);
     assert_eq!(
         listed.get("v1"),
         Some(&(
@@ -193,7 +194,7 @@ async fn push_trust_signs_and_pull_trust_verifies_and_refuses_unsigned_tags() {
     assert_eq!(ours.stdout.trim(), theirs.stdout.trim(), "{ours}\n{theirs}");
 
     // A first-time puller (fresh docker config: trust on first use) gets the signed digest.
-    let reader = Berth::new(&srv);
+    let reader = Berth::new(&srv).logged_in(&rita);
     let out_dir = work.path().join("out1");
     let out = reader
         .run(&[
@@ -227,7 +228,9 @@ async fn push_trust_signs_and_pull_trust_verifies_and_refuses_unsigned_tags() {
     assert_eq!(dir_state(&reader.trust_dir()), before);
 
     // DOCKER_CONTENT_TRUST=1 turns trust on; --disable-content-trust turns it off again.
-    let env_on = Berth::new(&srv).with_env("DOCKER_CONTENT_TRUST", "1");
+    let env_on = Berth::new(&srv)
+        .logged_in(&rita)
+        .with_env("DOCKER_CONTENT_TRUST", "1");
     let out3 = work.path().join("out3");
     let dest3 = format!("oci:{}", out3.display());
     env_on.run(&["pull", &format!("{repo}:v2"), &dest3]).fails();
@@ -271,7 +274,7 @@ async fn push_trust_signs_and_pull_trust_verifies_and_refuses_unsigned_tags() {
             "--disable-content-trust=false",
         ])
         .ok();
-    let listed = Notary::new(&srv).list(&repo, &[]);
+    let listed = Notary::with_login(&srv, &rita).list(&repo, &[]);
     assert_eq!(
         listed.get("v3").map(|t| t.0.as_str()),
         Some(hex_of(&img3.digest))
@@ -290,11 +293,19 @@ async fn push_trust_signs_and_pull_trust_verifies_and_refuses_unsigned_tags() {
     assert!(out.stderr.contains("wrong passphrase"), "{out}");
     assert!(out.stderr.contains("NOT signed"), "{out}");
     assert_eq!(dir_state(&b.private_dir()), keys_before);
-    assert!(!Notary::new(&srv).list(&repo, &[]).contains_key("v4"));
+    assert!(
+        !Notary::with_login(&srv, &rita)
+            .list(&repo, &[])
+            .contains_key("v4")
+    );
 
     // Revoke: the tag is gone for notary and for a trusted pull.
     b.run(&["trust", "revoke", &format!("{repo}:v3")]).ok();
-    assert!(!Notary::new(&srv).list(&repo, &[]).contains_key("v3"));
+    assert!(
+        !Notary::with_login(&srv, &rita)
+            .list(&repo, &[])
+            .contains_key("v3")
+    );
     let out5 = work.path().join("out5");
     reader
         .run(&[
@@ -324,11 +335,13 @@ impl Berth {
 
 #[tokio::test]
 async fn docker_keys_sign_berth_pushes_and_notary_tags_pull_verified() {
-    let srv = Server::start();
+    let srv = start_server();
     enable_trust(&srv).await;
     let repo = gun(&srv, "team/web");
+    let sam = signer(&srv, "sam", "team/*").await;
+    let rita = reader(&srv, "rita", "team/*").await;
     let mut rng = Rng::new();
-    let d = Docker::new(&srv);
+    let d = Docker::logged_in(&srv, &sam);
     let b = Berth::sharing(&srv, &d);
     let work = tempfile::tempdir().unwrap();
 
@@ -358,7 +371,7 @@ async fn docker_keys_sign_berth_pushes_and_notary_tags_pull_verified() {
     assert_eq!(row["Digest"], hex_of(&img1.digest));
     assert_eq!(row["Signers"], json!(["alice"]));
     assert_eq!(b.inspect(&repo), view);
-    let listed = Notary::new(&srv).list(&repo, &["--roles", "targets/releases"]);
+    let listed = Notary::with_login(&srv, &rita).list(&repo, &["--roles", "targets/releases"]);
     assert_eq!(
         listed.get("v1").map(|t| (t.0.as_str(), t.1)),
         Some((hex_of(&img1.digest), img1.manifest.len() as u64))
@@ -398,7 +411,7 @@ async fn docker_keys_sign_berth_pushes_and_notary_tags_pull_verified() {
 
     // A tag the notary CLI signed (real digest and size) is pulled and verified by berth.
     let lib = gun(&srv, "team/lib");
-    let n = Notary::new(&srv);
+    let n = Notary::with_login(&srv, &sam);
     n.run(&["init", &lib, "-p"]).ok();
     let (l3, img3) = new_layout(work.path(), "1.0", &mut rng);
     b.run(&["push", &oci(&l3, "1.0"), &format!("{lib}:1.0")])
@@ -428,7 +441,7 @@ async fn docker_keys_sign_berth_pushes_and_notary_tags_pull_verified() {
         "-p",
     ])
     .ok();
-    let reader = Berth::new(&srv);
+    let reader = Berth::new(&srv).logged_in(&rita);
     let out1 = work.path().join("lib-1.0");
     reader
         .run(&[
@@ -454,7 +467,7 @@ async fn docker_keys_sign_berth_pushes_and_notary_tags_pull_verified() {
 
 #[tokio::test]
 async fn keys_generate_load_backup_restore_and_passphrase_errors() {
-    let srv = Server::start();
+    let srv = start_server();
     let b = Berth::new(&srv);
     let w = tempfile::tempdir().unwrap();
     let wd = w.path().to_str().unwrap();
@@ -572,7 +585,7 @@ async fn with_auth_a_signer_pushes_signed_and_pulls_verified() {
         )
         .ok();
     assert!(out.stdout.contains("Successfully signed"), "{out}");
-    let d = docker_as(&srv, "alice", alice_pw);
+    let d = Docker::logged_in(&srv, &Cred::basic("alice", alice_pw));
     let view = d.inspect(&repo);
     assert_eq!(view["SignedTags"][0]["Digest"], hex_of(&img1.digest));
 

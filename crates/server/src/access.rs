@@ -4,11 +4,14 @@
 //! Decisions:
 //! - Bearer tokens (docker's token flow) and HTTP Basic credentials are both accepted on every
 //!   endpoint; the challenge is always Bearer. Verified Basic credentials are remembered for a
-//!   minute (keyed by a salted hash) so a client sending them on each request does not pay for
-//!   argon2 each time.
+//!   minute so a client sending them on each request does not pay for argon2 each time. The
+//!   memo is keyed by a salted hash of the password together with the identity's current secret
+//!   hashes and creation time, so a regenerated password or a deleted and re-created namesake
+//!   never matches an old entry.
 //! - A token carries the rights granted when it was issued; the identity itself is re-read on
 //!   every request, so disabling or deleting it takes effect at once, live tokens included.
-//! - Failed logins are throttled per identity name and per client address.
+//! - Failed logins are throttled per (identity, source) pair and per spraying source, and
+//!   password hashing runs on a bounded pool off the async workers (see [`crate::login_guard`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,6 +25,8 @@ use berth_auth::{
 use berth_storage::{AuditRecord, IdentityRecord, IdentityStore, SigningKeyRecord, TrustStore};
 use sha2::Digest as _;
 
+use crate::login_guard::{BUSY_RETRY_SECS, Gate, HashPool, Source, Throttle};
+
 /// Issuer of our tokens.
 pub const ISSUER: &str = "berth";
 /// Audience of refresh tokens (never accepted as access tokens).
@@ -29,10 +34,9 @@ const REFRESH_AUDIENCE: &str = "berth-refresh";
 pub const ACCESS_TTL: i64 = 300;
 const REFRESH_TTL: i64 = 30 * 24 * 3600;
 const SIGNING_KEY_DAYS: i64 = 90;
-/// Failed logins allowed per window, per identity and per client address.
-const MAX_FAILURES: u32 = 10;
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const CRED_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Remembered verifications; past this the stale ones go, then all of them.
+const CRED_CACHE_MAX: usize = 10_000;
 pub const ANONYMOUS_PULL_SETTING: &str = "anonymous_pull";
 pub const OWNER: &str = "owner";
 /// Basic user name meaning "the password is a refresh token" (the convention cloud registries
@@ -65,7 +69,8 @@ impl Caller {
 pub enum AuthError {
     #[error("invalid username or password")]
     BadCredentials,
-    #[error("too many failed logins; retry in {0} seconds")]
+    /// Too many failed logins from this source, or the password-hashing queue is full.
+    #[error("too many login attempts; retry in {0} seconds")]
     Throttled(u64),
     #[error("invalid token: {0}")]
     BadToken(String),
@@ -100,29 +105,30 @@ pub struct AccessService {
     hosts: Vec<String>,
     /// Auth switched off (`--auth-disabled`): everyone is Owner. For trusted dev setups only.
     disabled: bool,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-    creds: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    throttle: Throttle,
+    hashing: HashPool,
+    /// Verified credentials (see [`AccessService::cred_key`]) and when they were verified.
+    creds: Mutex<HashMap<[u8; 32], Instant>>,
     cache_salt: [u8; 32],
 }
 
-/// A fresh, enabled identity whose secret is `password` (stored only as an argon2id hash).
-pub fn new_identity(
-    name: &str,
-    kind: &str,
-    label: &str,
-    password: &str,
-) -> Result<IdentityRecord, AuthError> {
-    Ok(IdentityRecord {
-        name: name.to_owned(),
-        kind: kind.to_owned(),
-        label: label.to_owned(),
-        secret_hash: berth_auth::password::hash_password(password).map_err(internal)?,
-        secret_hash2: None,
-        disabled: false,
-        expires: None,
-        scope_map: None,
-        created: now_secs(),
-    })
+/// Whether `password` matches one of `hashes` (`None`: no such identity). Runs on the hashing
+/// pool.
+fn check_password(password: &str, hashes: Option<&[String]>) -> bool {
+    let Some(hashes) = hashes else {
+        // Spend the same time as a real check so names cannot be probed by timing.
+        berth_auth::password::equalize_timing(password);
+        return false;
+    };
+    hashes.iter().any(
+        |h| match berth_auth::password::verify_password(password, h) {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::error!(error = %e, "a stored password hash cannot be read");
+                false
+            }
+        },
+    )
 }
 
 /// Carries the identity's binding in the token id (`<random>.<binding>`).
@@ -158,6 +164,8 @@ impl AccessService {
     ) -> Result<Self, AuthError> {
         let mut cache_salt = [0u8; 32];
         getrandom::fill(&mut cache_salt).map_err(internal)?;
+        let mut throttle_salt = [0u8; 32];
+        getrandom::fill(&mut throttle_salt).map_err(internal)?;
         Ok(AccessService {
             ids,
             settings,
@@ -165,9 +173,47 @@ impl AccessService {
             keys: RwLock::new(None),
             hosts,
             disabled,
-            failures: Mutex::new(HashMap::new()),
+            throttle: Throttle::new(throttle_salt),
+            hashing: HashPool::for_this_machine(),
             creds: Mutex::new(HashMap::new()),
             cache_salt,
+        })
+    }
+
+    /// A fresh, enabled identity whose secret is `password` (stored only as an argon2id hash,
+    /// computed on the hashing pool).
+    pub async fn new_identity(
+        &self,
+        name: &str,
+        kind: &str,
+        label: &str,
+        password: &str,
+    ) -> Result<IdentityRecord, AuthError> {
+        let slot = self
+            .hashing
+            .admit(false)
+            .ok_or(AuthError::Throttled(BUSY_RETRY_SECS))?;
+        let turn = self
+            .hashing
+            .turn(slot)
+            .await
+            .ok_or_else(|| internal("the hashing pool is closed"))?;
+        let pw = password.to_owned();
+        let secret_hash = turn
+            .run(move || berth_auth::password::hash_password(&pw))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        Ok(IdentityRecord {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            label: label.to_owned(),
+            secret_hash,
+            secret_hash2: None,
+            disabled: false,
+            expires: None,
+            scope_map: None,
+            created: now_secs(),
         })
     }
 
@@ -206,7 +252,7 @@ impl AccessService {
                 true,
             ),
         };
-        let rec = new_identity(OWNER, "user", OWNER, &password)?;
+        let rec = self.new_identity(OWNER, "user", OWNER, &password).await?;
         self.ids.identity_insert(&rec).await.map_err(internal)?;
         self.ids
             .role_assign("Owner", OWNER, None)
@@ -321,9 +367,15 @@ impl AccessService {
 
     /// The live caller for an identity name, or `None` if it is gone, disabled or expired.
     pub async fn caller_for(&self, name: &str) -> Result<Option<Caller>, AuthError> {
-        let Some(rec) = self.ids.identity_get(name).await.map_err(internal)? else {
-            return Ok(None);
-        };
+        match self.ids.identity_get(name).await.map_err(internal)? {
+            Some(rec) => self.caller_from(rec).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The live caller for a stored identity, or `None` if it is disabled or expired.
+    async fn caller_from(&self, rec: IdentityRecord) -> Result<Option<Caller>, AuthError> {
+        let name = rec.name.as_str();
         if rec.disabled || rec.expires.is_some_and(|e| e <= now_secs()) {
             return Ok(None);
         }
@@ -352,36 +404,51 @@ impl AccessService {
         }))
     }
 
-    fn throttled(&self, keys: &[String]) -> Option<u64> {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        keys.iter()
-            .filter_map(|k| map.get(k))
-            .filter(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
-            .map(|(_, since)| (FAILURE_WINDOW - since.elapsed()).as_secs() + 1)
-            .max()
-    }
-
-    fn record_failure(&self, keys: &[String]) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for k in keys {
-            let e = map.entry(k.clone()).or_insert((0, Instant::now()));
-            if e.1.elapsed() >= FAILURE_WINDOW {
-                *e = (0, Instant::now());
-            }
-            e.0 += 1;
-        }
-        if map.len() > 100_000 {
-            map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-        }
-    }
-
-    fn cred_key(&self, user: &str, password: &str) -> [u8; 32] {
+    /// The memo key of a verified password: bound to this incarnation of the identity (its
+    /// creation time and current secret hashes), so it dies with a regenerated password or a
+    /// deleted identity, even if a namesake is created later.
+    fn cred_key(&self, rec: &IdentityRecord, password: &str) -> [u8; 32] {
         let mut h = sha2::Sha256::new();
         h.update(self.cache_salt);
-        h.update(user.as_bytes());
-        h.update([0]);
-        h.update(password.as_bytes());
+        let second = rec.secret_hash2.as_deref().unwrap_or("");
+        for part in [
+            rec.name.as_bytes(),
+            rec.secret_hash.as_bytes(),
+            second.as_bytes(),
+            password.as_bytes(),
+        ] {
+            // Length-prefixed so no two different tuples hash the same input.
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        h.update(rec.created.to_le_bytes());
         h.finalize().into()
+    }
+
+    fn cred_cached(&self, key: &[u8; 32]) -> bool {
+        let cache = self.creds.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(key)
+            .is_some_and(|at| at.elapsed() < CRED_CACHE_TTL)
+    }
+
+    fn cred_remember(&self, key: [u8; 32]) {
+        let mut cache = self.creds.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CRED_CACHE_MAX {
+            cache.retain(|_, at| at.elapsed() < CRED_CACHE_TTL);
+            if cache.len() >= CRED_CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(key, Instant::now());
+    }
+
+    /// Counts a failed login and audits it.
+    async fn login_failed(&self, user: &str, source: Source, client: Option<IpAddr>, why: &str) {
+        self.throttle.failed(user, source);
+        let actor = if user == REFRESH_TOKEN_USER { "" } else { user };
+        self.audit(actor, "login.failed", "registry", client, why)
+            .await;
     }
 
     /// Checks a username and password (users, service principals, the admin account, tokens).
@@ -394,92 +461,65 @@ impl AccessService {
         if self.disabled {
             return Ok(self.everything());
         }
+        let source = Source::of(client);
+        let suspect = match self.throttle.gate(user, source) {
+            Gate::Closed(wait) => return Err(AuthError::Throttled(wait)),
+            Gate::Open { suspect } => suspect,
+        };
         if user == REFRESH_TOKEN_USER {
-            let ip_key = vec![format!(
-                "ip:{}",
-                client.map(|c| c.to_string()).unwrap_or_default()
-            )];
-            if let Some(wait) = self.throttled(&ip_key) {
-                return Err(AuthError::Throttled(wait));
-            }
             return match self.refresh(password).await {
-                Ok(c) => Ok(c),
-                Err(e) => {
-                    self.record_failure(&ip_key);
-                    self.audit(
-                        "",
-                        "login.failed",
-                        "registry",
-                        client,
-                        "invalid refresh token",
-                    )
-                    .await;
+                Err(e @ AuthError::BadToken(_)) => {
+                    self.login_failed(user, source, client, "invalid refresh token")
+                        .await;
                     Err(e)
                 }
+                other => other,
             };
         }
-        let throttle_keys = vec![
-            format!("id:{user}"),
-            format!("ip:{}", client.map(|c| c.to_string()).unwrap_or_default()),
-        ];
-        if let Some(wait) = self.throttled(&throttle_keys) {
-            return Err(AuthError::Throttled(wait));
-        }
-        let key = self.cred_key(user, password);
-        let cached = {
-            let cache = self.creds.lock().unwrap_or_else(|p| p.into_inner());
-            cache
-                .get(&key)
-                .filter(|(_, at)| at.elapsed() < CRED_CACHE_TTL)
-                .map(|(n, _)| n.clone())
+        let rec = self.ids.identity_get(user).await.map_err(internal)?;
+        let key = rec.as_ref().map(|r| self.cred_key(r, password));
+        let ok = if key.as_ref().is_some_and(|k| self.cred_cached(k)) {
+            true
+        } else {
+            let slot = self
+                .hashing
+                .admit(suspect)
+                .ok_or(AuthError::Throttled(BUSY_RETRY_SECS))?;
+            let turn = self
+                .hashing
+                .turn(slot)
+                .await
+                .ok_or_else(|| internal("the hashing pool is closed"))?;
+            // The same credentials may have been verified by another request while this one
+            // waited (clients send several at once).
+            if key.as_ref().is_some_and(|k| self.cred_cached(k)) {
+                true
+            } else {
+                let hashes: Option<Vec<String>> = rec.as_ref().map(|r| {
+                    std::iter::once(r.secret_hash.clone())
+                        .chain(r.secret_hash2.clone())
+                        .collect()
+                });
+                let pw = password.to_owned();
+                turn.run(move || check_password(&pw, hashes.as_deref()))
+                    .await
+                    .map_err(internal)?
+            }
         };
-        if cached.as_deref() != Some(user) {
-            let rec = self.ids.identity_get(user).await.map_err(internal)?;
-            let ok = match &rec {
-                Some(r) => {
-                    let first = berth_auth::password::verify_password(password, &r.secret_hash)
-                        .unwrap_or(false);
-                    first
-                        || r.secret_hash2.as_deref().is_some_and(|h| {
-                            berth_auth::password::verify_password(password, h).unwrap_or(false)
-                        })
-                }
-                // Spend the same time as a real check so names cannot be probed by timing.
-                None => {
-                    let _ = berth_auth::password::hash_password(password);
-                    false
-                }
-            };
-            if !ok {
-                self.record_failure(&throttle_keys);
-                self.audit(
-                    user,
-                    "login.failed",
-                    "registry",
-                    client,
-                    "wrong username or password",
-                )
+        let (Some(rec), Some(key)) = (rec.filter(|_| ok), key) else {
+            self.login_failed(user, source, client, "wrong username or password")
                 .await;
-                return Err(AuthError::BadCredentials);
+            return Err(AuthError::BadCredentials);
+        };
+        self.cred_remember(key);
+        match self.caller_from(rec).await? {
+            Some(c) => {
+                self.throttle.succeeded(user, source);
+                Ok(c)
             }
-            let mut cache = self.creds.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() > 10_000 {
-                cache.retain(|_, (_, at)| at.elapsed() < CRED_CACHE_TTL);
-            }
-            cache.insert(key, (user.to_owned(), Instant::now()));
-        }
-        match self.caller_for(user).await? {
-            Some(c) => Ok(c),
             None => {
-                self.record_failure(&throttle_keys);
-                self.audit(
-                    user,
-                    "login.failed",
-                    "registry",
-                    client,
-                    "identity disabled or expired",
-                )
-                .await;
+                self.login_failed(user, source, client, "identity disabled or expired")
+                    .await;
                 Err(AuthError::BadCredentials)
             }
         }

@@ -9,6 +9,7 @@
 
 pub mod access;
 mod error;
+pub mod login_guard;
 mod routes;
 mod serve;
 pub mod tls;

@@ -42,10 +42,9 @@ fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
+/// Certificates: public, but like everything in the data dir only the server's user reads them.
 fn write_public(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(tmp, path)
+    write_private(path, data)
 }
 
 fn tls_err(e: impl std::fmt::Display) -> io::Error {
@@ -55,7 +54,11 @@ fn tls_err(e: impl std::fmt::Display) -> io::Error {
 /// Makes sure `dir` holds a CA and a server certificate valid for `names` (DNS names or IPs).
 /// Reuses what exists; reissues the server certificate when the names changed or it nears expiry.
 pub fn ensure_generated(dir: &Path, names: &[String]) -> io::Result<GeneratedTls> {
-    std::fs::create_dir_all(dir)?;
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let out = GeneratedTls {
         ca_cert: dir.join("ca.crt"),
         cert: dir.join("server.crt"),

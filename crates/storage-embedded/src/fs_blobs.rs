@@ -16,6 +16,9 @@ const WRITE_BUF: usize = 1 << 20;
 const WRITE_QUEUE: usize = 8;
 /// Read chunk size when streaming a blob out.
 const READ_BUF: usize = 256 << 10;
+/// Images may be private: only the server's user reads what is stored (whatever the umask).
+const PRIVATE_DIR: u32 = 0o700;
+const PRIVATE_FILE: u32 = 0o600;
 
 pub struct FsBlobStore {
     root: PathBuf,
@@ -24,9 +27,14 @@ pub struct FsBlobStore {
 impl FsBlobStore {
     /// Opens (creating if needed) a blob store under `root`.
     pub fn open(root: impl AsRef<Path>) -> io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
         let root = root.as_ref().to_path_buf();
-        std::fs::create_dir_all(root.join("blobs"))?;
-        std::fs::create_dir_all(root.join("uploads"))?;
+        for dir in ["blobs", "uploads"] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(PRIVATE_DIR)
+                .create(root.join(dir))?;
+        }
         Ok(FsBlobStore { root })
     }
 
@@ -91,6 +99,7 @@ impl BlobStore for FsBlobStore {
         OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(PRIVATE_FILE)
             .open(path)
             .await?;
         Ok(())
@@ -196,7 +205,11 @@ impl BlobStore for FsBlobStore {
         file.sync_all().await?;
         drop(file);
         let dir = dst.parent().expect("blob path has a parent");
-        fs::create_dir_all(dir).await?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(PRIVATE_DIR)
+            .create(dir)
+            .await?;
         fs::rename(&src, &dst).await?;
         // Make the rename itself durable.
         File::open(dir).await?.sync_all().await?;

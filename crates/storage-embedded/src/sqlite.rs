@@ -74,6 +74,23 @@ pub(crate) fn backend(e: rusqlite::Error) -> Error {
 /// Concurrent reads (and pooled reader connections); more would only queue for the CPU.
 const MAX_READERS: usize = 8;
 
+/// Creates the database file readable only by its owner (it holds password hashes, sealed keys
+/// and the audit log). SQLite would create it 0644; its `-wal` and `-shm` files take the
+/// database's mode, so they are private too.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     let c = Connection::open(path)?;
     c.busy_timeout(std::time::Duration::from_secs(30))?;
@@ -114,6 +131,8 @@ fn ensure_repo(tx: &Transaction<'_>, repo: &RepoName) -> rusqlite::Result<i64> {
 impl SqliteMetadataStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        create_private(&path)
+            .map_err(|e| Error::Backend(format!("creating {}: {e}", path.display())))?;
         let writer = open_conn(&path).map_err(backend)?;
         writer.execute_batch(SCHEMA).map_err(backend)?;
         writer

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,12 +88,67 @@ fn cert_names(cfg: &ServeConfig) -> Vec<String> {
     names
 }
 
+/// Tightens anything in the data dir (itself included) that others could read or write, with a
+/// warning: it holds password hashes, sealed keys, the audit log and possibly private images.
+fn secure_data_dir(data: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut tightened: Vec<(usize, String)> = Vec::new();
+    let mut failed = 0usize;
+    let mut stack = vec![data.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        // Symbolic links are neither followed nor changed.
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        } else if !meta.is_file() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o7077 == 0 {
+            continue;
+        }
+        let want = mode & 0o700;
+        match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want)) {
+            Ok(()) => tightened.push((
+                path.components().count(),
+                format!("{} {mode:o}->{want:o}", path.display()),
+            )),
+            Err(e) => {
+                failed += 1;
+                tracing::error!(path = %path.display(), error = %e, "cannot make this private to the server's user");
+            }
+        }
+    }
+    if !tightened.is_empty() {
+        // The shallowest first: the data dir, the database and the key files matter most.
+        tightened.sort_by_key(|(depth, _)| *depth);
+        let shown: Vec<&str> = tightened.iter().take(10).map(|(_, s)| s.as_str()).collect();
+        tracing::warn!(
+            count = tightened.len(),
+            examples = %shown.join(", "),
+            "the data dir was readable or writable by others; tightened to owner-only (0700 dirs, 0600 files)"
+        );
+    }
+    if failed > 0 {
+        tracing::error!(
+            count = failed,
+            "parts of the data dir stay readable by others; fix their owner or permissions"
+        );
+    }
+}
+
 fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = data.join("berth.lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     match f.try_lock() {
@@ -110,11 +166,16 @@ fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
 
 async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let data = &cfg.data_dir;
-    std::fs::create_dir_all(data)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data)
         .with_context(|| format!("creating data dir {}", data.display()))?;
     // Held until the process exits: the embedded store keeps exact in-memory copies of hot
     // metadata, which a second server on the same directory would silently make stale.
     let _lock = lock_data_dir(data)?;
+    // Checked while holding the lock, so no other server is creating files meanwhile.
+    secure_data_dir(data);
     let blobs = FsBlobStore::open(data)
         .with_context(|| format!("opening blob store in {}", data.display()))?;
     let meta =

@@ -3,6 +3,7 @@
 
 mod auth;
 mod auth_clients;
+mod auth_credentials;
 mod auth_deviations;
 mod auth_matrix;
 mod auth_support;

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::{query_get, query_pairs_str};
 use crate::AppState;
-use crate::access::{ADMIN_ACCOUNT, OWNER, new_identity, now_secs};
+use crate::access::{ADMIN_ACCOUNT, OWNER, now_secs};
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -285,7 +285,10 @@ async fn create_identity(cx: &Ctx<'_>, body: &Bytes, kind: &str) -> R {
             true,
         ),
     };
-    let rec = new_identity(&login, kind, &c.name, &password).map_err(internal)?;
+    let rec = (cx.state.access)
+        .new_identity(&login, kind, &c.name, &password)
+        .await
+        .map_err(internal)?;
     match cx.state.access.identities().identity_insert(&rec).await {
         Ok(()) => {}
         Err(berth_storage::Error::Conflict(_)) => {
@@ -359,8 +362,10 @@ async fn admin_user(cx: &Ctx<'_>, enable: Option<bool>) -> R {
         }
         Some(true) => {
             let password = berth_auth::password::generate_secret().map_err(internal)?;
-            let rec =
-                new_identity(ADMIN_ACCOUNT, "admin", ADMIN_ACCOUNT, &password).map_err(internal)?;
+            let rec = (cx.state.access)
+                .new_identity(ADMIN_ACCOUNT, "admin", ADMIN_ACCOUNT, &password)
+                .await
+                .map_err(internal)?;
             if existing.is_some() {
                 ids.identity_update(&rec).await.map_err(internal)?;
             } else {
@@ -528,7 +533,10 @@ async fn token_create(cx: &Ctx<'_>, body: &Bytes) -> R {
     let rec = IdentityRecord {
         expires: c.expires_in_days.map(|d| now_secs() + d * 86_400),
         scope_map: Some(c.scope_map.clone()),
-        ..new_identity(&c.name, "token", &c.name, &password).map_err(internal)?
+        ..(cx.state.access)
+            .new_identity(&c.name, "token", &c.name, &password)
+            .await
+            .map_err(internal)?
     };
     match ids.identity_insert(&rec).await {
         Ok(()) => {}

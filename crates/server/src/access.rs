@@ -462,13 +462,14 @@ impl AccessService {
             return Ok(self.everything());
         }
         let source = Source::of(client);
-        let suspect = match self.throttle.gate(user, source) {
-            Gate::Closed(wait) => return Err(AuthError::Throttled(wait)),
-            Gate::Open { suspect } => suspect,
-        };
         if user == REFRESH_TOKEN_USER {
+            // A refresh token cannot be guessed and costs no hashing to check, so a valid one
+            // works even from a throttled source; only failures are counted and refused.
             return match self.refresh(password).await {
                 Err(e @ AuthError::BadToken(_)) => {
+                    if let Gate::Closed(wait) = self.throttle.gate(user, source) {
+                        return Err(AuthError::Throttled(wait));
+                    }
                     self.login_failed(user, source, client, "invalid refresh token")
                         .await;
                     Err(e)
@@ -476,6 +477,10 @@ impl AccessService {
                 other => other,
             };
         }
+        let suspect = match self.throttle.gate(user, source) {
+            Gate::Closed(wait) => return Err(AuthError::Throttled(wait)),
+            Gate::Open { suspect } => suspect,
+        };
         let rec = self.ids.identity_get(user).await.map_err(internal)?;
         let key = rec.as_ref().map(|r| self.cred_key(r, password));
         let ok = if key.as_ref().is_some_and(|k| self.cred_cached(k)) {

@@ -94,9 +94,11 @@ fn secure_data_dir(data: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     let mut tightened: Vec<(usize, String)> = Vec::new();
     let mut failed = 0usize;
-    let mut stack = vec![data.to_path_buf()];
+    // Resolved first: a data dir that is a symbolic link is still checked (links inside it are
+    // neither followed nor changed).
+    let root = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
+    let mut stack = vec![root];
     while let Some(path) = stack.pop() {
-        // Symbolic links are neither followed nor changed.
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };

@@ -152,6 +152,10 @@ async fn guessing_throttles_the_guesser_not_the_victim() {
     }
     expect_throttled(&token_get(&srv, &sprayer, &Cred::owner(), &[], None, "").await);
     expect_throttled(&call_with(&srv, &sprayer, Method::GET, "/v2/", &bystander, &[], None).await);
+    // Its refresh tokens still work: they cannot be guessed.
+    call_with(&srv, &sprayer, Method::GET, "/v2/", &as_password, &[], None)
+        .await
+        .expect(200);
     call_with(&srv, &e, Method::GET, "/v2/", &bystander, &[], None)
         .await
         .expect(200);

@@ -123,7 +123,8 @@ pub enum TrustCommand {
 /// Every flag also reads `BERTH_<FLAG>` and the TOML config file; flag > env > file > default.
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
-    /// TOML config file (keys: data_dir, listen, hostname, tls_cert, tls_key, insecure_http).
+    /// TOML config file (keys: data_dir, listen, hostname, tls_cert, tls_key, insecure_http, and a
+    /// [limits] table with the limit flags' names in snake_case, timeouts in seconds).
     #[arg(long, env = "BERTH_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where blobs, metadata and generated TLS material live [default: ./berth-data].
@@ -147,4 +148,25 @@ pub struct ServeArgs {
     /// Turn authentication off: every caller is an Owner. Only for throwaway test setups.
     #[arg(long, env = "BERTH_AUTH_DISABLED")]
     pub auth_disabled: bool,
+    /// Connections served at once; more get 503 and are closed [default: 4096].
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client may take to send one request's headers [default: 30].
+    #[arg(long, env = "BERTH_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
+    /// Seconds a connection may sit with no request in flight before it is closed [default: 120].
+    #[arg(long, env = "BERTH_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Seconds a request body may deliver nothing before the request fails with 408 [default: 60].
+    #[arg(long, env = "BERTH_BODY_TIMEOUT")]
+    pub body_timeout: Option<u64>,
+    /// Seconds a client may take nothing we send before it is disconnected [default: 120].
+    #[arg(long, env = "BERTH_SEND_TIMEOUT")]
+    pub send_timeout: Option<u64>,
+    /// Blob bodies one identity may stream at once; more get 429 [default: 64].
+    #[arg(long, env = "BERTH_UPLOADS_PER_IDENTITY")]
+    pub uploads_per_identity: Option<usize>,
+    /// Upload sessions one identity may hold open; more get 429 [default: 256].
+    #[arg(long, env = "BERTH_SESSIONS_PER_IDENTITY")]
+    pub sessions_per_identity: Option<usize>,
 }

@@ -2,6 +2,7 @@
 //! over defaults.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -18,6 +19,21 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     insecure_http: Option<bool>,
     auth_disabled: Option<bool>,
+    #[serde(default)]
+    limits: FileLimits,
+}
+
+/// `[limits]` in the config file; timeouts in seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_connections: Option<usize>,
+    header_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    body_timeout: Option<u64>,
+    send_timeout: Option<u64>,
+    uploads_per_identity: Option<usize>,
+    sessions_per_identity: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +55,7 @@ pub struct ServeConfig {
     pub tls: Tls,
     /// Every caller is an Owner: for throwaway test setups only.
     pub auth_disabled: bool,
+    pub limits: berth_server::Limits,
 }
 
 impl ServeConfig {
@@ -52,6 +69,7 @@ impl ServeConfig {
             }
             None => FileConfig::default(),
         };
+        let limits = resolve_limits(&a, &file.limits)?;
         let insecure = a.insecure_http || file.insecure_http.unwrap_or(false);
         let cert = a.tls_cert.or(file.tls_cert);
         let key = a.tls_key.or(file.tls_key);
@@ -74,8 +92,51 @@ impl ServeConfig {
             hostname: a.hostname.or(file.hostname),
             tls,
             auth_disabled: a.auth_disabled || file.auth_disabled.unwrap_or(false),
+            limits,
         })
     }
+}
+
+fn resolve_limits(a: &ServeArgs, f: &FileLimits) -> anyhow::Result<berth_server::Limits> {
+    let mut l = berth_server::Limits::default();
+    let secs = |flag: Option<u64>, file: Option<u64>, default: Duration, name: &str| {
+        match flag.or(file) {
+            None => Ok(default),
+            Some(0) => bail!("{name} must be at least 1 second"),
+            Some(n) if n > 86_400 => bail!("{name} must be at most 86400 seconds"),
+            Some(n) => Ok(Duration::from_secs(n)),
+        }
+    };
+    let count = |flag: Option<usize>, file: Option<usize>, default: usize, name: &str| {
+        match flag.or(file) {
+            None => Ok(default),
+            Some(0) => bail!("{name} must be at least 1"),
+            Some(n) => Ok(n),
+        }
+    };
+    l.max_connections = count(
+        a.max_connections,
+        f.max_connections,
+        l.max_connections,
+        "max_connections",
+    )?;
+    l.header_timeout = secs(a.header_timeout, f.header_timeout, l.header_timeout, "header_timeout")?;
+    l.idle_timeout = secs(a.idle_timeout, f.idle_timeout, l.idle_timeout, "idle_timeout")?;
+    l.body_timeout = secs(a.body_timeout, f.body_timeout, l.body_timeout, "body_timeout")?;
+    l.send_timeout = secs(a.send_timeout, f.send_timeout, l.send_timeout, "send_timeout")?;
+    l.uploads_per_identity = count(
+        a.uploads_per_identity,
+        f.uploads_per_identity,
+        l.uploads_per_identity,
+        "uploads_per_identity",
+    )?;
+    l.sessions_per_identity = count(
+        a.sessions_per_identity,
+        f.sessions_per_identity,
+        l.sessions_per_identity,
+        "sessions_per_identity",
+    )?;
+    Ok(l)
 }
 
 #[cfg(test)]

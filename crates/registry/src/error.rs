@@ -32,6 +32,12 @@ pub enum Error {
     ManifestTooLarge { limit: usize },
     #[error("upload body: {0}")]
     Body(String),
+    /// The client stopped sending its body mid-way: 408.
+    #[error("request body stalled: {0}")]
+    BodyTimeout(String),
+    /// The caller holds too many open upload sessions: 429.
+    #[error("{limit} upload sessions are open for this identity: finish or cancel some (DELETE the upload URL) first; abandoned sessions are purged")]
+    TooManyUploads { limit: u64 },
     #[error("internal storage error: {0}")]
     Storage(berth_storage::Error),
 }
@@ -44,7 +50,10 @@ impl Error {
             Error::BlobUnknown => ErrorCode::BlobUnknown,
             Error::UploadUnknown => ErrorCode::BlobUploadUnknown,
             Error::ManifestUnknown(_) => ErrorCode::ManifestUnknown,
-            Error::ChunkOutOfOrder { .. } | Error::Body(_) => ErrorCode::BlobUploadInvalid,
+            Error::ChunkOutOfOrder { .. } | Error::Body(_) | Error::BodyTimeout(_) => {
+                ErrorCode::BlobUploadInvalid
+            }
+            Error::TooManyUploads { .. } => ErrorCode::TooManyRequests,
             Error::RangeNotSatisfiable { .. } => ErrorCode::RangeInvalid,
             Error::DigestMismatch { .. } => ErrorCode::DigestInvalid,
             Error::SizeInvalid(_) | Error::ManifestTooLarge { .. } => ErrorCode::SizeInvalid,
@@ -68,6 +77,9 @@ impl From<berth_storage::Error> for Error {
             S::SizeMismatch { expected, received } => Error::SizeInvalid(format!(
                 "Content-Length/Content-Range announced {expected} bytes but the body carried {received}"
             )),
+            S::Body(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                Error::BodyTimeout(e.to_string())
+            }
             S::Body(e) => Error::Body(e.to_string()),
             S::MissingReferences(v) => Error::ManifestBlobUnknown(v),
             other => Error::Storage(other),

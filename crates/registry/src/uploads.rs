@@ -74,8 +74,20 @@ fn hashing(body: ByteStream, hasher: Arc<Mutex<Digester>>) -> ByteStream {
 }
 
 impl Registry {
-    /// Opens an upload session in `repo` and returns its id.
-    pub async fn start_upload(&self, repo: &RepoName, algorithm: Algorithm) -> Result<String> {
+    /// Opens an upload session in `repo` for `owner` (an identity's name) and returns its id.
+    /// With `max_open`, an owner already holding that many sessions is refused.
+    pub async fn start_upload(
+        &self,
+        repo: &RepoName,
+        algorithm: Algorithm,
+        owner: &str,
+        max_open: Option<u64>,
+    ) -> Result<String> {
+        if let Some(limit) = max_open
+            && self.meta.uploads_owned_by(owner).await? >= limit
+        {
+            return Err(Error::TooManyUploads { limit });
+        }
         let id = uuid::Uuid::new_v4().to_string();
         self.blobs.upload_start(&id).await?;
         let record = UploadRecord {
@@ -83,6 +95,7 @@ impl Registry {
             repo: repo.clone(),
             algorithm,
             created: now(),
+            owner: owner.to_owned(),
         };
         if let Err(e) = self.meta.upload_create(&record).await {
             let _ = self.blobs.upload_abort(&id).await;
@@ -248,8 +261,12 @@ impl Registry {
         digest: &Digest,
         len: Option<u64>,
         body: ByteStream,
+        owner: &str,
     ) -> Result<u64> {
-        let id = self.start_upload(repo, digest.algorithm()).await?;
+        // Lives only for this request, so it does not count against the owner's open sessions.
+        let id = self
+            .start_upload(repo, digest.algorithm(), owner, None)
+            .await?;
         let range = ChunkRange {
             start: Some(0),
             len,
@@ -285,13 +302,21 @@ impl Registry {
         Ok(Some(size))
     }
 
-    /// Removes sessions opened before `before` (unix seconds). Returns how many.
-    pub async fn purge_uploads(&self, before: i64) -> Result<usize> {
+    /// Removes sessions opened before `before` (unix seconds), and sessions opened before
+    /// `empty_before` that never received a byte. Returns how many.
+    pub async fn purge_uploads(&self, before: i64, empty_before: i64) -> Result<usize> {
         let ids = self.meta.uploads_created_before(before).await?;
         for id in &ids {
             self.discard(id).await;
         }
-        Ok(ids.len())
+        let mut removed = ids.len();
+        for id in self.meta.uploads_created_before(empty_before).await? {
+            if matches!(self.blobs.upload_len(&id).await, Ok(Some(0) | None)) {
+                self.discard(&id).await;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Size of a blob linked into `repo`.

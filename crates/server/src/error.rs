@@ -73,6 +73,11 @@ impl From<RegError> for ApiError {
                 ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, code, message)
                     .with_header(header::CONTENT_RANGE, format!("bytes */{size}"))
             }
+            RegError::BodyTimeout(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, code, message),
+            RegError::TooManyUploads { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+                    .with_header(header::RETRY_AFTER, "60".into())
+            }
             RegError::ManifestTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
             }

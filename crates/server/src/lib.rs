@@ -9,6 +9,7 @@
 
 pub mod access;
 mod error;
+mod limits;
 pub mod login_guard;
 mod routes;
 mod serve;
@@ -22,7 +23,7 @@ pub use error::ApiError;
 pub use routes::access::{RepoAction, Requirement, requirement};
 pub use routes::router;
 pub use routes::trust::{GunResolver, TrustAccess, TrustEndpoint};
-pub use serve::{Listener, serve};
+pub use serve::{Limits, Listener, serve};
 
 /// Everything a request handler can reach.
 pub struct AppParts {
@@ -33,22 +34,37 @@ pub struct AppParts {
     pub access: Arc<access::AccessService>,
     /// `https`, or `http` behind a TLS proxy: used in token realms.
     pub scheme: &'static str,
+    /// Per-connection and per-identity bounds.
+    pub limits: Limits,
 }
 
 /// The handlers' shared state. axum clones it for every request (several times, through the
 /// middleware): one reference count instead of one per part kept that off the profile.
 #[derive(Clone)]
-pub struct AppState(Arc<AppParts>);
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    parts: AppParts,
+    /// Request bodies being streamed into uploads, per identity.
+    uploads: limits::PerIdentity,
+}
 
 impl AppState {
     pub fn new(parts: AppParts) -> Self {
-        AppState(Arc::new(parts))
+        AppState(Arc::new(Inner {
+            uploads: limits::PerIdentity::new(parts.limits.uploads_per_identity),
+            parts,
+        }))
+    }
+
+    pub(crate) fn uploads_in_flight(&self) -> &limits::PerIdentity {
+        &self.0.uploads
     }
 }
 
 impl std::ops::Deref for AppState {
     type Target = AppParts;
     fn deref(&self) -> &AppParts {
-        &self.0
+        &self.0.parts
     }
 }

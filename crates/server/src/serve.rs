@@ -1,14 +1,29 @@
 //! Running the application on a bound socket, with TLS or plain HTTP, until a shutdown signal;
 //! then letting in-flight requests finish.
+//!
+//! The accept loop is ours (not a framework's) because every connection must be bounded: a
+//! connection limit with a clear refusal, a TLS handshake timeout, a header timeout (slowloris),
+//! an idle timeout, a send-stall timeout for clients that stop reading, and a lingering close so
+//! that an early answer (401, 413, 416) reaches a client that is still writing its body.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Sleep;
+use tower::ServiceExt;
 
 /// How long in-flight requests may run after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(30);
@@ -18,31 +33,46 @@ pub enum Listener {
     Plain,
 }
 
-/// Serves `app` on `socket` until `shutdown` completes, then drains connections.
-pub async fn serve(
-    socket: std::net::TcpListener,
-    listener: Listener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let handle: Handle<SocketAddr> = Handle::new();
-    let h = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        h.graceful_shutdown(Some(GRACE));
-    });
-    let svc = app.into_make_service_with_connect_info::<SocketAddr>();
-    match listener {
-        Listener::Tls(cfg) => {
-            let mut server = axum_server::from_tcp_rustls(socket, RustlsConfig::from_config(cfg))?;
-            tune_http(server.http_builder());
-            server.handle(handle).serve(svc).await
-        }
-        Listener::Plain => {
-            let mut server = axum_server::from_tcp(socket)?;
-            tune_http(server.http_builder());
-            server.handle(handle).serve(svc).await
+/// Bounds on what one connection (and one client) may hold. Defaults suit a public registry;
+/// `berth serve` exposes each as a setting.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Open connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Time from accept to a finished TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time to receive one request's headers (HTTP/1.1; also how long a kept-alive connection
+    /// may wait for its next request).
+    pub header_timeout: Duration,
+    /// A connection with no request in flight and nothing received for this long is closed.
+    pub idle_timeout: Duration,
+    /// A request body that delivers nothing for this long is answered 408.
+    pub body_timeout: Duration,
+    /// A client that takes nothing we send for this long is disconnected.
+    pub send_timeout: Duration,
+    /// After an early answer, unread request bytes are read and discarded for at most this long
+    /// (and at most `linger_bytes`) before the socket closes, so the kernel does not reset it.
+    pub linger_time: Duration,
+    pub linger_bytes: u64,
+    /// Request bodies (blob chunks, monolithic uploads) one identity may stream at once.
+    pub uploads_per_identity: usize,
+    /// Upload sessions one identity may hold open.
+    pub sessions_per_identity: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(120),
+            linger_time: Duration::from_secs(30),
+            linger_bytes: 256 << 20,
+            uploads_per_identity: 64,
+            sessions_per_identity: 256,
         }
     }
 }
@@ -55,10 +85,442 @@ pub async fn serve(
 const H2_STREAM_WINDOW: u32 = 4 << 20;
 const H2_CONN_WINDOW: u32 = 8 << 20;
 const H2_MAX_FRAME: u32 = 256 << 10;
+/// Streams one h2 connection may open at once (hyper's default is 200).
+const H2_MAX_STREAMS: u32 = 128;
+/// Over-limit connections get this long to read their 503.
+const REFUSAL_TIME: Duration = Duration::from_secs(5);
+/// Over-limit connections beyond this many more are dropped at accept, without an answer.
+const REFUSAL_SLOTS: usize = 64;
 
-fn tune_http(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+fn builder(limits: &Limits) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
     b.http2()
+        .timer(TokioTimer::new())
         .initial_stream_window_size(H2_STREAM_WINDOW)
         .initial_connection_window_size(H2_CONN_WINDOW)
-        .max_frame_size(H2_MAX_FRAME);
+        .max_frame_size(H2_MAX_FRAME)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        // Finds peers that vanished without a FIN.
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// Serves `app` on `socket` until `shutdown` completes, then drains connections.
+pub async fn serve(
+    socket: std::net::TcpListener,
+    listener: Listener,
+    limits: Limits,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    socket.set_nonblocking(true)?;
+    let socket = tokio::net::TcpListener::from_std(socket)?;
+    let tls = match listener {
+        Listener::Tls(cfg) => Some(tokio_rustls::TlsAcceptor::from(cfg)),
+        Listener::Plain => None,
+    };
+    let limits = Arc::new(limits);
+    let http = Arc::new(builder(&limits));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let refusals = Arc::new(Semaphore::new(REFUSAL_SLOTS));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let open = Arc::new(AtomicUsize::new(0));
+    let all_closed = Arc::new(tokio::sync::Notify::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = socket.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: back off instead of spinning on the error.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => Ok(p),
+            Err(_) => match refusals.clone().try_acquire_owned() {
+                Ok(r) => Err(r),
+                Err(_) => continue, // far over the limit: drop at once
+            },
+        };
+        let ctx = ConnCtx {
+            tls: tls.clone(),
+            limits: limits.clone(),
+            http: http.clone(),
+            app: app.clone(),
+            stop: stop_rx.clone(),
+        };
+        open.fetch_add(1, Ordering::AcqRel);
+        let (open, all_closed) = (open.clone(), all_closed.clone());
+        tokio::spawn(async move {
+            let over = permit.is_err();
+            if over {
+                tracing::warn!(%peer, "connection limit reached: refusing");
+            }
+            ctx.run(tcp, peer, over).await;
+            drop(permit);
+            if open.fetch_sub(1, Ordering::AcqRel) == 1 {
+                all_closed.notify_waiters();
+            }
+        });
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+    drop(socket);
+    let _ = stop_tx.send(true);
+    let wait = async {
+        loop {
+            let notified = all_closed.notified();
+            if open.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            notified.await;
+        }
+    };
+    let _ = tokio::time::timeout(GRACE, wait).await;
+    Ok(())
+}
+
+struct ConnCtx {
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Arc<Limits>,
+    http: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
+    app: Router,
+    stop: watch::Receiver<bool>,
+}
+
+impl ConnCtx {
+    async fn run(self, tcp: TcpStream, peer: SocketAddr, over_limit: bool) {
+        let activity = Arc::new(Activity::new());
+        let io = Guarded::new(tcp, &self.limits, activity.clone());
+        match &self.tls {
+            Some(acceptor) => {
+                let accept = acceptor.accept(io);
+                match tokio::time::timeout(self.limits.handshake_timeout, accept).await {
+                    Ok(Ok(tls)) => self.serve_io(tls, peer, activity, over_limit).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            }
+            None => self.serve_io(io, peer, activity, over_limit).await,
+        }
+    }
+
+    async fn serve_io<I>(self, io: I, peer: SocketAddr, activity: Arc<Activity>, over: bool)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let app = self.app.clone();
+        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            let app = app.clone();
+            let activity = activity.clone();
+            async move {
+                if over {
+                    return Ok::<_, std::convert::Infallible>(refusal());
+                }
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let guard = activity.begin();
+                let resp = app.oneshot(req).await.unwrap_or_else(|e| match e {});
+                // The request counts as in flight until its response body is done.
+                Ok(resp.map(|b| axum::body::Body::new(Tracked {
+                    inner: b,
+                    _guard: guard,
+                })))
+            }
+        });
+        let conn = self.http.serve_connection(TokioIo::new(io), svc);
+        tokio::pin!(conn);
+        let mut stop = self.stop.clone();
+        let deadline = tokio::time::sleep(REFUSAL_TIME);
+        tokio::pin!(deadline);
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = stop.changed(), if !stopping => {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                _ = &mut deadline, if over => return,
+            }
+        }
+    }
+}
+
+/// 503 for a connection beyond the limit; `Connection: close` ends it after this answer.
+fn refusal() -> Response<axum::body::Body> {
+    let body = r#"{"errors":[{"code":"UNAVAILABLE","message":"too many open connections; retry shortly"}]}"#;
+    let mut resp = Response::new(axum::body::Body::from(body));
+    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// What a connection has been doing: requests in flight and when it last did something, so
+/// the idle timeout never cuts a request that is still being worked on.
+struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds since `start` of the last request start or end.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Release);
+    }
+
+    fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        RequestGuard(self.clone())
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    fn last_instant(&self) -> Instant {
+        self.start + Duration::from_millis(self.last.load(Ordering::Acquire))
+    }
+}
+
+struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that ends its request's in-flight mark when it is done (or dropped).
+struct Tracked {
+    inner: axum::body::Body,
+    /// Dropped with the body, which ends the request's in-flight mark.
+    _guard: RequestGuard,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn timed_out(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, what.to_owned())
+}
+
+/// The TCP stream under TLS and HTTP, with the connection's timeouts and its lingering close.
+struct Guarded {
+    tcp: TcpStream,
+    activity: Arc<Activity>,
+    idle: Duration,
+    send: Duration,
+    /// Wakes a read that waits, to check the idle timeout.
+    idle_timer: Pin<Box<Sleep>>,
+    /// Armed while a write waits for the client to take bytes.
+    send_timer: Option<Pin<Box<Sleep>>>,
+    last_read: Instant,
+    linger: Option<Linger>,
+    linger_time: Duration,
+    linger_bytes: u64,
+}
+
+struct Linger {
+    until: Pin<Box<Sleep>>,
+    budget: u64,
+}
+
+impl Guarded {
+    fn new(tcp: TcpStream, limits: &Limits, activity: Arc<Activity>) -> Self {
+        let now = Instant::now();
+        Guarded {
+            tcp,
+            activity,
+            idle: limits.idle_timeout,
+            send: limits.send_timeout,
+            idle_timer: Box::pin(tokio::time::sleep_until((now + limits.idle_timeout).into())),
+            send_timer: None,
+            last_read: now,
+            linger: None,
+            linger_time: limits.linger_time,
+            linger_bytes: limits.linger_bytes,
+        }
+    }
+
+    /// Pending read: has the connection been idle too long? Re-arms the timer otherwise.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.idle_timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let now = Instant::now();
+            let since = self.last_read.max(self.activity.last_instant());
+            if !self.activity.busy() && now >= since + self.idle {
+                return true;
+            }
+            // Busy (a handler is working, a response is streaming) or active lately.
+            let next = if self.activity.busy() {
+                now + self.idle
+            } else {
+                since + self.idle
+            };
+            self.idle_timer.as_mut().reset(next.into());
+        }
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.tcp).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.last_read = Instant::now();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if self.idle_expired(cx) {
+                    Poll::Ready(Err(timed_out("idle connection")))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+impl Guarded {
+    fn send_stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let send = self.send;
+        let timer = self
+            .send_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(send)));
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    fn wrote<T>(&mut self, r: Poll<std::io::Result<T>>, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        match r {
+            Poll::Ready(x) => {
+                self.send_timer = None;
+                Poll::Ready(x)
+            }
+            Poll::Pending if self.send_stalled(cx) => {
+                Poll::Ready(Err(timed_out("client stopped reading")))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        self.wrote(r, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        self.wrote(r, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.tcp).poll_flush(cx);
+        self.wrote(r, cx)
+    }
+
+    /// Lingering close: send our FIN, then read and discard what the client is still sending
+    /// until it closes too (or the time or byte budget runs out). Closing with unread bytes in
+    /// the receive buffer makes the kernel send a reset, which destroys the answer we just sent
+    /// before a client that writes its whole body first gets to read it.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.linger.is_none() {
+            let r = Pin::new(&mut self.tcp).poll_shutdown(cx);
+            ready!(self.wrote(r, cx))?;
+            let (t, b) = (self.linger_time, self.linger_bytes);
+            self.linger = Some(Linger {
+                until: Box::pin(tokio::time::sleep(t)),
+                budget: b,
+            });
+        }
+        let this = &mut *self;
+        let Some(linger) = this.linger.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut scratch = [0u8; 16 << 10];
+        loop {
+            if linger.until.as_mut().poll(cx).is_ready() || linger.budget == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let mut rb = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.tcp).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len() as u64;
+                    linger.budget = linger.budget.saturating_sub(n);
+                }
+                // A reset or other error: nothing left to protect.
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }

@@ -1,4 +1,5 @@
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, SeekFrom};
+use std::sync::Arc;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -10,10 +11,8 @@ use tokio::fs::{self, File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-/// Write buffer per active upload: large writes keep syscalls (and blocking-pool hops) few.
+/// Bytes gathered per write batch: large batches keep blocking-pool hops few.
 const WRITE_BUF: usize = 1 << 20;
-/// Body chunks queued for the writer thread (chunks are at most a few hundred KiB).
-const WRITE_QUEUE: usize = 8;
 /// Read chunk size when streaming a blob out.
 const READ_BUF: usize = 256 << 10;
 /// Images may be private: only the server's user reads what is stored (whatever the umask).
@@ -57,6 +56,20 @@ impl FsBlobStore {
         }
         Ok(self.root.join("uploads").join(id))
     }
+}
+
+/// Writes `chunks` contiguously at `at` (positional writes: no shared file offset).
+fn write_at(f: &std::fs::File, chunks: &[Bytes], mut at: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    for c in chunks {
+        f.write_all_at(c, at)?;
+        at = at.saturating_add(c.len() as u64);
+    }
+    Ok(())
+}
+
+fn joined(r: std::result::Result<io::Result<()>, tokio::task::JoinError>) -> io::Result<()> {
+    r.unwrap_or_else(|e| Err(io::Error::other(e)))
 }
 
 fn not_found_as<T>(r: io::Result<T>, e: Error) -> Result<T> {
@@ -121,33 +134,37 @@ impl BlobStore for FsBlobStore {
         if current != offset {
             return Err(Error::OffsetMismatch { offset, current });
         }
-        let mut file = file.into_std().await;
-        // One blocking thread writes while this task keeps taking (and its caller hashing)
-        // the body: with tokio's File each write would wait for the previous one, so the
-        // network, the hash and the disk took turns instead of overlapping.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
-        let writer = tokio::task::spawn_blocking(move || {
-            let written: io::Result<()> = (|| {
-                file.seek(SeekFrom::Start(offset))?;
-                let mut w = std::io::BufWriter::with_capacity(WRITE_BUF, &mut file);
-                while let Some(chunk) = rx.blocking_recv() {
-                    w.write_all(&chunk)?;
-                }
-                w.flush()
-            })();
-            (file, written)
-        });
+        let file = Arc::new(file.into_std().await);
+        // The body is gathered into batches of WRITE_BUF; each batch is written by the blocking
+        // pool while the next one arrives, so network, hash and disk overlap. No blocking thread
+        // ever waits on the network: a client that stalls mid-body holds only this task.
+        let mut inflight: Option<tokio::task::JoinHandle<io::Result<()>>> = None;
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batch_len: u64 = 0;
+        let mut pos = offset;
         let mut received: u64 = 0;
+        let mut written: io::Result<()> = Ok(());
         let fed: Result<()> = async {
             while let Some(chunk) = data.next().await {
                 let chunk = chunk.map_err(Error::Body)?;
-                received += chunk.len() as u64;
+                received = received.saturating_add(chunk.len() as u64);
                 if expected.is_some_and(|n| received > n) {
                     break;
                 }
-                if tx.send(chunk).await.is_err() {
-                    // The writer stopped on an error; it is reported below.
-                    break;
+                batch_len = batch_len.saturating_add(chunk.len() as u64);
+                batch.push(chunk);
+                if batch_len >= WRITE_BUF as u64 {
+                    if let Some(h) = inflight.take() {
+                        written = joined(h.await);
+                        if written.is_err() {
+                            // Reported below, ahead of whatever the feed concluded.
+                            return Ok(());
+                        }
+                    }
+                    let (f, b, at) = (file.clone(), std::mem::take(&mut batch), pos);
+                    pos = pos.saturating_add(batch_len);
+                    batch_len = 0;
+                    inflight = Some(tokio::task::spawn_blocking(move || write_at(&f, &b, at)));
                 }
             }
             if let Some(n) = expected
@@ -161,8 +178,16 @@ impl BlobStore for FsBlobStore {
             Ok(())
         }
         .await;
-        drop(tx);
-        let (file, written) = writer.await.map_err(|e| Error::Io(io::Error::other(e)))?;
+        if let Some(h) = inflight.take() {
+            let r = joined(h.await);
+            if written.is_ok() {
+                written = r;
+            }
+        }
+        if written.is_ok() && fed.is_ok() && !batch.is_empty() {
+            let (f, b, at) = (file.clone(), std::mem::take(&mut batch), pos);
+            written = joined(tokio::task::spawn_blocking(move || write_at(&f, &b, at)).await);
+        }
         // A failed write is ours to report (it also ends the feed early), ahead of whatever the
         // feed then concluded about the body.
         match written.map_err(Error::Io).and(fed) {

@@ -49,9 +49,21 @@ CREATE TABLE IF NOT EXISTS uploads (
     id        TEXT PRIMARY KEY,
     repo      TEXT NOT NULL,
     algorithm TEXT NOT NULL,
-    created   INTEGER NOT NULL
+    created   INTEGER NOT NULL,
+    owner     TEXT NOT NULL DEFAULT ''
 );
 "#;
+
+/// Data dirs created before sessions recorded their owner get the column (and its index).
+fn add_upload_owner(c: &Connection) -> rusqlite::Result<()> {
+    let has_owner = c
+        .prepare("SELECT 1 FROM pragma_table_info('uploads') WHERE name = 'owner'")?
+        .exists([])?;
+    if !has_owner {
+        c.execute_batch("ALTER TABLE uploads ADD COLUMN owner TEXT NOT NULL DEFAULT ''")?;
+    }
+    c.execute_batch("CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads(owner)")
+}
 
 /// Metadata in SQLite. One writer connection serialises writes (SQLite allows one writer anyway,
 /// and queueing in-process avoids SQLITE_BUSY); readers use a small pool and run concurrently
@@ -141,6 +153,7 @@ impl SqliteMetadataStore {
         writer
             .execute_batch(crate::sqlite_identity::IDENTITY_SCHEMA)
             .map_err(backend)?;
+        add_upload_owner(&writer).map_err(backend)?;
         let settings = writer
             .prepare("SELECT name, value FROM settings")
             .and_then(|mut s| {
@@ -483,8 +496,8 @@ impl MetadataStore for SqliteMetadataStore {
         let u = u.clone();
         self.write(move |c| {
             c.execute(
-                "INSERT INTO uploads(id, repo, algorithm, created) VALUES (?1, ?2, ?3, ?4)",
-                params![u.id, u.repo.as_str(), u.algorithm.as_str(), u.created],
+                "INSERT INTO uploads(id, repo, algorithm, created, owner) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![u.id, u.repo.as_str(), u.algorithm.as_str(), u.created, u.owner],
             )
             .map_err(backend)?;
             Ok(())
@@ -496,13 +509,16 @@ impl MetadataStore for SqliteMetadataStore {
         let id = id.to_owned();
         self.read(move |c| {
             let row = c
-                .prepare_cached("SELECT id, repo, algorithm, created FROM uploads WHERE id = ?1")?
+                .prepare_cached(
+                    "SELECT id, repo, algorithm, created, owner FROM uploads WHERE id = ?1",
+                )?
                 .query_row([&id], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
                         r.get::<_, String>(2)?,
                         r.get(3)?,
+                        r.get::<_, String>(4)?,
                     ))
                 })
                 .optional()?;
@@ -513,12 +529,13 @@ impl MetadataStore for SqliteMetadataStore {
                     Box::new(e),
                 )
             };
-            row.map(|(id, repo, alg, created)| {
+            row.map(|(id, repo, alg, created, owner)| {
                 Ok(UploadRecord {
                     id,
                     repo: repo.parse().map_err(conv)?,
                     algorithm: Algorithm::parse(&alg).map_err(conv)?,
                     created,
+                    owner,
                 })
             })
             .transpose()
@@ -541,6 +558,16 @@ impl MetadataStore for SqliteMetadataStore {
             c.prepare_cached("SELECT id FROM uploads WHERE created < ?1")?
                 .query_map([before], |r| r.get(0))?
                 .collect()
+        })
+        .await
+    }
+
+    async fn uploads_owned_by(&self, owner: &str) -> Result<u64> {
+        let owner = owner.to_owned();
+        self.read(move |c| {
+            c.prepare_cached("SELECT count(*) FROM uploads WHERE owner = ?1")?
+                .query_row([owner], |r| r.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))
         })
         .await
     }

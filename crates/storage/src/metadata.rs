@@ -45,6 +45,9 @@ pub struct UploadRecord {
     pub algorithm: Algorithm,
     /// Unix seconds.
     pub created: i64,
+    /// The identity that opened the session (its name), so open sessions can be bounded per
+    /// identity. Empty for sessions from before owners were recorded.
+    pub owner: String,
 }
 
 /// One page of a lexically ordered listing.
@@ -92,4 +95,6 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn upload_delete(&self, id: &str) -> Result<()>;
     /// Ids of uploads created before `before` (unix seconds), for purging abandoned sessions.
     async fn uploads_created_before(&self, before: i64) -> Result<Vec<String>>;
+    /// How many upload sessions `owner` holds open.
+    async fn uploads_owned_by(&self, owner: &str) -> Result<u64>;
 }

@@ -256,13 +256,25 @@ async fn metadata_uploads(m: &dyn MetadataStore) {
         repo: repo("a/b"),
         algorithm: Algorithm::Sha512,
         created: 100,
+        owner: "alice".into(),
     };
     m.upload_create(&u).await.unwrap();
+    m.upload_create(&UploadRecord {
+        id: "up-2".into(),
+        owner: "bob".into(),
+        ..u.clone()
+    })
+    .await
+    .unwrap();
     let got = m.upload_get("up-1").await.unwrap().unwrap();
     assert_eq!(
-        (got.repo, got.algorithm, got.created),
-        (repo("a/b"), Algorithm::Sha512, 100)
+        (got.repo, got.algorithm, got.created, got.owner.as_str()),
+        (repo("a/b"), Algorithm::Sha512, 100, "alice")
     );
+    assert_eq!(m.uploads_owned_by("alice").await.unwrap(), 1);
+    assert_eq!(m.uploads_owned_by("carol").await.unwrap(), 0);
+    m.upload_delete("up-2").await.unwrap();
+    assert_eq!(m.uploads_owned_by("bob").await.unwrap(), 0);
     assert_eq!(
         m.uploads_created_before(101).await.unwrap(),
         vec!["up-1".to_string()]

@@ -16,7 +16,10 @@ use crate::config::{ServeConfig, Tls};
 
 /// Abandoned upload sessions are removed after this long.
 const UPLOAD_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// Sessions that never received a byte are removed after this long (clients send their first
+/// chunk right after opening one).
+const EMPTY_UPLOAD_MAX_AGE: Duration = Duration::from_secs(3600);
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 /// glibc's malloc, left alone, raises its mmap threshold to the size of the largest block freed:
 /// after one argon2id hash (19 MiB) every later one comes from the heap and stays resident, and
@@ -249,11 +252,13 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(PURGE_EVERY);
         loop {
             tick.tick().await;
-            let cutoff = std::time::SystemTime::now()
+            let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64 - UPLOAD_MAX_AGE.as_secs() as i64)
+                .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
-            match purge_registry.purge_uploads(cutoff).await {
+            let cutoff = now - UPLOAD_MAX_AGE.as_secs() as i64;
+            let empty_cutoff = now - EMPTY_UPLOAD_MAX_AGE.as_secs() as i64;
+            match purge_registry.purge_uploads(cutoff, empty_cutoff).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "purged abandoned upload sessions"),
                 Err(e) => tracing::warn!(error = %e, "purging upload sessions"),
@@ -270,13 +275,14 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         guns,
         access,
         scheme,
+        limits: berth_server::Limits::clone(&cfg.limits),
     }));
     // Tests and scripts parse this exact line.
     let mut out = std::io::stdout();
     writeln!(out, "listening on {scheme}://{addr}")?;
     out.flush()?;
     tracing::info!(%addr, data_dir = %data.display(), "berth serving");
-    berth_server::serve(socket, listener, app, shutdown_signal()).await?;
+    berth_server::serve(socket, listener, cfg.limits.clone(), app, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

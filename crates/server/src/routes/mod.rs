@@ -13,7 +13,6 @@ pub mod trust;
 mod uploads;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -182,11 +181,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Body of a request as a stream for the storage layer.
-pub(crate) fn body_stream(body: Body) -> berth_storage::ByteStream {
-    use futures::TryStreamExt;
-    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
-}
 
 /// The first value of a header as text.
 pub(crate) fn header_str(req: &Request, name: header::HeaderName) -> Option<&str> {

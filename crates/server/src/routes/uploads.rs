@@ -6,9 +6,27 @@ use axum::response::{IntoResponse, Response};
 use berth_oci::{Algorithm, Digest, ErrorCode, RepoName};
 use berth_registry::{CHUNK_MIN_LENGTH, ChunkRange, parse_content_range};
 
-use super::{body_stream, header_str, query_get, query_pairs, repo};
+use super::{header_str, query_get, query_pairs, repo};
 use crate::error::range_value;
+use crate::limits::{Slot, body_stream};
 use crate::{ApiError, AppState};
+
+/// The caller's name (every request past the authorization layer carries one).
+fn owner(req: &Request) -> String {
+    req.extensions()
+        .get::<crate::access::Caller>()
+        .map(|c| c.name.clone())
+        .unwrap_or_default()
+}
+
+/// A slot for streaming one more body for the caller, and the body as a stream.
+fn upload_body(
+    state: &AppState,
+    req: Request,
+) -> Result<(Slot, berth_storage::ByteStream), ApiError> {
+    let slot = state.uploads_in_flight().acquire(&owner(&req))?;
+    Ok((slot, body_stream(req.into_body(), state.limits.body_timeout)))
+}
 
 fn upload_location(repo: &RepoName, id: &str) -> String {
     format!("/v2/{repo}/blobs/uploads/{id}")
@@ -122,7 +140,9 @@ pub(super) async fn start(
     } else if let Some(d) = query_get(&q, "digest") {
         let digest: Digest = d.parse()?;
         let len = content_length(&req)?;
-        reg.upload_monolithic(&repo, &digest, len, body_stream(req.into_body()))
+        let who = owner(&req);
+        let (_slot, body) = upload_body(state, req)?;
+        reg.upload_monolithic(&repo, &digest, len, body, &who)
             .await?;
         return Ok(created(&repo, &digest));
     }
@@ -130,7 +150,10 @@ pub(super) async fn start(
         Some(a) => Algorithm::parse(&a)?,
         None => Algorithm::Sha256,
     };
-    let id = reg.start_upload(&repo, algorithm).await?;
+    let max_open = u64::try_from(state.limits.sessions_per_identity).unwrap_or(u64::MAX);
+    let id = reg
+        .start_upload(&repo, algorithm, &owner(&req), Some(max_open))
+        .await?;
     let mut resp = session_response(StatusCode::ACCEPTED, &repo, &id, 0);
     resp.headers_mut()
         .insert("oci-chunk-min-length", CHUNK_MIN_LENGTH.into());
@@ -151,9 +174,10 @@ pub(super) async fn patch(
 ) -> Result<Response, ApiError> {
     let repo = repo(name)?;
     let range = chunk_range(&req)?;
+    let (_slot, body) = upload_body(state, req)?;
     let len = state
         .registry
-        .upload_chunk(&repo, id, range, body_stream(req.into_body()))
+        .upload_chunk(&repo, id, range, body)
         .await
         .map_err(|e| with_location(e.into(), &repo, id))?;
     Ok(session_response(StatusCode::ACCEPTED, &repo, id, len))
@@ -189,7 +213,7 @@ pub(super) async fn put(
     };
     let digest: Digest = d.parse()?;
     let range = chunk_range(&req)?;
-    let body = body_stream(req.into_body());
+    let (_slot, body) = upload_body(state, req)?;
     state
         .registry
         .finish_upload(&repo, id, &digest, Some((range, body)))

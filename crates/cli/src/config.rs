@@ -99,20 +99,19 @@ impl ServeConfig {
 
 fn resolve_limits(a: &ServeArgs, f: &FileLimits) -> anyhow::Result<berth_server::Limits> {
     let mut l = berth_server::Limits::default();
-    let secs = |flag: Option<u64>, file: Option<u64>, default: Duration, name: &str| {
-        match flag.or(file) {
+    let secs =
+        |flag: Option<u64>, file: Option<u64>, default: Duration, name: &str| match flag.or(file) {
             None => Ok(default),
             Some(0) => bail!("{name} must be at least 1 second"),
             Some(n) if n > 86_400 => bail!("{name} must be at most 86400 seconds"),
             Some(n) => Ok(Duration::from_secs(n)),
-        }
-    };
-    let count = |flag: Option<usize>, file: Option<usize>, default: usize, name: &str| {
-        match flag.or(file) {
-            None => Ok(default),
-            Some(0) => bail!("{name} must be at least 1"),
-            Some(n) => Ok(n),
-        }
+        };
+    let count = |flag: Option<usize>, file: Option<usize>, default: usize, name: &str| match flag
+        .or(file)
+    {
+        None => Ok(default),
+        Some(0) => bail!("{name} must be at least 1"),
+        Some(n) => Ok(n),
     };
     l.max_connections = count(
         a.max_connections,
@@ -120,10 +119,30 @@ fn resolve_limits(a: &ServeArgs, f: &FileLimits) -> anyhow::Result<berth_server:
         l.max_connections,
         "max_connections",
     )?;
-    l.header_timeout = secs(a.header_timeout, f.header_timeout, l.header_timeout, "header_timeout")?;
-    l.idle_timeout = secs(a.idle_timeout, f.idle_timeout, l.idle_timeout, "idle_timeout")?;
-    l.body_timeout = secs(a.body_timeout, f.body_timeout, l.body_timeout, "body_timeout")?;
-    l.send_timeout = secs(a.send_timeout, f.send_timeout, l.send_timeout, "send_timeout")?;
+    l.header_timeout = secs(
+        a.header_timeout,
+        f.header_timeout,
+        l.header_timeout,
+        "header_timeout",
+    )?;
+    l.idle_timeout = secs(
+        a.idle_timeout,
+        f.idle_timeout,
+        l.idle_timeout,
+        "idle_timeout",
+    )?;
+    l.body_timeout = secs(
+        a.body_timeout,
+        f.body_timeout,
+        l.body_timeout,
+        "body_timeout",
+    )?;
+    l.send_timeout = secs(
+        a.send_timeout,
+        f.send_timeout,
+        l.send_timeout,
+        "send_timeout",
+    )?;
     l.uploads_per_identity = count(
         a.uploads_per_identity,
         f.uploads_per_identity,

@@ -36,7 +36,9 @@ pub enum Error {
     #[error("request body stalled: {0}")]
     BodyTimeout(String),
     /// The caller holds too many open upload sessions: 429.
-    #[error("{limit} upload sessions are open for this identity: finish or cancel some (DELETE the upload URL) first; abandoned sessions are purged")]
+    #[error(
+        "{limit} upload sessions are open for this identity: finish or cancel some (DELETE the upload URL) first; abandoned sessions are purged"
+    )]
     TooManyUploads { limit: u64 },
     #[error("internal storage error: {0}")]
     Storage(berth_storage::Error),

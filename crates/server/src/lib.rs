@@ -47,18 +47,25 @@ struct Inner {
     parts: AppParts,
     /// Request bodies being streamed into uploads, per identity.
     uploads: limits::PerIdentity,
+    /// Trust publishes being read and validated (each held in memory).
+    trust_publishes: tokio::sync::Semaphore,
 }
 
 impl AppState {
     pub fn new(parts: AppParts) -> Self {
         AppState(Arc::new(Inner {
             uploads: limits::PerIdentity::new(parts.limits.uploads_per_identity),
+            trust_publishes: tokio::sync::Semaphore::new(routes::trust::TRUST_PUBLISHES_AT_ONCE),
             parts,
         }))
     }
 
     pub(crate) fn uploads_in_flight(&self) -> &limits::PerIdentity {
         &self.0.uploads
+    }
+
+    pub(crate) fn trust_publishes(&self) -> &tokio::sync::Semaphore {
+        &self.0.trust_publishes
     }
 }
 

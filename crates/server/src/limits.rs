@@ -69,19 +69,22 @@ impl Drop for Slot {
 /// arrives for `stall` (the registry answers that with 408).
 pub(crate) fn body_stream(body: axum::body::Body, stall: Duration) -> berth_storage::ByteStream {
     let data = body.into_data_stream();
-    Box::pin(futures::stream::unfold(Some(data), move |state| async move {
-        let mut data = state?;
-        match tokio::time::timeout(stall, data.next()).await {
-            Ok(Some(Ok(b))) => Some((Ok(b), Some(data))),
-            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
-            Ok(None) => None,
-            Err(_) => Some((
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("nothing received for {} s", stall.as_secs()),
+    Box::pin(futures::stream::unfold(
+        Some(data),
+        move |state| async move {
+            let mut data = state?;
+            match tokio::time::timeout(stall, data.next()).await {
+                Ok(Some(Ok(b))) => Some((Ok(b), Some(data))),
+                Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("nothing received for {} s", stall.as_secs()),
+                    )),
+                    None,
                 )),
-                None,
-            )),
-        }
-    }))
+            }
+        },
+    ))
 }

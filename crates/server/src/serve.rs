@@ -230,10 +230,12 @@ impl ConnCtx {
                 let guard = activity.begin();
                 let resp = app.oneshot(req).await.unwrap_or_else(|e| match e {});
                 // The request counts as in flight until its response body is done.
-                Ok(resp.map(|b| axum::body::Body::new(Tracked {
-                    inner: b,
-                    _guard: guard,
-                })))
+                Ok(resp.map(|b| {
+                    axum::body::Body::new(Tracked {
+                        inner: b,
+                        _guard: guard,
+                    })
+                }))
             }
         });
         let conn = self.http.serve_connection(TokioIo::new(io), svc);
@@ -266,7 +268,10 @@ fn refusal() -> Response<axum::body::Body> {
     let mut resp = Response::new(axum::body::Body::from(body));
     *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
@@ -445,7 +450,11 @@ impl Guarded {
         timer.as_mut().poll(cx).is_ready()
     }
 
-    fn wrote<T>(&mut self, r: Poll<std::io::Result<T>>, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+    fn wrote<T>(
+        &mut self,
+        r: Poll<std::io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<T>> {
         match r {
             Poll::Ready(x) => {
                 self.send_timer = None;

@@ -1,6 +1,6 @@
 use std::io::{self, SeekFrom};
-use std::sync::Arc;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_oci::Digest;

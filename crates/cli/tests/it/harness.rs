@@ -40,6 +40,8 @@ pub struct Server {
     insecure: bool,
     /// Authentication on (the default of `berth serve`); the protocol suites run without it.
     auth: bool,
+    /// Extra `berth serve` flags (limits, timeouts).
+    args: Vec<String>,
     stdout: Arc<Mutex<String>>,
     pub port: u16,
     pub base: String,
@@ -63,7 +65,16 @@ impl Server {
         Self::launch(false, true)
     }
 
+    /// Like [`Server::start_with_auth`], with extra `berth serve` flags.
+    pub fn start_with_auth_args(args: &[&str]) -> Server {
+        Self::launch_with(false, true, args.iter().map(|s| s.to_string()).collect())
+    }
+
     fn launch(insecure: bool, auth: bool) -> Server {
+        Self::launch_with(insecure, auth, Vec::new())
+    }
+
+    fn launch_with(insecure: bool, auth: bool, args: Vec<String>) -> Server {
         // reqwest is built without a default crypto provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let data = tempfile::tempdir().expect("data tempdir");
@@ -74,6 +85,7 @@ impl Server {
             work,
             insecure,
             auth,
+            args,
             stdout: Arc::new(Mutex::new(String::new())),
             port: 0,
             base: String::new(),
@@ -93,6 +105,7 @@ impl Server {
         if self.insecure {
             cmd.arg("--insecure-http");
         }
+        cmd.args(&self.args);
         // The caller's BERTH_* variables must not change what the server does.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("BERTH_") {

@@ -19,6 +19,7 @@ mod manifests;
 mod names;
 mod referrers;
 mod restart;
+mod robustness;
 mod skopeo;
 mod tags_catalog;
 mod uploads;

@@ -181,7 +181,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-
 /// The first value of a header as text.
 pub(crate) fn header_str(req: &Request, name: header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())

@@ -18,8 +18,15 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 
-/// Largest multipart upload accepted for one publish (all roles together).
-pub const MAX_TRUST_UPLOAD: u64 = 64 * 1024 * 1024;
+/// Largest multipart upload accepted for one publish (all roles together). Publishes are held
+/// in memory while they are validated, so this and [`MAX_TRUST_FILE`] bound what one costs.
+pub const MAX_TRUST_UPLOAD: u64 = 16 * 1024 * 1024;
+/// Largest single TUF file in a publish. Real ones are kilobytes; a targets file with tens of
+/// thousands of tags fits.
+pub const MAX_TRUST_FILE: u64 = 8 * 1024 * 1024;
+/// Publishes whose bodies are read and validated at once; later ones wait their turn before
+/// their body is read, so memory stays within this many times [`MAX_TRUST_UPLOAD`].
+pub(crate) const TRUST_PUBLISHES_AT_ONCE: usize = 4;
 /// Most parts (roles) in one publish; real publishes carry a handful.
 const MAX_PARTS: usize = 1024;
 
@@ -281,8 +288,11 @@ async fn read_parts(req: Request) -> Result<Vec<(String, Bytes)>, Response> {
     {
         return Err(too_large());
     }
-    let limits = multer::Constraints::new()
-        .size_limit(multer::SizeLimit::new().whole_stream(MAX_TRUST_UPLOAD));
+    let limits = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(MAX_TRUST_UPLOAD)
+            .per_field(MAX_TRUST_FILE),
+    );
     let mut mp =
         multer::Multipart::with_constraints(req.into_body().into_data_stream(), boundary, limits);
     let mut parts = Vec::new();
@@ -309,7 +319,7 @@ fn too_large() -> Response {
         "MALFORMED_UPLOAD",
         "The body of your request is malformed.",
         Some(Value::String(format!(
-            "upload exceeds the {MAX_TRUST_UPLOAD}-byte limit"
+            "a publish may carry at most {MAX_TRUST_UPLOAD} bytes, and each TUF file at most {MAX_TRUST_FILE}"
         ))),
     )
 }
@@ -344,6 +354,10 @@ pub(crate) async fn handle(
     let result = match endpoint {
         TrustEndpoint::NotFound => return not_found(),
         TrustEndpoint::Update(gun) => {
+            // The semaphore is never closed, so acquiring only waits.
+            let Ok(_turn) = state.trust_publishes().acquire().await else {
+                return not_found();
+            };
             let parts = match read_parts(req).await {
                 Ok(p) => p,
                 Err(resp) => return resp,

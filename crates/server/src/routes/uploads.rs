@@ -25,7 +25,10 @@ fn upload_body(
     req: Request,
 ) -> Result<(Slot, berth_storage::ByteStream), ApiError> {
     let slot = state.uploads_in_flight().acquire(&owner(&req))?;
-    Ok((slot, body_stream(req.into_body(), state.limits.body_timeout)))
+    Ok((
+        slot,
+        body_stream(req.into_body(), state.limits.body_timeout),
+    ))
 }
 
 fn upload_location(repo: &RepoName, id: &str) -> String {

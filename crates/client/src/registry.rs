@@ -166,8 +166,8 @@ impl Registry {
     }
 
     /// Sends a request built by `build` (called again for a retry), authenticating as the
-    /// registry asks: on a 401 it learns the challenge, fetches a token for `scopes` plus
-    /// whatever the challenge names, and retries once. Other statuses are returned as they are.
+    /// registry asks: on a 401 (or a 403 saying `insufficient_scope`) it learns the challenge,
+    /// fetches a token for `scopes` plus whatever the challenge names, and retries once. Other statuses are returned as they are.
     pub(crate) async fn send(
         &self,
         what: &str,
@@ -179,7 +179,10 @@ impl Registry {
         for attempt in 0..2 {
             let rb = self.authorize(what, build(), &scopes, fresh).await?;
             let resp = rb.send().await.map_err(|e| self.network(what, &e))?;
-            if resp.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
+            let status = resp.status();
+            if attempt == 1
+                || (status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN)
+            {
                 return Ok(resp);
             }
             let challenges = resp
@@ -189,6 +192,15 @@ impl Registry {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(crate::auth::parse_challenges)
                 .collect::<Vec<_>>();
+            // A 403 is a refusal, unless it says the token lacks scope the caller may ask for
+            // (RFC 6750 `insufficient_scope`): then a token with that scope is worth one try.
+            if status == StatusCode::FORBIDDEN
+                && !challenges.iter().any(|c| {
+                    matches!(c, Challenge::Bearer { error: Some(e), .. } if e == "insufficient_scope")
+                })
+            {
+                return Ok(resp);
+            }
             let bearer = challenges.iter().find_map(|c| match c {
                 Challenge::Bearer {
                     realm,

@@ -88,7 +88,7 @@ async fn default_server_requires_auth_and_issues_tokens() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
-    // Another repository is outside the token: a new challenge for it.
+    // Another repository is outside the token: 403 with a new challenge for it (RFC 6750).
     let r = srv
         .client
         .post(srv.url("/v2/other/blobs/uploads/"))
@@ -96,7 +96,7 @@ async fn default_server_requires_auth_and_issues_tokens() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.status().as_u16(), 403);
     assert!(
         r.headers()["www-authenticate"]
             .to_str()

@@ -285,8 +285,14 @@ pub fn challenge_scope(r: &Resp) -> Option<String> {
 }
 
 /// Asserts a 401 with docker's Bearer challenge (and `error=...` when given).
+/// A Bearer challenge: 401, or 403 for a token that lacks scope (`insufficient_scope`).
 pub fn expect_challenge(r: &Resp, error: Option<&str>) {
-    assert_eq!(r.status, 401, "expected 401: {r}");
+    let status = if error == Some("insufficient_scope") {
+        403
+    } else {
+        401
+    };
+    assert_eq!(r.status, status, "expected {status}: {r}");
     let ch = r
         .header("www-authenticate")
         .unwrap_or_else(|| panic!("401 without WWW-Authenticate: {r}"));

@@ -602,3 +602,10 @@ async fn oras_roundtrip(mode: &str) {
 async fn oras_sdk_basic_mode_pushes_and_pulls() {
     oras_roundtrip("basic").await;
 }
+
+/// In token mode the SDK keeps its pull token after a 401 and asks for a new one only after a
+/// 403: a token lacking scope gets 403 with the challenge.
+#[tokio::test]
+async fn oras_sdk_token_mode_pushes_and_pulls() {
+    oras_roundtrip("token").await;
+}

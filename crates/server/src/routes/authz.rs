@@ -65,7 +65,10 @@ pub(crate) fn host_of(req: &Request) -> String {
         .to_ascii_lowercase()
 }
 
-/// 401 with docker's Bearer challenge for `scope` (if any).
+/// 401 with docker's Bearer challenge for `scope` (if any). A valid token that lacks scope its
+/// holder may have gets 403 with the same challenge and `error="insufficient_scope"`, as RFC 6750
+/// says: clients that reuse a token after a 401 (the oras SDK) fetch a new one only after a 403,
+/// and docker, skopeo and notary ask for every scope up front, so they never see it.
 fn challenge(
     state: &AppState,
     host: &str,
@@ -83,8 +86,21 @@ fn challenge(
     if let Some(e) = error {
         value.push_str(&format!(",error=\"{e}\""));
     }
-    let body = json!({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required", "detail": detail}]});
-    let mut resp = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    let (status, code, message) = if error == Some("insufficient_scope") {
+        (
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            "the token lacks the scope this request needs; ask the token service for the scope in WWW-Authenticate",
+        )
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required",
+        )
+    };
+    let body = json!({"errors": [{"code": code, "message": message, "detail": detail}]});
+    let mut resp = (status, axum::Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(&value) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }

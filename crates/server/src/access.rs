@@ -109,7 +109,24 @@ pub struct AccessService {
     hashing: HashPool,
     /// Verified credentials (see [`AccessService::cred_key`]) and when they were verified.
     creds: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Verifications under way, by memo key, for requests carrying the same credentials.
+    inflight: Mutex<HashMap<[u8; 32], tokio::sync::watch::Receiver<Option<bool>>>>,
     cache_salt: [u8; 32],
+}
+
+/// The request hashing a password others are waiting on; its entry goes when it does, answered
+/// or not.
+struct Leader<'a> {
+    inflight: &'a Mutex<HashMap<[u8; 32], tokio::sync::watch::Receiver<Option<bool>>>>,
+    key: [u8; 32],
+    tx: tokio::sync::watch::Sender<Option<bool>>,
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        inflight.remove(&self.key);
+    }
 }
 
 /// Whether `password` matches one of `hashes` (`None`: no such identity). Runs on the hashing
@@ -176,6 +193,7 @@ impl AccessService {
             throttle: Throttle::new(throttle_salt),
             hashing: HashPool::for_this_machine(),
             creds: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
             cache_salt,
         })
     }
@@ -443,6 +461,73 @@ impl AccessService {
         cache.insert(key, Instant::now());
     }
 
+    /// Whether `password` is `rec`'s (`None`: no such identity), from the memo or by hashing.
+    /// Requests carrying the same credentials at once share one hashing (clients send several
+    /// requests together, and the lane of a source that mistyped once is small).
+    async fn verify_password(
+        &self,
+        rec: Option<&IdentityRecord>,
+        key: Option<[u8; 32]>,
+        password: &str,
+        suspect: bool,
+    ) -> Result<bool, AuthError> {
+        let mut leader = None;
+        if let Some(k) = key {
+            if self.cred_cached(&k) {
+                return Ok(true);
+            }
+            let follow = {
+                let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                match inflight.get(&k) {
+                    Some(rx) => Some(rx.clone()),
+                    None => {
+                        let (tx, rx) = tokio::sync::watch::channel(None);
+                        inflight.insert(k, rx);
+                        leader = Some(Leader {
+                            inflight: &self.inflight,
+                            key: k,
+                            tx,
+                        });
+                        None
+                    }
+                }
+            };
+            if let Some(mut rx) = follow {
+                // Same password against the same hashes: the same answer. If the one hashing
+                // gave up (its client went away), hash here instead.
+                if let Ok(v) = rx.wait_for(Option::is_some).await {
+                    return Ok(v.unwrap_or(false));
+                }
+            }
+        }
+        let slot = self
+            .hashing
+            .admit(suspect)
+            .ok_or(AuthError::Throttled(BUSY_RETRY_SECS))?;
+        let turn = self
+            .hashing
+            .turn(slot)
+            .await
+            .ok_or_else(|| internal("the hashing pool is closed"))?;
+        let hashes: Option<Vec<String>> = rec.map(|r| {
+            std::iter::once(r.secret_hash.clone())
+                .chain(r.secret_hash2.clone())
+                .collect()
+        });
+        let pw = password.to_owned();
+        let ok = turn
+            .run(move || check_password(&pw, hashes.as_deref()))
+            .await
+            .map_err(internal)?;
+        if let Some(l) = leader {
+            if ok {
+                self.cred_remember(l.key);
+            }
+            let _ = l.tx.send(Some(ok));
+        }
+        Ok(ok)
+    }
+
     /// Counts a failed login and audits it.
     async fn login_failed(&self, user: &str, source: Source, client: Option<IpAddr>, why: &str) {
         self.throttle.failed(user, source);
@@ -483,34 +568,9 @@ impl AccessService {
         };
         let rec = self.ids.identity_get(user).await.map_err(internal)?;
         let key = rec.as_ref().map(|r| self.cred_key(r, password));
-        let ok = if key.as_ref().is_some_and(|k| self.cred_cached(k)) {
-            true
-        } else {
-            let slot = self
-                .hashing
-                .admit(suspect)
-                .ok_or(AuthError::Throttled(BUSY_RETRY_SECS))?;
-            let turn = self
-                .hashing
-                .turn(slot)
-                .await
-                .ok_or_else(|| internal("the hashing pool is closed"))?;
-            // The same credentials may have been verified by another request while this one
-            // waited (clients send several at once).
-            if key.as_ref().is_some_and(|k| self.cred_cached(k)) {
-                true
-            } else {
-                let hashes: Option<Vec<String>> = rec.as_ref().map(|r| {
-                    std::iter::once(r.secret_hash.clone())
-                        .chain(r.secret_hash2.clone())
-                        .collect()
-                });
-                let pw = password.to_owned();
-                turn.run(move || check_password(&pw, hashes.as_deref()))
-                    .await
-                    .map_err(internal)?
-            }
-        };
+        let ok = self
+            .verify_password(rec.as_ref(), key, password, suspect)
+            .await?;
         let (Some(rec), Some(key)) = (rec.filter(|_| ok), key) else {
             self.login_failed(user, source, client, "wrong username or password")
                 .await;

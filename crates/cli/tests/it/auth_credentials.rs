@@ -179,6 +179,24 @@ async fn guessing_throttles_the_guesser_not_the_victim() {
     assert!(!logs.contains("not-the-password") && !logs.contains(OWNER_PASSWORD));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_typo_a_burst_with_the_right_password_all_passes() {
+    // A source that mistyped once waits in the small lane of failing sources; a client that then
+    // sends many requests at once with the right password must still get through with all.
+    let srv = Server::start_with_auth();
+    let dana = user_with_roles(&srv, "dana", "dana-password-1", &["AcrPull"]).await;
+    let client = client_from(&srv, fresh_ip());
+    let typo = Cred::basic("dana", "dana-pasword-1");
+    expect_challenge(
+        &call_with(&srv, &client, Method::GET, "/v2/", &typo, &[], None).await,
+        None,
+    );
+    let burst = (0..16).map(|_| call_with(&srv, &client, Method::GET, "/v2/", &dana, &[], None));
+    for r in futures::future::join_all(burst).await {
+        r.expect(200);
+    }
+}
+
 /// One login attempt of the flood; returns the status (0: no answer) and how long it took.
 async fn flood_once(client: &reqwest::Client, url: &str, user: &str) -> (u16, Duration, bool) {
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:wrong-password"));

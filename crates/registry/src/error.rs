@@ -1,9 +1,8 @@
 use berth_oci::{Digest, ErrorCode};
 
 /// Why a registry operation failed. Every variant maps to one OCI error code; the server turns it
-/// into the wire response in one place.
+/// into the wire response in one place (exhaustively: hence not `#[non_exhaustive]`).
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// A request value broke the protocol's grammar or rules.
     #[error(transparent)]
@@ -40,6 +39,9 @@ pub enum Error {
         "{limit} upload sessions are open for this identity: finish or cancel some (DELETE the upload URL) first; abandoned sessions are purged"
     )]
     TooManyUploads { limit: u64 },
+    /// The registry's storage is full; what was being written was rolled back.
+    #[error("no space left on the registry's storage device; nothing was stored")]
+    NoSpace(String),
     #[error("internal storage error: {0}")]
     Storage(berth_storage::Error),
 }
@@ -60,7 +62,7 @@ impl Error {
             Error::DigestMismatch { .. } => ErrorCode::DigestInvalid,
             Error::SizeInvalid(_) | Error::ManifestTooLarge { .. } => ErrorCode::SizeInvalid,
             Error::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
-            Error::Storage(_) => ErrorCode::Unsupported,
+            Error::NoSpace(_) | Error::Storage(_) => ErrorCode::Unknown,
         }
     }
 
@@ -84,7 +86,10 @@ impl From<berth_storage::Error> for Error {
             }
             S::Body(e) => Error::Body(e.to_string()),
             S::MissingReferences(v) => Error::ManifestBlobUnknown(v),
-            other => Error::Storage(other),
+            S::NoSpace(cause) => Error::NoSpace(cause),
+            other @ (S::TufVersion { .. } | S::Conflict(_) | S::Io(_) | S::Backend(_)) => {
+                Error::Storage(other)
+            }
         }
     }
 }

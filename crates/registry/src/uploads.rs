@@ -349,26 +349,70 @@ impl Registry {
     }
 }
 
-/// Parses a PATCH `Content-Range` value: `<start>-<end>` inclusive (some clients add `bytes `).
+/// Parses a PATCH `Content-Range` value, `<start>-<end>` inclusive (some clients add `bytes `),
+/// into (start, length). The end must fit a signed 64-bit offset (file offsets and the stores'
+/// integers are signed), which also keeps `end - start + 1` from overflowing.
 pub fn parse_content_range(v: &str) -> Result<(u64, u64)> {
     let v = v.trim();
     let v = v
         .strip_prefix("bytes")
         .map(|r| r.trim_start_matches([' ', '=']))
         .unwrap_or(v);
-    let bad = || {
+    let bad = |why: &str| {
         Error::invalid(
             ErrorCode::BlobUploadInvalid,
-            format!("malformed Content-Range {v:?}"),
+            format!("malformed Content-Range {v:?}: {why}"),
         )
     };
-    let (a, b) = v.split_once('-').ok_or_else(bad)?;
-    let (a, b): (u64, u64) = (
-        a.trim().parse().map_err(|_| bad())?,
-        b.trim().parse().map_err(|_| bad())?,
-    );
-    if b < a {
-        return Err(bad());
+    let (a, b) = v
+        .split_once('-')
+        .ok_or_else(|| bad("expected <start>-<end>"))?;
+    let num = |s: &str| {
+        let s = s.trim();
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(bad("expected decimal byte offsets"));
+        }
+        s.parse::<u64>()
+            .ok()
+            .filter(|n| i64::try_from(*n).is_ok())
+            .ok_or_else(|| bad("offset beyond 2^63-1"))
+    };
+    let (a, b) = (num(a)?, num(b)?);
+    let len = b
+        .checked_sub(a)
+        .and_then(|d| d.checked_add(1))
+        .ok_or_else(|| bad("end before start"))?;
+    Ok((a, len))
+}
+
+#[cfg(test)]
+mod content_range_tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_bounds_content_ranges() {
+        assert_eq!(parse_content_range("0-9").unwrap(), (0, 10));
+        assert_eq!(parse_content_range("bytes 5-5").unwrap(), (5, 1));
+        assert_eq!(parse_content_range("bytes=10-19").unwrap(), (10, 10));
+        let max = i64::MAX as u64;
+        assert_eq!(
+            parse_content_range(&format!("0-{max}")).unwrap(),
+            (0, max + 1)
+        );
+        for bad in [
+            "0-18446744073709551615",
+            "18446744073709551615-18446744073709551615",
+            "9223372036854775808-9223372036854775808",
+            "100000000000000000000-1",
+            "5-4",
+            "-1-5",
+            "+1-5",
+            "1",
+            "a-b",
+            "",
+        ] {
+            let e = parse_content_range(bad).expect_err(bad);
+            assert_eq!(e.code(), ErrorCode::BlobUploadInvalid, "{bad}");
+        }
     }
-    Ok((a, b))
 }

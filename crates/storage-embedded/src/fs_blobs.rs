@@ -77,7 +77,7 @@ fn not_found_as<T>(r: io::Result<T>, e: Error) -> Result<T> {
         if err.kind() == io::ErrorKind::NotFound {
             e
         } else {
-            Error::Io(err)
+            Error::from(err)
         }
     })
 }
@@ -190,7 +190,7 @@ impl BlobStore for FsBlobStore {
         }
         // A failed write is ours to report (it also ends the feed early), ahead of whatever the
         // feed then concluded about the body.
-        match written.map_err(Error::Io).and(fed) {
+        match written.map_err(Error::from).and(fed) {
             Ok(()) => Ok(offset + received),
             Err(e) => {
                 // Roll back so the chunk is all-or-nothing and the session stays resumable.

@@ -79,8 +79,13 @@ pub struct SqliteMetadataStore {
     pub(crate) cache: Arc<crate::cache::HotCache>,
 }
 
+/// The one mapping of SQLite failures. A full disk (SQLITE_FULL, which SQLite reports for
+/// ENOSPC) is told apart so clients hear what happened; the transaction was rolled back.
 pub(crate) fn backend(e: rusqlite::Error) -> Error {
-    Error::Backend(format!("sqlite: {e}"))
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => Error::NoSpace(format!("sqlite: {e}")),
+        _ => Error::Backend(format!("sqlite: {e}")),
+    }
 }
 
 /// Concurrent reads (and pooled reader connections); more would only queue for the CPU.

@@ -1,7 +1,8 @@
 use berth_oci::Digest;
 
+/// Why a store operation failed. Not `#[non_exhaustive]`: the server maps every variant to a
+/// wire error with an exhaustive match, so a new variant cannot fall into a default silently.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     #[error("upload not found")]
     UploadUnknown,
@@ -25,10 +26,39 @@ pub enum Error {
     /// A record with that name already exists.
     #[error("{0} already exists")]
     Conflict(String),
+    /// The device holding the data is full (ENOSPC, EDQUOT, SQLITE_FULL). The write was rolled
+    /// back; clients are told so, unlike other I/O failures whose text stays in the log.
+    #[error("no space left on device ({0})")]
+    NoSpace(String),
+    /// Any other I/O failure. Built through `From<io::Error>`, which sorts out [`Error::NoSpace`].
     #[error("storage I/O: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("storage backend: {0}")]
     Backend(String),
+}
+
+impl Error {
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::NoSpace(_))
+    }
+}
+
+/// Whether an OS error means the file system is out of space (or the user's quota is).
+pub fn io_is_no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        if io_is_no_space(&e) {
+            Error::NoSpace(e.to_string())
+        } else {
+            Error::Io(e)
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

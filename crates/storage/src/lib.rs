@@ -10,7 +10,7 @@ pub mod testsuite;
 mod trust;
 
 pub use blob::{BlobStore, ByteStream};
-pub use error::{Error, Result};
+pub use error::{Error, Result, io_is_no_space};
 pub use identity::{
     AuditRecord, IdentityRecord, IdentityStore, RoleAssignmentRecord, ScopeMapRecord,
     SigningKeyRecord,

@@ -3,8 +3,8 @@ use serde_json::{Value, json};
 /// Why a trust operation failed. Every variant maps to one Notary error code (plus
 /// [`Error::Disabled`], Berth's own), so the server renders `{"errors":[{code,message,detail}]}`
 /// from [`Error::code`], [`Error::status`], [`Error::message`] and [`Error::detail`] alone.
+/// Not `#[non_exhaustive]`: the server's test walks every variant with an exhaustive match.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// Content trust is switched off registry-wide; writes and key requests are refused.
     #[error("{}", DISABLED_MSG)]
@@ -56,10 +56,14 @@ pub enum Error {
 /// (`An error occurred during validation: ...`), so this is where the hint must be.
 pub const DISABLED_MSG: &str = "content trust is disabled on this registry; enable it with `berth config content-trust update --status enabled`";
 
+/// The detail message of a write refused because the registry's storage is full.
+pub const NO_SPACE_MSG: &str = "no space left on the registry's storage device; nothing was stored (the registry's operator must free space)";
+
 impl Error {
     /// Notary's error code (Berth adds `TRUST_DISABLED`).
     pub fn code(&self) -> &'static str {
         match self {
+            Error::Storage(e) | Error::Updating(e) if e.is_no_space() => "NO_SPACE",
             Error::Disabled => "TRUST_DISABLED",
             Error::NotFound => "METADATA_NOT_FOUND",
             Error::Validation(_) => "INVALID_UPDATE",
@@ -78,7 +82,9 @@ impl Error {
         }
     }
 
-    /// The HTTP status Notary answers with for [`Error::code`].
+    /// The HTTP status Notary answers with for [`Error::code`]. A full disk is a 400 like
+    /// `TRUST_DISABLED`: notary's Go client shows the detail of a 400 only and reports any other
+    /// status as "unable to reach trust server", which would hide the cause from the user.
     pub fn status(&self) -> u16 {
         match self.code() {
             "METADATA_NOT_FOUND" => 404,
@@ -91,6 +97,7 @@ impl Error {
     pub fn message(&self) -> &'static str {
         match self.code() {
             "TRUST_DISABLED" => "Content trust is disabled on this registry.",
+            "NO_SPACE" => "The registry's storage is full.",
             "METADATA_NOT_FOUND" => "You have requested metadata that does not exist.",
             "INVALID_UPDATE" => "Update sent by the client is invalid.",
             "VERSION" => "A newer version of metadata is already available.",
@@ -108,6 +115,9 @@ impl Error {
     /// in the server log, not on the wire.
     pub fn detail(&self) -> Option<Value> {
         match self {
+            Error::Storage(e) | Error::Updating(e) if e.is_no_space() => {
+                Some(json!({"Name": "ErrValidation", "Error": {"Msg": NO_SPACE_MSG}}))
+            }
             Error::Disabled => {
                 Some(json!({"Name": "ErrValidation", "Error": {"Msg": DISABLED_MSG}}))
             }

@@ -41,7 +41,7 @@ pub mod vault;
 
 pub use berth_storage::TufFile;
 pub use changefeed::DEFAULT_PAGE_SIZE;
-pub use error::{DISABLED_MSG, Error, Result};
+pub use error::{DISABLED_MSG, Error, NO_SPACE_MSG, Result};
 pub use options::{Clock, KeyAlgorithm, TrustOptions};
 pub use service::{SETTING, TrustService};
 pub use vault::KeyVault;

@@ -207,6 +207,29 @@ pub async fn create_token(srv: &Server, name: &str, map: &str, days: Option<i64>
     v["password"].as_str().expect("token password").to_owned()
 }
 
+/// Moves the expiry of identities `names` into the past. The admin API refuses a past expiry,
+/// so this edits the stopped server's database and restarts it (on a new port).
+pub fn expire_identities(srv: &mut Server, names: &[String]) {
+    let status = srv.stop();
+    assert!(
+        status.success(),
+        "server exited with {status}\n{}",
+        srv.logs()
+    );
+    let db = rusqlite::Connection::open(srv.data_dir().join("metadata.db")).expect("open db");
+    for n in names {
+        let changed = db
+            .execute(
+                "UPDATE identities SET expires = ?1 WHERE name = ?2",
+                rusqlite::params![now() - 86_400, n],
+            )
+            .expect("update expiry");
+        assert_eq!(changed, 1, "no identity {n}");
+    }
+    drop(db);
+    srv.restart_stopped();
+}
+
 /// A service principal: (generated login id, secret).
 pub async fn create_sp(srv: &Server, label: &str) -> (String, String) {
     let v = admin(

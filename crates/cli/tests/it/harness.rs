@@ -67,17 +67,37 @@ impl Server {
 
     /// Like [`Server::start_with_auth`], with extra `berth serve` flags.
     pub fn start_with_auth_args(args: &[&str]) -> Server {
-        Self::launch_with(false, true, args.iter().map(|s| s.to_string()).collect())
+        Self::launch_with(
+            false,
+            true,
+            args.iter().map(|s| s.to_string()).collect(),
+            None,
+        )
+    }
+
+    /// Like [`Server::start_with_auth`], with the data directory created inside `parent` (for
+    /// a data directory on a particular file system).
+    pub fn start_with_auth_in(parent: &std::path::Path) -> Server {
+        Self::launch_with(false, true, Vec::new(), Some(parent))
     }
 
     fn launch(insecure: bool, auth: bool) -> Server {
-        Self::launch_with(insecure, auth, Vec::new())
+        Self::launch_with(insecure, auth, Vec::new(), None)
     }
 
-    fn launch_with(insecure: bool, auth: bool, args: Vec<String>) -> Server {
+    fn launch_with(
+        insecure: bool,
+        auth: bool,
+        args: Vec<String>,
+        parent: Option<&std::path::Path>,
+    ) -> Server {
         // reqwest is built without a default crypto provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let data = tempfile::tempdir().expect("data tempdir");
+        let data = match parent {
+            Some(p) => tempfile::tempdir_in(p),
+            None => tempfile::tempdir(),
+        }
+        .expect("data tempdir");
         let work = tempfile::tempdir().expect("work tempdir");
         let mut srv = Server {
             child: None,
@@ -284,6 +304,11 @@ impl Server {
             "server exited with {status} on SIGTERM\n{}",
             self.logs()
         );
+        self.spawn();
+    }
+
+    /// Starts a server stopped with [`Server::stop`] again, on its data directory.
+    pub fn restart_stopped(&mut self) {
         self.spawn();
     }
 

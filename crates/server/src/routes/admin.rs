@@ -13,6 +13,7 @@ use axum::extract::{ConnectInfo, Request};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_auth::policy::{RepositoryPattern, ScopeMap, ScopeMapAction, ScopeMapRule};
+use berth_oci::RepoName;
 use berth_storage::{IdentityRecord, ScopeMapRecord};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -21,36 +22,86 @@ use serde_json::{Value, json};
 use super::{query_get, query_pairs_str};
 use crate::AppState;
 use crate::access::{ADMIN_ACCOUNT, OWNER, now_secs};
+use crate::error::AdminError;
 
 const MAX_BODY: usize = 64 * 1024;
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"errors": [{"code": code, "message": message.into()}]})),
-    )
-        .into_response()
+fn body_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, AdminError> {
+    serde_json::from_slice(body).map_err(AdminError::bad_body)
 }
 
-fn bad(message: impl Into<String>) -> Response {
-    error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+/// Longest lifetime of a repository-scoped token; longer-lived ones are created without expiry.
+const MAX_TOKEN_DAYS: i64 = 3650;
+/// Audit entries per page when `limit` is absent, and the most served.
+const AUDIT_PAGE: usize = 1000;
+const AUDIT_MAX: usize = 10_000;
+
+/// A repository or pattern (`name`, `name/*`, `*`) as role assignments and scope maps take it.
+/// The name must be one the registry accepts: a pattern no repository can match (`../x`) is a
+/// mistake that would otherwise grant nothing, silently.
+fn repository_pattern(field: &str, s: &str) -> Result<RepositoryPattern, AdminError> {
+    let pattern = RepositoryPattern::parse(s).map_err(|e| AdminError::invalid(field, e))?;
+    if s != "*" {
+        let name = s.strip_suffix("/*").unwrap_or(s);
+        name.parse::<RepoName>().map_err(|e| {
+            AdminError::invalid(
+                field,
+                format!(
+                    "{s:?} is not a repository name, 'name/*' or '*': {}",
+                    e.message
+                ),
+            )
+        })?;
+    }
+    Ok(pattern)
 }
 
-fn not_found(what: impl Into<String>) -> Response {
-    error(StatusCode::NOT_FOUND, "NOT_FOUND", what)
+/// Query parameters of a listing: each known one at most once, nothing else.
+fn check_params(query: &[(String, String)], known: &[&str]) -> Result<(), AdminError> {
+    for (i, (k, _)) in query.iter().enumerate() {
+        if !known.contains(&k.as_str()) {
+            return Err(AdminError::invalid(
+                k,
+                format!("unknown parameter (supported: {})", known.join(", ")),
+            ));
+        }
+        if query.iter().skip(i + 1).any(|(k2, _)| k2 == k) {
+            return Err(AdminError::invalid(k, "given more than once"));
+        }
+    }
+    Ok(())
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "admin API");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "UNKNOWN",
-        "internal error",
-    )
-}
-
-fn body_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))
+/// A decimal integer parameter within `range`.
+fn int_param<T>(
+    query: &[(String, String)],
+    key: &str,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<Option<T>, AdminError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(v) = query_get(query, key) else {
+        return Ok(None);
+    };
+    let out_of_range = || {
+        AdminError::invalid(
+            key,
+            format!(
+                "{v:?} is not an integer from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        )
+    };
+    // Digits only: no sign, spaces or '+' that `parse` would accept or misread.
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(out_of_range());
+    }
+    match v.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(out_of_range()),
+    }
 }
 
 fn identity_json(r: &IdentityRecord) -> Value {
@@ -97,13 +148,7 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
     let query = query_pairs_str(req.uri().query().unwrap_or(""));
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "SIZE_INVALID",
-                "body larger than 64 KiB",
-            );
-        }
+        Err(_) => return AdminError::too_large(MAX_BODY).into_response(),
     };
     let cx = Ctx { state, actor, ip };
     let segs: Vec<&str> = path.split('/').collect();
@@ -118,7 +163,7 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
         (Method::PUT | Method::PATCH, ["config", "anonymous-pull"]) => {
             anonymous_pull_update(&cx, &body).await
         }
-        (Method::DELETE, ["trust", ..]) => trust_reset(&cx, &path["trust/".len()..]).await,
+        (Method::DELETE, ["trust", ..]) => trust_reset(&cx, path.strip_prefix("trust/")).await,
         (Method::GET, ["users"]) => list(&cx, Some("user")).await,
         (Method::POST, ["users"]) => create_identity(&cx, &body, "user").await,
         (Method::DELETE, ["users", name]) => delete_identity(&cx, name, "user").await,
@@ -154,18 +199,18 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
                     cx.audit("token-key.rotated", "registry", "").await;
                     Ok(Json(json!({"rotated": true})).into_response())
                 }
-                Err(e) => Err(internal(e)),
+                Err(e) => Err(e.into()),
             }
         }
-        _ => Err(not_found("no such admin endpoint")),
+        _ => Err(AdminError::not_found("no such admin endpoint")),
     };
-    r.unwrap_or_else(|e| e)
+    r.unwrap_or_else(IntoResponse::into_response)
 }
 
-type R = Result<Response, Response>;
+type R = Result<Response, AdminError>;
 
 async fn content_trust_show(cx: &Ctx<'_>) -> R {
-    let on = cx.state.trust.enabled().await.map_err(internal)?;
+    let on = cx.state.trust.enabled().await?;
     Ok(Json(json!({"status": if on { "enabled" } else { "disabled" }})).into_response())
 }
 
@@ -180,12 +225,13 @@ async fn content_trust_update(cx: &Ctx<'_>, body: &Bytes) -> R {
         "enabled" => true,
         "disabled" => false,
         other => {
-            return Err(bad(format!(
-                "status must be enabled or disabled, not {other:?}"
-            )));
+            return Err(AdminError::invalid(
+                "status",
+                format!("must be enabled or disabled, not {other:?}"),
+            ));
         }
     };
-    let wiped = cx.state.trust.set_enabled(on).await.map_err(internal)?;
+    let wiped = cx.state.trust.set_enabled(on).await?;
     tracing::warn!(enabled = on, wiped_guns = wiped, "content trust switched");
     let action = if on {
         "content-trust.enabled"
@@ -208,11 +254,7 @@ struct AnonymousPull {
 
 async fn anonymous_pull_update(cx: &Ctx<'_>, body: &Bytes) -> R {
     let u: AnonymousPull = body_json(body)?;
-    cx.state
-        .access
-        .set_anonymous_pull(u.enabled)
-        .await
-        .map_err(internal)?;
+    cx.state.access.set_anonymous_pull(u.enabled).await?;
     cx.audit(
         "anonymous-pull.updated",
         "registry",
@@ -222,18 +264,21 @@ async fn anonymous_pull_update(cx: &Ctx<'_>, body: &Bytes) -> R {
     Ok(Json(json!({"enabled": u.enabled})).into_response())
 }
 
-async fn trust_reset(cx: &Ctx<'_>, name: &str) -> R {
+async fn trust_reset(cx: &Ctx<'_>, name: Option<&str>) -> R {
+    let name = name.filter(|n| !n.is_empty()).ok_or_else(|| {
+        AdminError::invalid("repository", "missing (DELETE /api/v1/trust/<repository>)")
+    })?;
     let repo = name
-        .parse::<berth_oci::RepoName>()
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "NAME_INVALID", e.message))?;
+        .parse::<RepoName>()
+        .map_err(|e| AdminError::invalid("repository", e.message))?;
     // Every GUN that names this repository (through any of our host names) goes.
-    let guns = cx.state.trust.guns().await.map_err(internal)?;
+    let guns = cx.state.trust.guns().await?;
     let mut wiped = Vec::new();
     for g in guns
         .into_iter()
         .filter(|g| cx.state.guns.repository(g).as_ref() == Some(&repo))
     {
-        if cx.state.trust.delete(&g).await.map_err(internal)? {
+        if cx.state.trust.delete(&g).await? {
             wiped.push(g);
         }
     }
@@ -244,13 +289,7 @@ async fn trust_reset(cx: &Ctx<'_>, name: &str) -> R {
 }
 
 async fn list(cx: &Ctx<'_>, kind: Option<&str>) -> R {
-    let v = cx
-        .state
-        .access
-        .identities()
-        .identity_list(kind)
-        .await
-        .map_err(internal)?;
+    let v = cx.state.access.identities().identity_list(kind).await?;
     Ok(Json(json!(v.iter().map(identity_json).collect::<Vec<_>>())).into_response())
 }
 
@@ -264,41 +303,37 @@ struct CreateIdentity {
 async fn create_identity(cx: &Ctx<'_>, body: &Bytes, kind: &str) -> R {
     let c: CreateIdentity = body_json(body)?;
     if !valid_identity_name(&c.name) || c.name == ADMIN_ACCOUNT {
-        return Err(bad(format!(
-            "{:?} is not a valid name (letters, digits, '.', '_', '-', '@'; 'admin' is reserved)",
-            c.name
-        )));
+        return Err(AdminError::invalid(
+            "name",
+            format!(
+                "{:?} is not a valid name (1 to 64 letters, digits, '.', '_', '-', '@'; 'admin' is reserved)",
+                c.name
+            ),
+        ));
     }
     // Service principals log in with a generated id; their name is a label.
     let login = if kind == "service-principal" {
+        let secret = berth_auth::password::generate_secret()?;
         format!(
             "sp-{}",
-            berth_auth::password::generate_secret().map_err(internal)?[..16].to_lowercase()
+            secret.chars().take(16).collect::<String>().to_lowercase()
         )
     } else {
         c.name.clone()
     };
     let (password, generated) = match c.password.filter(|p| !p.is_empty() && kind == "user") {
         Some(p) => (p, false),
-        None => (
-            berth_auth::password::generate_secret().map_err(internal)?,
-            true,
-        ),
+        None => (berth_auth::password::generate_secret()?, true),
     };
     let rec = (cx.state.access)
         .new_identity(&login, kind, &c.name, &password)
-        .await
-        .map_err(internal)?;
+        .await?;
     match cx.state.access.identities().identity_insert(&rec).await {
         Ok(()) => {}
         Err(berth_storage::Error::Conflict(_)) => {
-            return Err(error(
-                StatusCode::CONFLICT,
-                "CONFLICT",
-                format!("{} already exists", c.name),
-            ));
+            return Err(AdminError::conflict(format!("{} already exists", c.name)));
         }
-        Err(e) => return Err(internal(e)),
+        Err(e) => return Err(e.into()),
     }
     cx.audit(&format!("{kind}.created"), &login, "").await;
     let mut out = identity_json(&rec);
@@ -310,25 +345,28 @@ async fn create_identity(cx: &Ctx<'_>, body: &Bytes, kind: &str) -> R {
 
 async fn delete_identity(cx: &Ctx<'_>, name: &str, kind: &str) -> R {
     let ids = cx.state.access.identities();
-    match ids.identity_get(name).await.map_err(internal)? {
+    match ids.identity_get(name).await? {
         Some(r) if r.kind == kind => {}
-        _ => return Err(not_found(format!("no {kind} named {name}"))),
+        _ => return Err(AdminError::not_found(format!("no {kind} named {name}"))),
     }
     if name == OWNER && kind == "user" && cx.actor == OWNER {
-        return Err(bad("the owner cannot delete itself"));
+        return Err(AdminError::invalid(
+            "name",
+            "the owner cannot delete itself",
+        ));
     }
-    ids.identity_delete(name).await.map_err(internal)?;
+    ids.identity_delete(name).await?;
     cx.audit(&format!("{kind}.deleted"), name, "").await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn set_disabled(cx: &Ctx<'_>, name: &str, disabled: bool) -> R {
     let ids = cx.state.access.identities();
-    let Some(mut rec) = ids.identity_get(name).await.map_err(internal)? else {
-        return Err(not_found(format!("no identity named {name}")));
+    let Some(mut rec) = ids.identity_get(name).await? else {
+        return Err(AdminError::not_found(format!("no identity named {name}")));
     };
     rec.disabled = disabled;
-    ids.identity_update(&rec).await.map_err(internal)?;
+    ids.identity_update(&rec).await?;
     cx.audit(
         if disabled {
             "identity.disabled"
@@ -345,7 +383,7 @@ async fn set_disabled(cx: &Ctx<'_>, name: &str, disabled: bool) -> R {
 /// The shared admin account: off by default; enabling (re)generates and shows its password.
 async fn admin_user(cx: &Ctx<'_>, enable: Option<bool>) -> R {
     let ids = cx.state.access.identities();
-    let existing = ids.identity_get(ADMIN_ACCOUNT).await.map_err(internal)?;
+    let existing = ids.identity_get(ADMIN_ACCOUNT).await?;
     match enable {
         None => Ok(Json(json!({
             "username": ADMIN_ACCOUNT,
@@ -355,21 +393,20 @@ async fn admin_user(cx: &Ctx<'_>, enable: Option<bool>) -> R {
         Some(false) => {
             if let Some(mut r) = existing {
                 r.disabled = true;
-                ids.identity_update(&r).await.map_err(internal)?;
+                ids.identity_update(&r).await?;
             }
             cx.audit("admin-user.disabled", ADMIN_ACCOUNT, "").await;
             Ok(Json(json!({"username": ADMIN_ACCOUNT, "enabled": false})).into_response())
         }
         Some(true) => {
-            let password = berth_auth::password::generate_secret().map_err(internal)?;
+            let password = berth_auth::password::generate_secret()?;
             let rec = (cx.state.access)
                 .new_identity(ADMIN_ACCOUNT, "admin", ADMIN_ACCOUNT, &password)
-                .await
-                .map_err(internal)?;
+                .await?;
             if existing.is_some() {
-                ids.identity_update(&rec).await.map_err(internal)?;
+                ids.identity_update(&rec).await?;
             } else {
-                ids.identity_insert(&rec).await.map_err(internal)?;
+                ids.identity_insert(&rec).await?;
             }
             cx.audit("admin-user.enabled", ADMIN_ACCOUNT, "password regenerated")
                 .await;
@@ -395,8 +432,7 @@ async fn role_list(cx: &Ctx<'_>, assignee: Option<String>) -> R {
         .access
         .identities()
         .role_list(assignee.as_deref())
-        .await
-        .map_err(internal)?;
+        .await?;
     let out: Vec<Value> = v
         .iter()
         .map(|r| json!({"id": r.id, "role": r.role, "assignee": r.assignee, "repository": r.repository}))
@@ -409,43 +445,33 @@ async fn role_change(cx: &Ctx<'_>, body: &Bytes, assign: bool) -> R {
     let role: berth_auth::Role = c
         .role
         .parse()
-        .map_err(|e: berth_auth::Error| bad(e.to_string()))?;
+        .map_err(|e: berth_auth::Error| AdminError::invalid("role", e))?;
     if let Some(p) = &c.repository {
-        RepositoryPattern::parse(p).map_err(|e| bad(e.to_string()))?;
+        repository_pattern("repository", p)?;
     }
     let ids = cx.state.access.identities();
-    if assign
-        && ids
-            .identity_get(&c.assignee)
-            .await
-            .map_err(internal)?
-            .is_none()
-    {
-        return Err(not_found(format!("no identity named {}", c.assignee)));
+    if assign && ids.identity_get(&c.assignee).await?.is_none() {
+        return Err(AdminError::not_found(format!(
+            "assignee: no identity named {}",
+            c.assignee
+        )));
     }
     let role = role.as_str();
     let repo = c.repository.as_deref();
     let detail = format!("{role} on {}", repo.unwrap_or("the registry"));
     if assign {
-        let id = ids
-            .role_assign(role, &c.assignee, repo)
-            .await
-            .map_err(internal)?;
+        let id = ids.role_assign(role, &c.assignee, repo).await?;
         cx.audit("role.assigned", &c.assignee, &detail).await;
         Ok((
             StatusCode::CREATED,
             Json(json!({"id": id, "role": role, "assignee": c.assignee, "repository": repo})),
         )
             .into_response())
-    } else if ids
-        .role_unassign(role, &c.assignee, repo)
-        .await
-        .map_err(internal)?
-    {
+    } else if ids.role_unassign(role, &c.assignee, repo).await? {
         cx.audit("role.unassigned", &c.assignee, &detail).await;
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(not_found("no such role assignment"))
+        Err(AdminError::not_found("no such role assignment"))
     }
 }
 
@@ -459,13 +485,7 @@ struct ScopeMapCreate {
 }
 
 async fn scope_map_list(cx: &Ctx<'_>) -> R {
-    let v = cx
-        .state
-        .access
-        .identities()
-        .scope_map_list()
-        .await
-        .map_err(internal)?;
+    let v = cx.state.access.identities().scope_map_list().await?;
     let out: Vec<Value> = v
         .iter()
         .map(|m| json!({"name": m.name, "rules": serde_json::from_str::<Value>(&m.rules).unwrap_or(Value::Null), "description": m.description}))
@@ -477,18 +497,27 @@ async fn scope_map_list(cx: &Ctx<'_>) -> R {
 async fn scope_map_create(cx: &Ctx<'_>, body: &Bytes) -> R {
     let c: ScopeMapCreate = body_json(body)?;
     if !valid_identity_name(&c.name) {
-        return Err(bad(format!("{:?} is not a valid scope map name", c.name)));
+        return Err(AdminError::invalid(
+            "name",
+            format!("{:?} is not a valid scope map name", c.name),
+        ));
     }
-    let repository = RepositoryPattern::parse(&c.repository).map_err(|e| bad(e.to_string()))?;
+    let repository = repository_pattern("repository", &c.repository)?;
+    if c.actions.is_empty() {
+        return Err(AdminError::invalid(
+            "actions",
+            "at least one action is needed",
+        ));
+    }
     let actions = c
         .actions
         .iter()
         .map(|a| a.parse::<ScopeMapAction>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| AdminError::invalid("actions", e))?;
     let ids = cx.state.access.identities();
-    let mut map = match ids.scope_map_get(&c.name).await.map_err(internal)? {
-        Some(m) => ScopeMap::from_json(&m.rules).map_err(internal)?,
+    let mut map = match ids.scope_map_get(&c.name).await? {
+        Some(m) => ScopeMap::from_json(&m.rules)?,
         None => ScopeMap { rules: Vec::new() },
     };
     map.rules.push(ScopeMapRule {
@@ -501,7 +530,7 @@ async fn scope_map_create(cx: &Ctx<'_>, body: &Bytes) -> R {
         description: c.description,
         created: now_secs(),
     };
-    ids.scope_map_put(&rec).await.map_err(internal)?;
+    ids.scope_map_put(&rec).await?;
     cx.audit("scope-map.updated", &c.name, &rec.rules).await;
     Ok((StatusCode::CREATED, Json(json!({"name": rec.name, "rules": serde_json::from_str::<Value>(&rec.rules).unwrap_or(Value::Null)}))).into_response())
 }
@@ -511,43 +540,58 @@ async fn scope_map_create(cx: &Ctx<'_>, body: &Bytes) -> R {
 struct TokenCreate {
     name: String,
     scope_map: String,
+    /// Read by hand so that a float, a string or an out-of-range number is refused by name.
     #[serde(default)]
-    expires_in_days: Option<i64>,
+    expires_in_days: Option<Value>,
 }
 
 async fn token_create(cx: &Ctx<'_>, body: &Bytes) -> R {
     let c: TokenCreate = body_json(body)?;
     if !valid_identity_name(&c.name) || c.name == ADMIN_ACCOUNT {
-        return Err(bad(format!("{:?} is not a valid token name", c.name)));
+        return Err(AdminError::invalid(
+            "name",
+            format!("{:?} is not a valid token name", c.name),
+        ));
     }
+    let expires = match c.expires_in_days.as_ref().filter(|v| !v.is_null()) {
+        None => None,
+        Some(v) => match v.as_i64() {
+            Some(d @ 1..=MAX_TOKEN_DAYS) => Some(
+                d.checked_mul(86_400)
+                    .and_then(|secs| now_secs().checked_add(secs))
+                    .ok_or_else(|| AdminError::invalid("expiresInDays", "out of range"))?,
+            ),
+            _ => {
+                return Err(AdminError::invalid(
+                    "expiresInDays",
+                    format!(
+                        "{v} is not a whole number of days from 1 to {MAX_TOKEN_DAYS} (omit it for a token that does not expire)"
+                    ),
+                ));
+            }
+        },
+    };
     let ids = cx.state.access.identities();
-    if ids
-        .scope_map_get(&c.scope_map)
-        .await
-        .map_err(internal)?
-        .is_none()
-    {
-        return Err(not_found(format!("no scope map named {}", c.scope_map)));
+    if ids.scope_map_get(&c.scope_map).await?.is_none() {
+        return Err(AdminError::not_found(format!(
+            "scopeMap: no scope map named {}",
+            c.scope_map
+        )));
     }
-    let password = berth_auth::password::generate_secret().map_err(internal)?;
+    let password = berth_auth::password::generate_secret()?;
     let rec = IdentityRecord {
-        expires: c.expires_in_days.map(|d| now_secs() + d * 86_400),
+        expires,
         scope_map: Some(c.scope_map.clone()),
         ..(cx.state.access)
             .new_identity(&c.name, "token", &c.name, &password)
-            .await
-            .map_err(internal)?
+            .await?
     };
     match ids.identity_insert(&rec).await {
         Ok(()) => {}
         Err(berth_storage::Error::Conflict(_)) => {
-            return Err(error(
-                StatusCode::CONFLICT,
-                "CONFLICT",
-                format!("{} already exists", c.name),
-            ));
+            return Err(AdminError::conflict(format!("{} already exists", c.name)));
         }
-        Err(e) => return Err(internal(e)),
+        Err(e) => return Err(e.into()),
     }
     cx.audit(
         "token.created",
@@ -561,20 +605,15 @@ async fn token_create(cx: &Ctx<'_>, body: &Bytes) -> R {
 }
 
 async fn audit_list(cx: &Ctx<'_>, query: &[(String, String)]) -> R {
-    let after = query_get(query, "after")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let limit = query_get(query, "limit")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000usize)
-        .min(10_000);
+    check_params(query, &["after", "limit"])?;
+    let after = int_param(query, "after", 0..=i64::MAX)?.unwrap_or(0);
+    let limit = int_param(query, "limit", 1..=AUDIT_MAX)?.unwrap_or(AUDIT_PAGE);
     let v = cx
         .state
         .access
         .identities()
         .audit_list(after, limit)
-        .await
-        .map_err(internal)?;
+        .await?;
     let out: Vec<Value> = v
         .iter()
         .map(|a| json!({"id": a.id, "at": a.at, "actor": a.actor, "action": a.action, "target": a.target, "client": a.client, "detail": a.detail}))

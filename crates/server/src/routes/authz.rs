@@ -7,14 +7,16 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine as _;
 use berth_auth::{Action, Resource};
+use berth_oci::ErrorCode;
 use serde_json::json;
 
 use super::access::{RepoAction, Requirement, requirement};
 use crate::AppState;
 use crate::access::{AuthError, Caller};
+use crate::error::{Wire, auth_failure};
 
 fn policy_action(a: RepoAction) -> Action {
     match a {
@@ -65,12 +67,14 @@ pub(crate) fn host_of(req: &Request) -> String {
         .to_ascii_lowercase()
 }
 
-/// 401 with docker's Bearer challenge for `scope` (if any). A valid token that lacks scope its
-/// holder may have gets 403 with the same challenge and `error="insufficient_scope"`, as RFC 6750
-/// says: clients that reuse a token after a 401 (the oras SDK) fetch a new one only after a 403,
-/// and docker, skopeo and notary ask for every scope up front, so they never see it.
+/// 401 with docker's Bearer challenge for `scope` (if any), the body in the endpoint's format.
+/// A valid token that lacks scope its holder may have gets 403 with the same challenge and
+/// `error="insufficient_scope"`, as RFC 6750 says: clients that reuse a token after a 401 (the
+/// oras SDK) fetch a new one only after a 403, and docker, skopeo and notary ask for every scope
+/// up front, so they never see it.
 fn challenge(
     state: &AppState,
+    wire: Wire,
     host: &str,
     scope: Option<String>,
     error: Option<&str>,
@@ -89,49 +93,45 @@ fn challenge(
     let (status, code, message) = if error == Some("insufficient_scope") {
         (
             StatusCode::FORBIDDEN,
-            "DENIED",
+            ErrorCode::Denied,
             "the token lacks the scope this request needs; ask the token service for the scope in WWW-Authenticate",
         )
     } else {
         (
             StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
+            ErrorCode::Unauthorized,
             "authentication required",
         )
     };
-    let body = json!({"errors": [{"code": code, "message": message, "detail": detail}]});
-    let mut resp = (status, axum::Json(body)).into_response();
+    let mut resp = auth_failure(wire, status, code, message.into(), detail);
     if let Ok(v) = HeaderValue::from_str(&value) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     resp
 }
 
-fn denied(message: String) -> Response {
-    let body = json!({"errors": [{"code": "DENIED", "message": message}]});
-    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+fn denied(wire: Wire, message: String) -> Response {
+    auth_failure(
+        wire,
+        StatusCode::FORBIDDEN,
+        ErrorCode::Denied,
+        message,
+        serde_json::Value::Null,
+    )
 }
 
-fn auth_error(state: &AppState, host: &str, e: AuthError, scope: Option<String>) -> Response {
-    match e {
-        AuthError::Throttled(secs) => {
-            let body = json!({"errors": [{"code": "TOOMANYREQUESTS", "message": e.to_string()}]});
-            let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-            resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
-            resp
-        }
-        AuthError::Internal(msg) => {
-            tracing::error!(error = %msg, "authentication backend");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-        AuthError::BadToken(_) => challenge(
-            state,
-            host,
-            scope,
-            Some("invalid_token"),
-            json!(e.to_string()),
-        ),
-        AuthError::BadCredentials => challenge(state, host, scope, None, json!(e.to_string())),
+fn auth_error(
+    state: &AppState,
+    wire: Wire,
+    host: &str,
+    e: AuthError,
+    scope: Option<String>,
+) -> Response {
+    let detail = json!(e.to_string());
+    let invalid_token = matches!(e, AuthError::BadToken(_)).then_some("invalid_token");
+    match crate::error::auth_error(wire, e) {
+        Some(resp) => resp,
+        None => challenge(state, wire, host, scope, invalid_token, detail),
     }
 }
 
@@ -246,6 +246,7 @@ pub(crate) async fn layer(State(state): State<AppState>, mut req: Request, next:
     }
     let host = host_of(&req);
     let ip = client_ip(&req);
+    let wire = Wire::of_path(req.uri().path());
     let scope_hint = || match &need {
         Requirement::Repository {
             scope_name,
@@ -264,15 +265,15 @@ pub(crate) async fn layer(State(state): State<AppState>, mut req: Request, next:
     let caller = match credentials(&req) {
         Some(Credentials::Bearer(t)) => match state.access.bearer(&t, &host).await {
             Ok(c) => c,
-            Err(e) => return auth_error(&state, &host, e, scope_hint()),
+            Err(e) => return auth_error(&state, wire, &host, e, scope_hint()),
         },
         Some(Credentials::Basic(u, p)) => match state.access.authenticate(&u, &p, ip).await {
             Ok(c) => c,
-            Err(e) => return auth_error(&state, &host, e, scope_hint()),
+            Err(e) => return auth_error(&state, wire, &host, e, scope_hint()),
         },
         None if state.access.auth_disabled() => match state.access.authenticate("", "", ip).await {
             Ok(c) => c,
-            Err(e) => return auth_error(&state, &host, e, scope_hint()),
+            Err(e) => return auth_error(&state, wire, &host, e, scope_hint()),
         },
         None => state.access.anonymous().await,
     };
@@ -288,14 +289,14 @@ pub(crate) async fn layer(State(state): State<AppState>, mut req: Request, next:
                 ),
                 _ => serde_json::Value::Null,
             };
-            return challenge(&state, &host, scope, error, detail);
+            return challenge(&state, wire, &host, scope, error, detail);
         }
         Decision::Deny(msg) => {
             state
                 .access
                 .audit(&caller.name, "access.denied", req.uri().path(), ip, &msg)
                 .await;
-            return denied(msg);
+            return denied(wire, msg);
         }
     }
     // Trust writes and wipes are audited once they succeed.

@@ -3,7 +3,7 @@
 //! `access_type=offline` also returns a refresh token.
 
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use berth_auth::ResourceActions;
 use serde_json::json;
@@ -12,37 +12,10 @@ use super::authz::{Credentials, client_ip, credentials, host_of};
 use super::{query_get, query_pairs};
 use crate::AppState;
 use crate::access::{ACCESS_TTL, AuthError, Caller};
+use crate::error::TokenError;
 
-fn oauth_error(status: StatusCode, code: &str, message: String) -> Response {
-    (
-        status,
-        axum::Json(json!({"errors": [{"code": code, "message": message}]})),
-    )
-        .into_response()
-}
-
-fn from_auth(e: AuthError) -> Response {
-    match e {
-        AuthError::Throttled(secs) => {
-            let mut r = oauth_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TOOMANYREQUESTS",
-                e.to_string(),
-            );
-            r.headers_mut().insert(header::RETRY_AFTER, secs.into());
-            r
-        }
-        AuthError::Internal(m) => {
-            tracing::error!(error = %m, "token service");
-            oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "UNKNOWN",
-                "internal error".into(),
-            )
-        }
-        other => oauth_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", other.to_string()),
-    }
-}
+/// Largest form body accepted.
+const MAX_FORM: usize = 64 * 1024;
 
 pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Response {
     let ip = client_ip(&req);
@@ -51,15 +24,9 @@ pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Respon
     // Parameters from the query (GET) or the form body (POST).
     let (params, creds) = if req.method() == Method::POST {
         let creds = credentials(&req);
-        let body = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
+        let body = match axum::body::to_bytes(req.into_body(), MAX_FORM).await {
             Ok(b) => b,
-            Err(_) => {
-                return oauth_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "SIZE_INVALID",
-                    "form too large".into(),
-                );
-            }
+            Err(_) => return TokenError::too_large(MAX_FORM).into_response(),
         };
         let text = String::from_utf8_lossy(&body).into_owned();
         (super::query_pairs_str(&text), creds)
@@ -76,7 +43,7 @@ pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Respon
     scopes.dedup();
     let requested: Vec<ResourceActions> = match berth_auth::scope::parse_scopes(&scopes) {
         Ok(r) => r,
-        Err(e) => return oauth_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string()),
+        Err(e) => return TokenError::invalid_scope(e.to_string()).into_response(),
     };
     let service = get("service").filter(|s| !s.is_empty()).unwrap_or(host);
     let grant_type = get("grant_type");
@@ -84,47 +51,35 @@ pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Respon
         (Some("refresh_token"), _) => match get("refresh_token") {
             Some(t) => access.refresh(&t).await,
             None => {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_REQUEST",
-                    "refresh_token missing".into(),
-                );
+                return TokenError::invalid_request("refresh_token: missing").into_response();
             }
         },
         (Some("password"), _) => match (get("username"), get("password")) {
             (Some(u), Some(p)) => access.authenticate(&u, &p, ip).await,
             _ => {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_REQUEST",
-                    "username and password required".into(),
-                );
+                return TokenError::invalid_request("username and password required")
+                    .into_response();
             }
         },
         (Some(other), _) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "UNSUPPORTED_GRANT_TYPE",
-                format!("grant_type {other:?}"),
-            );
+            return TokenError::unsupported_grant_type(format!(
+                "grant_type {other:?} (supported: password, refresh_token)"
+            ))
+            .into_response();
         }
         (None, Some(Credentials::Basic(u, p))) => access.authenticate(&u, &p, ip).await,
         (None, Some(Credentials::Bearer(_))) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_REQUEST",
-                "use Basic credentials or a grant".into(),
-            );
+            return TokenError::invalid_request("use Basic credentials or a grant").into_response();
         }
         (None, None) => Ok(access.anonymous().await),
     };
     let caller = match caller {
         Ok(c) => c,
-        Err(e) => return from_auth(e),
+        Err(e) => return TokenError::from(e).into_response(),
     };
     let (token, granted) = match access.issue(&caller, &requested, &service) {
         Ok(t) => t,
-        Err(e) => return from_auth(e),
+        Err(e) => return TokenError::from(e).into_response(),
     };
     let offline = get("offline_token").as_deref() == Some("true")
         || get("access_type").as_deref() == Some("offline");
@@ -138,7 +93,7 @@ pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Respon
     if offline && !caller.is_anonymous() {
         match access.issue_refresh(&caller) {
             Ok(r) => body["refresh_token"] = json!(r),
-            Err(e) => return from_auth(e),
+            Err(e) => return TokenError::from(e).into_response(),
         }
     }
     if !caller.is_anonymous() {

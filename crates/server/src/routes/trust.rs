@@ -7,6 +7,8 @@
 //! Each endpoint names the access it needs ([`TrustAccess`]), mirroring notary-server, so the
 //! authorization layer can enforce it in one place.
 
+use crate::AppState;
+use crate::error::NotaryError;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -14,9 +16,6 @@ use axum::response::{IntoResponse, Response};
 use berth_oci::RepoName;
 use berth_storage::TufFile;
 use bytes::Bytes;
-use serde_json::{Value, json};
-
-use crate::AppState;
 
 /// Largest multipart upload accepted for one publish (all roles together). Publishes are held
 /// in memory while they are validated, so this and [`MAX_TRUST_FILE`] bound what one costs.
@@ -185,47 +184,12 @@ impl GunResolver {
     }
 }
 
-/// An error in notary-server's JSON shape.
-fn notary_error(status: StatusCode, code: &str, message: &str, detail: Option<Value>) -> Response {
-    let mut e = json!({"code": code, "message": message});
-    if let Some(d) = detail {
-        e["detail"] = d;
-    }
-    let body = serde_json::to_vec(&json!({"errors": [e]})).expect("json");
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
-
 fn trust_error(e: berth_trust::Error) -> Response {
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if status.is_server_error() {
-        tracing::error!(error = %e, "trust service failure");
-    }
-    notary_error(status, e.code(), e.message(), e.detail())
+    NotaryError::from(e).into_response()
 }
 
 fn not_found() -> Response {
-    notary_error(
-        StatusCode::NOT_FOUND,
-        "METADATA_NOT_FOUND",
-        "You have requested metadata that does not exist.",
-        None,
-    )
-}
-
-fn invalid_gun(gun: &str) -> Response {
-    notary_error(
-        StatusCode::BAD_REQUEST,
-        "INVALID_GUN",
-        "The server does not support actions on images of this name.",
-        Some(Value::String(format!(
-            "{gun} is not a repository of this registry (expected <this registry's host[:port]>/<repository>)"
-        ))),
-    )
+    NotaryError::not_found().into_response()
 }
 
 /// RFC 1123 date for `Last-Modified`.
@@ -266,12 +230,7 @@ fn empty_ok() -> Response {
 /// Reads the multipart body of a publish: (part filename, bytes) in order, within limits.
 async fn read_parts(req: Request) -> Result<Vec<(String, Bytes)>, Response> {
     let malformed = |detail: String| {
-        notary_error(
-            StatusCode::BAD_REQUEST,
-            "MALFORMED_UPLOAD",
-            "The body of your request is malformed.",
-            Some(Value::String(detail)),
-        )
+        NotaryError::malformed_upload(StatusCode::BAD_REQUEST, detail).into_response()
     };
     let ct = req
         .headers()
@@ -314,14 +273,13 @@ async fn read_parts(req: Request) -> Result<Vec<(String, Bytes)>, Response> {
 }
 
 fn too_large() -> Response {
-    notary_error(
+    NotaryError::malformed_upload(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "MALFORMED_UPLOAD",
-        "The body of your request is malformed.",
-        Some(Value::String(format!(
+        format!(
             "a publish may carry at most {MAX_TRUST_UPLOAD} bytes, and each TUF file at most {MAX_TRUST_FILE}"
-        ))),
+        ),
     )
+    .into_response()
 }
 
 fn part_error(e: multer::Error, malformed: &dyn Fn(String) -> Response) -> Response {
@@ -346,7 +304,7 @@ pub(crate) async fn handle(
     {
         // notary-server answers a refused GUN with 400 on publish and 404 elsewhere.
         return match endpoint {
-            TrustEndpoint::Update(_) => invalid_gun(g),
+            TrustEndpoint::Update(_) => NotaryError::invalid_gun(g).into_response(),
             _ => not_found(),
         };
     }

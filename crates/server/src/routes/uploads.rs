@@ -86,8 +86,7 @@ fn chunk_range(req: &Request) -> Result<ChunkRange, ApiError> {
     let length = content_length(req)?;
     match header_str(req, header::CONTENT_RANGE) {
         Some(v) => {
-            let (a, b) = parse_content_range(v)?;
-            let len = b - a + 1;
+            let (a, len) = parse_content_range(v)?;
             if length.is_some_and(|l| l != len) {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,

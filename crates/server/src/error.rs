@@ -551,6 +551,22 @@ pub fn auth_error(wire: Wire, e: AuthError) -> Option<Response> {
     }
 }
 
+/// The answer to a request whose handler panicked (a bug): 500 `UNKNOWN` in the envelope all
+/// of Berth's formats share, never tower's plain-text body, with the panic in the log.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = %what, "request handler panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(json!({"errors": [{"code": "UNKNOWN", "message": "unknown error"}]})),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     //! Walks every variant of every error type that reaches a client (registry, trust, storage
@@ -996,5 +1012,19 @@ mod tests {
         );
         assert_eq!(Wire::of_path("/v2/_trust/changefeed"), Wire::Notary);
         assert_eq!(Wire::of_path("/v2/a/manifests/v1"), Wire::Oci);
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_json_500() {
+        for payload in [
+            Box::new(format!("index out of bounds {SECRET}")) as Box<dyn std::any::Any + Send>,
+            Box::new("static message"),
+            Box::new(7u8),
+        ] {
+            let (status, ct, body, _) = parts(panic_response(payload)).await;
+            assert_eq!(status, 500);
+            assert!(ct.starts_with("application/json"), "{ct}");
+            assert_eq!(the_error(&body)["code"], "UNKNOWN", "{body}");
+        }
     }
 }

@@ -397,6 +397,27 @@ async fn full_disk_is_reported_to_skopeo_and_notary_and_nothing_is_half_written(
     let n = Notary::new(&srv);
     notary_as_owner(&n, &["init", &gun]).ok();
 
+    // A layer larger than the disk: the chunk fails part way, is rolled back, and skopeo
+    // (still sending) reads the 507.
+    let (huge, huge_layer) = layout(12 << 20, &mut rng);
+    let out = skopeo_push(&srv, certs.path(), huge.path(), "team/huge").fails();
+    assert!(out.stderr.contains("507 Insufficient Storage"), "{out}");
+    let r = call(
+        &srv,
+        Method::HEAD,
+        &format!("/v2/team/huge/blobs/{huge_layer}"),
+        &Cred::owner(),
+        &[],
+        None,
+    )
+    .await;
+    r.expect(404);
+    assert_eq!(
+        bytes_under(&data.join("uploads")),
+        0,
+        "upload bytes were left"
+    );
+
     // 32 KiB left and a 64 KiB layer: the write fails half way. skopeo reports 507
     // Insufficient Storage (it ignores the bodies of 5xx answers) and nothing stays.
     let filler = fs.fill("filler", 32 << 10);

@@ -173,7 +173,9 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth2/jwks", get(token::jwks))
         .layer(middleware::from_fn_with_state(state.clone(), authz::layer))
         .layer(middleware::from_fn(api_version_header))
-        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            crate::error::panic_response,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         // Blob bodies are streamed and manifest bodies are capped in their handler; the
         // extractor-level default would wrongly cut off uploads.

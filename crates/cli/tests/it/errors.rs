@@ -526,3 +526,28 @@ async fn full_disk_is_reported_to_skopeo_and_notary_and_nothing_is_half_written(
     assert_eq!(r.json()["tags"], json!(["v1"]), "{r}");
     drop(srv);
 }
+
+#[tokio::test]
+async fn a_corrupt_stored_scope_map_is_reported_not_listed_as_empty() {
+    let mut srv = Server::start_with_auth();
+    scope_map(&srv, "ci", "team/app", &["content/read"]).await;
+    let listed = admin(&srv, Method::GET, "scope-maps", None).await;
+    assert_eq!(listed[0]["name"], "ci", "{listed}");
+    assert!(
+        listed[0]["rules"].is_array() || listed[0]["rules"].is_object(),
+        "{listed}"
+    );
+    let status = srv.stop();
+    assert!(status.success(), "{}", srv.logs());
+    let db = rusqlite::Connection::open(srv.data_dir().join("metadata.db")).unwrap();
+    db.execute(
+        "UPDATE scope_maps SET rules = '{\"rules\": [' WHERE name = 'ci'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    srv.restart_stopped();
+    let r = admin_raw(&srv, Method::GET, "scope-maps", None).await;
+    r.expect_error(500, "UNKNOWN");
+    assert!(srv.logs().contains("stored scope map ci"), "{}", srv.logs());
+}

@@ -486,10 +486,16 @@ struct ScopeMapCreate {
 
 async fn scope_map_list(cx: &Ctx<'_>) -> R {
     let v = cx.state.access.identities().scope_map_list().await?;
-    let out: Vec<Value> = v
-        .iter()
-        .map(|m| json!({"name": m.name, "rules": serde_json::from_str::<Value>(&m.rules).unwrap_or(Value::Null), "description": m.description}))
-        .collect();
+    let mut out = Vec::with_capacity(v.len());
+    for m in &v {
+        // A stored map that does not parse is damage to report, not a map without rules.
+        let corrupt = |e: &dyn std::fmt::Display| {
+            AdminError::internal(format!("stored scope map {}: {e}", m.name))
+        };
+        ScopeMap::from_json(&m.rules).map_err(|e| corrupt(&e))?;
+        let rules: Value = serde_json::from_str(&m.rules).map_err(|e| corrupt(&e))?;
+        out.push(json!({"name": m.name, "rules": rules, "description": m.description}));
+    }
     Ok(Json(json!(out)).into_response())
 }
 

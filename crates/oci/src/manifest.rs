@@ -75,7 +75,15 @@ impl ManifestView {
                 "Docker schema 1 manifests are not supported; push schema 2 or OCI",
             ));
         }
-        let raw: Raw = serde_json::from_slice(bytes)
+        // JSON text is UTF-8 (RFC 8259). serde skips unknown fields without checking their bytes,
+        // so check the whole document first: nothing we store and serve back may be malformed.
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            invalid(format!(
+                "manifest is not UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ))
+        })?;
+        let raw: Raw = serde_json::from_str(text)
             .map_err(|e| invalid(format!("manifest is not valid JSON: {e}")))?;
         if raw.schema_version != Some(2) {
             return Err(invalid("schemaVersion must be 2"));
@@ -133,6 +141,33 @@ impl ManifestView {
             }
         }
         Ok(view)
+    }
+
+    /// Parses a manifest a client pushes: unlike [`ManifestView::parse`] (which takes a hint), the
+    /// request's `Content-Type` must name a manifest type we store, and the parse then requires
+    /// the manifest's own `mediaType`, when it has one, to be that same type.
+    pub fn parse_pushed(bytes: &[u8], content_type: Option<&str>) -> Result<Self, Error> {
+        let essence = content_type.map(media::essence).unwrap_or("");
+        if media::kind_of(essence).is_none()
+            && !matches!(
+                essence,
+                media::DOCKER_SCHEMA1 | media::DOCKER_SCHEMA1_SIGNED
+            )
+        {
+            let got = if essence.is_empty() {
+                "no Content-Type".to_owned()
+            } else {
+                format!("Content-Type {essence:?}")
+            };
+            return Err(invalid(format!(
+                "{got}: a manifest must be pushed with its media type ({}, {}, {} or {})",
+                media::OCI_MANIFEST,
+                media::OCI_INDEX,
+                media::DOCKER_MANIFEST,
+                media::DOCKER_LIST
+            )));
+        }
+        Self::parse(bytes, Some(essence))
     }
 
     /// Blobs (config and layers) this manifest needs in the repository.
@@ -209,6 +244,57 @@ mod tests {
         }
         let bad_digest = image("").replace(D2, "sha256:nothex");
         assert!(ManifestView::parse(bad_digest.as_bytes(), None).is_err());
+    }
+
+    #[test]
+    fn rejects_invalid_utf8() {
+        // The bad byte sits in a field the view ignores, where serde would not look at it.
+        let mut m = image(r#","x-note":"ab"#).into_bytes();
+        m.truncate(m.len() - 1);
+        m.extend_from_slice(b"\xff\"}");
+        let e = ManifestView::parse(&m, Some(media::OCI_MANIFEST)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ManifestInvalid);
+        assert!(e.message.contains("UTF-8"), "{}", e.message);
+        let e = ManifestView::parse_pushed(&m, Some(media::OCI_MANIFEST)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ManifestInvalid);
+    }
+
+    #[test]
+    fn pushed_content_type_must_be_a_manifest_type() {
+        let m = image("");
+        for ct in [
+            None,
+            Some(""),
+            Some("text/plain"),
+            Some("application/json"),
+            Some("application/octet-stream"),
+        ] {
+            let e = ManifestView::parse_pushed(m.as_bytes(), ct).unwrap_err();
+            assert_eq!(e.code, ErrorCode::ManifestInvalid, "{ct:?}");
+            assert!(e.message.contains(media::OCI_MANIFEST), "{}", e.message);
+        }
+        // The header must also agree with the manifest's mediaType.
+        let e = ManifestView::parse_pushed(m.as_bytes(), Some(media::DOCKER_MANIFEST)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ManifestInvalid);
+        let v = ManifestView::parse_pushed(
+            m.as_bytes(),
+            Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8"),
+        )
+        .unwrap();
+        assert_eq!(v.media_type, media::OCI_MANIFEST);
+        // Without a mediaType field the header decides, and the structure must fit it.
+        let bare = m.replace(
+            r#""mediaType":"application/vnd.oci.image.manifest.v1+json","#,
+            "",
+        );
+        let v = ManifestView::parse_pushed(bare.as_bytes(), Some(media::DOCKER_MANIFEST)).unwrap();
+        assert_eq!(v.media_type, media::DOCKER_MANIFEST);
+        let e = ManifestView::parse_pushed(bare.as_bytes(), Some(media::OCI_INDEX)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ManifestInvalid);
+        // Schema 1 keeps its own explanation.
+        let e = ManifestView::parse_pushed(m.as_bytes(), Some(media::DOCKER_SCHEMA1_SIGNED))
+            .unwrap_err();
+        assert!(e.message.contains("schema 1"), "{}", e.message);
     }
 
     #[test]

@@ -22,26 +22,33 @@ impl RepoName {
     }
 }
 
-/// One path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+/// One path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`. Every separator run (one `.`, one
+/// or two `_`, or any number of `-`) must sit between alphanumerics, so runs never mix (`a_-b`).
 fn valid_component(c: &str) -> bool {
-    let b = c.as_bytes();
     let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
+    let mut bytes = c.as_bytes().iter().copied().peekable();
+    loop {
+        // A run of alphanumerics, at least one.
+        let mut seen = false;
+        while let Some(&b) = bytes.peek() {
+            if !alnum(b) {
+                break;
+            }
+            seen = true;
+            bytes.next();
         }
-        // A separator run: ".", "_", "__" or one or more "-".
-        let start = i;
-        let sep = b[i];
-        while i < b.len() && b[i] == sep {
-            i += 1;
+        if !seen {
+            return false;
         }
-        let run = i - start;
+        let Some(sep) = bytes.next() else {
+            return true;
+        };
+        // The separator run; the next byte must start the next alphanumeric run.
+        let mut run = 1usize;
+        while bytes.peek() == Some(&sep) {
+            run = run.saturating_add(1);
+            bytes.next();
+        }
         let ok = match sep {
             b'.' => run == 1,
             b'_' => run <= 2,
@@ -52,7 +59,6 @@ fn valid_component(c: &str) -> bool {
             return false;
         }
     }
-    true
 }
 
 impl FromStr for RepoName {
@@ -162,6 +168,7 @@ mod tests {
             "library/ubuntu",
             "a-b/c__d/e.f",
             "a---b",
+            "a.b_c__d-e--f",
             "x/blobs/y",
             "0/1/2",
         ] {
@@ -185,6 +192,14 @@ mod tests {
             "a.",
             "a b",
             "a%2fb",
+            "a_-b",
+            "a.-b",
+            "a-.b",
+            "a._b",
+            "a-__-b",
+            "a__.b",
+            "a-_b",
+            "x/a_-b/y",
             "é",
             long.as_str(),
         ] {

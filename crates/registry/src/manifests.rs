@@ -1,7 +1,9 @@
 //! Manifests, tags, listings and referrers.
 
 use berth_oci::media::{self, ManifestKind};
-use berth_oci::{Algorithm, Digest, ErrorCode, ManifestView, RepoName, Tag, TagOrDigest};
+use berth_oci::{
+    Algorithm, Descriptor, Digest, ErrorCode, ManifestView, RepoName, Tag, TagOrDigest,
+};
 use berth_storage::{ManifestRecord, NewManifest, Page};
 use bytes::Bytes;
 
@@ -51,7 +53,7 @@ impl Registry {
                 limit: MAX_MANIFEST_BYTES,
             });
         }
-        let view = ManifestView::parse(&body, content_type)?;
+        let view = ManifestView::parse_pushed(&body, content_type)?;
         let algorithm = match reference {
             TagOrDigest::Digest(d) => d.algorithm(),
             TagOrDigest::Tag(_) => Algorithm::Sha256,
@@ -73,11 +75,12 @@ impl Registry {
                 tags.push(t);
             }
         }
-        let blobs = view
+        let required: Vec<_> = view
             .blob_references()
             .filter(|d| !is_nondistributable(&d.media_type))
-            .map(|d| d.digest.clone())
             .collect();
+        self.check_blob_sizes(repo, &required).await?;
+        let blobs = required.iter().map(|d| d.digest.clone()).collect();
         let children = view.manifests.iter().map(|d| d.digest.clone()).collect();
         let subject = view.subject.as_ref().map(|s| s.digest.clone());
         let annotations = view
@@ -102,6 +105,26 @@ impl Registry {
             subject,
             tags,
         })
+    }
+
+    /// A descriptor must state the size of the blob it names: clients trust it to bound and
+    /// verify their download. Blobs not linked here are left to the store, which reports them
+    /// all at once as `MANIFEST_BLOB_UNKNOWN`.
+    async fn check_blob_sizes(&self, repo: &RepoName, required: &[&Descriptor]) -> Result<()> {
+        for d in required {
+            if let Some(size) = self.meta.blob_linked(repo, &d.digest).await?
+                && size != d.size
+            {
+                return Err(Error::invalid(
+                    ErrorCode::ManifestInvalid,
+                    format!(
+                        "descriptor of {} states size {} but the blob has {size} bytes",
+                        d.digest, d.size
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn require_repo(&self, repo: &RepoName) -> Result<()> {

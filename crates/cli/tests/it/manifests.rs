@@ -711,3 +711,116 @@ async fn deleted_manifest_can_be_pushed_again() {
     assert_manifest(&srv, REPO, "v1", &img.manifest, OCI_MANIFEST).await;
     assert_manifest(&srv, REPO, &img.digest, &img.manifest, OCI_MANIFEST).await;
 }
+
+#[tokio::test]
+async fn content_type_must_be_a_manifest_media_type() {
+    let srv = Server::start();
+    let mut rng = Rng::new();
+    let img = Image::build("amd64", &mut rng, 1, 100);
+    srv.push_image_blobs(REPO, &img).await;
+    let path = format!("/v2/{REPO}/manifests/v1");
+    for ct in [
+        Some("text/plain"),
+        Some("application/json"),
+        Some("application/octet-stream"),
+        None,
+    ] {
+        let headers: Vec<(&str, &str)> = ct.iter().map(|c| ("content-type", *c)).collect();
+        let r = srv
+            .send(
+                reqwest::Method::PUT,
+                &path,
+                &headers,
+                Some(img.manifest.clone()),
+            )
+            .await;
+        r.expect_error(400, "MANIFEST_INVALID");
+        assert!(
+            String::from_utf8_lossy(&r.body).contains(OCI_MANIFEST),
+            "the error names the accepted types: {r}"
+        );
+        assert_no_manifest(&srv, REPO, "v1").await;
+        assert_no_manifest(&srv, REPO, &img.digest).await;
+    }
+    // Parameters on the right type are fine.
+    srv.push_manifest(
+        REPO,
+        "v1",
+        &format!("{OCI_MANIFEST}; charset=utf-8"),
+        &img.manifest,
+    )
+    .await;
+    assert_manifest(&srv, REPO, "v1", &img.manifest, OCI_MANIFEST).await;
+}
+
+#[tokio::test]
+async fn manifest_that_is_not_utf8_is_rejected() {
+    let srv = Server::start();
+    let mut rng = Rng::new();
+    let img = Image::build("amd64", &mut rng, 1, 100);
+    srv.push_image_blobs(REPO, &img).await;
+    // A byte that is never UTF-8, inside a field the registry does not read.
+    let mut m = oci_manifest(&img.config, &img.layers, |m| {
+        m.insert("x-note".into(), "ab@".into());
+    });
+    let at = m.windows(3).position(|w| w == b"ab@").unwrap() + 2;
+    m[at] = 0xff;
+    let r = srv.put_manifest(REPO, "v1", OCI_MANIFEST, &m).await;
+    r.expect_error(400, "MANIFEST_INVALID");
+    assert_no_manifest(&srv, REPO, "v1").await;
+    assert_no_manifest(&srv, REPO, &sha256(&m)).await;
+}
+
+#[tokio::test]
+async fn descriptor_size_must_match_the_blob() {
+    let srv = Server::start();
+    let mut rng = Rng::new();
+    let img = Image::build("amd64", &mut rng, 2, 100);
+    srv.push_image_blobs(REPO, &img).await;
+    let wrong_layer = |delta: i64| {
+        oci_manifest(&img.config, &img.layers, |m| {
+            let size = &mut m.get_mut("layers").unwrap()[1]["size"];
+            *size = json!(size.as_i64().unwrap() + delta);
+        })
+    };
+    let wrong_config = oci_manifest(&img.config, &img.layers, |m| {
+        m.get_mut("config").unwrap()["size"] = json!(1);
+    });
+    for m in [wrong_layer(1), wrong_layer(-1), wrong_config] {
+        let r = srv.put_manifest(REPO, "v1", OCI_MANIFEST, &m).await;
+        r.expect_error(400, "MANIFEST_INVALID");
+        assert!(
+            String::from_utf8_lossy(&r.body).contains("size"),
+            "the error says what is wrong: {r}"
+        );
+        assert_no_manifest(&srv, REPO, "v1").await;
+        assert_no_manifest(&srv, REPO, &sha256(&m)).await;
+    }
+    srv.push_manifest(REPO, "v1", OCI_MANIFEST, &img.manifest)
+        .await;
+}
+
+/// The conformance suite reads `.INVALID_MANIFEST_NAME`: no stored manifest can have that name,
+/// so a read is 404 (a push stays 400 TAG_INVALID, see `tag_grammar`).
+#[tokio::test]
+async fn reading_a_reference_that_cannot_be_a_tag_is_404() {
+    let srv = Server::start();
+    let mut rng = Rng::new();
+    srv.push_image(REPO, Some("v1"), "amd64", &mut rng).await;
+    let long = "a".repeat(129);
+    for reference in [".INVALID_MANIFEST_NAME", "-x", "bad!tag", long.as_str()] {
+        let path = format!("/v2/{REPO}/manifests/{reference}");
+        srv.get(&path).await.expect_error(404, "MANIFEST_UNKNOWN");
+        let h = srv.head(&path).await;
+        h.expect(404);
+    }
+    // A malformed digest is still the client's error.
+    srv.get(&format!("/v2/{REPO}/manifests/sha256:zz"))
+        .await
+        .expect_error(400, "DIGEST_INVALID");
+    let img = Image::build("amd64", &mut rng, 1, 10);
+    srv.push_image_blobs(REPO, &img).await;
+    srv.put_manifest(REPO, ".INVALID_MANIFEST_NAME", OCI_MANIFEST, &img.manifest)
+        .await
+        .expect_error(400, "TAG_INVALID");
+}

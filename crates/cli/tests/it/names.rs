@@ -76,6 +76,13 @@ async fn invalid_names_are_rejected() {
         "a___b",
         ".a",
         "_a",
+        // Separator runs never mix: the spec's `(\.|_|__|-+)` is one kind per run.
+        "a_-b",
+        "a.-b",
+        "a-.b",
+        "a._b",
+        "a-__-b",
+        "team/a__.b",
     ] {
         srv.put_manifest(name, "v1", OCI_MANIFEST, &img.manifest)
             .await

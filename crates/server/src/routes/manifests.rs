@@ -30,7 +30,19 @@ pub(super) async fn get(
     req: Request,
 ) -> Result<Response, ApiError> {
     let repo = repo(name)?;
-    let reference: TagOrDigest = reference.parse()?;
+    // A reference that cannot be a tag names nothing stored: the spec (and its conformance
+    // suite) answer a read with 404, while a PUT of such a tag stays 400 TAG_INVALID.
+    let reference: TagOrDigest = reference.parse().map_err(|e: berth_oci::Error| {
+        if e.code == ErrorCode::TagInvalid {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::ManifestUnknown,
+                format!("manifest unknown: {}", e.message),
+            )
+        } else {
+            ApiError::from(e)
+        }
+    })?;
     let m = state
         .registry
         .get_manifest(&repo, &reference, &accept_list(&req))

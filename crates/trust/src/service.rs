@@ -279,19 +279,11 @@ impl TrustService {
             check_stored_root(gun, raw, now)?;
         }
         let valid = validate_update(gun, now, &stored, &uploaded).map_err(Error::Validation)?;
+        // Each file is stored under the version its validation read: nothing is re-parsed here.
         let mut files: Vec<NewTufFile> = valid
             .files
             .iter()
-            .map(|(role, raw)| {
-                let version = match (new_versions.get(role), uploaded.get(role)) {
-                    (Some(Some(v)), Some(up)) if up == raw => *v,
-                    _ => berth_tuf::Envelope::parse(raw)
-                        .ok()
-                        .and_then(|e| e.version())
-                        .unwrap_or(0),
-                };
-                new_file(role.as_str(), raw, version)
-            })
+            .map(|f| new_file(f.role.as_str(), &f.raw, f.version))
             .collect();
         let snapshot_raw = match valid.snapshot {
             SnapshotPlan::Uploaded(s) => s.envelope.into_raw(),

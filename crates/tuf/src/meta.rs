@@ -161,6 +161,12 @@ impl Snapshot {
             }
         }
         for (role, m) in &self.meta {
+            if m.length < 0 {
+                return Err(format!(
+                    "snapshot {role} meta has negative length {}",
+                    m.length
+                ));
+            }
             if m.hashes.iter().any(|(alg, d)| {
                 (alg == "sha256" && d.len() != 32) || (alg == "sha512" && d.len() != 64)
             }) {

@@ -124,10 +124,17 @@ impl RoleBody for Targets {
 
 impl Targets {
     /// Notary's structural rules for a targets-type role named `role`: version ≥ 1, and every
-    /// delegation a valid, direct child of `role` with threshold ≥ 1 and keys that exist.
+    /// delegation a valid, direct child of `role` with threshold ≥ 1 and keys that exist. Beyond
+    /// Notary: no target may state a negative length (clients use it to bound downloads).
     pub fn validate_structure(&self, role: &RoleName) -> Result<(), String> {
         if self.version < 1 {
             return Err(format!("{role} version must be at least 1"));
+        }
+        if let Some((name, m)) = self.targets.iter().find(|(_, m)| m.length < 0) {
+            return Err(format!(
+                "{role} target {name:?} has negative length {}",
+                m.length
+            ));
         }
         for d in &self.delegations.roles {
             let name = RoleName::parse(&d.name).map_err(|e| e.to_string())?;

@@ -42,8 +42,17 @@ pub struct Validated {
     /// The root in force after the update (uploaded or stored).
     pub root: Signed<Root>,
     /// Uploaded files to store, in validation order (root first, timestamp excluded).
-    pub files: Vec<(RoleName, Vec<u8>)>,
+    pub files: Vec<ValidatedFile>,
     pub snapshot: SnapshotPlan,
+}
+
+/// One uploaded file that passed validation, with the version read while validating it (so the
+/// caller never parses it again, and never has to guess a version for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedFile {
+    pub role: RoleName,
+    pub raw: Vec<u8>,
+    pub version: i64,
 }
 
 /// The error Notary returns when it would have to sign a snapshot without the key.
@@ -74,7 +83,11 @@ pub fn validate_update(
     let root = match (uploaded.get(&RoleName::Root), stored_root) {
         (Some(raw), prev) => {
             let root = validate_root(gun, raw, prev.as_ref(), now)?;
-            files.push((RoleName::Root, raw.clone()));
+            files.push(ValidatedFile {
+                role: RoleName::Root,
+                raw: raw.clone(),
+                version: root.body.version,
+            });
             root
         }
         (None, Some(prev)) => prev,
@@ -118,7 +131,11 @@ pub fn validate_update(
         if t.body.is_expired(now)? {
             return Err(bad(format!("{role} expired at {}", t.body.expires)));
         }
-        files.push((role.clone(), raw.clone()));
+        files.push(ValidatedFile {
+            role: role.clone(),
+            raw: raw.clone(),
+            version: t.body.version,
+        });
         loaded.insert(role.clone(), t);
         loaded_raw.insert(role.clone(), raw.clone());
     }
@@ -145,7 +162,11 @@ pub fn validate_update(
                     .ok_or_else(|| bad(format!("snapshot is missing metadata for {role}")))?;
                 m.check(bytes).map_err(|e| bad(format!("{role}: {e}")))?;
             }
-            files.push((RoleName::Snapshot, raw.clone()));
+            files.push(ValidatedFile {
+                role: RoleName::Snapshot,
+                raw: raw.clone(),
+                version: s.body.version,
+            });
             SnapshotPlan::Uploaded(s)
         }
         None => {

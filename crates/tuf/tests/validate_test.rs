@@ -147,6 +147,17 @@ fn every_real_publish_validates() {
             }
         }
         assert_eq!(v.files.len(), uploaded.len());
+        // Every validated file carries the version it states, for the store to record.
+        for f in &v.files {
+            assert_eq!(f.raw, uploaded[&f.role], "{}", f.role);
+            assert_eq!(
+                Some(f.version),
+                Envelope::parse(&f.raw).unwrap().version(),
+                "{}",
+                f.role
+            );
+            assert!(f.version >= 1, "{}: {}", f.role, f.version);
+        }
         stored = next;
     }
     assert!(
@@ -332,6 +343,27 @@ fn targets_and_delegation_rules() {
         matches!(err, Error::BadTargets(ref m) if m.contains("expired")),
         "{err}"
     );
+}
+
+#[test]
+fn negative_lengths_are_refused() {
+    let fx = fixtures();
+    let mut t = Signed::<Targets>::parse(&at(&fx, "targets", 3))
+        .unwrap()
+        .body;
+    t.validate_structure(&RoleName::Targets).unwrap();
+    let (name, m) = t.targets.iter_mut().next().expect("a target");
+    let name = name.clone();
+    m.length = -1;
+    let err = t.validate_structure(&RoleName::Targets).unwrap_err();
+    assert!(err.contains(&name) && err.contains("negative"), "{err}");
+    let mut s = Signed::<Snapshot>::parse(&at(&fx, "snapshot", 3))
+        .unwrap()
+        .body;
+    s.validate_structure().unwrap();
+    s.meta.get_mut("targets").unwrap().length = -5;
+    let err = s.validate_structure().unwrap_err();
+    assert!(err.contains("negative"), "{err}");
 }
 
 #[test]

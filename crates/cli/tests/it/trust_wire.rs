@@ -795,3 +795,44 @@ async fn wire_refuses_guns_of_other_hosts() {
     Notary::new(&srv).run(&["init", &mine, "-p"]).ok();
     tuf_get(&srv, &mine, "root.json").await.expect(200);
 }
+
+/// A length is a byte count: a properly signed targets file stating a negative one is refused
+/// (Notary's ErrBadTargets), as is a snapshot naming a file with one (ErrBadSnapshot).
+#[tokio::test]
+async fn wire_refuses_negative_lengths() {
+    let w = Wire::new().await;
+    let mut rng = Rng::new();
+    let t4 = w
+        .targets(4, |t| {
+            t["targets"]["t2"] = json!({"hashes": {"sha256": b64(&rng.bytes(32))}, "length": -1});
+        })
+        .await;
+    let negative = w.sign_targets(&t4);
+    let snap = w.snapshot(4, &[("targets", &negative)]).await;
+    w.refused(&[], &[("targets", &negative), ("snapshot", &snap)], |r| {
+        let msg = expect_invalid_update(r, "ErrBadTargets");
+        assert!(msg.contains("negative length"), "{msg}");
+    })
+    .await;
+
+    let t4 = w
+        .targets(4, |t| {
+            t["targets"]["t2"] = json!({"hashes": {"sha256": b64(&rng.bytes(32))}, "length": 7});
+        })
+        .await;
+    let good = w.sign_targets(&t4);
+    let mut s = w.signed("snapshot.json").await;
+    s["version"] = json!(4);
+    s["meta"]["targets"] = file_meta(&good);
+    s["meta"]["targets"]["length"] = json!(-3);
+    let bad_snap = envelope(&s, &[(&w.snapshot_key, &w.snapshot_id)]);
+    w.refused(&[], &[("targets", &good), ("snapshot", &bad_snap)], |r| {
+        let msg = expect_invalid_update(r, "ErrBadSnapshot");
+        assert!(msg.contains("negative length"), "{msg}");
+    })
+    .await;
+
+    // Control: the same update with true lengths is accepted.
+    let snap = w.snapshot(4, &[("targets", &good)]).await;
+    w.accepted(&[("targets", &good), ("snapshot", &snap)]).await;
+}

@@ -41,12 +41,29 @@ pub fn logins_path() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/berth/logins.json"))
 }
 
-pub fn load_logins() -> serde_json::Map<String, Value> {
-    logins_path()
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default()
+/// The stored logins; none when the file does not exist yet. A file that cannot be read or is
+/// not a JSON object is an error: treating it as empty would let the next `berth login`
+/// overwrite the logins of every other server.
+pub fn load_logins() -> anyhow::Result<serde_json::Map<String, Value>> {
+    let Some(path) = logins_path() else {
+        return Ok(serde_json::Map::new());
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(serde_json::Map::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => bail!(
+            "{} is not a JSON object of logins; fix or remove it (then `berth login` again)",
+            path.display()
+        ),
+        Err(e) => bail!(
+            "{} is corrupt ({e}); fix or remove it (then `berth login` again)",
+            path.display()
+        ),
+    }
 }
 
 pub fn save_logins(logins: &serde_json::Map<String, Value>) -> anyhow::Result<()> {
@@ -147,7 +164,7 @@ impl Api {
             let raw = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
             return Ok(Some(format!("Basic {raw}")));
         }
-        let logins = load_logins();
+        let logins = load_logins()?;
         let Some(refresh) = logins
             .get(&self.base)
             .and_then(|l| l["refresh_token"].as_str())

@@ -167,8 +167,10 @@ fn parse_roles(recs: &[berth_storage::RoleAssignmentRecord]) -> Vec<RoleAssignme
         .collect()
 }
 
-fn kind_of(s: &str) -> IdentityKind {
-    s.parse().unwrap_or(IdentityKind::Anonymous)
+/// A stored kind we do not know is damage (or a newer version's data), never a lesser identity.
+fn kind_of(s: &str) -> Result<IdentityKind, AuthError> {
+    s.parse()
+        .map_err(|_| internal(format!("stored identity has unknown kind {s:?}")))
 }
 
 impl AccessService {
@@ -397,15 +399,18 @@ impl AccessService {
         if rec.disabled || rec.expires.is_some_and(|e| e <= now_secs()) {
             return Ok(None);
         }
-        let kind = kind_of(&rec.kind);
+        let kind = kind_of(&rec.kind)?;
         let mut grants = if kind == IdentityKind::Token {
             let map = match &rec.scope_map {
                 Some(m) => self.ids.scope_map_get(m).await.map_err(internal)?,
                 None => None,
             };
-            let map = map
-                .and_then(|m| ScopeMap::from_json(&m.rules).ok())
-                .unwrap_or_else(|| ScopeMap { rules: Vec::new() });
+            // A missing map grants nothing; a stored one that does not parse is an error.
+            let map = match map {
+                Some(m) => ScopeMap::from_json(&m.rules)
+                    .map_err(|e| internal(format!("scope map {}: {e}", m.name)))?,
+                None => ScopeMap { rules: Vec::new() },
+            };
             Grants::token(map)
         } else {
             let roles = self.ids.role_list(Some(name)).await.map_err(internal)?;

@@ -64,7 +64,7 @@ pub fn login(a: LoginArgs) -> anyhow::Result<()> {
     let refresh = v["refresh_token"]
         .as_str()
         .context("the server issued no refresh token")?;
-    let mut logins = load_logins();
+    let mut logins = load_logins()?;
     logins.insert(
         api.base().to_owned(),
         json!({"username": a.username, "refresh_token": refresh}),

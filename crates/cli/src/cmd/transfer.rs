@@ -56,26 +56,27 @@ pub fn with_login(
     explicit: Option<Credentials>,
     server: &ServerArgs,
     reference: &Reference,
-) -> Option<Credentials> {
-    explicit.or_else(|| {
-        let base = server
-            .server
-            .clone()
-            .unwrap_or_else(|| reference.registry.clone());
-        let base = if base.contains("://") {
-            base
-        } else {
-            format!("https://{base}")
-        };
-        let logins = crate::api::load_logins();
-        let token = logins.get(base.trim_end_matches('/'))?["refresh_token"]
-            .as_str()?
-            .to_owned();
-        Some(Credentials {
-            username: "00000000-0000-0000-0000-000000000000".into(),
-            password: token,
-        })
-    })
+) -> anyhow::Result<Option<Credentials>> {
+    if explicit.is_some() {
+        return Ok(explicit);
+    }
+    let base = server
+        .server
+        .clone()
+        .unwrap_or_else(|| reference.registry.clone());
+    let base = if base.contains("://") {
+        base
+    } else {
+        format!("https://{base}")
+    };
+    let logins = crate::api::load_logins()?;
+    let token = logins
+        .get(base.trim_end_matches('/'))
+        .and_then(|l| l["refresh_token"].as_str());
+    Ok(token.map(|t| Credentials {
+        username: "00000000-0000-0000-0000-000000000000".into(),
+        password: t.to_owned(),
+    }))
 }
 
 /// A client for the registry `reference` names (or `--server`) with `credentials`.
@@ -99,7 +100,7 @@ impl TransferArgs {
         &self,
         reference: &Reference,
     ) -> anyhow::Result<(Registry, Option<Credentials>)> {
-        let creds = with_login(credentials(&self.server)?, &self.server, reference);
+        let creds = with_login(credentials(&self.server)?, &self.server, reference)?;
         Ok((registry_for(&self.server, reference, creds.clone())?, creds))
     }
 

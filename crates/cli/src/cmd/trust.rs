@@ -216,7 +216,7 @@ fn parse_repo(s: &str, server: &ServerArgs) -> anyhow::Result<Reference> {
 }
 
 fn session(server: &ServerArgs, reference: &Reference) -> anyhow::Result<Session> {
-    let creds = with_login(credentials(server)?, server, reference);
+    let creds = with_login(credentials(server)?, server, reference)?;
     let registry = registry_for(server, reference, creds.clone())?;
     Ok(Session::new(registry, creds, reference))
 }
@@ -306,7 +306,7 @@ fn sign(a: SignArgs) -> anyhow::Result<()> {
         bail!("{}: sign a tag, not a digest", a.reference);
     }
     let rt = runtime()?;
-    let creds = with_login(credentials(&a.server)?, &a.server, &reference);
+    let creds = with_login(credentials(&a.server)?, &a.server, &reference)?;
     let registry = registry_for(&a.server, &reference, creds.clone())?;
     // Signing what the registry serves under the tag, as docker signs what it pushed.
     let desc = rt
@@ -390,7 +390,7 @@ fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for r in &a.references {
         let reference = parse_reference(r, &a.server)?;
-        let creds = with_login(creds.clone(), &a.server, &reference);
+        let creds = with_login(creds.clone(), &a.server, &reference)?;
         let registry = registry_for(&a.server, &reference, creds.clone())?;
         let s = Session::new(registry, creds, &reference);
         match rt.block_on(s.run(false, |r| async move { r.tuf().update().await })) {

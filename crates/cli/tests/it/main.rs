@@ -15,6 +15,7 @@ mod big;
 mod blobs;
 mod client;
 mod concurrency;
+mod corrupt_state;
 mod errors;
 mod manifests;
 mod names;

@@ -85,6 +85,12 @@ impl Default for Limits {
 const H2_STREAM_WINDOW: u32 = 4 << 20;
 const H2_CONN_WINDOW: u32 = 8 << 20;
 const H2_MAX_FRAME: u32 = 256 << 10;
+/// What hyper buffers per HTTP/1.1 connection. Its default (~408 KiB) let a client that stops
+/// reading a blob pin two 256 KiB read chunks plus TLS buffers: 520 stalled downloads held
+/// 445 MB. With this, hyper takes one chunk and waits: ~0.3 MiB per stalled connection.
+const H1_MAX_BUF: usize = 128 << 10;
+/// Response bytes buffered per h2 stream for a peer that does not read (hyper's default 400 KiB).
+const H2_SEND_BUF: usize = 128 << 10;
 /// Streams one h2 connection may open at once (hyper's default is 200).
 const H2_MAX_STREAMS: u32 = 128;
 /// Over-limit connections get this long to read their 503.
@@ -96,13 +102,15 @@ fn builder(limits: &Limits) -> hyper_util::server::conn::auto::Builder<TokioExec
     let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(H1_MAX_BUF);
     b.http2()
         .timer(TokioTimer::new())
         .initial_stream_window_size(H2_STREAM_WINDOW)
         .initial_connection_window_size(H2_CONN_WINDOW)
         .max_frame_size(H2_MAX_FRAME)
         .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_send_buf_size(H2_SEND_BUF)
         // Finds peers that vanished without a FIN.
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));

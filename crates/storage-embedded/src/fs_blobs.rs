@@ -1,4 +1,4 @@
-use std::io::{self, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -8,7 +8,6 @@ use berth_storage::{BlobStore, ByteStream, Error, Result};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::fs::{self, File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 /// Bytes gathered per write batch: large batches keep blocking-pool hops few.
@@ -58,6 +57,49 @@ impl FsBlobStore {
     }
 }
 
+/// Streams `len` bytes from `offset` in chunks of at most READ_BUF, each read by the blocking
+/// pool straight into the buffer that is handed on. (tokio's File keeps a second buffer of its
+/// own per open file, which a client that stops reading keeps alive with the chunk it holds.)
+fn read_chunks(f: Arc<std::fs::File>, offset: u64, len: u64) -> ByteStream {
+    use std::os::unix::fs::FileExt;
+    Box::pin(futures::stream::unfold(
+        Some((f, offset, len)),
+        |state| async move {
+            let (f, at, left) = state?;
+            if left == 0 {
+                return None;
+            }
+            let n = usize::try_from(left.min(READ_BUF as u64)).unwrap_or(READ_BUF);
+            let file = f.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; n];
+                let got = file.read_at(&mut buf, at)?;
+                buf.truncate(got);
+                Ok::<_, io::Error>(buf)
+            })
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)));
+            match read {
+                Ok(buf) if buf.is_empty() => Some((
+                    Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "blob file is shorter than its record",
+                    )),
+                    None,
+                )),
+                Ok(buf) => {
+                    let got = buf.len() as u64;
+                    Some((
+                        Ok(Bytes::from(buf)),
+                        Some((f, at.saturating_add(got), left.saturating_sub(got))),
+                    ))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        },
+    ))
+}
+
 /// Writes `chunks` contiguously at `at` (positional writes: no shared file offset).
 fn write_at(f: &std::fs::File, chunks: &[Bytes], mut at: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
@@ -93,11 +135,8 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream> {
-        let mut f = not_found_as(File::open(self.blob_path(digest)).await, Error::BlobUnknown)?;
-        if offset > 0 {
-            f.seek(SeekFrom::Start(offset)).await?;
-        }
-        Ok(Box::pin(ReaderStream::with_capacity(f.take(len), READ_BUF)))
+        let f = not_found_as(File::open(self.blob_path(digest)).await, Error::BlobUnknown)?;
+        Ok(read_chunks(Arc::new(f.into_std().await), offset, len))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<()> {

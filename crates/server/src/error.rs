@@ -15,6 +15,15 @@
 //! endpoints, [`auth_failure`]. Server-side failures are logged here and reach clients as a
 //! generic `UNKNOWN`, except a full disk, which clients are told about.
 
+// Client input is handled here: no panicking shortcuts and no unchecked arithmetic.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_oci::ErrorCode;
@@ -224,10 +233,7 @@ impl From<berth_trust::Error> for NotaryError {
 
 impl IntoResponse for NotaryError {
     fn into_response(self) -> Response {
-        let mut e = json!({"code": self.code, "message": self.message});
-        if let Some(d) = self.detail {
-            e["detail"] = d;
-        }
+        let e = error_object(self.code, self.message, self.detail);
         let body = json!({"errors": [e]}).to_string();
         (
             self.status,
@@ -361,10 +367,11 @@ impl From<berth_auth::Error> for AdminError {
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        let mut e = json!({"code": self.code, "message": self.message});
-        if let Some(f) = self.field {
-            e["detail"] = json!({"field": f});
-        }
+        let e = error_object(
+            self.code,
+            &self.message,
+            self.field.map(|f| json!({"field": f})),
+        );
         (self.status, axum::Json(json!({"errors": [e]}))).into_response()
     }
 }
@@ -467,6 +474,18 @@ impl IntoResponse for TokenError {
     }
 }
 
+/// `{code, message[, detail]}`: one entry of the `errors` envelope, `detail` left out when
+/// there is none (notary and the admin API; OCI always sends it).
+fn error_object(code: &str, message: &str, detail: Option<Value>) -> Value {
+    let mut e = serde_json::Map::new();
+    e.insert("code".into(), code.into());
+    e.insert("message".into(), message.into());
+    if let Some(d) = detail {
+        e.insert("detail".into(), d);
+    }
+    Value::Object(e)
+}
+
 /// Which error format a path speaks (for failures found before a handler runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
@@ -501,10 +520,11 @@ pub fn auth_failure(
             .with_detail(detail)
             .into_response(),
         Wire::Notary => {
-            let mut e = json!({"code": code.as_str(), "message": message});
-            if !detail.is_null() {
-                e["detail"] = detail;
-            }
+            let e = error_object(
+                code.as_str(),
+                &message,
+                Some(detail).filter(|d| !d.is_null()),
+            );
             (
                 status,
                 [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
@@ -513,10 +533,11 @@ pub fn auth_failure(
                 .into_response()
         }
         Wire::Admin => {
-            let mut e = json!({"code": code.as_str(), "message": message});
-            if !detail.is_null() {
-                e["detail"] = detail;
-            }
+            let e = error_object(
+                code.as_str(),
+                &message,
+                Some(detail).filter(|d| !d.is_null()),
+            );
             (status, axum::Json(json!({"errors": [e]}))).into_response()
         }
     }
@@ -568,6 +589,12 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     //! Walks every variant of every error type that reaches a client (registry, trust, storage
     //! through each of them, access) and checks status, code and the wire format. The `*_kind`

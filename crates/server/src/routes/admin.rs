@@ -3,6 +3,14 @@
 //! repository-scoped tokens and the audit log. Every change is audited; secrets appear only in
 //! the one response that creates them.
 
+// Client input is handled here: no panicking shortcuts and no unchecked arithmetic.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 // Handlers short-circuit with a ready response; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
@@ -65,7 +73,11 @@ fn check_params(query: &[(String, String)], known: &[&str]) -> Result<(), AdminE
                 format!("unknown parameter (supported: {})", known.join(", ")),
             ));
         }
-        if query.iter().skip(i + 1).any(|(k2, _)| k2 == k) {
+        if query
+            .iter()
+            .skip(i.saturating_add(1))
+            .any(|(k2, _)| k2 == k)
+        {
             return Err(AdminError::invalid(k, "given more than once"));
         }
     }
@@ -337,8 +349,8 @@ async fn create_identity(cx: &Ctx<'_>, body: &Bytes, kind: &str) -> R {
     }
     cx.audit(&format!("{kind}.created"), &login, "").await;
     let mut out = identity_json(&rec);
-    if generated {
-        out["password"] = json!(password);
+    if generated && let Some(o) = out.as_object_mut() {
+        o.insert("password".into(), json!(password));
     }
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
@@ -606,7 +618,9 @@ async fn token_create(cx: &Ctx<'_>, body: &Bytes) -> R {
     )
     .await;
     let mut out = identity_json(&rec);
-    out["password"] = json!(password);
+    if let Some(o) = out.as_object_mut() {
+        o.insert("password".into(), json!(password));
+    }
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 

@@ -2,6 +2,15 @@
 //! the caller (Bearer token, Basic credentials or anonymous), decide, and either answer with
 //! docker's challenge / denial or pass the request on with the [`Caller`] attached.
 
+// Client input is handled here: no panicking shortcuts and no unchecked arithmetic.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};

@@ -2,8 +2,17 @@
 //! token), POST with the OAuth2 password or refresh-token grant; `offline_token=true` /
 //! `access_type=offline` also returns a refresh token.
 
+// Client input is handled here: no panicking shortcuts and no unchecked arithmetic.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use axum::extract::{Request, State};
-use axum::http::{Method, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use berth_auth::ResourceActions;
 use serde_json::json;
@@ -92,7 +101,11 @@ pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Respon
     });
     if offline && !caller.is_anonymous() {
         match access.issue_refresh(&caller) {
-            Ok(r) => body["refresh_token"] = json!(r),
+            Ok(r) => {
+                if let Some(o) = body.as_object_mut() {
+                    o.insert("refresh_token".into(), json!(r));
+                }
+            }
             Err(e) => return TokenError::from(e).into_response(),
         }
     }
@@ -104,7 +117,7 @@ pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Respon
     }
     let mut resp = axum::Json(body).into_response();
     resp.headers_mut()
-        .insert(header::CACHE_CONTROL, "no-store".parse().expect("static"));
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 

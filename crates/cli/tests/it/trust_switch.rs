@@ -8,15 +8,19 @@ use std::process::Command;
 
 use reqwest::Method;
 
+use crate::auth_support::*;
 use crate::harness::*;
 use crate::trust_harness::*;
 
 const HINT: &str = "berth config content-trust update --status enabled";
 
-/// `berth` (the admin CLI) with an empty HOME, so no stored login or config is used.
+/// `berth` (the admin CLI) with an empty HOME, so no stored login or config is used, as the
+/// bootstrap owner (the switch and the reset are Owner-only).
 fn berth(home: &Path, args: &[&str]) -> Command {
     let mut c = isolated(env!("CARGO_BIN_EXE_berth"), home);
-    c.args(args);
+    c.env("BERTH_USERNAME", "owner")
+        .env("BERTH_PASSWORD", OWNER_PASSWORD)
+        .args(args);
     c
 }
 
@@ -48,7 +52,7 @@ fn expect_disabled(r: &Resp) {
 
 #[tokio::test]
 async fn content_trust_is_disabled_by_default_and_says_how_to_enable_it() {
-    let srv = Server::start();
+    let srv = start_server();
     let home = tempfile::tempdir().unwrap();
     assert_eq!(trust_status(&srv).await, "disabled");
     let out = run(
@@ -96,11 +100,12 @@ async fn content_trust_is_disabled_by_default_and_says_how_to_enable_it() {
         .await,
     );
 
-    // The real clients fail and pass the hint on.
-    let n = Notary::new(&srv);
+    // The real clients, as a signer of the repository, fail and pass the hint on.
+    let alice = signer(&srv, "alice", "team/app").await;
+    let n = Notary::with_login(&srv, &alice);
     let out = n.run(&["init", &g, "-p"]).fails();
     assert!(out.all().contains(HINT), "{out}");
-    let d = Docker::new(&srv);
+    let d = Docker::logged_in(&srv, &alice);
     d.run(&["trust", "key", "generate", "alice"]).ok();
     let out = d
         .run(&["trust", "signer", "add", "--key", "alice.pub", "alice", &g])
@@ -138,13 +143,14 @@ async fn content_trust_is_disabled_by_default_and_says_how_to_enable_it() {
 
 #[tokio::test]
 async fn disabling_wipes_all_trust_data_keeps_images_and_allows_a_new_root() {
-    let srv = Server::start();
+    let srv = start_server();
     let home = tempfile::tempdir().unwrap();
     enable_trust(&srv).await;
     let mut rng = Rng::new();
     let app = gun(&srv, "team/app");
     let other = gun(&srv, "team/other");
-    let n1 = Notary::new(&srv);
+    let alice = signer(&srv, "alice", "team/*").await;
+    let n1 = Notary::with_login(&srv, &alice);
     n1.run(&["init", &app, "-p"]).ok();
     n1.run(&["addhash", &app, "v1", "9", "--sha256", &rng.hex(64), "-p"])
         .ok();
@@ -172,6 +178,28 @@ async fn disabling_wipes_all_trust_data_keeps_images_and_allows_a_new_root() {
         }
         run(&mut berth(home.path(), &args), None)
     };
+    // A signer may not flip the registry-wide switch.
+    let mut as_signer = berth(
+        home.path(),
+        &[
+            "config",
+            "content-trust",
+            "update",
+            "--status",
+            "disabled",
+            "--yes",
+            "--server",
+            srv.base.as_str(),
+            "--ca-file",
+            ca_file.as_str(),
+        ],
+    );
+    as_signer
+        .env("BERTH_USERNAME", "alice")
+        .env("BERTH_PASSWORD", "alice-signing-password-1");
+    let out = run(&mut as_signer, None).fails();
+    assert!(out.all().contains("Owner"), "{out}");
+    assert_eq!(trust_status(&srv).await, "enabled");
     // Without --yes (and no terminal to ask on) nothing happens.
     let out = disable(false).fails();
     assert!(!out.stderr.trim().is_empty(), "{out}");
@@ -203,7 +231,7 @@ async fn disabling_wipes_all_trust_data_keeps_images_and_allows_a_new_root() {
         );
     }
     // Someone who lost the root key starts over with a new one on the same GUN.
-    let fresh = Notary::new(&srv);
+    let fresh = Notary::with_login(&srv, &alice);
     fresh.run(&["init", &app, "-p"]).ok();
     fresh
         .run(&["addhash", &app, "v2", "5", "--sha256", &rng.hex(64), "-p"])
@@ -214,20 +242,21 @@ async fn disabling_wipes_all_trust_data_keeps_images_and_allows_a_new_root() {
         new_root["roles"]["root"]["keyids"], old_root["roles"]["root"]["keyids"],
         "a new root key must have been accepted"
     );
-    let listed = Notary::new(&srv).list(&app, &[]);
+    let listed = Notary::with_login(&srv, &alice).list(&app, &[]);
     assert_eq!(listed.keys().collect::<Vec<_>>(), ["v2"], "{listed:?}");
 }
 
 #[tokio::test]
 async fn trust_reset_wipes_one_repository_only() {
-    let srv = Server::start();
+    let srv = start_server();
     let home = tempfile::tempdir().unwrap();
     enable_trust(&srv).await;
     let mut rng = Rng::new();
     let a = gun(&srv, "team/a");
     let a_local = format!("localhost:{}/team/a", srv.port);
     let b = gun(&srv, "team/b");
-    let n = Notary::new(&srv);
+    let bob = signer(&srv, "bob", "team/*").await;
+    let n = Notary::with_login(&srv, &bob);
     for g in [&a, &a_local, &b] {
         n.run(&["init", g, "-p"]).ok();
         n.run(&["addhash", g, "t", "1", "--sha256", &rng.hex(64), "-p"])
@@ -250,6 +279,18 @@ async fn trust_reset_wipes_one_repository_only() {
     };
     reset(false).fails();
     tuf_get(&srv, &a, "root.json").await.expect(200);
+    // A signer of the repository may not wipe it: that is the Owner's recovery tool.
+    let r = call(
+        &srv,
+        Method::DELETE,
+        "/api/v1/trust/team/a",
+        &bob,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{r}");
+    tuf_get(&srv, &a, "root.json").await.expect(200);
 
     reset(true).ok();
     for g in [&a, &a_local] {
@@ -271,7 +312,7 @@ async fn trust_reset_wipes_one_repository_only() {
     assert_eq!(trust_status(&srv).await, "enabled");
 
     // team/a starts over from a new root key.
-    let fresh = Notary::new(&srv);
+    let fresh = Notary::with_login(&srv, &bob);
     fresh.run(&["init", &a, "-p"]).ok();
     assert!(fresh.list(&a, &[]).is_empty());
 

@@ -5,15 +5,46 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use berth_trust_client::{Error, KeyStore, Remote, Repository, parse_public_key_pem};
+use berth_trust_client::{Credentials, Error, KeyStore, Remote, Repository, parse_public_key_pem};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use crate::auth_support::*;
 use crate::harness::*;
 use crate::trust_harness::*;
 
+/// The signer every test publishes as (AcrPush + AcrImageSigner on team/*), and a reader
+/// (AcrPull) for first-time pullers: authentication is on, as `berth serve` runs by default.
+const SIGNER: (&str, &str) = ("sigrid", "sigrid-signing-password-1");
+const READER: (&str, &str) = ("reed", "reed-reading-password-1");
+
+/// A server with authentication on and the signer and reader above.
+async fn start() -> Server {
+    let srv = start_server();
+    signer(&srv, "sigrid", "team/*").await;
+    reader(&srv, "reed", "team/*").await;
+    srv
+}
+
+fn basic((username, password): (&str, &str)) -> Credentials {
+    Credentials::Basic {
+        username: username.to_owned(),
+        password: password.to_owned(),
+    }
+}
+
+fn signer_cred() -> Cred {
+    Cred::basic(SIGNER.0, SIGNER.1)
+}
+
+/// The trust server as the signer sees it.
 fn remote(srv: &Server) -> Remote {
-    Remote::new(srv.new_client(), &srv.base)
+    Remote::new(srv.new_client(), &srv.base).with_credentials(Some(basic(SIGNER)))
+}
+
+/// The trust server as a reader sees it.
+fn reader_remote(srv: &Server) -> Remote {
+    Remote::new(srv.new_client(), &srv.base).with_credentials(Some(basic(READER)))
 }
 
 /// A key store in `trust_dir` with the passphrases the docker helpers use.
@@ -30,7 +61,7 @@ fn fresh_repo(remote: Remote, gun: &str) -> (Repository, tempfile::TempDir) {
 
 #[tokio::test]
 async fn berth_signs_and_docker_and_notary_agree() {
-    let srv = Server::start();
+    let srv = start().await;
     enable_trust(&srv).await;
     let repo = gun(&srv, "team/app");
     let mut rng = Rng::new();
@@ -42,7 +73,7 @@ async fn berth_signs_and_docker_and_notary_agree() {
         .await;
 
     // Berth works in docker's trust directory, so docker sees the same keys and cache.
-    let d = Docker::new(&srv);
+    let d = Docker::logged_in(&srv, &signer_cred());
     let trust_dir = d.config.join("trust");
     let owner = Repository::new(remote(&srv), keystore(&trust_dir), &repo);
 
@@ -89,7 +120,7 @@ async fn berth_signs_and_docker_and_notary_agree() {
     );
 
     // notary (fresh trust dir, TOFU) and docker list the tag with our digest and size.
-    let n = Notary::new(&srv);
+    let n = Notary::with_login(&srv, &signer_cred());
     let listed = n.list(&repo, &[]);
     assert_eq!(
         listed.get("v1"),
@@ -125,7 +156,7 @@ async fn berth_signs_and_docker_and_notary_agree() {
     roles.sort();
     assert_eq!(roles, ["targets/carol", "targets/releases"]);
 
-    let docker_view = Docker::new(&srv).inspect(&repo);
+    let docker_view = Docker::logged_in(&srv, &signer_cred()).inspect(&repo);
     let ours = owner.inspect().await.unwrap();
     assert_eq!(ours, docker_view);
     assert_eq!(docker_view["Signers"][0]["Name"], "carol");
@@ -149,7 +180,8 @@ async fn berth_signs_and_docker_and_notary_agree() {
         docker_pretty.stdout.trim(),
         "{docker_pretty}"
     );
-    let listed = Notary::new(&srv).list(&repo, &["--roles", "targets/releases"]);
+    let listed =
+        Notary::with_login(&srv, &signer_cred()).list(&repo, &["--roles", "targets/releases"]);
     assert_eq!(
         listed.get("v2").map(|t| (t.0.as_str(), t.1)),
         Some((hex_of(&v2.digest), v2.manifest.len() as u64)),
@@ -157,7 +189,7 @@ async fn berth_signs_and_docker_and_notary_agree() {
     );
 
     // A first-time client resolves both tags through the whole TUF chain.
-    let (reader, _tmp) = fresh_repo(remote(&srv), &repo);
+    let (reader, _tmp) = fresh_repo(reader_remote(&srv), &repo);
     let t = reader.resolve("v2").await.unwrap();
     assert_eq!(
         (t.digest.as_str(), t.size, t.role.as_str()),
@@ -189,7 +221,7 @@ async fn berth_signs_and_docker_and_notary_agree() {
 
 #[tokio::test]
 async fn docker_signed_repository_resolves_and_docker_keys_sign_with_berth() {
-    let srv = Server::start();
+    let srv = start().await;
     enable_trust(&srv).await;
     let repo = gun(&srv, "team/web");
     let mut rng = Rng::new();
@@ -203,7 +235,7 @@ async fn docker_signed_repository_resolves_and_docker_keys_sign_with_berth() {
         .push_image("team/web", Some("v3"), "amd64", &mut rng)
         .await;
 
-    let d = Docker::new(&srv);
+    let d = Docker::logged_in(&srv, &signer_cred());
     d.run(&["trust", "key", "generate", "alice"]).ok();
     d.run(&[
         "trust",
@@ -221,7 +253,7 @@ async fn docker_signed_repository_resolves_and_docker_keys_sign_with_berth() {
     }
 
     // A first-time berth client resolves docker's signature.
-    let (reader, _tmp) = fresh_repo(remote(&srv), &repo);
+    let (reader, _tmp) = fresh_repo(reader_remote(&srv), &repo);
     let t = reader.resolve("v1").await.unwrap();
     assert_eq!(t.digest, v1.digest);
     assert_eq!(t.size, v1.manifest.len() as u64);
@@ -279,7 +311,7 @@ async fn docker_signed_repository_resolves_and_docker_keys_sign_with_berth() {
     let mut roles = p.roles.clone();
     roles.sort();
     assert_eq!(roles, ["targets/bob", "targets/releases"]);
-    let view = Docker::new(&srv).inspect(&repo);
+    let view = Docker::logged_in(&srv, &signer_cred()).inspect(&repo);
     assert_eq!(berth.inspect().await.unwrap(), view);
     let signers: Vec<&str> = view["Signers"]
         .as_array()
@@ -302,16 +334,16 @@ async fn docker_signed_repository_resolves_and_docker_keys_sign_with_berth() {
 
 #[tokio::test]
 async fn notary_tag_resolves_and_delegation_only_tag_is_refused() {
-    let srv = Server::start();
+    let srv = start().await;
     enable_trust(&srv).await;
     let repo = gun(&srv, "team/lib");
-    let n = Notary::new(&srv);
+    let n = Notary::with_login(&srv, &signer_cred());
     n.run(&["init", &repo, "-p"]).ok();
     let hash = Rng::new().hex(64);
     n.run(&["addhash", &repo, "1.0", "777", "--sha256", &hash, "-p"])
         .ok();
 
-    let (reader, _tmp) = fresh_repo(remote(&srv), &repo);
+    let (reader, _tmp) = fresh_repo(reader_remote(&srv), &repo);
     let t = reader.resolve("1.0").await.unwrap();
     assert_eq!(t.digest, format!("sha256:{hash}"));
     assert_eq!((t.size, t.role.as_str()), (777, "targets"));
@@ -408,7 +440,7 @@ impl Proxy {
             .pool_max_idle_per_host(0)
             .build()
             .unwrap();
-        Remote::new(client, &self.base)
+        Remote::new(client, &self.base).with_credentials(Some(basic(READER)))
     }
 }
 
@@ -514,7 +546,7 @@ fn tamper(raw: &[u8], from: &str, to: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacks_through_a_proxy_are_refused_and_nothing_is_cached() {
-    let srv = Server::start();
+    let srv = start().await;
     let mut rng = Rng::new();
     let (repo, v1, owner, _owner_dir) = signed_v1(&srv, "team/safe", &mut rng).await;
     let v2 = srv
@@ -709,7 +741,7 @@ async fn attacks_through_a_proxy_are_refused_and_nothing_is_cached() {
 
 #[tokio::test]
 async fn wrong_passphrase_touches_nothing_and_backup_restore_round_trips() {
-    let srv = Server::start();
+    let srv = start().await;
     enable_trust(&srv).await;
     let repo = gun(&srv, "team/keys");
     let mut rng = Rng::new();
@@ -893,7 +925,7 @@ async fn server_key(srv: &Server, gun: &str, role: &str) -> berth_crypto::Privat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_timestamp_is_refused() {
     use berth_tuf::RoleBody as _;
-    let srv = Server::start();
+    let srv = start().await;
     let mut rng = Rng::new();
     let (repo, v1, _owner, _owner_dir) = signed_v1(&srv, "team/stale", &mut rng).await;
 

@@ -146,6 +146,41 @@ fn secure_data_dir(data: &std::path::Path) {
     }
 }
 
+/// File descriptors kept for everything but client connections (database, blobs being read or
+/// written, TLS files, the blocking pool's work).
+const FD_RESERVE: u64 = 512;
+
+/// Raises the open-file soft limit to the hard limit (a common soft default is 1024, far below
+/// the connection limit) and lowers the connection limit when even that is not enough, so the
+/// server refuses extra clients with a 503 instead of failing `accept` and file opens.
+fn fit_connection_limit(limits: &mut berth_server::Limits) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let cur = getrlimit(Resource::Nofile);
+    let hard = cur.maximum;
+    if cur.current != hard {
+        let raised = Rlimit {
+            current: hard,
+            maximum: hard,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!(error = %e, "could not raise the open-file limit");
+        }
+    }
+    let Some(soft) = getrlimit(Resource::Nofile).current else {
+        return; // unlimited
+    };
+    let room = usize::try_from(soft.saturating_sub(FD_RESERVE).max(16)).unwrap_or(usize::MAX);
+    if limits.max_connections > room {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            open_file_limit = soft,
+            lowered_to = room,
+            "the open-file limit cannot hold that many connections; serving fewer (raise `ulimit -n` / LimitNOFILE)"
+        );
+        limits.max_connections = room;
+    }
+}
+
 fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = data.join("berth.lock");
@@ -169,7 +204,8 @@ fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
+    fit_connection_limit(&mut cfg.limits);
     let data = &cfg.data_dir;
     std::fs::DirBuilder::new()
         .recursive(true)

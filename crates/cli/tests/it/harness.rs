@@ -42,6 +42,8 @@ pub struct Server {
     auth: bool,
     /// Extra `berth serve` flags (limits, timeouts).
     args: Vec<String>,
+    /// An open-file limit (soft and hard) to run the server under.
+    nofile: Option<u64>,
     stdout: Arc<Mutex<String>>,
     pub port: u16,
     pub base: String,
@@ -91,6 +93,27 @@ impl Server {
         args: Vec<String>,
         parent: Option<&std::path::Path>,
     ) -> Server {
+        Self::launch_full(insecure, auth, args, parent, None)
+    }
+
+    /// Like [`Server::start_with_auth_args`], under an open-file limit of `nofile`.
+    pub fn start_with_auth_nofile(nofile: u64, args: &[&str]) -> Server {
+        Self::launch_full(
+            false,
+            true,
+            args.iter().map(|s| s.to_string()).collect(),
+            None,
+            Some(nofile),
+        )
+    }
+
+    fn launch_full(
+        insecure: bool,
+        auth: bool,
+        args: Vec<String>,
+        parent: Option<&std::path::Path>,
+        nofile: Option<u64>,
+    ) -> Server {
         // reqwest is built without a default crypto provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let data = match parent {
@@ -106,6 +129,7 @@ impl Server {
             insecure,
             auth,
             args,
+            nofile,
             stdout: Arc::new(Mutex::new(String::new())),
             port: 0,
             base: String::new(),
@@ -116,7 +140,17 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        let mut cmd = match self.nofile {
+            // exec keeps the pid, so `pid()` is still the server's.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_berth"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_berth")),
+        };
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(self.data.path())

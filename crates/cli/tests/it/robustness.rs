@@ -667,3 +667,23 @@ async fn stalled_downloads_hold_little_memory_and_are_cut_off() {
             .expect("a stalled download was never cut off");
     }
 }
+
+#[tokio::test]
+async fn a_low_open_file_limit_lowers_the_connection_limit_instead_of_failing_accept() {
+    // 700 descriptors: 512 stay reserved for the server's own files, so 188 connections.
+    let srv = Server::start_with_auth_nofile(700, &[]);
+    let logs = srv.logs();
+    assert!(
+        logs.contains("open-file limit") && logs.contains("lowered_to") && logs.contains("188"),
+        "{logs}"
+    );
+    let mut held = Vec::new();
+    for _ in 0..188 {
+        held.push(tls(&srv).await);
+    }
+    let r = send_all_then_read(&srv, &request_head(&srv, "GET", "/v2/", &[]), b"").await;
+    assert_eq!(r.status, 503, "{}\n{}", r.head, r.body);
+    drop(held);
+    // Still healthy: nothing failed for lack of descriptors.
+    push_and_pull(&srv, "fd/app", "v1").await;
+}

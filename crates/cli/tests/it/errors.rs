@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::auth_support::*;
 use crate::harness::*;
-use crate::trust_harness::{Notary, Out, run};
+use crate::trust_harness::{Docker, FakeEngine, Notary, Out, run};
 
 /// Asserts a 400 from the admin API naming `field`.
 fn expect_field(r: &Resp, field: &str) {
@@ -524,6 +524,33 @@ async fn full_disk_is_reported_to_skopeo_and_notary_and_nothing_is_half_written(
     .await;
     r.expect(200);
     assert_eq!(r.json()["tags"], json!(["v1"]), "{r}");
+
+    // docker trust sign onto a full disk: the docker CLI shows why as well.
+    let m = call(
+        &srv,
+        Method::GET,
+        "/v2/team/big/manifests/v1",
+        &Cred::owner(),
+        &[("accept", OCI_MANIFEST)],
+        None,
+    )
+    .await;
+    m.expect(200);
+    let digest = m.must_header("docker-content-digest");
+    let d = Docker::logged_in(&srv, &Cred::owner());
+    let reference = format!("{}/team/big:v1", srv.host());
+    let filler3 = fs.fill("filler3", 0);
+    {
+        let _engine = FakeEngine::start(&d, &digest, m.body.len());
+        let out = d.run(&["trust", "sign", &reference]).fails();
+        assert!(out.all().contains("no space left"), "{out}");
+    }
+    std::fs::remove_file(filler3).unwrap();
+    {
+        let _engine = FakeEngine::start(&d, &digest, m.body.len());
+        let out = d.run(&["trust", "sign", &reference]).ok();
+        assert!(out.stdout.contains("Successfully signed"), "{out}");
+    }
     drop(srv);
 }
 

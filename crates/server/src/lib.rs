@@ -4,7 +4,7 @@
 //! ```text
 //! request ─▶ tower layers (trace, api-version header) ─▶ routes::dispatch (parse /v2/ path)
 //!         ─▶ routes::{blobs,uploads,manifests,listing} ─▶ berth_registry::Registry ─▶ storage
-//! errors  ─▶ error::ApiError (one mapping to OCI error JSON + status)
+//! errors  ─▶ error:: one renderer per wire format (OCI, notary, admin API, token endpoint)
 //! ```
 
 pub mod access;

@@ -1,5 +1,8 @@
 //! Content digests (`algorithm:encoded`) and a streaming hasher for the algorithms we can verify.
 
+// Request input is parsed here: a malformed value must be an error, never a panic.
+#![warn(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -3,6 +3,9 @@
 //! A validated name contains only `[a-z0-9._/-]` with no empty, `.` or `..` component, so it can
 //! never escape a directory or inject into a URL path.
 
+// Request input is parsed here: a malformed value must be an error, never a panic.
+#![warn(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -4,6 +4,9 @@
 //! metadata store, so a session survives a restart. The running hash lives in memory: after a
 //! restart it is rebuilt by re-reading the bytes received so far, once, when the upload finishes.
 
+// Request input is parsed here: a malformed value must be an error, never a panic.
+#![warn(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -34,6 +34,11 @@ const REFRESH_AUDIENCE: &str = "berth-refresh";
 pub const ACCESS_TTL: i64 = 300;
 const REFRESH_TTL: i64 = 30 * 24 * 3600;
 const SIGNING_KEY_DAYS: i64 = 90;
+const DAY: i64 = 86_400;
+/// A new signing key is made a day before the current one has served its days...
+const SIGNING_KEY_RENEW_AFTER: i64 = (SIGNING_KEY_DAYS - 1) * DAY;
+/// ...and each key's certificate outlives them by a month, for tokens issued near the end.
+const SIGNING_KEY_VALIDITY: i64 = (SIGNING_KEY_DAYS + 30) * DAY;
 const CRED_CACHE_TTL: Duration = Duration::from_secs(60);
 /// Remembered verifications; past this the stale ones go, then all of them.
 const CRED_CACHE_MAX: usize = 10_000;
@@ -290,12 +295,12 @@ impl AccessService {
             || recs
                 .iter()
                 .find(|r| r.retired.is_none())
-                .is_none_or(|r| r.created + SIGNING_KEY_DAYS * 86_400 - 86_400 < now);
+                .is_none_or(|r| r.created.saturating_add(SIGNING_KEY_RENEW_AFTER) < now);
         if needs_new {
             let key = TokenSigningKey::generate(
                 "berth token signer",
-                now - 86_400,
-                now + (SIGNING_KEY_DAYS + 30) * 86_400,
+                now.saturating_sub(DAY),
+                now.saturating_add(SIGNING_KEY_VALIDITY),
             )
             .map_err(internal)?;
             let sealed = self
@@ -317,7 +322,7 @@ impl AccessService {
             };
             self.ids.signing_key_insert(&rec).await.map_err(internal)?;
             self.ids
-                .signing_keys_purge(now - 2 * REFRESH_TTL)
+                .signing_keys_purge(now.saturating_sub(REFRESH_TTL.saturating_mul(2)))
                 .await
                 .map_err(internal)?;
             recs = self.ids.signing_keys().await.map_err(internal)?;
@@ -417,7 +422,8 @@ impl AccessService {
             Grants::with_roles(kind, parse_roles(&roles))
         };
         grants.anonymous_pull = self.anonymous_pull().await;
-        let binding = hex::encode(&sha2::Sha256::digest(rec.secret_hash.as_bytes())[..8]);
+        let hash = sha2::Sha256::digest(rec.secret_hash.as_bytes());
+        let binding = hex::encode(hash.get(..8).unwrap_or_default());
         Ok(Some(Caller {
             name: rec.name,
             kind,

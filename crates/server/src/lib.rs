@@ -7,6 +7,14 @@
 //! errors  ─▶ error:: one renderer per wire format (OCI, notary, admin API, token endpoint)
 //! ```
 
+// Every request passes through this crate: what a client sends is counted with checked
+// arithmetic and read with `get`, so a hostile value is an error answer, never a panic.
+#![warn(
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::indexing_slicing
+)]
+
 pub mod access;
 mod error;
 mod limits;

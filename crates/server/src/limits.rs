@@ -45,7 +45,8 @@ impl PerIdentity {
             )
             .with_header(header::RETRY_AFTER, "5".into()));
         }
-        *n += 1;
+        // Below `self.limit`, so this cannot saturate.
+        *n = n.saturating_add(1);
         Ok(Slot {
             held: self.held.clone(),
             name: name.to_owned(),

@@ -319,8 +319,19 @@ impl Activity {
     }
 
     fn last_instant(&self) -> Instant {
-        self.start + Duration::from_millis(self.last.load(Ordering::Acquire))
+        after(
+            self.start,
+            Duration::from_millis(self.last.load(Ordering::Acquire)),
+        )
     }
+}
+
+/// `t + d` without the panic `Instant + Duration` has on overflow: a duration past what the
+/// clock can hold (a configured "never") becomes one year, still far beyond any request.
+fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(t)
 }
 
 struct RequestGuard(Arc<Activity>);
@@ -392,7 +403,9 @@ impl Guarded {
             activity,
             idle: limits.idle_timeout,
             send: limits.send_timeout,
-            idle_timer: Box::pin(tokio::time::sleep_until((now + limits.idle_timeout).into())),
+            idle_timer: Box::pin(tokio::time::sleep_until(
+                after(now, limits.idle_timeout).into(),
+            )),
             send_timer: None,
             last_read: now,
             linger: None,
@@ -409,14 +422,14 @@ impl Guarded {
             }
             let now = Instant::now();
             let since = self.last_read.max(self.activity.last_instant());
-            if !self.activity.busy() && now >= since + self.idle {
+            if !self.activity.busy() && now >= after(since, self.idle) {
                 return true;
             }
             // Busy (a handler is working, a response is streaming) or active lately.
             let next = if self.activity.busy() {
-                now + self.idle
+                after(now, self.idle)
             } else {
-                since + self.idle
+                after(since, self.idle)
             };
             self.idle_timer.as_mut().reset(next.into());
         }

@@ -71,8 +71,8 @@ pub fn ensure_generated(dir: &Path, names: &[String]) -> io::Result<GeneratedTls
     if !out.ca_cert.exists() || !ca_key_path.exists() {
         let key = KeyPair::generate().map_err(tls_err)?;
         let mut params = ca_params()?;
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(CA_DAYS);
+        params.not_before = now.saturating_sub(time::Duration::days(1));
+        params.not_after = now.saturating_add(time::Duration::days(CA_DAYS));
         let cert = params.self_signed(&key).map_err(tls_err)?;
         write_private(&ca_key_path, key.serialize_pem().as_bytes())?;
         write_public(&out.ca_cert, cert.pem().as_bytes())?;
@@ -83,7 +83,11 @@ pub fn ensure_generated(dir: &Path, names: &[String]) -> io::Result<GeneratedTls
     let wanted = names.join("\n");
     let current = std::fs::read_to_string(&meta_path).unwrap_or_default();
     let (expires, issued_for) = current.split_once('\n').unwrap_or(("0", ""));
-    let renew_at = expires.trim().parse::<i64>().unwrap_or(0) - RENEW_BEFORE_DAYS * 86_400;
+    let renew_at = expires
+        .trim()
+        .parse::<i64>()
+        .unwrap_or(0)
+        .saturating_sub(RENEW_BEFORE_DAYS * 86_400);
     if ca_created
         || issued_for != wanted
         || !out.key.exists()
@@ -113,8 +117,8 @@ pub fn ensure_generated(dir: &Path, names: &[String]) -> io::Result<GeneratedTls
             KeyUsagePurpose::KeyEncipherment,
         ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(SERVER_CERT_DAYS);
+        params.not_before = now.saturating_sub(time::Duration::days(1));
+        params.not_after = now.saturating_add(time::Duration::days(SERVER_CERT_DAYS));
         let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
         write_private(&out.key, key.serialize_pem().as_bytes())?;
         write_public(&out.cert, cert.pem().as_bytes())?;

@@ -29,7 +29,7 @@ fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, RegError> {
         if n == 0 || size == 0 {
             return Err(RegError::RangeNotSatisfiable { size });
         }
-        (size.saturating_sub(n), size - 1)
+        (size.saturating_sub(n), size.saturating_sub(1))
     } else {
         let start: u64 = a
             .parse()
@@ -63,8 +63,13 @@ pub(super) async fn get(
         Some(v) => parse_range(v, size)?,
         None => None,
     };
+    // parse_range ensures start <= end < size, so the length neither wraps nor saturates.
     let (status, offset, len) = match range {
-        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+        Some((a, b)) => (
+            StatusCode::PARTIAL_CONTENT,
+            a,
+            b.saturating_sub(a).saturating_add(1),
+        ),
         None => (StatusCode::OK, 0, size),
     };
     let mut builder = Response::builder()
@@ -74,11 +79,8 @@ pub(super) async fn get(
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, format!("\"{digest}\""))
         .header("docker-content-digest", digest.to_string());
-    if status == StatusCode::PARTIAL_CONTENT {
-        builder = builder.header(
-            header::CONTENT_RANGE,
-            format!("bytes {}-{}/{size}", offset, offset + len - 1),
-        );
+    if let Some((a, b)) = range {
+        builder = builder.header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{size}"));
     }
     let body = if req.method() == Method::HEAD {
         Body::empty()

@@ -97,15 +97,17 @@ pub(super) async fn referrers(
     let manifests: Vec<Value> = list
         .into_iter()
         .map(|r| {
-            let mut d =
-                json!({"mediaType": r.media_type, "digest": r.digest.to_string(), "size": r.size});
+            let mut d = serde_json::Map::new();
+            d.insert("mediaType".into(), Value::String(r.media_type));
+            d.insert("digest".into(), Value::String(r.digest.to_string()));
+            d.insert("size".into(), json!(r.size));
             if let Some(t) = r.artifact_type {
-                d["artifactType"] = Value::String(t);
+                d.insert("artifactType".into(), Value::String(t));
             }
             if let Some(a) = r.annotations {
-                d["annotations"] = a;
+                d.insert("annotations".into(), a);
             }
-            d
+            Value::Object(d)
         })
         .collect();
     let body = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests});

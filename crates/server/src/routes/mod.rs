@@ -209,35 +209,33 @@ pub(crate) fn query_get(pairs: &[(String, String)], key: &str) -> Option<String>
 }
 
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
+    let mut rest = s.as_bytes();
+    let mut out = Vec::with_capacity(rest.len());
+    while let Some((&c, tail)) = rest.split_first() {
+        rest = tail;
+        match c {
+            // `%XY` with two hex digits is a byte; a `%` without them stays as it is.
+            b'%' => match tail {
+                [h, l, after @ ..] if let Some(v) = hex_byte(*h, *l) => {
+                    out.push(v);
+                    rest = after;
                 }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_byte(h: u8, l: u8) -> Option<u8> {
+    let digit = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    digit(h)?.checked_mul(16)?.checked_add(digit(l)?)
 }
 
 #[cfg(test)]
@@ -277,5 +275,10 @@ mod tests {
         assert_eq!(percent_decode("sha256%3Aab"), "sha256:ab");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+        // Only two hex digits make a byte (a sign is not a digit); cut-short escapes stay.
+        assert_eq!(percent_decode("%+1x"), "% 1x");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%e2%82%AC+%41"), "\u{20ac} A");
     }
 }

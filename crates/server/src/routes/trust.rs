@@ -194,7 +194,11 @@ fn not_found() -> Response {
 
 /// RFC 1123 date for `Last-Modified`.
 fn http_date(unix_secs: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs.max(0) as u64);
+    let secs = std::time::Duration::from_secs(u64::try_from(unix_secs).unwrap_or(0));
+    // Stored times are ours; one beyond SystemTime's range shows as the epoch, not a panic.
+    let t = std::time::UNIX_EPOCH
+        .checked_add(secs)
+        .unwrap_or(std::time::UNIX_EPOCH);
     httpdate::fmt_http_date(t)
 }
 

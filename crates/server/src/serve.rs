@@ -93,6 +93,8 @@ const H1_MAX_BUF: usize = 128 << 10;
 const H2_SEND_BUF: usize = 128 << 10;
 /// Streams one h2 connection may open at once (hyper's default is 200).
 const H2_MAX_STREAMS: u32 = 128;
+/// While shutting down, idle connections are checked this often (dropped after two idle looks).
+const SHUTDOWN_LOOK: Duration = Duration::from_millis(500);
 /// Over-limit connections get this long to read their 503.
 const REFUSAL_TIME: Duration = Duration::from_secs(5);
 /// Over-limit connections beyond this many more are dropped at accept, without an answer.
@@ -227,6 +229,7 @@ impl ConnCtx {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let app = self.app.clone();
+        let watched = activity.clone();
         let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let app = app.clone();
             let activity = activity.clone();
@@ -252,6 +255,10 @@ impl ConnCtx {
         let deadline = tokio::time::sleep(REFUSAL_TIME);
         tokio::pin!(deadline);
         let mut stopping = false;
+        // While stopping: how often an idle connection is looked at, and how many looks in a
+        // row it must be idle before it is dropped.
+        let mut look = tokio::time::interval(SHUTDOWN_LOOK);
+        let mut idle_looks = 0u8;
         loop {
             tokio::select! {
                 r = conn.as_mut() => {
@@ -263,6 +270,19 @@ impl ConnCtx {
                 _ = stop.changed(), if !stopping => {
                     stopping = true;
                     conn.as_mut().graceful_shutdown();
+                }
+                // A graceful h2 close waits for the client to acknowledge; a client that is
+                // idle (or whose runtime is busy) must not hold the shutdown for the full
+                // grace period when no request of its is in flight.
+                _ = look.tick(), if stopping => {
+                    if watched.busy() {
+                        idle_looks = 0;
+                    } else {
+                        idle_looks = idle_looks.saturating_add(1);
+                        if idle_looks >= 2 {
+                            return;
+                        }
+                    }
                 }
                 _ = &mut deadline, if over => return,
             }
@@ -392,8 +412,14 @@ struct Guarded {
 
 struct Linger {
     until: Pin<Box<Sleep>>,
+    /// Ends the linger when the client sends nothing for LINGER_QUIET: a kept-alive client
+    /// with nothing left to send (the usual case at shutdown) must not hold us for long.
+    quiet: Pin<Box<Sleep>>,
     budget: u64,
 }
+
+/// How long a lingering close waits for more bytes from a client that has gone quiet.
+const LINGER_QUIET: Duration = Duration::from_secs(2);
 
 impl Guarded {
     fn new(tcp: TcpStream, limits: &Limits, activity: Arc<Activity>) -> Self {
@@ -528,6 +554,7 @@ impl AsyncWrite for Guarded {
             let (t, b) = (self.linger_time, self.linger_bytes);
             self.linger = Some(Linger {
                 until: Box::pin(tokio::time::sleep(t)),
+                quiet: Box::pin(tokio::time::sleep(LINGER_QUIET)),
                 budget: b,
             });
         }
@@ -537,7 +564,10 @@ impl AsyncWrite for Guarded {
         };
         let mut scratch = [0u8; 16 << 10];
         loop {
-            if linger.until.as_mut().poll(cx).is_ready() || linger.budget == 0 {
+            if linger.until.as_mut().poll(cx).is_ready()
+                || linger.quiet.as_mut().poll(cx).is_ready()
+                || linger.budget == 0
+            {
                 return Poll::Ready(Ok(()));
             }
             let mut rb = ReadBuf::new(&mut scratch);
@@ -546,6 +576,8 @@ impl AsyncWrite for Guarded {
                 Poll::Ready(Ok(())) => {
                     let n = rb.filled().len() as u64;
                     linger.budget = linger.budget.saturating_sub(n);
+                    let next = after(Instant::now(), LINGER_QUIET);
+                    linger.quiet.as_mut().reset(next.into());
                 }
                 // A reset or other error: nothing left to protect.
                 Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),

@@ -1,8 +1,11 @@
 //! Blob upload sessions: monolithic, POST+PUT, chunked and streamed PATCH, resume, cancel, mount.
 //!
-//! Each session's bytes live in the blob store; its repository and digest algorithm live in the
-//! metadata store, so a session survives a restart. The running hash lives in memory: after a
-//! restart it is rebuilt by re-reading the bytes received so far, once, when the upload finishes.
+//! A session's record in the metadata store is its single truth: repository, owner, algorithm,
+//! the acknowledged length and the running hash's saved state at that length. Its bytes live in
+//! the blob store, which may hold more than the record acknowledges (a chunk written but never
+//! acknowledged, e.g. across a crash); those are discarded by the next write. So any process, on
+//! any node, continues any session without re-reading it, and a chunk is acknowledged only once
+//! the record has moved (compare-and-set) from the offset the chunk started at.
 
 // Request input is parsed here: a malformed value must be an error, never a panic.
 #![warn(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -25,28 +28,17 @@ pub struct ChunkRange {
     pub len: Option<u64>,
 }
 
-/// In-memory state of one session.
-struct Session {
-    /// Hash of bytes `0..hashed` of the upload; `None` once it cannot be trusted (restart).
-    hasher: Option<Digester>,
-    hashed: u64,
-}
-
+/// In-process locks per session: two requests on one session in this process take turns (the
+/// record's compare-and-set settles races between processes).
 #[derive(Default)]
 pub(crate) struct Sessions {
-    map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Session>>>>,
+    map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Sessions {
-    fn get_or_insert(
-        &self,
-        id: &str,
-        make: impl FnOnce() -> Session,
-    ) -> Arc<tokio::sync::Mutex<Session>> {
+    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id.to_owned())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(make())))
-            .clone()
+        map.entry(id.to_owned()).or_default().clone()
     }
 
     fn remove(&self, id: &str) {
@@ -99,15 +91,13 @@ impl Registry {
             algorithm,
             created: now(),
             owner: owner.to_owned(),
+            offset: Some(0),
+            hash_state: Some(Digester::new(algorithm).save()),
         };
         if let Err(e) = self.meta.upload_create(&record).await {
             let _ = self.blobs.upload_abort(&id).await;
             return Err(e.into());
         }
-        self.sessions.get_or_insert(&id, || Session {
-            hasher: Some(Digester::new(algorithm)),
-            hashed: 0,
-        });
         Ok(id)
     }
 
@@ -119,23 +109,23 @@ impl Registry {
         }
     }
 
-    async fn session(&self, record: &UploadRecord) -> Result<Arc<tokio::sync::Mutex<Session>>> {
-        let len = self
-            .blobs
-            .upload_len(&record.id)
-            .await?
-            .ok_or(Error::UploadUnknown)?;
-        Ok(self.sessions.get_or_insert(&record.id, || Session {
-            // Unknown in memory (we restarted): an empty upload can still be hashed as it goes.
-            hasher: (len == 0).then(|| Digester::new(record.algorithm)),
-            hashed: 0,
-        }))
+    /// Where the session ends: the record's acknowledged offset (for legacy records without
+    /// one, what the blob store holds).
+    async fn acknowledged(&self, record: &UploadRecord) -> Result<u64> {
+        match record.offset {
+            Some(n) => Ok(n),
+            None => self
+                .blobs
+                .upload_len(&record.id)
+                .await?
+                .ok_or(Error::UploadUnknown),
+        }
     }
 
     /// Bytes received so far.
     pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<u64> {
-        self.session_record(repo, id).await?;
-        self.blobs.upload_len(id).await?.ok_or(Error::UploadUnknown)
+        let record = self.session_record(repo, id).await?;
+        self.acknowledged(&record).await
     }
 
     /// Appends a chunk (PATCH). Returns the new length.
@@ -146,51 +136,54 @@ impl Registry {
         range: ChunkRange,
         body: ByteStream,
     ) -> Result<u64> {
+        let lock = self.sessions.lock_for(id);
+        let _turn = lock.lock().await;
         let record = self.session_record(repo, id).await?;
-        let session = self.session(&record).await?;
-        let mut s = session.lock().await;
-        self.append_locked(&record, &mut s, range, body).await
+        let (len, _) = self.append(&record, range, body).await?;
+        Ok(len)
     }
 
-    async fn append_locked(
+    /// Writes one chunk at the record's offset and moves the record on. Returns the new length
+    /// and the running hash at it (`None` when the record had no usable hash state).
+    async fn append(
         &self,
         record: &UploadRecord,
-        s: &mut Session,
         range: ChunkRange,
         body: ByteStream,
-    ) -> Result<u64> {
-        let current = self
-            .blobs
-            .upload_len(&record.id)
-            .await?
-            .ok_or(Error::UploadUnknown)?;
-        let offset = range.start.unwrap_or(current);
-        if offset != current {
+    ) -> Result<(u64, Option<Digester>)> {
+        let current = self.acknowledged(record).await?;
+        if range.start.is_some_and(|start| start != current) {
             return Err(Error::ChunkOutOfOrder { current });
         }
-        let track = s.hasher.is_some() && s.hashed == current;
-        let shared = Arc::new(Mutex::new(
-            s.hasher
-                .clone()
-                .unwrap_or_else(|| Digester::new(record.algorithm)),
-        ));
-        let stream = if track {
-            hashing(body, shared.clone())
-        } else {
-            body
+        let hasher = record
+            .hash_state
+            .as_deref()
+            .and_then(Digester::restore)
+            .filter(|h| h.algorithm() == record.algorithm)
+            .map(|h| Arc::new(Mutex::new(h)));
+        let stream = match &hasher {
+            Some(h) => hashing(body, h.clone()),
+            None => body,
         };
         let new_len = self
             .blobs
-            .upload_append(&record.id, offset, range.len, stream)
+            .upload_append(&record.id, current, range.len, stream)
             .await?;
-        if track {
-            let h = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            s.hasher = Some(h);
-            s.hashed = new_len;
-        } else {
-            s.hasher = None;
+        let hasher = hasher.map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        let state = hasher.as_ref().map(Digester::save);
+        if !self
+            .meta
+            .upload_advance(&record.id, current, new_len, state)
+            .await?
+        {
+            // Another writer moved the session first: this chunk is not acknowledged.
+            let now_at = match self.meta.upload_get(&record.id).await? {
+                Some(r) => self.acknowledged(&r).await?,
+                None => return Err(Error::UploadUnknown),
+            };
+            return Err(Error::ChunkOutOfOrder { current: now_at });
         }
-        Ok(new_len)
+        Ok((new_len, hasher))
     }
 
     /// Closes an upload (PUT), with an optional final chunk, verifying `digest`. On a digest
@@ -202,30 +195,36 @@ impl Registry {
         digest: &Digest,
         last_chunk: Option<(ChunkRange, ByteStream)>,
     ) -> Result<u64> {
+        let lock = self.sessions.lock_for(id);
+        let turn = lock.lock().await;
         let record = self.session_record(repo, id).await?;
-        let session = self.session(&record).await?;
-        let mut s = session.lock().await;
-        if let Some((range, body)) = last_chunk {
-            self.append_locked(&record, &mut s, range, body).await?;
-        }
-        let len = self
-            .blobs
-            .upload_len(id)
-            .await?
-            .ok_or(Error::UploadUnknown)?;
-        let computed = match (&s.hasher, s.hashed == len) {
-            (Some(h), true) if h.algorithm() == digest.algorithm() => h.clone().finish(),
+        let hasher = match last_chunk {
+            Some((range, body)) => self.append(&record, range, body).await?.1,
+            None => {
+                // Drop bytes of an unacknowledged chunk before the blob is committed.
+                let len = self.acknowledged(&record).await?;
+                let nothing: ByteStream = Box::pin(futures::stream::empty());
+                self.blobs.upload_append(id, len, Some(0), nothing).await?;
+                record
+                    .hash_state
+                    .as_deref()
+                    .and_then(Digester::restore)
+                    .filter(|h| h.algorithm() == record.algorithm)
+            }
+        };
+        let computed = match hasher {
+            Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
             _ => self.rehash(id, digest.algorithm()).await?,
         };
         if &computed != digest {
-            drop(s);
+            drop(turn);
             self.discard(id).await;
             return Err(Error::DigestMismatch { computed });
         }
         let size = self.blobs.upload_commit(id, digest).await?;
         self.meta.link_blob(repo, digest, size).await?;
         self.meta.upload_delete(id).await?;
-        drop(s);
+        drop(turn);
         self.sessions.remove(id);
         Ok(size)
     }

@@ -170,8 +170,12 @@ impl BlobStore for FsBlobStore {
             Error::UploadUnknown,
         )?;
         let current = file.metadata().await?.len();
-        if current != offset {
+        if current < offset {
             return Err(Error::OffsetMismatch { offset, current });
+        }
+        if current > offset {
+            // Bytes of a chunk that was never acknowledged (see the trait): not part of the upload.
+            file.set_len(offset).await?;
         }
         let file = Arc::new(file.into_std().await);
         // The body is gathered into batches of WRITE_BUF; each batch is written by the blocking

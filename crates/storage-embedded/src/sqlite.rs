@@ -50,17 +50,26 @@ CREATE TABLE IF NOT EXISTS uploads (
     repo      TEXT NOT NULL,
     algorithm TEXT NOT NULL,
     created   INTEGER NOT NULL,
-    owner     TEXT NOT NULL DEFAULT ''
+    owner     TEXT NOT NULL DEFAULT '',
+    received  INTEGER,
+    hash_state BLOB
 );
 "#;
 
-/// Data dirs created before sessions recorded their owner get the column (and its index).
-fn add_upload_owner(c: &Connection) -> rusqlite::Result<()> {
-    let has_owner = c
-        .prepare("SELECT 1 FROM pragma_table_info('uploads') WHERE name = 'owner'")?
-        .exists([])?;
-    if !has_owner {
-        c.execute_batch("ALTER TABLE uploads ADD COLUMN owner TEXT NOT NULL DEFAULT ''")?;
+/// Data dirs created before sessions recorded their owner, acknowledged length and hash state
+/// get those columns (old rows keep NULL offsets: their blob files are the truth).
+fn add_upload_columns(c: &Connection) -> rusqlite::Result<()> {
+    for (column, decl) in [
+        ("owner", "TEXT NOT NULL DEFAULT ''"),
+        ("received", "INTEGER"),
+        ("hash_state", "BLOB"),
+    ] {
+        let present = c
+            .prepare("SELECT 1 FROM pragma_table_info('uploads') WHERE name = ?1")?
+            .exists([column])?;
+        if !present {
+            c.execute_batch(&format!("ALTER TABLE uploads ADD COLUMN {column} {decl}"))?;
+        }
     }
     c.execute_batch("CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads(owner)")
 }
@@ -81,6 +90,11 @@ pub struct SqliteMetadataStore {
 
 /// The one mapping of SQLite failures. A full disk (SQLITE_FULL, which SQLite reports for
 /// ENOSPC) is told apart so clients hear what happened; the transaction was rolled back.
+/// Byte counts as SQLite integers (signed 64-bit; uploads never reach 2^63 bytes).
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 pub(crate) fn backend(e: rusqlite::Error) -> Error {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DiskFull) => Error::NoSpace(format!("sqlite: {e}")),
@@ -158,7 +172,7 @@ impl SqliteMetadataStore {
         writer
             .execute_batch(crate::sqlite_identity::IDENTITY_SCHEMA)
             .map_err(backend)?;
-        add_upload_owner(&writer).map_err(backend)?;
+        add_upload_columns(&writer).map_err(backend)?;
         let settings = writer
             .prepare("SELECT name, value FROM settings")
             .and_then(|mut s| {
@@ -501,8 +515,17 @@ impl MetadataStore for SqliteMetadataStore {
         let u = u.clone();
         self.write(move |c| {
             c.execute(
-                "INSERT INTO uploads(id, repo, algorithm, created, owner) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![u.id, u.repo.as_str(), u.algorithm.as_str(), u.created, u.owner],
+                "INSERT INTO uploads(id, repo, algorithm, created, owner, received, hash_state) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    u.id,
+                    u.repo.as_str(),
+                    u.algorithm.as_str(),
+                    u.created,
+                    u.owner,
+                    u.offset.map(to_i64),
+                    u.hash_state
+                ],
             )
             .map_err(backend)?;
             Ok(())
@@ -515,15 +538,20 @@ impl MetadataStore for SqliteMetadataStore {
         self.read(move |c| {
             let row = c
                 .prepare_cached(
-                    "SELECT id, repo, algorithm, created, owner FROM uploads WHERE id = ?1",
+                    "SELECT id, repo, algorithm, created, owner, received, hash_state \
+                     FROM uploads WHERE id = ?1",
                 )?
                 .query_row([&id], |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get(3)?,
-                        r.get::<_, String>(4)?,
+                        (
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get(3)?,
+                            r.get::<_, String>(4)?,
+                        ),
+                        r.get::<_, Option<i64>>(5)?,
+                        r.get::<_, Option<Vec<u8>>>(6)?,
                     ))
                 })
                 .optional()?;
@@ -534,13 +562,15 @@ impl MetadataStore for SqliteMetadataStore {
                     Box::new(e),
                 )
             };
-            row.map(|(id, repo, alg, created, owner)| {
+            row.map(|((id, repo, alg, created, owner), received, hash_state)| {
                 Ok(UploadRecord {
                     id,
                     repo: repo.parse().map_err(conv)?,
                     algorithm: Algorithm::parse(&alg).map_err(conv)?,
                     created,
                     owner,
+                    offset: received.map(|n| u64::try_from(n).unwrap_or(0)),
+                    hash_state,
                 })
             })
             .transpose()
@@ -563,6 +593,27 @@ impl MetadataStore for SqliteMetadataStore {
             c.prepare_cached("SELECT id FROM uploads WHERE created < ?1")?
                 .query_map([before], |r| r.get(0))?
                 .collect()
+        })
+        .await
+    }
+
+    async fn upload_advance(
+        &self,
+        id: &str,
+        from: u64,
+        to: u64,
+        hash_state: Option<Vec<u8>>,
+    ) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE uploads SET received = ?3, hash_state = ?4 \
+                     WHERE id = ?1 AND (received = ?2 OR received IS NULL)",
+                )
+                .and_then(|mut s| s.execute(params![id, to_i64(from), to_i64(to), hash_state]))
+                .map_err(backend)?;
+            Ok(n == 1)
         })
         .await
     }

@@ -26,9 +26,12 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn delete(&self, digest: &Digest) -> Result<()>;
 
     async fn upload_start(&self, id: &str) -> Result<()>;
-    /// Appends `data` at `offset`, which must equal the upload's current length. When `expected`
-    /// is given and the stream carries another number of bytes, or the stream fails, the upload is
-    /// rolled back to `offset` and an error returned: a chunk lands whole or not at all.
+    /// Writes `data` at `offset`. The upload record (metadata store) says where an upload ends;
+    /// bytes this store holds beyond `offset` belong to a chunk that was never acknowledged (a
+    /// crash between the write and the record's update) and are discarded first. An `offset`
+    /// beyond what this store holds is [`crate::Error::OffsetMismatch`]. When `expected` is given
+    /// and the stream carries another number of bytes, or the stream fails, the upload is rolled
+    /// back to `offset` and an error returned: a chunk lands whole or not at all.
     async fn upload_append(
         &self,
         id: &str,

@@ -48,6 +48,13 @@ pub struct UploadRecord {
     /// The identity that opened the session (its name), so open sessions can be bounded per
     /// identity. Empty for sessions from before owners were recorded.
     pub owner: String,
+    /// Bytes acknowledged so far: the truth about where the upload ends, whatever the blob store
+    /// holds. `None` for sessions recorded before offsets were (the blob store's length is the
+    /// truth for those).
+    pub offset: Option<u64>,
+    /// The running hash of bytes `0..offset` ([`berth_oci::Digester::save`]), so any process
+    /// continues the upload without re-reading it. `None` when not known.
+    pub hash_state: Option<Vec<u8>>,
 }
 
 /// One page of a lexically ordered listing.
@@ -97,4 +104,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn uploads_created_before(&self, before: i64) -> Result<Vec<String>>;
     /// How many upload sessions `owner` holds open.
     async fn uploads_owned_by(&self, owner: &str) -> Result<u64>;
+    /// Moves an upload's acknowledged end from `from` to `to` with the hash state at `to`, if it
+    /// is still at `from` (compare-and-set; a legacy record without an offset counts as at
+    /// `from`). `false` when another writer moved it first, or the session is gone.
+    async fn upload_advance(
+        &self,
+        id: &str,
+        from: u64,
+        to: u64,
+        hash_state: Option<Vec<u8>>,
+    ) -> Result<bool>;
 }

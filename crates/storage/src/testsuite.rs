@@ -91,20 +91,32 @@ async fn blob_append_rules(b: &dyn BlobStore) {
     b.upload_append("a1", 0, None, stream_of(&[b"0123"]))
         .await
         .unwrap();
+    // The record says where the upload ends: bytes beyond the offset were never acknowledged
+    // and are replaced; a gap past what the store holds is refused.
     let e = b
-        .upload_append("a1", 2, None, stream_of(&[b"xx"]))
+        .upload_append("a1", 6, None, stream_of(&[b"xx"]))
         .await
         .unwrap_err();
     assert!(
         matches!(
             e,
             Error::OffsetMismatch {
-                offset: 2,
+                offset: 6,
                 current: 4
             }
         ),
-        "overlap refused: {e}"
+        "gap refused: {e}"
     );
+    assert_eq!(
+        b.upload_append("a1", 2, None, stream_of(&[b"xx"]))
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(collect(b.upload_read("a1").await.unwrap()).await, b"01xx");
+    b.upload_append("a1", 2, Some(2), stream_of(&[b"23"]))
+        .await
+        .unwrap();
     let e = b
         .upload_append("a1", 4, Some(3), stream_of(&[b"56"]))
         .await
@@ -257,6 +269,8 @@ async fn metadata_uploads(m: &dyn MetadataStore) {
         algorithm: Algorithm::Sha512,
         created: 100,
         owner: "alice".into(),
+        offset: Some(0),
+        hash_state: Some(vec![1, 2, 3]),
     };
     m.upload_create(&u).await.unwrap();
     m.upload_create(&UploadRecord {
@@ -272,6 +286,24 @@ async fn metadata_uploads(m: &dyn MetadataStore) {
         (repo("a/b"), Algorithm::Sha512, 100, "alice")
     );
     assert_eq!(m.uploads_owned_by("alice").await.unwrap(), 1);
+    assert_eq!((got.offset, got.hash_state), (Some(0), Some(vec![1, 2, 3])));
+    // Compare-and-set of the acknowledged end: only from where it is.
+    assert!(
+        m.upload_advance("up-1", 0, 10, Some(vec![4]))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !m.upload_advance("up-1", 0, 20, Some(vec![5]))
+            .await
+            .unwrap()
+    );
+    let got = m.upload_get("up-1").await.unwrap().unwrap();
+    assert_eq!((got.offset, got.hash_state), (Some(10), Some(vec![4])));
+    assert!(m.upload_advance("up-1", 10, 12, None).await.unwrap());
+    let got = m.upload_get("up-1").await.unwrap().unwrap();
+    assert_eq!((got.offset, got.hash_state), (Some(12), None));
+    assert!(!m.upload_advance("no-such", 0, 1, None).await.unwrap());
     assert_eq!(m.uploads_owned_by("carol").await.unwrap(), 0);
     m.upload_delete("up-2").await.unwrap();
     assert_eq!(m.uploads_owned_by("bob").await.unwrap(), 0);

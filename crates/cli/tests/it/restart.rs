@@ -177,3 +177,48 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
     );
     srv.get("/v2/").await.expect(200);
 }
+
+/// The upload record is the truth about where a session ends: bytes a crash left in the upload
+/// file after the last acknowledged chunk are not part of the blob, and the session continues
+/// (hash included) from the acknowledged end after a restart.
+#[tokio::test]
+async fn unacknowledged_upload_bytes_left_by_a_crash_are_discarded() {
+    let mut srv = Server::start();
+    let data = Rng::new().bytes(30_000);
+    let d = sha256(&data);
+    let loc = srv.start_upload("crash/app").await;
+    let r = srv.patch_chunk(&loc, 0, &data[..12_000]).await;
+    r.expect(202);
+    let loc = r.must_header("location");
+    let id = loc
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    srv.stop();
+    // What a kill -9 between writing a chunk and acknowledging it leaves behind.
+    let file = srv.data_dir().join("uploads").join(&id);
+    let mut bytes = std::fs::read(&file).unwrap();
+    assert_eq!(bytes.len(), 12_000);
+    bytes.extend_from_slice(&[0xEE; 5_000]);
+    std::fs::write(&file, &bytes).unwrap();
+    srv.restart_stopped();
+    let s = srv.get(&loc).await;
+    s.expect(204);
+    assert_eq!(s.must_header("range"), "0-11999", "{s}");
+    let r = srv.patch_chunk(&loc, 12_000, &data[12_000..]).await;
+    r.expect(202);
+    assert_eq!(r.must_header("range"), "0-29999", "{r}");
+    srv.put_blob(
+        &with_query(&r.must_header("location"), &format!("digest={d}")),
+        Vec::new(),
+    )
+    .await
+    .expect(201);
+    let g = srv.get(&format!("/v2/crash/app/blobs/{d}")).await;
+    g.expect(200);
+    assert_eq!(g.body, data);
+}

@@ -163,6 +163,19 @@ async fn session_with(srv: &Server, repo: &str, n: usize) -> String {
 
 const FIVE_MIB: usize = 5 << 20;
 
+/// The head of a PATCH carrying a 5 MiB chunk at `start`, with `auth` if given.
+fn five_mib_patch(srv: &Server, loc: &str, start: usize, auth: Option<String>) -> String {
+    let mut headers = vec![
+        ("Content-Type", "application/octet-stream".to_string()),
+        ("Content-Range", format!("{start}-{}", start + FIVE_MIB - 1)),
+        ("Content-Length", FIVE_MIB.to_string()),
+    ];
+    if let Some(a) = auth {
+        headers.push(("Authorization", a));
+    }
+    request_head(srv, "PATCH", loc, &headers)
+}
+
 #[tokio::test]
 async fn early_answers_reach_clients_that_write_the_whole_body_first() {
     let srv = Server::start_with_auth();
@@ -170,33 +183,14 @@ async fn early_answers_reach_clients_that_write_the_whole_body_first() {
     let chunk = vec![1u8; FIVE_MIB];
 
     // A 5 MiB chunk at the wrong offset: 416 with the true Range, and the session survives.
-    let head = request_head(
-        &srv,
-        "PATCH",
-        &loc,
-        &[
-            ("Authorization", basic_owner()),
-            ("Content-Type", "application/octet-stream".into()),
-            ("Content-Range", format!("5000-{}", 5000 + FIVE_MIB - 1)),
-            ("Content-Length", FIVE_MIB.to_string()),
-        ],
-    );
+    let head = five_mib_patch(&srv, &loc, 5000, Some(basic_owner()));
     let r = send_all_then_read(&srv, &head, &chunk).await;
     assert_eq!(r.status, 416, "{}\n{}", r.head, r.body);
     assert_eq!(r.header("range"), Some("0-999"), "{}", r.head);
     assert!(r.body.contains("BLOB_UPLOAD_INVALID"), "{}", r.body);
 
     // The same chunk without credentials (oras, the conformance suite): 401 and the challenge.
-    let head = request_head(
-        &srv,
-        "PATCH",
-        &loc,
-        &[
-            ("Content-Type", "application/octet-stream".into()),
-            ("Content-Range", format!("1000-{}", 1000 + FIVE_MIB - 1)),
-            ("Content-Length", FIVE_MIB.to_string()),
-        ],
-    );
+    let head = five_mib_patch(&srv, &loc, 1000, None);
     let r = send_all_then_read(&srv, &head, &chunk).await;
     assert_eq!(r.status, 401, "{}\n{}", r.head, r.body);
     assert!(
@@ -210,17 +204,7 @@ async fn early_answers_reach_clients_that_write_the_whole_body_first() {
     let key = ServerKey::load(&srv).await;
     let access = json!([{"type": "repository", "name": "early/app", "actions": ["pull", "push"]}]);
     let expired = key.mint(&claims(&srv, "owner", now() - 7200, 600, access));
-    let head = request_head(
-        &srv,
-        "PATCH",
-        &loc,
-        &[
-            ("Authorization", format!("Bearer {expired}")),
-            ("Content-Type", "application/octet-stream".into()),
-            ("Content-Range", format!("1000-{}", 1000 + FIVE_MIB - 1)),
-            ("Content-Length", FIVE_MIB.to_string()),
-        ],
-    );
+    let head = five_mib_patch(&srv, &loc, 1000, Some(format!("Bearer {expired}")));
     let r = send_all_then_read(&srv, &head, &chunk).await;
     assert_eq!(r.status, 401, "{}\n{}", r.head, r.body);
     assert!(

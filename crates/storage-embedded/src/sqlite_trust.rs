@@ -338,6 +338,37 @@ impl TrustStore for SqliteMetadataStore {
         .await
     }
 
+    async fn server_key_insert_first(
+        &self,
+        gun: &str,
+        key: &ServerKeyRecord,
+    ) -> Result<ServerKeyRecord> {
+        let (gun, k) = (gun.to_owned(), key.clone());
+        self.write(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let newest = |tx: &rusqlite::Transaction<'_>| {
+                tx.prepare_cached(
+                    "SELECT key_id, role, algorithm, public, sealed_private, created FROM server_keys
+                     WHERE gun = ?1 AND role = ?2 ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row(params![gun, k.role], key_row)
+                .optional()
+            };
+            if let Some(held) = newest(&tx).map_err(backend)? {
+                return Ok(held);
+            }
+            tx.execute(
+                "INSERT INTO server_keys(gun, role, key_id, algorithm, public, sealed_private, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![gun, k.role, k.key_id, k.algorithm, &k.public[..], &k.sealed_private[..], k.created],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(k)
+        })
+        .await
+    }
+
     async fn server_keys(&self, gun: &str, role: &str) -> Result<Vec<ServerKeyRecord>> {
         let (gun, role) = (gun.to_owned(), role.to_owned());
         self.read(move |c| {
@@ -353,6 +384,26 @@ impl TrustStore for SqliteMetadataStore {
 
     async fn setting_get(&self, name: &str) -> Result<Option<String>> {
         Ok(self.cache.setting(name))
+    }
+
+    async fn setting_insert_if_absent(&self, name: &str, value: &str) -> Result<String> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        let cache = self.cache.clone();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO settings(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+                params![name, value],
+            )
+            .map_err(backend)?;
+            let stored: String = c
+                .query_row("SELECT value FROM settings WHERE name = ?1", [&name], |r| {
+                    r.get(0)
+                })
+                .map_err(backend)?;
+            cache.set_setting(&name, &stored);
+            Ok(stored)
+        })
+        .await
     }
 
     async fn setting_set(&self, name: &str, value: &str) -> Result<()> {

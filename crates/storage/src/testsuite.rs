@@ -435,6 +435,48 @@ pub async fn run_trust(t: &dyn crate::TrustStore) {
         vec!["k1", "k2"]
     );
     assert!(t.server_keys(gun, "snapshot").await.unwrap().is_empty());
+    // A first key goes in only when the role holds none; the held one wins otherwise.
+    let s1 = crate::ServerKeyRecord {
+        key_id: "s1".into(),
+        role: "snapshot".into(),
+        ..key.clone()
+    };
+    let first = t.server_key_insert_first(gun, &s1).await.unwrap();
+    assert_eq!(first.key_id, "s1");
+    let again = t
+        .server_key_insert_first(
+            gun,
+            &crate::ServerKeyRecord {
+                key_id: "s2".into(),
+                ..s1.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.key_id, "s1", "the key already held wins");
+    assert_eq!(t.server_keys(gun, "snapshot").await.unwrap().len(), 1);
+    assert_eq!(
+        t.server_key_insert_first(gun, &key).await.unwrap().key_id,
+        "k2",
+        "the newest held key of the role"
+    );
+    // Insert-if-absent settings: the first value stays.
+    assert_eq!(
+        t.setting_insert_if_absent("vault_salt", "aa")
+            .await
+            .unwrap(),
+        "aa"
+    );
+    assert_eq!(
+        t.setting_insert_if_absent("vault_salt", "bb")
+            .await
+            .unwrap(),
+        "aa"
+    );
+    assert_eq!(
+        t.setting_get("vault_salt").await.unwrap().as_deref(),
+        Some("aa")
+    );
     assert_eq!(t.setting_get("content_trust").await.unwrap(), None);
     t.setting_set("content_trust", "enabled").await.unwrap();
     t.setting_set("content_trust", "disabled").await.unwrap();

@@ -90,9 +90,21 @@ pub trait TrustStore: Send + Sync + 'static {
     ) -> Result<Vec<Change>>;
 
     async fn server_key_insert(&self, gun: &str, key: &ServerKeyRecord) -> Result<()>;
+    /// Inserts `key` unless `gun` already holds a key for `key.role`; returns the newest key
+    /// held for that role afterwards (this one, or the one that was there). Two processes asking
+    /// for a GUN's first key at once get the same key.
+    async fn server_key_insert_first(
+        &self,
+        gun: &str,
+        key: &ServerKeyRecord,
+    ) -> Result<ServerKeyRecord>;
     /// Keys held for (gun, role), oldest first.
     async fn server_keys(&self, gun: &str, role: &str) -> Result<Vec<ServerKeyRecord>>;
 
     async fn setting_get(&self, name: &str) -> Result<Option<String>>;
     async fn setting_set(&self, name: &str, value: &str) -> Result<()>;
+    /// Stores `value` under `name` unless a value is there already; returns the stored value
+    /// (this one or the earlier one). Two processes creating a setting at once (the vault salt on
+    /// an empty database) end up agreeing on one value.
+    async fn setting_insert_if_absent(&self, name: &str, value: &str) -> Result<String>;
 }

@@ -556,6 +556,18 @@ impl TrustService {
                 if let Some(rec) = held.last() {
                     return Ok(rec.public.clone());
                 }
+                // The GUN's first key: insert-if-absent, so servers asked at once agree on one.
+                let rec =
+                    keys::create(&self.vault, gun, role, self.opts.key_algorithm, self.now())?;
+                let first = self
+                    .store
+                    .server_key_insert_first(gun, &rec)
+                    .await
+                    .map_err(storage)?;
+                if first.key_id == rec.key_id {
+                    tracing::info!(gun, role, key_id = rec.key_id, "created server key");
+                }
+                return Ok(first.public);
             }
         }
         self.create_key(gun, role).await

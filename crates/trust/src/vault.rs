@@ -86,36 +86,38 @@ impl KeyVault {
             Some(hex_salt) => hex::decode(hex_salt.trim())
                 .map_err(|_| Error::Crypto(format!("setting {SALT_SETTING} is not hex")))?,
             None => {
-                let salt = Self::generate_salt()?;
-                store
-                    .setting_set(SALT_SETTING, &hex::encode(salt))
+                // Insert-if-absent: servers starting at once on an empty store agree on one salt.
+                let stored = store
+                    .setting_insert_if_absent(SALT_SETTING, &hex::encode(Self::generate_salt()?))
                     .await
                     .map_err(Error::Storage)?;
-                salt.to_vec()
+                hex::decode(stored.trim())
+                    .map_err(|_| Error::Crypto(format!("setting {SALT_SETTING} is not hex")))?
             }
         };
         let vault = Self::from_passphrase(passphrase, &salt)?;
-        match store
+        let check = match store
             .setting_get(CHECK_SETTING)
             .await
             .map_err(Error::Storage)?
         {
-            Some(check) => {
-                let sealed = hex::decode(check.trim()).map_err(|_| Error::VaultPassphrase)?;
-                let plain = vault
-                    .unseal(&sealed, CHECK_SETTING.as_bytes())
-                    .map_err(|_| Error::VaultPassphrase)?;
-                if plain.as_slice() != CHECK_PLAINTEXT {
-                    return Err(Error::VaultPassphrase);
-                }
-            }
+            Some(check) => check,
             None => {
+                // A racing first start may have written its own check value: the stored one is
+                // what this passphrase is checked against either way.
                 let sealed = vault.seal(CHECK_PLAINTEXT, CHECK_SETTING.as_bytes())?;
                 store
-                    .setting_set(CHECK_SETTING, &hex::encode(sealed))
+                    .setting_insert_if_absent(CHECK_SETTING, &hex::encode(sealed))
                     .await
-                    .map_err(Error::Storage)?;
+                    .map_err(Error::Storage)?
             }
+        };
+        let sealed = hex::decode(check.trim()).map_err(|_| Error::VaultPassphrase)?;
+        let plain = vault
+            .unseal(&sealed, CHECK_SETTING.as_bytes())
+            .map_err(|_| Error::VaultPassphrase)?;
+        if plain.as_slice() != CHECK_PLAINTEXT {
+            return Err(Error::VaultPassphrase);
         }
         Ok(vault)
     }

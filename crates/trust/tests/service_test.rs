@@ -28,6 +28,7 @@ on_both_stores!(
     fixture_replay,
     changefeed_rules,
     wrong_vault_passphrase,
+    first_start_races_agree,
 );
 
 async fn first_publish_chains_and_serves(store: Arc<dyn TrustStore>) {
@@ -930,4 +931,33 @@ async fn wrong_vault_passphrase(store: Arc<dyn TrustStore>) {
         .unwrap_err();
     assert_eq!((e.code(), e.status(), e.detail()), ("UNKNOWN", 500, None));
     assert_eq!(h.state().await, before);
+}
+
+/// Servers starting at once on an empty store (nodes of a cluster) derive one vault key, and
+/// servers asked for a GUN's first server key at once hand out the same key.
+async fn first_start_races_agree(store: Arc<dyn TrustStore>) {
+    let opens =
+        futures::future::join_all((0..4).map(|_| KeyVault::open(store.as_ref(), PASSPHRASE))).await;
+    let vaults: Vec<KeyVault> = opens.into_iter().map(|v| v.unwrap()).collect();
+    let sealed = vaults[0].seal(b"secret", b"aad").unwrap();
+    for v in &vaults[1..] {
+        assert_eq!(v.unseal(&sealed, b"aad").unwrap().as_slice(), b"secret");
+    }
+    // Separate service instances over one store, as separate nodes are.
+    let services: Vec<TrustService> = vaults
+        .into_iter()
+        .map(|v| TrustService::new(store.clone(), v, TrustOptions::default()))
+        .collect();
+    services[0].set_enabled(true).await.unwrap();
+    let keys =
+        futures::future::join_all(services.iter().map(|s| s.get_key(GUN, "timestamp"))).await;
+    let first = keys[0].as_ref().unwrap().clone();
+    for k in &keys {
+        assert_eq!(
+            k.as_ref().unwrap(),
+            &first,
+            "every node hands out the same first key"
+        );
+    }
+    assert_eq!(store.server_keys(GUN, "timestamp").await.unwrap().len(), 1);
 }

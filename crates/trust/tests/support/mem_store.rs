@@ -183,6 +183,20 @@ impl TrustStore for MemStore {
         Ok(())
     }
 
+    async fn server_key_insert_first(
+        &self,
+        gun: &str,
+        key: &ServerKeyRecord,
+    ) -> Result<ServerKeyRecord> {
+        let mut g = self.0.lock().unwrap();
+        let held = g.keys.entry(gun.to_owned()).or_default();
+        if let Some(k) = held.iter().rev().find(|k| k.role == key.role) {
+            return Ok(k.clone());
+        }
+        held.push(key.clone());
+        Ok(key.clone())
+    }
+
     async fn server_keys(&self, gun: &str, role: &str) -> Result<Vec<ServerKeyRecord>> {
         let g = self.0.lock().unwrap();
         Ok(g.keys
@@ -196,6 +210,14 @@ impl TrustStore for MemStore {
 
     async fn setting_get(&self, name: &str) -> Result<Option<String>> {
         Ok(self.0.lock().unwrap().settings.get(name).cloned())
+    }
+
+    async fn setting_insert_if_absent(&self, name: &str, value: &str) -> Result<String> {
+        let mut g = self.0.lock().unwrap();
+        Ok(g.settings
+            .entry(name.to_owned())
+            .or_insert_with(|| value.to_owned())
+            .clone())
     }
 
     async fn setting_set(&self, name: &str, value: &str) -> Result<()> {

@@ -31,7 +31,7 @@ pub use error::ApiError;
 pub use routes::access::{RepoAction, Requirement, requirement};
 pub use routes::router;
 pub use routes::trust::{GunResolver, TrustAccess, TrustEndpoint};
-pub use serve::{Limits, Listener, serve};
+pub use serve::{Limits, Listener, LogIdentity, requests_in_flight, serve};
 
 /// Everything a request handler can reach.
 pub struct AppParts {

@@ -239,11 +239,27 @@ impl ConnCtx {
                 }
                 req.extensions_mut().insert(ConnectInfo(peer));
                 let guard = activity.begin();
+                // The path only: query strings may carry tokens (`/oauth2/token?...`).
+                let (method, path) = (req.method().clone(), req.uri().path().to_owned());
                 let resp = app.oneshot(req).await.unwrap_or_else(|e| match e {});
+                let log = RequestLog {
+                    method,
+                    path,
+                    status: resp.status().as_u16(),
+                    identity: resp.extensions().get::<LogIdentity>().map(|i| i.0.clone()),
+                    peer,
+                    start: guard.started,
+                    bytes: 0,
+                    done: false,
+                };
                 // The request counts as in flight until its response body is done.
                 Ok(resp.map(|b| {
+                    // Bodies known to be empty (HEAD, 204) may never be polled.
+                    let mut log = log;
+                    log.done = http_body::Body::is_end_stream(&b);
                     axum::body::Body::new(Tracked {
                         inner: b,
+                        log,
                         _guard: guard,
                     })
                 }))
@@ -330,8 +346,12 @@ impl Activity {
 
     fn begin(self: &Arc<Self>) -> RequestGuard {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
         self.touch();
-        RequestGuard(self.clone())
+        RequestGuard {
+            activity: self.clone(),
+            started: Instant::now(),
+        }
     }
 
     fn busy(&self) -> bool {
@@ -354,18 +374,70 @@ fn after(t: Instant, d: Duration) -> Instant {
         .unwrap_or(t)
 }
 
-struct RequestGuard(Arc<Activity>);
+struct RequestGuard {
+    activity: Arc<Activity>,
+    started: Instant,
+}
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.activity.touch();
+        self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Requests being served by this process (all connections), for the shutdown report.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// How many requests are being served right now, response bodies included.
+pub fn requests_in_flight() -> usize {
+    IN_FLIGHT.load(Ordering::Acquire)
+}
+
+/// The caller's identity, set on a response by the authorization layer for the request log.
+#[derive(Clone, Debug)]
+pub struct LogIdentity(pub String);
+
+/// One request's line in the log, written when its response body ends (or is abandoned), so
+/// that bytes and duration cover the whole transfer.
+struct RequestLog {
+    method: axum::http::Method,
+    path: String,
+    status: u16,
+    identity: Option<String>,
+    peer: SocketAddr,
+    start: Instant,
+    bytes: u64,
+    done: bool,
+}
+
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        let identity = match self.identity.as_deref() {
+            None => "-",
+            Some("") => "anonymous",
+            Some(n) => n,
+        };
+        tracing::info!(
+            target: "berth::request",
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            bytes = self.bytes,
+            duration_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX),
+            identity = %identity,
+            client = %self.peer.ip(),
+            complete = self.done,
+            "request"
+        );
     }
 }
 
 /// A response body that ends its request's in-flight mark when it is done (or dropped).
 struct Tracked {
     inner: axum::body::Body,
+    log: RequestLog,
     /// Dropped with the body, which ends the request's in-flight mark.
     _guard: RequestGuard,
 }
@@ -378,7 +450,21 @@ impl http_body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    let n = u64::try_from(d.len()).unwrap_or(u64::MAX);
+                    self.log.bytes = self.log.bytes.saturating_add(n);
+                }
+                if self.inner.is_end_stream() {
+                    self.log.done = true;
+                }
+            }
+            Poll::Ready(None) => self.log.done = true,
+            _ => {}
+        }
+        r
     }
 
     fn is_end_stream(&self) -> bool {

@@ -58,17 +58,29 @@ fn trim_heap() {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tune_allocator();
     let cfg = ServeConfig::resolve(args)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(serve(cfg))
+}
+
+/// Log set-up: `BERTH_LOG` filters (default `info`), `BERTH_LOG_FORMAT=json` writes one JSON
+/// object per line (for log collectors), and colours are used only on a terminal.
+fn init_logging() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "info".into());
+    let format = std::env::var("BERTH_LOG_FORMAT").unwrap_or_default();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format.as_str() {
+        "json" => builder.json().with_ansi(false).init(),
+        "" | "text" => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        other => anyhow::bail!("BERTH_LOG_FORMAT={other:?}: use text (the default) or json"),
+    }
+    Ok(())
 }
 
 fn cert_names(cfg: &ServeConfig) -> Vec<String> {
@@ -395,4 +407,19 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+    // Draining may take a while (GRACE); a second interrupt means "now".
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let cut = berth_server::requests_in_flight();
+            tracing::warn!(
+                requests_cut = cut,
+                "second interrupt: stopping at once, cutting {cut} request(s) in flight"
+            );
+            std::process::exit(130);
+        }
+    });
+    tracing::info!(
+        requests_in_flight = berth_server::requests_in_flight(),
+        "shutdown signal received: finishing requests in flight (interrupt again to stop at once)"
+    );
 }

@@ -44,6 +44,8 @@ pub struct Server {
     args: Vec<String>,
     /// An open-file limit (soft and hard) to run the server under.
     nofile: Option<u64>,
+    /// Extra environment variables of the server process (`BERTH_LOG_FORMAT`, …).
+    env: Vec<(String, String)>,
     stdout: Arc<Mutex<String>>,
     pub port: u16,
     pub base: String,
@@ -130,6 +132,7 @@ impl Server {
             auth,
             args,
             nofile,
+            env: Vec::new(),
             stdout: Arc::new(Mutex::new(String::new())),
             port: 0,
             base: String::new(),
@@ -137,6 +140,61 @@ impl Server {
         };
         srv.spawn();
         srv
+    }
+
+    /// Like [`Server::start_with_auth`], with extra environment variables for the server.
+    pub fn start_with_auth_env(env: &[(&str, &str)]) -> Server {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut srv = Server {
+            child: None,
+            data: tempfile::tempdir().expect("data tempdir"),
+            work: tempfile::tempdir().expect("work tempdir"),
+            insecure: false,
+            auth: true,
+            args: Vec::new(),
+            nofile: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            stdout: Arc::new(Mutex::new(String::new())),
+            port: 0,
+            base: String::new(),
+            client: reqwest::Client::new(),
+        };
+        srv.spawn();
+        srv
+    }
+
+    /// The server's whole stderr log so far.
+    pub fn stderr_log(&self) -> String {
+        std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
+    }
+
+    /// Sends `signal` (e.g. "INT") to the server process.
+    pub fn signal(&self, signal: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{signal} failed");
+    }
+
+    /// Waits up to `timeout` for the server to exit; its status, or None if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn spawn(&mut self) {
@@ -165,6 +223,9 @@ impl Server {
             if k.to_string_lossy().starts_with("BERTH_") {
                 cmd.env_remove(k);
             }
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
         }
         if self.auth {
             cmd.env("BERTH_BOOTSTRAP_PASSWORD", OWNER_PASSWORD);

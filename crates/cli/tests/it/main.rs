@@ -19,6 +19,7 @@ mod corrupt_state;
 mod errors;
 mod manifests;
 mod names;
+mod ops_logs;
 mod referrers;
 mod restart;
 mod robustness;

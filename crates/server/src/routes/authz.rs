@@ -298,14 +298,20 @@ pub(crate) async fn layer(State(state): State<AppState>, mut req: Request, next:
                 ),
                 _ => serde_json::Value::Null,
             };
-            return challenge(&state, wire, &host, scope, error, detail);
+            let mut resp = challenge(&state, wire, &host, scope, error, detail);
+            resp.extensions_mut()
+                .insert(crate::LogIdentity(caller.name.clone()));
+            return resp;
         }
         Decision::Deny(msg) => {
             state
                 .access
                 .audit(&caller.name, "access.denied", req.uri().path(), ip, &msg)
                 .await;
-            return denied(wire, msg);
+            let mut resp = denied(wire, msg);
+            resp.extensions_mut()
+                .insert(crate::LogIdentity(caller.name.clone()));
+            return resp;
         }
     }
     // Trust writes and wipes are audited once they succeed.
@@ -325,7 +331,9 @@ pub(crate) async fn layer(State(state): State<AppState>, mut req: Request, next:
     };
     let actor = caller.name.clone();
     req.extensions_mut().insert(caller);
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    resp.extensions_mut()
+        .insert(crate::LogIdentity(actor.clone()));
     if let Some((gun, method)) = trust_write
         && resp.status().is_success()
     {

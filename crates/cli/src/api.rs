@@ -6,21 +6,24 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::Value;
 
-/// Connection flags every verb that talks to a server takes.
+// Connection flags every verb that talks to a server takes. Deliberately not a doc comment:
+// clap would make it the description of every subcommand that flattens this struct.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServerArgs {
-    /// Registry URL, e.g. https://localhost:5000 [env: BERTH_SERVER].
-    #[arg(long, env = "BERTH_SERVER")]
+    /// Registry URL, e.g. https://localhost:5000 (default: the host named in REF or REPO, else
+    /// https://localhost:5000).
+    #[arg(long, env = "BERTH_SERVER", value_name = "URL")]
     pub server: Option<String>,
-    /// CA certificate (PEM) to trust for the server's TLS certificate [env: BERTH_CA_FILE]. When
-    /// absent, ~/.docker/tls/<host:port>/ca.crt is used if it exists, then the system roots.
-    #[arg(long, env = "BERTH_CA_FILE")]
+    /// CA certificate (PEM) to trust for the server's TLS certificate. When absent:
+    /// ~/.docker/tls/<host:port>/ca.crt if it exists, else the system roots.
+    #[arg(long, env = "BERTH_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
-    /// User name (or service principal id, or token name) [env: BERTH_USERNAME]; without it, the
-    /// login stored by `berth login` for this server is used.
-    #[arg(short = 'u', long, env = "BERTH_USERNAME")]
+    /// User name (or service principal id, or token name) to authenticate as; without it, the
+    /// login `berth login` stored for this server is used.
+    #[arg(short = 'u', long, env = "BERTH_USERNAME", value_name = "USER")]
     pub username: Option<String>,
-    /// Read the password from standard input (else BERTH_PASSWORD).
+    /// Read the password of -u/--username (the caller's own) from standard input; without it,
+    /// from the environment variable BERTH_PASSWORD.
     #[arg(long)]
     pub password_stdin: bool,
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use crate::api::ServerArgs;
 
@@ -17,9 +17,28 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The command line as users see it: every environment fallback is shown as `[env: NAME]`
+/// without its current value (values would make help output differ per shell, and may be
+/// private).
+pub fn command() -> clap::Command {
+    fn hide_values(c: clap::Command) -> clap::Command {
+        c.mut_args(|a| a.hide_env_values(true))
+            .mut_subcommands(hide_values)
+    }
+    hide_values(Cli::command())
+}
+
+/// Parses the process's arguments with [`command`]; exits with clap's message on bad input.
+pub fn parse() -> Cli {
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the registry (OCI distribution API) on one HTTPS port.
+    ///
+    /// Every flag also reads the environment variable shown with it and the TOML config file;
+    /// a flag wins over the environment, which wins over the file, which wins over the default.
     Serve(ServeArgs),
     /// Registry-wide settings.
     #[command(subcommand)]
@@ -68,9 +87,12 @@ pub enum ConfigCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum AnonymousPullCommand {
+    /// Print whether anonymous pull is enabled.
     Show(ServerArgs),
+    /// Let anyone pull without credentials (true), or require a login again (false).
     Update {
-        #[arg(long, action = clap::ArgAction::Set)]
+        /// true: pulls need no credentials; false: they do.
+        #[arg(long, action = clap::ArgAction::Set, value_name = "BOOL")]
         enabled: bool,
         #[command(flatten)]
         server: ServerArgs,
@@ -84,6 +106,7 @@ pub enum ContentTrustCommand {
     /// Enable or disable content trust. Disabling DELETES ALL TRUST DATA of every repository,
     /// irreversibly (images stay).
     Update {
+        /// `enabled` or `disabled` (disabling asks for confirmation unless --yes).
         #[arg(long, value_parser = ["enabled", "disabled"])]
         status: String,
         /// Confirm disabling without a prompt.
@@ -120,7 +143,8 @@ pub enum TrustCommand {
     },
 }
 
-/// Every flag also reads `BERTH_<FLAG>` and the TOML config file; flag > env > file > default.
+// Every flag also reads `BERTH_<FLAG>` and the TOML config file; flag > env > file > default.
+// (Not a doc comment: clap would show it as `serve`'s description.)
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
     /// TOML config file (keys: data_dir, listen, hostname, tls_cert, tls_key, insecure_http, and a
@@ -169,4 +193,150 @@ pub struct ServeArgs {
     /// Upload sessions one identity may hold open; more get 429 [default: 256].
     #[arg(long, env = "BERTH_SESSIONS_PER_IDENTITY")]
     pub sessions_per_identity: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `berth ARGS… --help` exactly as a user sees it (100 columns).
+    fn help(path: &[&str]) -> String {
+        let mut argv = vec!["berth"];
+        argv.extend_from_slice(path);
+        argv.push("--help");
+        let err = command()
+            .term_width(100)
+            .try_get_matches_from(argv)
+            .expect_err("--help stops parsing");
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+        err.render().to_string()
+    }
+
+    /// Every subcommand's path below `cmd` (clap's own `help` subcommands aside).
+    fn paths(cmd: &clap::Command, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let mut p = prefix.to_vec();
+            p.push(sub.get_name().to_owned());
+            paths(sub, &p, out);
+            out.push(p);
+        }
+    }
+
+    /// Walks the whole command tree, so verbs added later are held to the same rules: each has
+    /// its own description, every argument says what it is, and no environment variable is
+    /// shown twice (or with its value).
+    #[test]
+    fn every_verb_and_argument_explains_itself() {
+        let root = command();
+        let mut all = Vec::new();
+        paths(&root, &[], &mut all);
+        assert!(all.len() > 40, "{} subcommands", all.len());
+        let mut problems = Vec::new();
+        for path in &all {
+            let mut cmd = &root;
+            for name in path {
+                cmd = cmd.find_subcommand(name).expect("a subcommand on the path");
+            }
+            let verb = format!("berth {}", path.join(" "));
+            match cmd.get_about().map(ToString::to_string) {
+                None => problems.push(format!("{verb}: no description")),
+                Some(a) if a.trim().is_empty() => {
+                    problems.push(format!("{verb}: empty description"))
+                }
+                Some(a) if a.contains("Connection flags") || a.contains("not a doc comment") => {
+                    problems.push(format!(
+                        "{verb}: a flattened struct's comment as description: {a}"
+                    ))
+                }
+                Some(_) => {}
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    problems.push(format!("{verb}: argument {id} has no description"));
+                }
+            }
+            let text = help(&path.iter().map(String::as_str).collect::<Vec<_>>());
+            // Wrapping may break "[env: NAME]" over two lines.
+            let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            for arg in cmd.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    let shown = format!("[env: {}]", env.to_string_lossy());
+                    let n = flat.matches(&shown).count();
+                    if n != 1 {
+                        problems.push(format!("{verb}: {shown} shown {n} times"));
+                    }
+                }
+            }
+            let envs = cmd
+                .get_arguments()
+                .filter(|a| a.get_env().is_some())
+                .count();
+            if flat.matches("[env:").count() != envs {
+                problems.push(format!(
+                    "{verb}: an environment variable shown twice:\n{text}"
+                ));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn user_create_help_names_both_passwords() {
+        let expected = "\
+Create a user; without --new-password-stdin its password is generated and printed once
+
+Usage: berth user create [OPTIONS] <NAME>
+
+Arguments:
+  <NAME>  The new user's name (1 to 64 letters, digits, '.', '_', '-', '@')
+
+Options:
+      --new-password-stdin  Read the NEW user's password from standard input (without it, one is
+                            generated and printed once). The caller's own password is
+                            --password-stdin or BERTH_PASSWORD
+      --server <URL>        Registry URL, e.g. https://localhost:5000 (default: the host named in
+                            REF or REPO, else https://localhost:5000) [env: BERTH_SERVER]
+      --ca-file <FILE>      CA certificate (PEM) to trust for the server's TLS certificate. When
+                            absent: ~/.docker/tls/<host:port>/ca.crt if it exists, else the system
+                            roots [env: BERTH_CA_FILE]
+  -u, --username <USER>     User name (or service principal id, or token name) to authenticate as;
+                            without it, the login `berth login` stored for this server is used [env:
+                            BERTH_USERNAME]
+      --password-stdin      Read the password of -u/--username (the caller's own) from standard
+                            input; without it, from the environment variable BERTH_PASSWORD
+  -h, --help                Print help
+";
+        assert_eq!(help(&["user", "create"]), expected);
+    }
+
+    #[test]
+    fn user_help_describes_each_verb() {
+        let expected = "\
+Users
+
+Usage: berth user <COMMAND>
+
+Commands:
+  create   Create a user; without --new-password-stdin its password is generated and printed once
+  list     List users
+  delete   Delete a user
+  disable  Disable a user: it cannot log in until it is enabled again
+  enable   Enable a disabled user
+  help     Print this message or the help of the given subcommand(s)
+
+Options:
+  -h, --help  Print help
+";
+        assert_eq!(help(&["user"]), expected);
+    }
 }

@@ -5,12 +5,10 @@ mod args;
 mod cmd;
 mod config;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     // One TLS provider for every client and server in the process: ring (pure Rust, no C build).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = args::Cli::parse();
+    let cli = args::parse();
     let result = match cli.command {
         args::Command::Serve(a) => cmd::serve::run(a),
         args::Command::Config(c) => cmd::config::run(c),

@@ -30,13 +30,15 @@ fn print(v: &Value) -> anyhow::Result<()> {
 pub struct LoginArgs {
     /// Registry, e.g. localhost:5000 or https://localhost:5000.
     pub server: String,
-    #[arg(short, long, env = "BERTH_USERNAME")]
+    /// User name (or service principal id, or token name) to log in as.
+    #[arg(short, long, env = "BERTH_USERNAME", value_name = "USER")]
     pub username: String,
-    /// Read the password from standard input.
+    /// Read the password from standard input; without it, from the environment variable
+    /// BERTH_PASSWORD.
     #[arg(long)]
     pub password_stdin: bool,
-    /// CA certificate (PEM) of the server [env: BERTH_CA_FILE].
-    #[arg(long, env = "BERTH_CA_FILE")]
+    /// CA certificate (PEM) of the server.
+    #[arg(long, env = "BERTH_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<std::path::PathBuf>,
 }
 
@@ -76,27 +78,36 @@ pub fn login(a: LoginArgs) -> anyhow::Result<()> {
 
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
-    /// Create a user (password from stdin with --password-stdin, else generated and shown once).
+    /// Create a user; without --new-password-stdin its password is generated and printed once.
     Create {
+        /// The new user's name (1 to 64 letters, digits, '.', '_', '-', '@').
         name: String,
-        /// Read the NEW user's password from standard input (else one is generated).
+        /// Read the NEW user's password from standard input (without it, one is generated and
+        /// printed once). The caller's own password is --password-stdin or BERTH_PASSWORD.
         #[arg(long)]
         new_password_stdin: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// List users.
     List(ServerArgs),
+    /// Delete a user.
     Delete {
+        /// The user to delete.
         name: String,
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Disable a user: it cannot log in until it is enabled again.
     Disable {
+        /// The user to disable.
         name: String,
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Enable a disabled user.
     Enable {
+        /// The user to enable.
         name: String,
         #[command(flatten)]
         server: ServerArgs,
@@ -114,7 +125,14 @@ pub fn user(c: UserCommand) -> anyhow::Result<()> {
             if new_password_stdin {
                 body["password"] = json!(read_password_stdin()?);
             }
-            print(&Api::new(&server, None)?.post("users", &body)?)
+            let v = Api::new(&server, None)?.post("users", &body)?;
+            if v.get("password").is_some() {
+                eprintln!(
+                    "No --new-password-stdin: generated a password for {name}; it is the \
+                     \"password\" below and is shown only this once."
+                );
+            }
+            print(&v)
         }
         UserCommand::List(server) => print(&Api::new(&server, None)?.get("users")?),
         UserCommand::Delete { name, server } => {
@@ -135,12 +153,16 @@ pub fn user(c: UserCommand) -> anyhow::Result<()> {
 pub enum SpCommand {
     /// Create a service principal: prints its id and secret once.
     Create {
+        /// A label for the service principal (it logs in with the generated id).
         name: String,
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// List service principals.
     List(ServerArgs),
+    /// Delete a service principal.
     Delete {
+        /// The service principal's id (sp-…), as `sp create` printed it.
         id: String,
         #[command(flatten)]
         server: ServerArgs,
@@ -166,7 +188,9 @@ pub fn sp(c: SpCommand) -> anyhow::Result<()> {
 pub enum AdminUserCommand {
     /// Enable the shared admin account and show its (new) password.
     Enable(ServerArgs),
+    /// Disable the shared admin account.
     Disable(ServerArgs),
+    /// Print whether the shared admin account is enabled.
     Show(ServerArgs),
 }
 
@@ -184,6 +208,7 @@ pub fn admin_user(c: AdminUserCommand) -> anyhow::Result<()> {
 
 #[derive(Subcommand, Debug)]
 pub enum RoleCommand {
+    /// Grant, revoke and list roles of users, service principals and tokens.
     #[command(subcommand)]
     Assignment(AssignmentCommand),
 }
@@ -193,10 +218,11 @@ pub struct AssignmentArgs {
     /// AcrPull, AcrPush, AcrDelete, AcrImageSigner or Owner.
     #[arg(long)]
     pub role: String,
-    #[arg(long)]
+    /// The user, service principal id or token the role is given to.
+    #[arg(long, value_name = "NAME")]
     pub assignee: String,
     /// A repository (or `prefix/*`); absent: the whole registry.
-    #[arg(long)]
+    #[arg(long, value_name = "REPO")]
     pub repository: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
@@ -204,10 +230,14 @@ pub struct AssignmentArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum AssignmentCommand {
+    /// Give a role to a user, service principal or token.
     Create(AssignmentArgs),
+    /// Take a role away (the same --role, --assignee and --repository as when it was given).
     Delete(AssignmentArgs),
+    /// List role assignments.
     List {
-        #[arg(long)]
+        /// Only the assignments of this user, service principal or token.
+        #[arg(long, value_name = "NAME")]
         assignee: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
@@ -241,8 +271,10 @@ pub fn role(c: RoleCommand) -> anyhow::Result<()> {
 pub enum ScopeMapCommand {
     /// Create a scope map (or add a rule to it): REPOSITORY patterns may end in `/*`.
     Create {
+        /// The scope map's name.
         name: String,
-        #[arg(long)]
+        /// The repository the actions apply to; `prefix/*` for every repository under prefix/.
+        #[arg(long, value_name = "REPO")]
         repository: String,
         /// content/read, content/write, content/delete, metadata/read, metadata/write,
         /// trust/read, trust/write.
@@ -251,6 +283,7 @@ pub enum ScopeMapCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// List scope maps and their rules.
     List(ServerArgs),
 }
 
@@ -273,21 +306,29 @@ pub fn scope_map(c: ScopeMapCommand) -> anyhow::Result<()> {
 pub enum TokenCommand {
     /// Create a repository-scoped token bound to a scope map: prints its password once.
     Create {
+        /// The token's name: it logs in with this as the user name.
         name: String,
-        #[arg(long)]
+        /// The scope map that says what the token may do (`berth scope-map create`).
+        #[arg(long, value_name = "MAP")]
         scope_map: String,
-        #[arg(long)]
+        /// Days until the token stops working; without it, it never expires.
+        #[arg(long, value_name = "DAYS")]
         expires_in_days: Option<i64>,
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// List tokens.
     List(ServerArgs),
+    /// Delete a token.
     Delete {
+        /// The token to delete.
         name: String,
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Disable a token: it cannot log in until it is enabled again.
     Disable {
+        /// The token to disable.
         name: String,
         #[command(flatten)]
         server: ServerArgs,
@@ -320,11 +361,13 @@ pub fn token(c: TokenCommand) -> anyhow::Result<()> {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
+    /// Print audit entries, oldest first.
     List {
         /// Only entries after this id.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_name = "ID")]
         after: i64,
-        #[arg(long, default_value_t = 1000)]
+        /// At most this many entries.
+        #[arg(long, default_value_t = 1000, value_name = "N")]
         limit: usize,
         #[command(flatten)]
         server: ServerArgs,

@@ -19,7 +19,8 @@ use berth_trust_client::{
 };
 use clap::Args;
 
-/// `--trust` / `--disable-content-trust[=BOOL]` on the verbs that move images.
+// `--trust` / `--disable-content-trust[=BOOL]` on the verbs that move images (not a doc
+// comment: clap would show it as the description of the verbs that flatten it).
 #[derive(Args, Debug, Clone, Default)]
 pub struct ContentTrustArgs {
     /// Docker Content Trust: a push signs the tag, a pull takes only a signed tag and pulls it

@@ -14,7 +14,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::api::ServerArgs;
 
-/// Connection, credential and output flags of the verbs that move images.
+// Connection, credential and output flags of the verbs that move images (not a doc comment:
+// clap would show it as the description of the verbs that flatten it).
 #[derive(Args, Debug, Clone, Default)]
 pub struct TransferArgs {
     #[command(flatten)]

@@ -29,20 +29,29 @@ pub enum KeyCommand {
     },
     /// Import a PEM private key (PKCS#8, encrypted or not) under a signer name.
     Load {
+        /// The PEM private key file.
         file: PathBuf,
+        /// The signer name to file the key under.
         #[arg(long)]
         name: String,
     },
     /// Write every private key to a tar archive (0600; 0700 directories and 0600 files inside).
-    Backup { file: PathBuf },
+    Backup {
+        /// The archive to write.
+        file: PathBuf,
+    },
     /// Restore keys from a `key backup` archive; keys already present are kept.
-    Restore { file: PathBuf },
+    Restore {
+        /// The archive `key backup` wrote.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum SignerCommand {
     /// Add a signer with its public key(s) (initialises the repository's trust data if needed).
     Add {
+        /// The signer's name (lowercase letters, digits, '-' and '_').
         name: String,
         /// host[:port]/repository
         repo: String,
@@ -54,7 +63,9 @@ pub enum SignerCommand {
     },
     /// Remove a signer from a repository.
     Remove {
+        /// The signer's name.
         name: String,
+        /// host[:port]/repository
         repo: String,
         /// Do not ask even when this signer is the only one who can sign releases.
         #[arg(long)]

@@ -56,6 +56,55 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 "#;
 
+/// The schema's versions, applied in order; `PRAGMA user_version` records how far a database
+/// is. Every schema change from now on is a new entry here (never an edit of an older one), so
+/// a database of any earlier version is brought up to date, and a newer one is refused.
+const MIGRATIONS: &[(&str, fn(&Connection) -> rusqlite::Result<()>)] = &[
+    // 1: the tables as of the first versioned release (idempotent: databases from before
+    // versioning already have them).
+    ("baseline tables", |c| {
+        c.execute_batch(SCHEMA)?;
+        c.execute_batch(crate::sqlite_trust::TRUST_SCHEMA)?;
+        c.execute_batch(crate::sqlite_identity::IDENTITY_SCHEMA)
+    }),
+    // 2: upload sessions record their owner, acknowledged length and hash state.
+    ("upload owner, offset and hash state", add_upload_columns),
+];
+
+/// Brings the database to the newest schema version, one transaction per step.
+fn migrate(c: &mut Connection) -> Result<()> {
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    let at: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(backend)?;
+    if at > known {
+        return Err(Error::Backend(format!(
+            "the database is at schema version {at}, newer than this berth knows ({known}): run a newer berth"
+        )));
+    }
+    for (version, (what, step)) in (1i64..).zip(MIGRATIONS) {
+        if version <= at {
+            continue;
+        }
+        // IMMEDIATE: the write lock is taken before the version is re-read, so two processes
+        // opening the file at once cannot both apply a step.
+        let tx = c
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let now: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(backend)?;
+        if now < version {
+            step(&tx)
+                .map_err(|e| Error::Backend(format!("schema migration {version} ({what}): {e}")))?;
+            tx.pragma_update(None, "user_version", version)
+                .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
 /// Data dirs created before sessions recorded their owner, acknowledged length and hash state
 /// get those columns (old rows keep NULL offsets: their blob files are the truth).
 fn add_upload_columns(c: &Connection) -> rusqlite::Result<()> {
@@ -164,15 +213,8 @@ impl SqliteMetadataStore {
         let path = path.as_ref().to_path_buf();
         create_private(&path)
             .map_err(|e| Error::Backend(format!("creating {}: {e}", path.display())))?;
-        let writer = open_conn(&path).map_err(backend)?;
-        writer.execute_batch(SCHEMA).map_err(backend)?;
-        writer
-            .execute_batch(crate::sqlite_trust::TRUST_SCHEMA)
-            .map_err(backend)?;
-        writer
-            .execute_batch(crate::sqlite_identity::IDENTITY_SCHEMA)
-            .map_err(backend)?;
-        add_upload_columns(&writer).map_err(backend)?;
+        let mut writer = open_conn(&path).map_err(backend)?;
+        migrate(&mut writer)?;
         let settings = writer
             .prepare("SELECT name, value FROM settings")
             .and_then(|mut s| {

@@ -59,7 +59,10 @@ CREATE TABLE IF NOT EXISTS uploads (
 /// The schema's versions, applied in order; `PRAGMA user_version` records how far a database
 /// is. Every schema change from now on is a new entry here (never an edit of an older one), so
 /// a database of any earlier version is brought up to date, and a newer one is refused.
-const MIGRATIONS: &[(&str, fn(&Connection) -> rusqlite::Result<()>)] = &[
+/// One schema step, run inside its transaction.
+type Step = fn(&Connection) -> rusqlite::Result<()>;
+
+const MIGRATIONS: &[(&str, Step)] = &[
     // 1: the tables as of the first versioned release (idempotent: databases from before
     // versioning already have them).
     ("baseline tables", |c| {

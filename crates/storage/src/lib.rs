@@ -1,9 +1,11 @@
 //! The storage seam of Berth. Domain crates (registry, trust) talk only to these traits; the
 //! binary picks an implementation (embedded: filesystem + SQLite; distributed: S3 + PostgreSQL).
+//! [`memory::MemoryStore`] keeps everything in the process, for fast in-process tests.
 
 mod blob;
 mod error;
 mod identity;
+pub mod memory;
 mod metadata;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;

@@ -45,8 +45,10 @@ fn tag(s: &str) -> Tag {
 pub async fn run_all(blobs: &dyn BlobStore, meta: &dyn MetadataStore) {
     blob_upload_roundtrip(blobs).await;
     blob_append_rules(blobs).await;
+    blob_edge_rules(blobs).await;
     metadata_manifests_and_tags(meta).await;
     metadata_uploads(meta).await;
+    metadata_edge_rules(meta).await;
 }
 
 async fn blob_upload_roundtrip(b: &dyn BlobStore) {
@@ -162,6 +164,90 @@ async fn blob_append_rules(b: &dyn BlobStore) {
         b.upload_append("../x", 0, None, stream_of(&[b"x"])).await,
         Err(Error::UploadUnknown)
     ));
+}
+
+/// Unknown names, ranges and ids: every backend refuses them with the same error.
+async fn blob_edge_rules(b: &dyn BlobStore) {
+    let bytes: &'static [u8] = b"0123456789";
+    let d = Digest::sha256_of(bytes);
+    assert!(matches!(b.delete(&d).await, Err(Error::BlobUnknown)));
+    assert!(matches!(
+        b.upload_commit("nope", &d).await,
+        Err(Error::UploadUnknown)
+    ));
+    assert!(matches!(
+        b.upload_abort("nope").await,
+        Err(Error::UploadUnknown)
+    ));
+    assert!(matches!(
+        b.upload_read("nope").await,
+        Err(Error::UploadUnknown)
+    ));
+    for bad in ["", "../x", "a/b", &"x".repeat(65)] {
+        assert!(
+            matches!(b.upload_start(bad).await, Err(Error::UploadUnknown)),
+            "id {bad:?} refused"
+        );
+        assert!(matches!(b.upload_len(bad).await, Err(Error::UploadUnknown)));
+    }
+    b.upload_start("e1").await.unwrap();
+    assert!(
+        b.upload_start("e1").await.is_err(),
+        "an upload id is opened once"
+    );
+    // Empty chunks are allowed, and the bytes come back exactly across appends.
+    assert_eq!(
+        b.upload_append("e1", 0, Some(0), stream_of(&[]))
+            .await
+            .unwrap(),
+        0
+    );
+    b.upload_append("e1", 0, None, stream_of(&[b"0123", b"", b"45"]))
+        .await
+        .unwrap();
+    // A body longer than announced is refused, counted up to the chunk that overran.
+    let e = b
+        .upload_append("e1", 6, Some(2), stream_of(&[b"6", b"789"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::SizeMismatch {
+                expected: 2,
+                received: 4
+            }
+        ),
+        "long chunk: {e}"
+    );
+    assert_eq!(b.upload_len("e1").await.unwrap(), Some(6));
+    assert_eq!(
+        b.upload_append("e1", 6, Some(4), stream_of(&[b"6", b"789"]))
+            .await
+            .unwrap(),
+        10
+    );
+    assert_eq!(collect(b.upload_read("e1").await.unwrap()).await, bytes);
+    assert_eq!(b.upload_commit("e1", &d).await.unwrap(), 10);
+    assert!(matches!(b.upload_len("e1").await, Ok(None)));
+    assert_eq!(collect(b.read(&d, 0, 10).await.unwrap()).await, bytes);
+    assert_eq!(collect(b.read(&d, 9, 1).await.unwrap()).await, b"9");
+    assert!(collect(b.read(&d, 3, 0).await.unwrap()).await.is_empty());
+    // A range past the end delivers what exists, then fails: never silently short.
+    let mut s = b.read(&d, 8, 5).await.unwrap();
+    let mut got = Vec::new();
+    let mut failed = false;
+    while let Some(c) = s.next().await {
+        match c {
+            Ok(c) => got.extend_from_slice(&c),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert_eq!((got.as_slice(), failed), (&b"89"[..], true));
+    b.delete(&d).await.unwrap();
 }
 
 async fn metadata_manifests_and_tags(m: &dyn MetadataStore) {
@@ -314,6 +400,173 @@ async fn metadata_uploads(m: &dyn MetadataStore) {
     assert!(m.uploads_created_before(100).await.unwrap().is_empty());
     m.upload_delete("up-1").await.unwrap();
     assert!(m.upload_get("up-1").await.unwrap().is_none());
+}
+
+/// Manifests, listings and records: upserts, ordering, and what a refusal leaves.
+async fn metadata_edge_rules(m: &dyn MetadataStore) {
+    let r = repo("edge/app");
+    let missing_child = Digest::sha256_of(b"child");
+    let body = Bytes::from_static(b"{\"index\":1}");
+    let index = NewManifest {
+        repo: r.clone(),
+        digest: Digest::sha256_of(&body),
+        media_type: berth_oci::media::OCI_INDEX.into(),
+        body,
+        subject: None,
+        artifact_type: None,
+        annotations: None,
+        blobs: vec![],
+        children: vec![missing_child.clone()],
+    };
+    match m.put_manifest(index.clone(), &[tag("i")]).await {
+        Err(Error::MissingReferences(v)) => assert_eq!(v, vec![missing_child.clone()]),
+        other => panic!("missing child must be refused, got {other:?}"),
+    }
+    assert!(!m.repo_exists(&r).await.unwrap());
+    assert!(!m.delete_manifest(&r, &missing_child).await.unwrap());
+    assert!(!m.delete_tag(&r, &tag("i")).await.unwrap());
+    assert!(!m.unlink_blob(&r, &missing_child).await.unwrap());
+    assert!(m.referrers(&r, &missing_child).await.unwrap().is_empty());
+    assert!(
+        m.get_manifest(&r, &TagOrDigest::Tag(tag("i")))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A link keeps the size it was made with.
+    let layer = Digest::sha256_of(b"edge layer");
+    m.link_blob(&r, &layer, 10).await.unwrap();
+    m.link_blob(&r, &layer, 99).await.unwrap();
+    assert_eq!(m.blob_linked(&r, &layer).await.unwrap(), Some(10));
+
+    // The same manifest again: its tags move, its media type may be restated.
+    let body = Bytes::from_static(b"{\"m\":2}");
+    let md = Digest::sha256_of(&body);
+    let man = NewManifest {
+        repo: r.clone(),
+        digest: md.clone(),
+        media_type: berth_oci::media::OCI_MANIFEST.into(),
+        body: body.clone(),
+        subject: None,
+        artifact_type: None,
+        annotations: None,
+        blobs: vec![layer.clone()],
+        children: vec![],
+    };
+    m.put_manifest(man.clone(), &[tag("a")]).await.unwrap();
+    m.put_manifest(
+        NewManifest {
+            media_type: berth_oci::media::DOCKER_MANIFEST.into(),
+            ..man.clone()
+        },
+        &[tag("b")],
+    )
+    .await
+    .unwrap();
+    let got = m
+        .get_manifest(&r, &TagOrDigest::Tag(tag("a")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.media_type.as_str(), got.body),
+        (berth_oci::media::DOCKER_MANIFEST, body)
+    );
+    let all = m.list_tags(&r, None, 10).await.unwrap().unwrap();
+    assert_eq!((all.items, all.more), (vec!["a".into(), "b".into()], false));
+    let none = m.list_tags(&r, Some("b"), 10).await.unwrap().unwrap();
+    assert_eq!((none.items, none.more), (vec![], false));
+    let zero = m.list_tags(&r, None, 0).await.unwrap().unwrap();
+    assert_eq!((zero.items, zero.more), (vec![], true));
+    // An index whose child is present is accepted.
+    m.put_manifest(
+        NewManifest {
+            children: vec![md.clone()],
+            ..index
+        },
+        &[tag("i")],
+    )
+    .await
+    .unwrap();
+
+    // Referrers come sorted by digest, with their size; other subjects stay out.
+    let mut refs = Vec::new();
+    for body in [&b"{\"r\":1}"[..], b"{\"r\":2}", b"{\"r\":3}"] {
+        let d = Digest::sha256_of(body);
+        m.put_manifest(
+            NewManifest {
+                repo: r.clone(),
+                digest: d.clone(),
+                media_type: berth_oci::media::OCI_MANIFEST.into(),
+                body: Bytes::copy_from_slice(body),
+                subject: Some(md.clone()),
+                artifact_type: None,
+                annotations: None,
+                blobs: vec![],
+                children: vec![],
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+        refs.push(d);
+    }
+    refs.sort_by_key(|d| d.to_string());
+    let got = m.referrers(&r, &md).await.unwrap();
+    assert_eq!(
+        got.iter().map(|x| x.digest.clone()).collect::<Vec<_>>(),
+        refs
+    );
+    assert!(got.iter().all(|x| x.size == 7 && x.artifact_type.is_none()));
+    assert!(m.referrers(&r, &layer).await.unwrap().is_empty());
+
+    // Deleting a manifest takes every tag naming it, and only those.
+    assert!(m.delete_manifest(&r, &md).await.unwrap());
+    let left = m.list_tags(&r, None, 10).await.unwrap().unwrap();
+    assert_eq!(left.items, vec!["i".to_string()]);
+    assert!(!m.delete_manifest(&r, &md).await.unwrap());
+    assert!(m.repo_exists(&r).await.unwrap(), "a repository stays");
+
+    // Repository listing pages lexically (byte order).
+    for name in ["edge/z", "edge/b", "edge/a-b"] {
+        m.link_blob(&repo(name), &layer, 10).await.unwrap();
+    }
+    let p1 = m.list_repos(Some("edge/"), 2).await.unwrap();
+    assert_eq!(
+        (p1.items.clone(), p1.more),
+        (vec!["edge/a-b".into(), "edge/app".into()], true)
+    );
+    let p2 = m.list_repos(Some("edge/app"), 2).await.unwrap();
+    assert_eq!(
+        (p2.items, p2.more),
+        (vec!["edge/b".into(), "edge/z".into()], true),
+        "team/app follows"
+    );
+
+    // An upload id is recorded once.
+    let u = UploadRecord {
+        id: "edge-up".into(),
+        repo: r.clone(),
+        algorithm: Algorithm::Sha256,
+        created: 5,
+        owner: String::new(),
+        offset: None,
+        hash_state: None,
+    };
+    m.upload_create(&u).await.unwrap();
+    assert!(m.upload_create(&u).await.is_err(), "duplicate upload id");
+    // A record from before offsets were kept moves from wherever the caller says it is.
+    assert!(m.upload_advance("edge-up", 3, 5, None).await.unwrap());
+    assert!(!m.upload_advance("edge-up", 3, 6, None).await.unwrap());
+    assert_eq!(
+        m.upload_get("edge-up").await.unwrap().unwrap().offset,
+        Some(5)
+    );
+    assert_eq!(m.uploads_owned_by("").await.unwrap(), 1);
+    m.upload_delete("edge-up").await.unwrap();
+    m.upload_delete("edge-up").await.unwrap();
+    assert!(m.uploads_created_before(i64::MAX).await.unwrap().is_empty());
 }
 
 fn tuf(role: &str, version: i64, data: &'static [u8]) -> crate::NewTufFile {
@@ -508,6 +761,138 @@ pub async fn run_trust(t: &dyn crate::TrustStore) {
     );
     assert_eq!(t.tuf_delete_all().await.unwrap(), 1);
     assert!(t.tuf_guns().await.unwrap().is_empty());
+    let del = t.changefeed(Some("other/gun"), 0, -1).await.unwrap();
+    assert_eq!(
+        del[0].category, "deletion",
+        "deleting everything is in the changefeed too"
+    );
+    trust_edge_rules(t).await;
+}
+
+/// Lookups by checksum and version, repeated roles in one update, feed paging edges, keys.
+async fn trust_edge_rules(t: &dyn crate::TrustStore) {
+    let gun = "edge/gun";
+    let file = |role: &str, version: i64, sha: &str| crate::NewTufFile {
+        role: role.into(),
+        version,
+        sha256: sha.into(),
+        data: Bytes::from(format!("{role}{version}")),
+    };
+    // Two versions of one role in one update: both stored, the later one current.
+    t.tuf_update(
+        gun,
+        vec![file("targets", 1, "aa"), file("targets", 2, "bb")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        t.tuf_current(gun, "targets")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
+    let e = t
+        .tuf_update(gun, vec![file("root", 1, "cc"), file("root", 1, "dd")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::TufVersion {
+                stored: 1,
+                new: 1,
+                ..
+            }
+        ),
+        "a role repeated at one version: {e}"
+    );
+    assert!(t.tuf_current(gun, "root").await.unwrap().is_none());
+    // Checksums are matched case-insensitively; the newest version with that sum wins.
+    t.tuf_update(gun, vec![file("targets", 3, "aa")])
+        .await
+        .unwrap();
+    let f = t
+        .tuf_by_checksum(gun, "targets", "AA")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.version, 3);
+    assert!(f.created > 0);
+    assert!(
+        t.tuf_by_checksum(gun, "root", "aa")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(t.tuf_by_version(gun, "targets", 9).await.unwrap().is_none());
+    assert_eq!(
+        t.tuf_by_version(gun, "targets", 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .data,
+        &b"targets2"[..]
+    );
+    assert!(t.tuf_current_all("edge/none").await.unwrap().is_empty());
+
+    // Changefeed edges: nothing for records = 0; backwards from an id; negative ids go back
+    // from the newest.
+    for v in 1..=4 {
+        t.tuf_update(gun, vec![file("timestamp", v, &format!("{v:02}"))])
+            .await
+            .unwrap();
+    }
+    let feed = t.changefeed(Some(gun), 0, 100).await.unwrap();
+    assert_eq!(feed.len(), 4);
+    assert!(feed.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(t.changefeed(Some(gun), 0, 0).await.unwrap().is_empty());
+    let back = t.changefeed(Some(gun), feed[3].id, -2).await.unwrap();
+    assert_eq!(
+        back.iter().map(|c| c.version).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    let newest = t.changefeed(Some(gun), -1, 1).await.unwrap();
+    assert_eq!(
+        newest.iter().map(|c| c.version).collect::<Vec<_>>(),
+        vec![4]
+    );
+    assert!(
+        t.changefeed(Some(gun), feed[3].id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A key id is held once per GUN; deleting a GUN with keys but no files reports false
+    // (nothing was published) but still drops the keys.
+    let key = crate::ServerKeyRecord {
+        key_id: "edge-k".into(),
+        role: "snapshot".into(),
+        algorithm: "ecdsa".into(),
+        public: Bytes::from_static(b"{}"),
+        sealed_private: Bytes::from_static(b"sealed"),
+        created: 1,
+    };
+    t.server_key_insert("edge/keys-only", &key).await.unwrap();
+    assert!(
+        t.server_key_insert("edge/keys-only", &key).await.is_err(),
+        "duplicate key id"
+    );
+    t.server_key_insert(gun, &key).await.unwrap();
+    assert!(!t.tuf_delete("edge/keys-only").await.unwrap());
+    assert!(
+        t.server_keys("edge/keys-only", "snapshot")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(t.server_keys(gun, "snapshot").await.unwrap().len(), 1);
+    assert_eq!(t.tuf_guns().await.unwrap(), vec![gun.to_string()]);
+    t.setting_set("edge", "1").await.unwrap();
+    assert_eq!(t.setting_get("edge").await.unwrap().as_deref(), Some("1"));
+    assert_eq!(t.setting_get("edgeless").await.unwrap(), None);
 }
 
 /// Identity rules: unique names, updates, roles, scope maps, signing keys, the audit log.
@@ -627,4 +1012,170 @@ pub async fn run_identity(s: &dyn crate::IdentityStore) {
     let after = s.audit_list(a, 10).await.unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].id, b);
+    identity_edge_rules(s).await;
+}
+
+/// Orderings, upserts, the kinds a store accepts, and what retiring and paging do.
+async fn identity_edge_rules(s: &dyn crate::IdentityStore) {
+    let rec = |name: &str, kind: &str, created: i64| crate::IdentityRecord {
+        name: name.into(),
+        kind: kind.into(),
+        label: name.into(),
+        secret_hash: "h".into(),
+        secret_hash2: None,
+        disabled: false,
+        expires: None,
+        scope_map: None,
+        created,
+    };
+    for (n, k) in [
+        ("zed", "user"),
+        ("amy", "service-principal"),
+        ("admin", "admin"),
+    ] {
+        s.identity_insert(&rec(n, k, 7)).await.unwrap();
+    }
+    let names: Vec<String> = s
+        .identity_list(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, ["admin", "amy", "ci", "zed"], "listed by name");
+    // A kind outside the four is refused, and not as a name conflict.
+    let e = s
+        .identity_insert(&rec("odd", "robot", 1))
+        .await
+        .unwrap_err();
+    assert!(!matches!(e, Error::Conflict(_)), "unknown kind: {e}");
+    assert!(s.identity_get("odd").await.unwrap().is_none());
+    assert!(s.identity_update(&rec("zed", "robot", 1)).await.is_err());
+    // An update changes everything but the creation time.
+    let changed = crate::IdentityRecord {
+        label: "Zed".into(),
+        secret_hash2: Some("h2".into()),
+        expires: Some(50),
+        ..rec("zed", "user", 999)
+    };
+    assert!(s.identity_update(&changed).await.unwrap());
+    assert_eq!(
+        s.identity_get("zed").await.unwrap(),
+        Some(crate::IdentityRecord {
+            created: 7,
+            ..changed
+        })
+    );
+
+    // Roles: listed by assignee, role, then repository (registry-wide first); ids are stable.
+    let r1 = s
+        .role_assign("Reader", "zed", Some("b/repo"))
+        .await
+        .unwrap();
+    let r2 = s.role_assign("Reader", "zed", None).await.unwrap();
+    let r3 = s.role_assign("Owner", "amy", None).await.unwrap();
+    assert!(r1 != r2 && r2 != r3 && r1 != r3);
+    let all: Vec<(String, String, Option<String>)> = s
+        .role_list(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.assignee, r.role, r.repository))
+        .collect();
+    assert_eq!(
+        all,
+        vec![
+            ("amy".into(), "Owner".into(), None),
+            ("zed".into(), "Reader".into(), None),
+            ("zed".into(), "Reader".into(), Some("b/repo".into())),
+        ]
+    );
+    assert!(
+        !s.role_unassign("Reader", "zed", Some("c/repo"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.role_unassign("Reader", "zed", Some("b/repo"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.role_list(Some("zed")).await.unwrap()[0].id, r2);
+
+    // A scope map put again keeps its creation time; listings are by name.
+    let map = |name: &str, rules: &str, created: i64| crate::ScopeMapRecord {
+        name: name.into(),
+        rules: rules.into(),
+        description: format!("{name} map"),
+        created,
+    };
+    s.scope_map_put(&map("zz", "[]", 3)).await.unwrap();
+    s.scope_map_put(&map("aa", "[]", 4)).await.unwrap();
+    s.scope_map_put(&map("zz", "[1]", 9)).await.unwrap();
+    let maps = s.scope_map_list().await.unwrap();
+    assert_eq!(
+        maps.iter()
+            .map(|m| (m.name.as_str(), m.rules.as_str(), m.created))
+            .collect::<Vec<_>>(),
+        vec![("aa", "[]", 4), ("zz", "[1]", 3)]
+    );
+    assert!(!s.scope_map_delete("nope").await.unwrap());
+    assert!(s.scope_map_get("nope").await.unwrap().is_none());
+
+    // Signing keys: ties in creation time go by kid; a retired key keeps its first retirement;
+    // a key id is stored once.
+    let key = |kid: &str, created: i64| crate::SigningKeyRecord {
+        kid: kid.into(),
+        sealed_private: Bytes::from_static(b"s"),
+        certificate: Bytes::from_static(b"c"),
+        created,
+        retired: None,
+    };
+    s.signing_key_insert(&key("kb", 40)).await.unwrap();
+    s.signing_key_insert(&key("ka", 40)).await.unwrap();
+    assert!(s.signing_key_insert(&key("ka", 41)).await.is_err());
+    let kids: Vec<String> = s
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, ["ka", "kb", "k2"]);
+    s.signing_key_retire("ka", 50).await.unwrap();
+    s.signing_key_retire("ka", 60).await.unwrap();
+    s.signing_key_retire("unknown", 60).await.unwrap();
+    let ka = s.signing_keys().await.unwrap().remove(0);
+    assert_eq!(ka.retired, Some(50));
+    assert_eq!(
+        s.signing_keys_purge(50).await.unwrap(),
+        0,
+        "strictly before"
+    );
+    assert_eq!(s.signing_keys_purge(51).await.unwrap(), 1);
+
+    // The audit log pages by id.
+    let entry = crate::AuditRecord {
+        id: 0,
+        at: 1,
+        actor: "a".into(),
+        action: "x".into(),
+        target: "t".into(),
+        client: "c".into(),
+        detail: "d".into(),
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(s.audit_append(&entry).await.unwrap());
+    }
+    let page = s.audit_list(ids[0], 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        page[0],
+        crate::AuditRecord {
+            id: ids[1],
+            ..entry.clone()
+        }
+    );
+    assert_eq!(s.audit_list(0, 100).await.unwrap().len(), 5);
 }

@@ -489,7 +489,7 @@ async fn client_managed_snapshot(store: Arc<dyn TrustStore>) {
     assert_chain(&h.svc, now).await;
 
     // A root whose timestamp key the server never issued.
-    let h2 = Harness::new(Arc::new(support::mem_store::MemStore::default())).await;
+    let h2 = Harness::new(Arc::new(berth_storage::memory::MemoryStore::new())).await;
     let foreign = PrivateKey::generate_ecdsa().unwrap();
     let p2 = Publisher::new(
         now,

@@ -3,8 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod mem_store;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -32,7 +30,7 @@ pub enum Backend {
 
 pub fn store(backend: &Backend) -> Arc<dyn TrustStore> {
     match backend {
-        Backend::Mem => Arc::new(mem_store::MemStore::default()),
+        Backend::Mem => Arc::new(berth_storage::memory::MemoryStore::new()),
         Backend::Sqlite(dir) => Arc::new(
             berth_storage_embedded::SqliteMetadataStore::open(dir.path().join("metadata.db"))
                 .unwrap(),
@@ -40,7 +38,7 @@ pub fn store(backend: &Backend) -> Arc<dyn TrustStore> {
     }
 }
 
-/// Runs a scenario `fn(Arc<dyn TrustStore>)` against the in-memory double and SQLite.
+/// Runs a scenario `fn(Arc<dyn TrustStore>)` against the in-memory backend and SQLite.
 #[macro_export]
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {$(

@@ -1,0 +1,259 @@
+//! Repositories, blob links, manifests, tags and upload records.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use berth_oci::{Digest, RepoName, Tag, TagOrDigest};
+use bytes::Bytes;
+
+use super::{MemoryStore, lock};
+use crate::{
+    Error, ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, Result, UploadRecord,
+};
+
+#[derive(Default)]
+pub(super) struct MetaState {
+    /// By name: listings are lexical (byte order, as SQLite compares text).
+    repos: BTreeMap<String, Repo>,
+    uploads: BTreeMap<String, UploadRecord>,
+}
+
+#[derive(Default)]
+struct Repo {
+    /// Digest text → size.
+    blobs: HashMap<String, u64>,
+    /// Digest text → manifest; ordered, so referrers come out by digest.
+    manifests: BTreeMap<String, Manifest>,
+    /// Tag → digest text.
+    tags: BTreeMap<String, String>,
+}
+
+struct Manifest {
+    digest: Digest,
+    media_type: String,
+    body: Bytes,
+    subject: Option<String>,
+    artifact_type: Option<String>,
+    annotations: Option<String>,
+}
+
+/// Up to `limit` names after `last` (exclusive), and whether more follow.
+fn page<'a>(names: impl Iterator<Item = &'a String>, last: Option<&str>, limit: usize) -> Page {
+    let last = last.unwrap_or("");
+    let mut items: Vec<String> = names
+        .filter(|n| n.as_str() > last)
+        .take(limit.saturating_add(1))
+        .cloned()
+        .collect();
+    let more = items.len() > limit;
+    items.truncate(limit);
+    Page { items, more }
+}
+
+#[async_trait]
+impl MetadataStore for MemoryStore {
+    async fn repo_exists(&self, repo: &RepoName) -> Result<bool> {
+        Ok(lock(&self.meta).repos.contains_key(repo.as_str()))
+    }
+
+    async fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        Ok(lock(&self.meta)
+            .repos
+            .get(repo.as_str())
+            .and_then(|r| r.blobs.get(&digest.to_string()).copied()))
+    }
+
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        let mut st = lock(&self.meta);
+        let r = st.repos.entry(repo.as_str().to_owned()).or_default();
+        // A link already there keeps its size (content-addressed: it cannot differ).
+        r.blobs.entry(digest.to_string()).or_insert(size);
+        Ok(())
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        Ok(lock(&self.meta)
+            .repos
+            .get_mut(repo.as_str())
+            .is_some_and(|r| r.blobs.remove(&digest.to_string()).is_some()))
+    }
+
+    async fn put_manifest(&self, m: NewManifest, tags: &[Tag]) -> Result<()> {
+        let mut st = lock(&self.meta);
+        // Every check happens before anything is written: a refusal leaves no trace, not even
+        // the repository.
+        let missing: Vec<Digest> = {
+            let r = st.repos.get(m.repo.as_str());
+            let blobs = m
+                .blobs
+                .iter()
+                .filter(|d| !r.is_some_and(|r| r.blobs.contains_key(&d.to_string())));
+            let children = m
+                .children
+                .iter()
+                .filter(|d| !r.is_some_and(|r| r.manifests.contains_key(&d.to_string())));
+            blobs.chain(children).cloned().collect()
+        };
+        if !missing.is_empty() {
+            return Err(Error::MissingReferences(missing));
+        }
+        let r = st.repos.entry(m.repo.as_str().to_owned()).or_default();
+        let key = m.digest.to_string();
+        match r.manifests.get_mut(&key) {
+            // The same digest is the same bytes: only the media type may be restated.
+            Some(existing) => existing.media_type = m.media_type,
+            None => {
+                r.manifests.insert(
+                    key.clone(),
+                    Manifest {
+                        digest: m.digest,
+                        media_type: m.media_type,
+                        body: m.body,
+                        subject: m.subject.map(|s| s.to_string()),
+                        artifact_type: m.artifact_type,
+                        annotations: m.annotations,
+                    },
+                );
+            }
+        }
+        for t in tags {
+            r.tags.insert(t.to_string(), key.clone());
+        }
+        Ok(())
+    }
+
+    async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &TagOrDigest,
+    ) -> Result<Option<ManifestRecord>> {
+        let st = lock(&self.meta);
+        let Some(r) = st.repos.get(repo.as_str()) else {
+            return Ok(None);
+        };
+        let key = match reference {
+            TagOrDigest::Digest(d) => d.to_string(),
+            TagOrDigest::Tag(t) => match r.tags.get(t.as_str()) {
+                Some(d) => d.clone(),
+                None => return Ok(None),
+            },
+        };
+        Ok(r.manifests.get(&key).map(|m| ManifestRecord {
+            digest: m.digest.clone(),
+            media_type: m.media_type.clone(),
+            body: m.body.clone(),
+        }))
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let mut st = lock(&self.meta);
+        let Some(r) = st.repos.get_mut(repo.as_str()) else {
+            return Ok(false);
+        };
+        let key = digest.to_string();
+        let removed = r.manifests.remove(&key).is_some();
+        r.tags.retain(|_, d| *d != key);
+        Ok(removed)
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        Ok(lock(&self.meta)
+            .repos
+            .get_mut(repo.as_str())
+            .is_some_and(|r| r.tags.remove(tag.as_str()).is_some()))
+    }
+
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Page>> {
+        Ok(lock(&self.meta)
+            .repos
+            .get(repo.as_str())
+            .map(|r| page(r.tags.keys(), last, limit)))
+    }
+
+    async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Page> {
+        Ok(page(lock(&self.meta).repos.keys(), last, limit))
+    }
+
+    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
+        let subject = subject.to_string();
+        let st = lock(&self.meta);
+        let Some(r) = st.repos.get(repo.as_str()) else {
+            return Ok(Vec::new());
+        };
+        Ok(r.manifests
+            .values()
+            .filter(|m| m.subject.as_deref() == Some(subject.as_str()))
+            .map(|m| ReferrerRecord {
+                digest: m.digest.clone(),
+                media_type: m.media_type.clone(),
+                size: u64::try_from(m.body.len()).unwrap_or(u64::MAX),
+                artifact_type: m.artifact_type.clone(),
+                annotations: m.annotations.clone(),
+            })
+            .collect())
+    }
+
+    async fn upload_create(&self, upload: &UploadRecord) -> Result<()> {
+        let mut st = lock(&self.meta);
+        if st.uploads.contains_key(&upload.id) {
+            // What SQLite's primary key reports for the same mistake.
+            return Err(Error::Backend(format!(
+                "upload {:?} already exists",
+                upload.id
+            )));
+        }
+        st.uploads.insert(upload.id.clone(), upload.clone());
+        Ok(())
+    }
+
+    async fn upload_get(&self, id: &str) -> Result<Option<UploadRecord>> {
+        Ok(lock(&self.meta).uploads.get(id).cloned())
+    }
+
+    async fn upload_delete(&self, id: &str) -> Result<()> {
+        lock(&self.meta).uploads.remove(id);
+        Ok(())
+    }
+
+    async fn uploads_created_before(&self, before: i64) -> Result<Vec<String>> {
+        Ok(lock(&self.meta)
+            .uploads
+            .values()
+            .filter(|u| u.created < before)
+            .map(|u| u.id.clone())
+            .collect())
+    }
+
+    async fn upload_advance(
+        &self,
+        id: &str,
+        from: u64,
+        to: u64,
+        hash_state: Option<Vec<u8>>,
+    ) -> Result<bool> {
+        let mut st = lock(&self.meta);
+        match st.uploads.get_mut(id) {
+            // A record from before offsets were kept counts as at `from`.
+            Some(u) if u.offset.is_none_or(|at| at == from) => {
+                u.offset = Some(to);
+                u.hash_state = hash_state;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn uploads_owned_by(&self, owner: &str) -> Result<u64> {
+        let n = lock(&self.meta)
+            .uploads
+            .values()
+            .filter(|u| u.owner == owner)
+            .count();
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+}

@@ -1,0 +1,20 @@
+//! The in-memory backend against the conformance suite the embedded backend also passes
+//! (crates/storage-embedded/tests/conformance.rs): one contract, both stores.
+
+use berth_storage::memory::MemoryStore;
+
+#[tokio::test]
+async fn memory_store_passes_the_storage_conformance_suite() {
+    let s = MemoryStore::new();
+    berth_storage::testsuite::run_all(&s, &s).await;
+}
+
+#[tokio::test]
+async fn memory_store_passes_the_trust_conformance_suite() {
+    berth_storage::testsuite::run_trust(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_store_passes_the_identity_conformance_suite() {
+    berth_storage::testsuite::run_identity(&MemoryStore::new()).await;
+}

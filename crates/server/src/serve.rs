@@ -490,7 +490,6 @@ struct Guarded {
     idle_timer: Pin<Box<Sleep>>,
     /// Armed while a write waits for the client to take bytes.
     send_timer: Option<Pin<Box<Sleep>>>,
-    last_read: Instant,
     linger: Option<Linger>,
     linger_time: Duration,
     linger_bytes: u64,
@@ -519,7 +518,6 @@ impl Guarded {
                 after(now, limits.idle_timeout).into(),
             )),
             send_timer: None,
-            last_read: now,
             linger: None,
             linger_time: limits.linger_time,
             linger_bytes: limits.linger_bytes,
@@ -533,7 +531,9 @@ impl Guarded {
                 return false;
             }
             let now = Instant::now();
-            let since = self.last_read.max(self.activity.last_instant());
+            // Idle means no request since the last one ended (or the connection opened): bytes
+            // that are not requests (h2 PINGs, a trickled request head) do not keep it open.
+            let since = self.activity.last_instant();
             if !self.activity.busy() && now >= after(since, self.idle) {
                 return true;
             }
@@ -554,15 +554,8 @@ impl AsyncRead for Guarded {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
         match Pin::new(&mut self.tcp).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    self.last_read = Instant::now();
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(r) => Poll::Ready(r),
             Poll::Pending => {
                 if self.idle_expired(cx) {
                     Poll::Ready(Err(timed_out("idle connection")))

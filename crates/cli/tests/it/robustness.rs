@@ -671,3 +671,49 @@ async fn a_low_open_file_limit_lowers_the_connection_limit_instead_of_failing_ac
     // Still healthy: nothing failed for lack of descriptors.
     push_and_pull(&srv, "fd/app", "v1").await;
 }
+
+#[tokio::test]
+async fn an_idle_h2_connection_kept_busy_with_pings_is_closed() {
+    let srv = Server::start_with_auth_args(&["--idle-timeout", "3"]);
+    let connector = tokio_rustls::TlsConnector::from(tls_config(&srv, &[b"h2"]));
+    let tcp = TcpStream::connect(("127.0.0.1", srv.port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let s = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut rd, mut wr) = tokio::io::split(s);
+    // The client preface and an empty SETTINGS frame, then a PING every 300 ms, no request.
+    wr.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let pinger = tokio::spawn(async move {
+        for i in 0u64.. {
+            let mut frame = vec![0, 0, 8, 6, 0, 0, 0, 0, 0];
+            frame.extend_from_slice(&i.to_be_bytes());
+            if wr.write_all(&frame).await.is_err() || wr.flush().await.is_err() {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        unreachable!()
+    });
+    let start = Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {} // SETTINGS, ACKs, PING ACKs, finally GOAWAY
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "pings kept an idle h2 connection open for 30 s"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "closed too early"
+    );
+    pinger.abort();
+}

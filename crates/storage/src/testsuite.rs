@@ -228,6 +228,25 @@ async fn blob_edge_rules(b: &dyn BlobStore) {
         10
     );
     assert_eq!(collect(b.upload_read("e1").await.unwrap()).await, bytes);
+    // Rewriting from inside an earlier append (its second piece) keeps exactly the bytes before.
+    assert_eq!(
+        b.upload_append("e1", 5, None, stream_of(&[b"x"]))
+            .await
+            .unwrap(),
+        6
+    );
+    assert_eq!(collect(b.upload_read("e1").await.unwrap()).await, b"01234x");
+    // A failed rewrite still drops what followed the offset (it was never acknowledged).
+    assert!(
+        b.upload_append("e1", 5, None, failing_stream())
+            .await
+            .is_err()
+    );
+    assert_eq!(b.upload_len("e1").await.unwrap(), Some(5));
+    b.upload_append("e1", 5, Some(5), stream_of(&[b"56789"]))
+        .await
+        .unwrap();
+    assert_eq!(collect(b.upload_read("e1").await.unwrap()).await, bytes);
     assert_eq!(b.upload_commit("e1", &d).await.unwrap(), 10);
     assert!(matches!(b.upload_len("e1").await, Ok(None)));
     assert_eq!(collect(b.read(&d, 0, 10).await.unwrap()).await, bytes);

@@ -21,3 +21,12 @@ async fn embedded_store_passes_the_identity_conformance_suite() {
     let meta = SqliteMetadataStore::open(dir.path().join("metadata.db")).unwrap();
     berth_storage::testsuite::run_identity(&meta).await;
 }
+
+/// One SQLite store owns its data dir, so the concurrency rules run with the store twice:
+/// racing writers inside one process, and cached reads that must follow every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_passes_the_concurrency_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMetadataStore::open(dir.path().join("metadata.db")).unwrap();
+    berth_storage::testsuite::run_concurrency(&meta, &meta).await;
+}

@@ -43,9 +43,19 @@ fn tag(s: &str) -> Tag {
 
 /// Runs every blob and metadata rule against the given stores (which must be empty).
 pub async fn run_all(blobs: &dyn BlobStore, meta: &dyn MetadataStore) {
+    run_blobs(blobs).await;
+    run_metadata(meta).await;
+}
+
+/// The blob rules alone (an empty store), for backends that hold only blobs.
+pub async fn run_blobs(blobs: &dyn BlobStore) {
     blob_upload_roundtrip(blobs).await;
     blob_append_rules(blobs).await;
     blob_edge_rules(blobs).await;
+}
+
+/// The metadata rules alone (an empty store), for backends that hold only metadata.
+pub async fn run_metadata(meta: &dyn MetadataStore) {
     metadata_manifests_and_tags(meta).await;
     metadata_uploads(meta).await;
     metadata_edge_rules(meta).await;
@@ -1197,4 +1207,381 @@ async fn identity_edge_rules(s: &dyn crate::IdentityStore) {
         }
     );
     assert_eq!(s.audit_list(0, 100).await.unwrap().len(), 5);
+}
+
+/// Rules for several writers over one store. `a` and `b` are two instances over the same
+/// database where the backend allows that (PostgreSQL: two pools, as two nodes have), else the
+/// same instance twice (the races then run within one process, and cached reads must still
+/// follow writes). The stores need not be empty: every name used here starts with `race`.
+pub async fn run_concurrency<S>(a: &S, b: &S)
+where
+    S: MetadataStore + crate::TrustStore + crate::IdentityStore,
+{
+    race_upload_advance(a, b).await;
+    race_tuf_update(a, b).await;
+    race_first_writes(a, b).await;
+    edits_seen_by_the_other(a, b).await;
+}
+
+/// Rounds of each race: one round can be won by either side by luck of scheduling.
+const RACE_ROUNDS: usize = 12;
+
+/// Two writers move an upload's offset from the same place: exactly one wins, and its state is
+/// what both then read.
+async fn race_upload_advance<S: MetadataStore>(a: &S, b: &S) {
+    for i in 0..RACE_ROUNDS {
+        let id = format!("race-up-{i}");
+        // Every fourth session is a legacy record without an offset: it counts as at `from`.
+        let legacy = i % 4 == 3;
+        a.upload_create(&UploadRecord {
+            id: id.clone(),
+            repo: repo("race/uploads"),
+            algorithm: Algorithm::Sha256,
+            created: 1,
+            owner: "race".into(),
+            offset: (!legacy).then_some(0),
+            hash_state: None,
+        })
+        .await
+        .unwrap();
+        let (wa, wb) = tokio::join!(
+            a.upload_advance(&id, 0, 10, Some(vec![0xa])),
+            b.upload_advance(&id, 0, 20, Some(vec![0xb])),
+        );
+        let (wa, wb) = (wa.unwrap(), wb.unwrap());
+        assert!(
+            wa ^ wb,
+            "round {i}: exactly one advance wins (a: {wa}, b: {wb})"
+        );
+        let want = if wa {
+            (Some(10), Some(vec![0xa]))
+        } else {
+            (Some(20), Some(vec![0xb]))
+        };
+        for (side, s) in [("a", a), ("b", b)] {
+            let got = s.upload_get(&id).await.unwrap().unwrap();
+            assert_eq!(
+                (got.offset, got.hash_state),
+                want,
+                "round {i}: {side} reads the winner"
+            );
+        }
+        // The loser's view is stale: from 0 again fails on either side; from the winner's end
+        // it goes on.
+        let end = want.0.unwrap();
+        assert!(!b.upload_advance(&id, 0, 30, None).await.unwrap());
+        assert!(a.upload_advance(&id, end, end + 1, None).await.unwrap());
+        b.upload_delete(&id).await.unwrap();
+        assert!(a.upload_get(&id).await.unwrap().is_none());
+    }
+}
+
+/// Two publishers of the same version of one GUN: exactly one update commits, whole; the other
+/// gets `TufVersion` and leaves nothing, not even a changefeed row.
+async fn race_tuf_update<S: crate::TrustStore>(a: &S, b: &S) {
+    let gun = "race.example/team/app";
+    let file = |role: &str, version: i64, who: &str| crate::NewTufFile {
+        role: role.into(),
+        version,
+        sha256: format!("{who}{version:063x}"),
+        data: Bytes::from(format!("{who}:{role}:{version}")),
+    };
+    a.tuf_update(
+        gun,
+        vec![
+            file("root", 1, "a"),
+            file("targets", 1, "a"),
+            file("snapshot", 1, "a"),
+            file("timestamp", 1, "a"),
+        ],
+    )
+    .await
+    .unwrap();
+    let mut rounds = 0;
+    for v in 2..2 + i64::try_from(RACE_ROUNDS).unwrap() {
+        let update = |who: &str| {
+            vec![
+                file("targets", v, who),
+                file("snapshot", v, who),
+                file("timestamp", v, who),
+            ]
+        };
+        let (ra, rb) = tokio::join!(
+            a.tuf_update(gun, update("a")),
+            b.tuf_update(gun, update("b"))
+        );
+        let (winner, loser) = match (ra, rb) {
+            (Ok(()), Err(e)) => ("a", e),
+            (Err(e), Ok(())) => ("b", e),
+            (ra, rb) => panic!("version {v}: exactly one publish wins, got a: {ra:?}, b: {rb:?}"),
+        };
+        assert!(
+            matches!(loser, Error::TufVersion { ref role, stored, new } if role == "targets" && stored == v && new == v),
+            "version {v}: the loser is told the stored version: {loser}"
+        );
+        for s in [a, b] {
+            let current = s.tuf_current_all(gun).await.unwrap();
+            let got: Vec<(String, i64, Bytes)> = current
+                .into_iter()
+                .map(|f| (f.role, f.version, f.data))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ("root".into(), 1, Bytes::from("a:root:1")),
+                    (
+                        "snapshot".into(),
+                        v,
+                        Bytes::from(format!("{winner}:snapshot:{v}"))
+                    ),
+                    (
+                        "targets".into(),
+                        v,
+                        Bytes::from(format!("{winner}:targets:{v}"))
+                    ),
+                    (
+                        "timestamp".into(),
+                        v,
+                        Bytes::from(format!("{winner}:timestamp:{v}"))
+                    ),
+                ],
+                "version {v}: every role is the winner's"
+            );
+        }
+        rounds += 1;
+    }
+    // A GUN's first server key and a first setting asked for on both sides: one of each.
+    let key = |id: &str| crate::ServerKeyRecord {
+        key_id: id.into(),
+        role: "timestamp".into(),
+        algorithm: "ecdsa".into(),
+        public: Bytes::from_static(b"{}"),
+        sealed_private: Bytes::from_static(b"sealed"),
+        created: 1,
+    };
+    let (key_a, key_b) = (key("race-ka"), key("race-kb"));
+    for i in 0..RACE_ROUNDS {
+        let g = format!("race.example/keys/{i}");
+        let (ka, kb) = tokio::join!(
+            a.server_key_insert_first(&g, &key_a),
+            b.server_key_insert_first(&g, &key_b)
+        );
+        let (ka, kb) = (ka.unwrap(), kb.unwrap());
+        assert_eq!(ka, kb, "round {i}: both get the one first key");
+        assert_eq!(a.server_keys(&g, "timestamp").await.unwrap(), vec![ka]);
+        let name = format!("race_salt_{i}");
+        let (sa, sb) = tokio::join!(
+            a.setting_insert_if_absent(&name, "from-a"),
+            b.setting_insert_if_absent(&name, "from-b")
+        );
+        let (sa, sb) = (sa.unwrap(), sb.unwrap());
+        assert_eq!(sa, sb, "round {i}: both read the one stored value");
+        assert_eq!(b.setting_get(&name).await.unwrap(), Some(sa));
+    }
+
+    // One changefeed row per version, in order: the loser added none.
+    let feed = b.changefeed(Some(gun), 0, 1000).await.unwrap();
+    assert_eq!(
+        feed.iter().map(|c| c.version).collect::<Vec<_>>(),
+        (1..=1 + rounds).collect::<Vec<i64>>()
+    );
+    assert!(feed.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(a.tuf_delete(gun).await.unwrap());
+    assert!(b.tuf_current(gun, "root").await.unwrap().is_none());
+}
+
+/// First writes of the same thing from both sides at once: both succeed where the contract is
+/// idempotent (one row results), exactly one where it is not.
+async fn race_first_writes<S>(a: &S, b: &S)
+where
+    S: MetadataStore + crate::IdentityStore,
+{
+    for i in 0..RACE_ROUNDS {
+        // A repository created by its first blob link on two nodes at once.
+        let r = repo(&format!("race/repo-{i}"));
+        let layer = Digest::sha256_of(format!("race layer {i}").as_bytes());
+        let (la, lb) = tokio::join!(a.link_blob(&r, &layer, 3), b.link_blob(&r, &layer, 3));
+        la.unwrap();
+        lb.unwrap();
+        assert_eq!(b.blob_linked(&r, &layer).await.unwrap(), Some(3));
+        // The same manifest and tag pushed through both.
+        let body = Bytes::from(format!("{{\"race\":{i}}}"));
+        let man = NewManifest {
+            repo: r.clone(),
+            digest: Digest::sha256_of(&body),
+            media_type: berth_oci::media::OCI_MANIFEST.into(),
+            body,
+            subject: None,
+            artifact_type: None,
+            annotations: None,
+            blobs: vec![layer.clone()],
+            children: vec![],
+        };
+        let tags = [tag("v1"), tag("latest")];
+        let (pa, pb) = tokio::join!(
+            a.put_manifest(man.clone(), &tags),
+            b.put_manifest(man.clone(), &tags)
+        );
+        pa.unwrap();
+        pb.unwrap();
+        let listed = a.list_tags(&r, None, 10).await.unwrap().unwrap();
+        assert_eq!(listed.items, vec!["latest".to_string(), "v1".into()]);
+
+        // The same role assignment: one row, one id.
+        let who = format!("race-user-{i}");
+        let (ra, rb) = tokio::join!(
+            a.role_assign("AcrPull", &who, Some("race/repo")),
+            b.role_assign("AcrPull", &who, Some("race/repo"))
+        );
+        assert_eq!(ra.unwrap(), rb.unwrap(), "one assignment");
+        assert_eq!(a.role_list(Some(&who)).await.unwrap().len(), 1);
+
+        // The same identity name: exactly one insert, the other a conflict.
+        let rec = crate::IdentityRecord {
+            name: who.clone(),
+            kind: "user".into(),
+            label: who.clone(),
+            secret_hash: "h".into(),
+            secret_hash2: None,
+            disabled: false,
+            expires: None,
+            scope_map: None,
+            created: 1,
+        };
+        let (ia, ib) = tokio::join!(a.identity_insert(&rec), b.identity_insert(&rec));
+        match (ia, ib) {
+            (Ok(()), Err(Error::Conflict(_))) | (Err(Error::Conflict(_)), Ok(())) => {}
+            (ia, ib) => panic!("one identity insert wins, the other conflicts: {ia:?}, {ib:?}"),
+        }
+        assert!(b.identity_delete(&who).await.unwrap());
+    }
+    let repos = b.list_repos(Some("race/"), 1000).await.unwrap().items;
+    let ours: Vec<&String> = repos
+        .iter()
+        .filter(|n| n.starts_with("race/repo-"))
+        .collect();
+    assert_eq!(ours.len(), RACE_ROUNDS, "one repository per name: {ours:?}");
+
+    // Audit entries appended from both sides: every id distinct, listed in order, none lost.
+    let entry = |actor: &str| crate::AuditRecord {
+        id: 0,
+        at: 1,
+        actor: actor.into(),
+        action: "race".into(),
+        target: "race".into(),
+        client: "c".into(),
+        detail: String::new(),
+    };
+    let start = a
+        .audit_list(0, usize::MAX)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |r| r.id);
+    let (ea, eb) = (entry("race-a"), entry("race-b"));
+    let appends = (0..RACE_ROUNDS).map(|_| async {
+        let (x, y) = tokio::join!(a.audit_append(&ea), b.audit_append(&eb));
+        (x.unwrap(), y.unwrap())
+    });
+    let mut ids: Vec<i64> = futures::future::join_all(appends)
+        .await
+        .into_iter()
+        .flat_map(|(x, y)| [x, y])
+        .collect();
+    ids.sort_unstable();
+    let listed: Vec<i64> = b
+        .audit_list(start, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, ids, "every appended entry listed once, by id");
+}
+
+/// What one node writes, the other reads at once: identities, roles, scope maps, settings,
+/// signing keys.
+async fn edits_seen_by_the_other<S>(a: &S, b: &S)
+where
+    S: crate::TrustStore + crate::IdentityStore,
+{
+    let rec = crate::IdentityRecord {
+        name: "race-alice".into(),
+        kind: "user".into(),
+        label: "alice".into(),
+        secret_hash: "h1".into(),
+        secret_hash2: None,
+        disabled: false,
+        expires: None,
+        scope_map: None,
+        created: 1,
+    };
+    assert!(b.identity_get("race-alice").await.unwrap().is_none());
+    a.identity_insert(&rec).await.unwrap();
+    assert_eq!(
+        b.identity_get("race-alice").await.unwrap(),
+        Some(rec.clone())
+    );
+    let disabled = crate::IdentityRecord {
+        disabled: true,
+        secret_hash: "h2".into(),
+        ..rec.clone()
+    };
+    assert!(a.identity_update(&disabled).await.unwrap());
+    assert_eq!(b.identity_get("race-alice").await.unwrap(), Some(disabled));
+
+    assert!(a.role_list(Some("race-alice")).await.unwrap().is_empty());
+    b.role_assign("AcrPush", "race-alice", None).await.unwrap();
+    let roles = a.role_list(Some("race-alice")).await.unwrap();
+    assert_eq!(roles.len(), 1, "an assignment made on b is seen on a");
+    assert!(
+        a.role_unassign("AcrPush", "race-alice", None)
+            .await
+            .unwrap()
+    );
+    assert!(b.role_list(Some("race-alice")).await.unwrap().is_empty());
+
+    let map = |rules: &str| crate::ScopeMapRecord {
+        name: "race-map".into(),
+        rules: rules.into(),
+        description: String::new(),
+        created: 1,
+    };
+    assert!(b.scope_map_get("race-map").await.unwrap().is_none());
+    a.scope_map_put(&map("[1]")).await.unwrap();
+    assert_eq!(b.scope_map_get("race-map").await.unwrap(), Some(map("[1]")));
+    b.scope_map_put(&map("[2]")).await.unwrap();
+    assert_eq!(a.scope_map_get("race-map").await.unwrap(), Some(map("[2]")));
+    assert!(a.scope_map_delete("race-map").await.unwrap());
+    assert!(b.scope_map_get("race-map").await.unwrap().is_none());
+
+    a.setting_set("race_setting", "on").await.unwrap();
+    assert_eq!(
+        b.setting_get("race_setting").await.unwrap().as_deref(),
+        Some("on")
+    );
+    b.setting_set("race_setting", "off").await.unwrap();
+    assert_eq!(
+        a.setting_get("race_setting").await.unwrap().as_deref(),
+        Some("off")
+    );
+
+    let key = crate::SigningKeyRecord {
+        kid: "race-kid".into(),
+        sealed_private: Bytes::from_static(b"s"),
+        certificate: Bytes::from_static(b"c"),
+        created: 1,
+        retired: None,
+    };
+    a.signing_key_insert(&key).await.unwrap();
+    let seen = |keys: Vec<crate::SigningKeyRecord>| keys.into_iter().find(|k| k.kid == "race-kid");
+    assert_eq!(seen(b.signing_keys().await.unwrap()), Some(key.clone()));
+    b.signing_key_retire("race-kid", 5).await.unwrap();
+    assert_eq!(
+        seen(a.signing_keys().await.unwrap()).and_then(|k| k.retired),
+        Some(5)
+    );
+
+    assert!(b.identity_delete("race-alice").await.unwrap());
+    assert!(a.identity_get("race-alice").await.unwrap().is_none());
 }

@@ -18,3 +18,9 @@ async fn memory_store_passes_the_trust_conformance_suite() {
 async fn memory_store_passes_the_identity_conformance_suite() {
     berth_storage::testsuite::run_identity(&MemoryStore::new()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_passes_the_concurrency_rules() {
+    let s = MemoryStore::new();
+    berth_storage::testsuite::run_concurrency(&s, &s).await;
+}

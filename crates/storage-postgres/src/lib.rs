@@ -1,0 +1,192 @@
+//! The metadata half of Berth's distributed store: repositories, manifests, tags, upload
+//! sessions, Notary trust data, identities and the audit log in PostgreSQL, with the semantics
+//! of the embedded SQLite store (`berth-storage-embedded` is the reference; both pass the
+//! conformance suite in `berth_storage::testsuite`).
+//!
+//! Several Berth nodes share one database, so nothing here may rely on being the only writer:
+//! first-use rows are inserted if absent (`ON CONFLICT`), the upload offset moves by
+//! compare-and-set, and a GUN's TUF updates are serialised by a transaction-scoped advisory
+//! lock, so two nodes publishing the same version cannot both win.
+//!
+//! This crate keeps **no in-memory copies** of what it stores: every call reads the database.
+//! Caching (and keeping caches coherent across nodes) is a separate layer above the storage
+//! traits.
+//!
+//! The connection to PostgreSQL is plain TCP for now (`NoTls`): run it on a trusted network or
+//! loopback until TLS to PostgreSQL lands.
+
+use std::time::Duration;
+
+use berth_storage::Error;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+mod identity;
+mod metadata;
+mod migrate;
+#[cfg(feature = "test-support")]
+pub mod testing;
+mod trust;
+
+pub use migrate::SCHEMA_VERSION;
+
+/// Bounds of the connection pool and of each statement.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Connections held open at most (each is a PostgreSQL backend process).
+    pub max_connections: usize,
+    /// How long a request waits for a free connection before it fails.
+    pub acquire_timeout: Duration,
+    /// How long opening a connection (TCP and startup) may take.
+    pub connect_timeout: Duration,
+    /// Server-side bound on one statement, and on a transaction left idle.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Metadata, trust and identity stores over one PostgreSQL database (see the crate docs).
+/// Cloning shares the pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.pool.status();
+        f.debug_struct("PgStore")
+            .field("connections", &s.size)
+            .field("max", &s.max_size)
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/database[?…]` or libpq's
+    /// `key=value` form) with default bounds and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(url, &PgOptions::default()).await
+    }
+
+    pub async fn connect_with(url: &str, opts: &PgOptions) -> Result<Self, Error> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Backend(format!("postgres URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(opts.connect_timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("berth");
+        }
+        // Bounds enforced by the server itself, so a stuck statement or a transaction whose node
+        // died cannot hold rows or locks for ever. Appended to whatever options the URL gave.
+        let ms = opts.statement_timeout.as_millis();
+        let bounds =
+            format!("-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}");
+        let options = match config.get_options() {
+            Some(o) if !o.trim().is_empty() => format!("{o} {bounds}"),
+            _ => bounds,
+        };
+        config.options(options);
+        config.keepalives(true);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(opts.max_connections.max(1))
+            .wait_timeout(Some(opts.acquire_timeout))
+            .create_timeout(Some(opts.connect_timeout))
+            .recycle_timeout(Some(opts.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Backend(format!("postgres pool: {e}")))?;
+        let store = PgStore { pool };
+        let mut conn = store.conn().await?;
+        migrate::migrate(&mut conn).await?;
+        Ok(store)
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn conn(&self) -> Result<deadpool_postgres::Object, Error> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => backend(e),
+            other => Error::Backend(format!("postgres pool: {other}")),
+        })
+    }
+
+    /// The schema version the database is at (the highest migration applied).
+    pub async fn schema_version(&self) -> Result<i32, Error> {
+        let conn = self.conn().await?;
+        migrate::current_version(&conn).await
+    }
+}
+
+/// The one mapping of PostgreSQL failures. A full disk is told apart (clients hear it; the
+/// transaction was rolled back), as the embedded store does.
+pub(crate) fn backend(e: tokio_postgres::Error) -> Error {
+    match e.as_db_error() {
+        Some(db) if *db.code() == SqlState::DISK_FULL => {
+            Error::NoSpace(format!("postgres: {}", db.message()))
+        }
+        Some(db) => Error::Backend(format!("postgres: {} ({})", db.message(), db.code().code())),
+        None => {
+            let mut msg = format!("postgres: {e}");
+            if let Some(src) = std::error::Error::source(&e) {
+                msg.push_str(&format!(": {src}"));
+            }
+            Error::Backend(msg)
+        }
+    }
+}
+
+pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// Byte counts and limits as PostgreSQL BIGINT (nothing here reaches 2^63).
+pub(crate) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `LIMIT` for a page of `limit` items plus one, to learn whether more follow.
+pub(crate) fn page_limit(limit: usize) -> i64 {
+    i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+}
+
+/// Reads column `idx` of a row, as an error instead of a panic when the type does not match.
+pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    idx: usize,
+) -> Result<T, Error> {
+    row.try_get(idx).map_err(backend)
+}
+
+/// Keys of the transaction-scoped advisory locks (first half of the two-key form), so they
+/// never collide with each other or with an operator's own locks in other namespaces.
+pub(crate) mod locks {
+    /// Schema migrations (single key).
+    pub const MIGRATE: i64 = 0x6265_7274_685f_6d67; // "berth_mg"
+    /// Trust data: shared by per-GUN writers, exclusive for wiping every GUN.
+    pub const TRUST_ALL: (i32, i32) = (0x6274_7275, 0);
+    /// One GUN's TUF files (second key: `hashtext(gun)`; a collision only serialises two GUNs).
+    pub const TRUST_GUN: i32 = 0x6274_6775;
+    /// Appends to the changefeed and the audit log, so ids become visible in increasing order
+    /// and a reader paging by id never skips a row that commits late.
+    pub const SEQUENCE: (i32, i32) = (0x6274_7371, 0);
+    pub const AUDIT: (i32, i32) = (0x6274_7371, 1);
+}

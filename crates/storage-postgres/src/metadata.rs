@@ -1,0 +1,462 @@
+//! Repositories, blob links, manifests, tags and upload sessions.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use berth_oci::{Algorithm, Digest, RepoName, Tag, TagOrDigest};
+use berth_storage::{
+    Error, ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, Result, UploadRecord,
+};
+use bytes::Bytes;
+use tokio_postgres::GenericClient;
+
+use crate::{PgStore, backend, col, page_limit, to_i64};
+
+fn parse_digest(s: &str) -> Result<Digest> {
+    s.parse()
+        .map_err(|e| Error::Backend(format!("postgres: stored digest {s:?}: {e}")))
+}
+
+async fn repo_id<C: GenericClient>(c: &C, repo: &RepoName) -> Result<Option<i64>> {
+    let row = c
+        .query_opt("SELECT id FROM repos WHERE name = $1", &[&repo.as_str()])
+        .await
+        .map_err(backend)?;
+    row.map(|r| col(&r, 0)).transpose()
+}
+
+/// The repository's id, creating it if absent. Another node may create it at the same moment:
+/// `ON CONFLICT DO NOTHING` waits for that insert and then yields nothing, and the next
+/// statement (a new snapshot) sees the committed row.
+async fn ensure_repo<C: GenericClient>(c: &C, repo: &RepoName) -> Result<i64> {
+    if let Some(id) = repo_id(c, repo).await? {
+        return Ok(id);
+    }
+    let inserted = c
+        .query_opt(
+            "INSERT INTO repos(name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id",
+            &[&repo.as_str()],
+        )
+        .await
+        .map_err(backend)?;
+    if let Some(row) = inserted {
+        return col(&row, 0);
+    }
+    repo_id(c, repo)
+        .await?
+        .ok_or_else(|| Error::Backend(format!("postgres: repository {repo} vanished")))
+}
+
+/// One page: the query fetched `limit + 1` rows to learn whether more exist.
+fn page(rows: Vec<tokio_postgres::Row>, limit: usize) -> Result<Page> {
+    let mut items = rows
+        .iter()
+        .map(|r| col::<String>(r, 0))
+        .collect::<Result<Vec<_>>>()?;
+    let more = items.len() > limit;
+    items.truncate(limit);
+    Ok(Page { items, more })
+}
+
+fn manifest_row(row: &tokio_postgres::Row) -> Result<ManifestRecord> {
+    Ok(ManifestRecord {
+        digest: parse_digest(&col::<String>(row, 0)?)?,
+        media_type: col(row, 1)?,
+        body: Bytes::from(col::<Vec<u8>>(row, 2)?),
+    })
+}
+
+fn upload_row(row: &tokio_postgres::Row) -> Result<UploadRecord> {
+    let repo: String = col(row, 1)?;
+    let alg: String = col(row, 2)?;
+    let bad = |what: &str, e: berth_oci::Error| Error::Backend(format!("postgres: {what}: {e}"));
+    Ok(UploadRecord {
+        id: col(row, 0)?,
+        repo: repo.parse().map_err(|e| bad("stored repository", e))?,
+        algorithm: Algorithm::parse(&alg).map_err(|e| bad("stored algorithm", e))?,
+        created: col(row, 3)?,
+        owner: col(row, 4)?,
+        offset: col::<Option<i64>>(row, 5)?.map(|n| u64::try_from(n).unwrap_or(0)),
+        hash_state: col(row, 6)?,
+    })
+}
+
+/// Which of `wanted` the query (taking the repository id and a digest array) finds.
+async fn present<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    id: i64,
+    wanted: &[Digest],
+) -> Result<HashSet<String>> {
+    if wanted.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let list: Vec<String> = wanted.iter().map(|d| d.to_string()).collect();
+    let rows = c.query(sql, &[&id, &list]).await.map_err(backend)?;
+    rows.iter().map(|r| col::<String>(r, 0)).collect()
+}
+
+#[async_trait]
+impl MetadataStore for PgStore {
+    async fn repo_exists(&self, repo: &RepoName) -> Result<bool> {
+        let c = self.conn().await?;
+        Ok(repo_id(&**c, repo).await?.is_some())
+    }
+
+    async fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT b.size FROM repo_blobs b JOIN repos r ON r.id = b.repo_id
+                 WHERE r.name = $1 AND b.digest = $2",
+            )
+            .await
+            .map_err(backend)?;
+        let row = c
+            .query_opt(&st, &[&repo.as_str(), &digest.to_string()])
+            .await
+            .map_err(backend)?;
+        row.map(|r| col::<i64>(&r, 0).map(|s| u64::try_from(s).unwrap_or(0)))
+            .transpose()
+    }
+
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(backend)?;
+        let id = ensure_repo(&*tx, repo).await?;
+        tx.execute(
+            "INSERT INTO repo_blobs(repo_id, digest, size) VALUES ($1, $2, $3)
+             ON CONFLICT (repo_id, digest) DO NOTHING",
+            &[&id, &digest.to_string(), &to_i64(size)],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let c = self.conn().await?;
+        let n = c
+            .execute(
+                "DELETE FROM repo_blobs WHERE digest = $2
+                 AND repo_id = (SELECT id FROM repos WHERE name = $1)",
+                &[&repo.as_str(), &digest.to_string()],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    async fn put_manifest(&self, m: NewManifest, tags: &[Tag]) -> Result<()> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(backend)?;
+        let id = ensure_repo(&*tx, &m.repo).await?;
+        // FOR SHARE: a concurrent unlink or manifest delete on another node waits until this
+        // manifest is in, so nothing it references can vanish between the check and the insert.
+        let blobs = present(
+            &*tx,
+            "SELECT digest FROM repo_blobs WHERE repo_id = $1 AND digest = ANY($2) FOR SHARE",
+            id,
+            &m.blobs,
+        )
+        .await?;
+        let children = present(
+            &*tx,
+            "SELECT digest FROM manifests WHERE repo_id = $1 AND digest = ANY($2) FOR SHARE",
+            id,
+            &m.children,
+        )
+        .await?;
+        let missing: Vec<Digest> = m
+            .blobs
+            .iter()
+            .filter(|d| !blobs.contains(&d.to_string()))
+            .chain(
+                m.children
+                    .iter()
+                    .filter(|d| !children.contains(&d.to_string())),
+            )
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            // Dropping the transaction rolls back the repository row too.
+            return Err(Error::MissingReferences(missing));
+        }
+        let digest = m.digest.to_string();
+        let subject = m.subject.as_ref().map(|s| s.to_string());
+        tx.execute(
+            "INSERT INTO manifests(repo_id, digest, media_type, body, subject, artifact_type, annotations)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (repo_id, digest) DO UPDATE SET media_type = excluded.media_type",
+            &[
+                &id,
+                &digest,
+                &m.media_type,
+                &&m.body[..],
+                &subject,
+                &m.artifact_type,
+                &m.annotations,
+            ],
+        )
+        .await
+        .map_err(backend)?;
+        // Sorted and unique: one row is written once per statement, and concurrent writers
+        // take row locks in the same order (no deadlock).
+        let mut refs: Vec<String> = m
+            .blobs
+            .iter()
+            .chain(m.children.iter())
+            .map(|d| d.to_string())
+            .collect();
+        refs.sort();
+        refs.dedup();
+        if !refs.is_empty() {
+            tx.execute(
+                "INSERT INTO manifest_refs(repo_id, parent, child)
+                 SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
+                &[&id, &digest, &refs],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        let mut tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        tags.sort();
+        tags.dedup();
+        if !tags.is_empty() {
+            tx.execute(
+                "INSERT INTO tags(repo_id, name, digest) SELECT $1, unnest($2::text[]), $3
+                 ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest",
+                &[&id, &tags, &digest],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &TagOrDigest,
+    ) -> Result<Option<ManifestRecord>> {
+        let c = self.conn().await?;
+        let (sql, key) = match reference {
+            TagOrDigest::Digest(d) => (
+                "SELECT m.digest, m.media_type, m.body FROM manifests m JOIN repos r ON r.id = m.repo_id
+                 WHERE r.name = $1 AND m.digest = $2",
+                d.to_string(),
+            ),
+            TagOrDigest::Tag(t) => (
+                "SELECT m.digest, m.media_type, m.body FROM tags t
+                 JOIN repos r ON r.id = t.repo_id
+                 JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
+                 WHERE r.name = $1 AND t.name = $2",
+                t.to_string(),
+            ),
+        };
+        let st = c.prepare_cached(sql).await.map_err(backend)?;
+        let row = c
+            .query_opt(&st, &[&repo.as_str(), &key])
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(manifest_row).transpose()
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(backend)?;
+        let Some(id) = repo_id(&*tx, repo).await? else {
+            return Ok(false);
+        };
+        let digest = digest.to_string();
+        let n = tx
+            .execute(
+                "DELETE FROM manifests WHERE repo_id = $1 AND digest = $2",
+                &[&id, &digest],
+            )
+            .await
+            .map_err(backend)?;
+        tx.execute(
+            "DELETE FROM tags WHERE repo_id = $1 AND digest = $2",
+            &[&id, &digest],
+        )
+        .await
+        .map_err(backend)?;
+        tx.execute(
+            "DELETE FROM manifest_refs WHERE repo_id = $1 AND parent = $2",
+            &[&id, &digest],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let c = self.conn().await?;
+        let n = c
+            .execute(
+                "DELETE FROM tags WHERE name = $2 AND repo_id = (SELECT id FROM repos WHERE name = $1)",
+                &[&repo.as_str(), &tag.as_str()],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Page>> {
+        let c = self.conn().await?;
+        let Some(id) = repo_id(&**c, repo).await? else {
+            return Ok(None);
+        };
+        let st = c
+            .prepare_cached(
+                "SELECT name FROM tags WHERE repo_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+            )
+            .await
+            .map_err(backend)?;
+        let rows = c
+            .query(&st, &[&id, &last.unwrap_or(""), &page_limit(limit)])
+            .await
+            .map_err(backend)?;
+        page(rows, limit).map(Some)
+    }
+
+    async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Page> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached("SELECT name FROM repos WHERE name > $1 ORDER BY name LIMIT $2")
+            .await
+            .map_err(backend)?;
+        let rows = c
+            .query(&st, &[&last.unwrap_or(""), &page_limit(limit)])
+            .await
+            .map_err(backend)?;
+        page(rows, limit)
+    }
+
+    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<ReferrerRecord>> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT m.digest, m.media_type, octet_length(m.body)::bigint, m.artifact_type, m.annotations
+                 FROM manifests m JOIN repos r ON r.id = m.repo_id
+                 WHERE r.name = $1 AND m.subject = $2 ORDER BY m.digest",
+            )
+            .await
+            .map_err(backend)?;
+        let rows = c
+            .query(&st, &[&repo.as_str(), &subject.to_string()])
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReferrerRecord {
+                    digest: parse_digest(&col::<String>(r, 0)?)?,
+                    media_type: col(r, 1)?,
+                    size: u64::try_from(col::<i64>(r, 2)?).unwrap_or(0),
+                    artifact_type: col(r, 3)?,
+                    annotations: col(r, 4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn upload_create(&self, u: &UploadRecord) -> Result<()> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "INSERT INTO uploads(id, repo, algorithm, created, owner, received, hash_state)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .await
+            .map_err(backend)?;
+        c.execute(
+            &st,
+            &[
+                &u.id,
+                &u.repo.as_str(),
+                &u.algorithm.as_str(),
+                &u.created,
+                &u.owner,
+                &u.offset.map(to_i64),
+                &u.hash_state,
+            ],
+        )
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn upload_get(&self, id: &str) -> Result<Option<UploadRecord>> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT id, repo, algorithm, created, owner, received, hash_state
+                 FROM uploads WHERE id = $1",
+            )
+            .await
+            .map_err(backend)?;
+        let row = c.query_opt(&st, &[&id]).await.map_err(backend)?;
+        row.as_ref().map(upload_row).transpose()
+    }
+
+    async fn upload_delete(&self, id: &str) -> Result<()> {
+        let c = self.conn().await?;
+        c.execute("DELETE FROM uploads WHERE id = $1", &[&id])
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn uploads_created_before(&self, before: i64) -> Result<Vec<String>> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(
+                "SELECT id FROM uploads WHERE created < $1 ORDER BY created, id",
+                &[&before],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| col(r, 0)).collect()
+    }
+
+    async fn uploads_owned_by(&self, owner: &str) -> Result<u64> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached("SELECT count(*) FROM uploads WHERE owner = $1")
+            .await
+            .map_err(backend)?;
+        let row = c.query_one(&st, &[&owner]).await.map_err(backend)?;
+        Ok(u64::try_from(col::<i64>(&row, 0)?).unwrap_or(0))
+    }
+
+    async fn upload_advance(
+        &self,
+        id: &str,
+        from: u64,
+        to: u64,
+        hash_state: Option<Vec<u8>>,
+    ) -> Result<bool> {
+        let c = self.conn().await?;
+        // One statement: a racing writer's UPDATE waits for this row, then re-checks the
+        // condition against the committed value, so only one of them moves it from `from`.
+        let st = c
+            .prepare_cached(
+                "UPDATE uploads SET received = $3, hash_state = $4
+                 WHERE id = $1 AND (received = $2 OR received IS NULL)",
+            )
+            .await
+            .map_err(backend)?;
+        let n = c
+            .execute(&st, &[&id, &to_i64(from), &to_i64(to), &hash_state])
+            .await
+            .map_err(backend)?;
+        Ok(n == 1)
+    }
+}

@@ -1,0 +1,213 @@
+//! The PostgreSQL store against the storage conformance suite (the same rules the embedded and
+//! in-memory stores pass), on a real server: each test gets a fresh database of its own (see
+//! `berth_storage_postgres::testing`). The concurrency cases use two stores over one database,
+//! as two Berth nodes do.
+
+use berth_storage::{IdentityStore, TrustStore};
+use berth_storage_postgres::testing::fresh_database;
+use berth_storage_postgres::{PgOptions, PgStore, SCHEMA_VERSION};
+
+#[tokio::test]
+async fn postgres_store_passes_the_metadata_conformance_suite() {
+    let db = fresh_database().await;
+    let s = PgStore::connect(&db.url).await.unwrap();
+    berth_storage::testsuite::run_metadata(&s).await;
+    drop(s);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn postgres_store_passes_the_trust_conformance_suite() {
+    let db = fresh_database().await;
+    let s = PgStore::connect(&db.url).await.unwrap();
+    berth_storage::testsuite::run_trust(&s).await;
+    drop(s);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn postgres_store_passes_the_identity_conformance_suite() {
+    let db = fresh_database().await;
+    let s = PgStore::connect(&db.url).await.unwrap();
+    berth_storage::testsuite::run_identity(&s).await;
+    drop(s);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_stores_over_one_database_pass_the_concurrency_rules() {
+    let db = fresh_database().await;
+    let a = PgStore::connect(&db.url).await.unwrap();
+    let b = PgStore::connect(&db.url).await.unwrap();
+    berth_storage::testsuite::run_concurrency(&a, &b).await;
+    drop((a, b));
+    db.drop_database().await;
+}
+
+/// Eight nodes publishing the next version of one GUN at once, round after round: every round
+/// has exactly one winner and the history stays linear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_publishers_on_one_gun_keep_a_linear_history() {
+    let db = fresh_database().await;
+    let opts = PgOptions {
+        max_connections: 2,
+        ..PgOptions::default()
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..8 {
+        nodes.push(PgStore::connect_with(&db.url, &opts).await.unwrap());
+    }
+    let gun = "localhost/many/publishers";
+    let file = |role: &str, v: i64, who: usize| berth_storage::NewTufFile {
+        role: role.into(),
+        version: v,
+        sha256: format!("{who:02}{v:062x}"),
+        data: bytes::Bytes::from(format!("{who}:{role}:{v}")),
+    };
+    for v in 1..=6 {
+        let results = futures::future::join_all(nodes.iter().enumerate().map(|(who, n)| {
+            n.tuf_update(
+                gun,
+                vec![file("targets", v, who), file("timestamp", v, who)],
+            )
+        }))
+        .await;
+        let winners: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(who, _)| who)
+            .collect();
+        assert_eq!(winners.len(), 1, "version {v}: one winner, got {results:?}");
+        for r in results.iter().filter(|r| r.is_err()) {
+            assert!(
+                matches!(r, Err(berth_storage::Error::TufVersion { stored, new, .. }) if *stored == v && *new == v),
+                "{r:?}"
+            );
+        }
+        let ts = nodes[7]
+            .tuf_current(gun, "timestamp")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ts.data, format!("{}:timestamp:{v}", winners[0]));
+    }
+    let feed = nodes[3].changefeed(Some(gun), 0, 100).await.unwrap();
+    assert_eq!(
+        feed.iter().map(|c| c.version).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    drop(nodes);
+    db.drop_database().await;
+}
+
+/// Several nodes starting at once on an empty database end with one schema, applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_on_an_empty_database_migrate_it_once() {
+    let db = fresh_database().await;
+    let opened = futures::future::join_all((0..4).map(|_| PgStore::connect(&db.url))).await;
+    let stores: Vec<PgStore> = opened.into_iter().map(|r| r.unwrap()).collect();
+    for s in &stores {
+        assert_eq!(s.schema_version().await.unwrap(), SCHEMA_VERSION);
+    }
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(conn);
+    let rows = client
+        .query(
+            "SELECT version FROM berth_schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap();
+    let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    // Every store works on the one schema.
+    stores[0]
+        .identity_insert(&berth_storage::IdentityRecord {
+            name: "owner".into(),
+            kind: "user".into(),
+            label: "owner".into(),
+            secret_hash: "h".into(),
+            secret_hash2: None,
+            disabled: false,
+            expires: None,
+            scope_map: None,
+            created: 1,
+        })
+        .await
+        .unwrap();
+    assert!(stores[3].identity_get("owner").await.unwrap().is_some());
+    drop(client);
+    let _ = task.await;
+    drop(stores);
+    db.drop_database().await;
+}
+
+/// A database migrated by a newer Berth is refused with a message naming both versions, and is
+/// left as it was.
+#[tokio::test]
+async fn a_database_newer_than_this_binary_is_refused() {
+    let db = fresh_database().await;
+    drop(PgStore::connect(&db.url).await.unwrap());
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(conn);
+    let newer = SCHEMA_VERSION + 1;
+    client
+        .execute(
+            "INSERT INTO berth_schema_migrations(version, name) VALUES ($1, 'from the future')",
+            &[&newer],
+        )
+        .await
+        .unwrap();
+    let e = PgStore::connect(&db.url).await.unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("schema version {newer}"))
+            && e.contains(&format!("({SCHEMA_VERSION})"))
+            && e.contains("upgrade berth"),
+        "{e}"
+    );
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM berth_schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        n,
+        i64::from(SCHEMA_VERSION) + 1,
+        "nothing applied or removed"
+    );
+    drop(client);
+    let _ = task.await;
+    db.drop_database().await;
+}
+
+/// A server that is not there fails the open with the address in the message, within the
+/// connect timeout.
+#[tokio::test]
+async fn an_unreachable_server_is_reported() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let opts = PgOptions {
+        connect_timeout: std::time::Duration::from_secs(2),
+        ..PgOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let e = PgStore::connect_with(&format!("postgres://postgres@127.0.0.1:{port}/x"), &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(e.contains("postgres"), "{e}");
+    let e = PgStore::connect("not a url ://")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("postgres URL"), "{e}");
+}

@@ -107,7 +107,19 @@ impl Api {
     /// credentials from the environment or `berth login`.
     pub fn new(args: &ServerArgs, fallback: Option<String>) -> anyhow::Result<Self> {
         let mut api = Self::build(args, fallback)?;
-        api.auth = api.credentials(args)?;
+        api.auth = api.credentials(args, None)?;
+        Ok(api)
+    }
+
+    /// Like [`Api::new`], for endpoints authorized like registry calls: a token from a stored
+    /// login carries `scope` (e.g. `repository:team/app:delete`), as docker's would.
+    pub fn new_scoped(
+        args: &ServerArgs,
+        fallback: Option<String>,
+        scope: &str,
+    ) -> anyhow::Result<Self> {
+        let mut api = Self::build(args, fallback)?;
+        api.auth = api.credentials(args, Some(scope))?;
         Ok(api)
     }
 
@@ -151,7 +163,11 @@ impl Api {
 
     /// Basic credentials from `-u` (password from stdin or BERTH_PASSWORD), else a bearer token
     /// obtained with the refresh token `berth login` stored for this server.
-    fn credentials(&self, args: &ServerArgs) -> anyhow::Result<Option<String>> {
+    fn credentials(
+        &self,
+        args: &ServerArgs,
+        scope: Option<&str>,
+    ) -> anyhow::Result<Option<String>> {
         use base64::Engine as _;
         if let Some(u) = &args.username {
             let p = if args.password_stdin {
@@ -174,8 +190,11 @@ impl Api {
         else {
             return Ok(None);
         };
-        let v =
-            self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])?;
+        let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh)];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        let v = self.token_request(&form)?;
         let token = v["access_token"]
             .as_str()
             .context("token response without access_token")?;

@@ -69,6 +69,9 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(crate::cmd::admin::AuditCommand),
+    /// Repositories: list them, show tags (with signers), delete.
+    #[command(subcommand)]
+    Repository(crate::cmd::repository::RepositoryCommand),
     /// Push an image from an OCI layout or a docker-save archive to a registry.
     Push(crate::cmd::push::PushArgs),
     /// Pull an image into an OCI layout, verifying every digest.

@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
         args::Command::ScopeMap(c) => cmd::admin::scope_map(c),
         args::Command::Token(c) => cmd::admin::token(c),
         args::Command::Audit(c) => cmd::admin::audit(c),
+        args::Command::Repository(c) => cmd::repository::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

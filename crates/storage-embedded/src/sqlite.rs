@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use berth_oci::{Algorithm, Digest, RepoName, Tag, TagOrDigest};
 use berth_storage::{
-    Error, ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, Result, UploadRecord,
+    Error, ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, RepoDeleted, Result,
+    TagDetail, UploadRecord,
 };
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -72,6 +73,10 @@ const MIGRATIONS: &[(&str, Step)] = &[
     }),
     // 2: upload sessions record their owner, acknowledged length and hash state.
     ("upload owner, offset and hash state", add_upload_columns),
+    // 3: when each tag was last pushed (Unix seconds); NULL for tags from before.
+    ("tag push times", |c| {
+        c.execute_batch("ALTER TABLE tags ADD COLUMN pushed INTEGER")
+    }),
 ];
 
 /// Brings the database to the newest schema version, one transaction per step.
@@ -400,12 +405,17 @@ impl MetadataStore for SqliteMetadataStore {
                 }
                 let mut tag_q = tx
                     .prepare_cached(
-                        "INSERT INTO tags(repo_id, name, digest) VALUES (?1, ?2, ?3)
-                         ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest",
+                        "INSERT INTO tags(repo_id, name, digest, pushed) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest,
+                         pushed = excluded.pushed",
                     )
                     .map_err(backend)?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                    .unwrap_or(0);
                 for t in &tags {
-                    tag_q.execute(params![id, t, digest]).map_err(backend)?;
+                    tag_q.execute(params![id, t, digest, now]).map_err(backend)?;
                 }
             }
             tx.commit().map_err(backend)
@@ -480,6 +490,79 @@ impl MetadataStore for SqliteMetadataStore {
             .map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn tag_details(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<TagDetail>>> {
+        let repo = repo.clone();
+        let last = last.unwrap_or("").to_owned();
+        self.read(move |c| {
+            let Some(id) = repo_id(c, &repo)? else {
+                return Ok(None);
+            };
+            let mut stmt = c.prepare_cached(
+                "SELECT t.name, t.digest, m.media_type, m.body, t.pushed FROM tags t
+                 JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
+                 WHERE t.repo_id = ?1 AND t.name > ?2 ORDER BY t.name LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(params![id, last, to_i64(limit as u64)], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(tag, digest, media_type, body, pushed)| {
+                    Ok(TagDetail {
+                        tag,
+                        digest: parse_digest(digest)?,
+                        media_type,
+                        body: Bytes::from(body),
+                        pushed,
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map(Some)
+        })
+        .await
+    }
+
+    async fn delete_repo(&self, repo: &RepoName) -> Result<Option<RepoDeleted>> {
+        let repo = repo.clone();
+        self.write(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let Some(id) = repo_id(&tx, &repo).map_err(backend)? else {
+                return Ok(None);
+            };
+            let tags = tx
+                .execute("DELETE FROM tags WHERE repo_id = ?1", [id])
+                .map_err(backend)?;
+            let manifests = tx
+                .execute("DELETE FROM manifests WHERE repo_id = ?1", [id])
+                .map_err(backend)?;
+            for sql in [
+                "DELETE FROM manifest_refs WHERE repo_id = ?1",
+                "DELETE FROM repo_blobs WHERE repo_id = ?1",
+                "DELETE FROM repos WHERE id = ?1",
+            ] {
+                tx.execute(sql, [id]).map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(Some(RepoDeleted {
+                manifests: manifests as u64,
+                tags: tags as u64,
+            }))
         })
         .await
     }

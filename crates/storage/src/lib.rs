@@ -18,6 +18,7 @@ pub use identity::{
     SigningKeyRecord,
 };
 pub use metadata::{
-    ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, UploadRecord,
+    ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, RepoDeleted, TagDetail,
+    UploadRecord,
 };
 pub use trust::{Change, NewTufFile, ServerKeyRecord, TrustStore, TufFile};

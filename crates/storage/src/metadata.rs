@@ -29,6 +29,25 @@ pub struct ManifestRecord {
     pub body: Bytes,
 }
 
+/// A tag with its manifest, as an administrator's listing shows it.
+#[derive(Debug, Clone)]
+pub struct TagDetail {
+    pub tag: String,
+    pub digest: Digest,
+    pub media_type: String,
+    pub body: Bytes,
+    /// Unix seconds of the last push that set the tag; `None` for tags pushed before this was
+    /// recorded.
+    pub pushed: Option<i64>,
+}
+
+/// What deleting a whole repository removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepoDeleted {
+    pub manifests: u64,
+    pub tags: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct ReferrerRecord {
     pub digest: Digest,
@@ -95,6 +114,17 @@ pub trait MetadataStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Option<Page>>;
     async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Page>;
+    /// Tags after `last` (at most `limit`) with their manifests; `None` when the repository does
+    /// not exist.
+    async fn tag_details(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<TagDetail>>>;
+    /// Removes a repository: its tags, manifests and blob links (blob bytes stay for garbage
+    /// collection). `None` when it does not exist.
+    async fn delete_repo(&self, repo: &RepoName) -> Result<Option<RepoDeleted>>;
     async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<ReferrerRecord>>;
 
     async fn upload_create(&self, upload: &UploadRecord) -> Result<()>;

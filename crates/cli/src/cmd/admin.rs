@@ -285,6 +285,13 @@ pub enum ScopeMapCommand {
     },
     /// List scope maps and their rules.
     List(ServerArgs),
+    /// Delete a scope map; refused while tokens use it (delete or re-create those first).
+    Delete {
+        /// The scope map to delete.
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 pub fn scope_map(c: ScopeMapCommand) -> anyhow::Result<()> {
@@ -299,6 +306,11 @@ pub fn scope_map(c: ScopeMapCommand) -> anyhow::Result<()> {
             print(&Api::new(&server, None)?.post("scope-maps", &body)?)
         }
         ScopeMapCommand::List(server) => print(&Api::new(&server, None)?.get("scope-maps")?),
+        ScopeMapCommand::Delete { name, server } => {
+            Api::new(&server, None)?.delete(&format!("scope-maps/{name}"))?;
+            println!("deleted scope map {name}");
+            Ok(())
+        }
     }
 }
 
@@ -333,6 +345,13 @@ pub enum TokenCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Enable a disabled token again (its password is unchanged).
+    Enable {
+        /// The token to enable.
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 pub fn token(c: TokenCommand) -> anyhow::Result<()> {
@@ -355,6 +374,9 @@ pub fn token(c: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Disable { name, server } => {
             print(&Api::new(&server, None)?.post(&format!("tokens/{name}/disable"), &json!({}))?)
+        }
+        TokenCommand::Enable { name, server } => {
+            print(&Api::new(&server, None)?.post(&format!("tokens/{name}/enable"), &json!({}))?)
         }
     }
 }

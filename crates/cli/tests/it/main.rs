@@ -20,6 +20,7 @@ mod errors;
 mod manifests;
 mod names;
 mod ops_logs;
+mod ops_repository;
 mod referrers;
 mod restart;
 mod robustness;

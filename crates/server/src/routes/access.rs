@@ -69,6 +69,30 @@ fn repo_req(name: &str, actions: Vec<RepoAction>) -> Requirement {
     }
 }
 
+/// The admin API is the Owner's, except the repository verbs: they need what the same operation
+/// needs through the registry API (listing: any caller, who sees what it may pull; tags: pull;
+/// deletions: delete, i.e. AcrDelete or a token with `content/delete`).
+fn admin_requirement(method: &Method, rest: &str) -> Requirement {
+    use super::admin::RepoTarget;
+    if rest == "repositories" && method == Method::GET {
+        return Requirement::Catalog;
+    }
+    let Some((name, target)) = rest
+        .strip_prefix("repositories/")
+        .and_then(super::admin::repository_path)
+    else {
+        return Requirement::Admin;
+    };
+    match (method, target) {
+        (&Method::GET, RepoTarget::Tags) => repo_req(name, vec![RepoAction::Pull]),
+        (
+            &Method::DELETE,
+            RepoTarget::Repository | RepoTarget::Tag(_) | RepoTarget::Manifest(_),
+        ) => repo_req(name, vec![RepoAction::Delete]),
+        _ => Requirement::Admin,
+    }
+}
+
 /// Classifies a request. `resolve_gun` maps a trust GUN to a repository of this registry.
 pub fn requirement(
     method: &Method,
@@ -89,8 +113,8 @@ pub fn requirement(
     if path == "/v2/" || path == "/v2" {
         return Requirement::Authenticated;
     }
-    if path.starts_with("/api/v1/") {
-        return Requirement::Admin;
+    if let Some(rest) = path.strip_prefix("/api/v1/") {
+        return admin_requirement(method, rest);
     }
     let Some(rest) = path.strip_prefix("/v2/") else {
         return Requirement::Authenticated;

@@ -151,11 +151,8 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let actor = req
-        .extensions()
-        .get::<crate::access::Caller>()
-        .map(|c| c.name.clone())
-        .unwrap_or_default();
+    let caller = req.extensions().get::<crate::access::Caller>().cloned();
+    let actor = caller.as_ref().map(|c| c.name.clone()).unwrap_or_default();
     let method = req.method().clone();
     let query = query_pairs_str(req.uri().query().unwrap_or(""));
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
@@ -164,6 +161,11 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
     };
     let cx = Ctx { state, actor, ip };
     let segs: Vec<&str> = path.split('/').collect();
+    if segs.first() == Some(&"repositories") {
+        return repositories(&cx, caller.as_ref(), &method, path, &query)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
     let r = match (method.clone(), segs.as_slice()) {
         (Method::GET, ["config", "content-trust"]) => content_trust_show(&cx).await,
         (Method::PUT | Method::PATCH, ["config", "content-trust"]) => {
@@ -198,6 +200,7 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
         (Method::DELETE, ["role-assignments"]) => role_change(&cx, &body, false).await,
         (Method::GET, ["scope-maps"]) => scope_map_list(&cx).await,
         (Method::POST, ["scope-maps"]) => scope_map_create(&cx, &body).await,
+        (Method::DELETE, ["scope-maps", name]) => scope_map_delete(&cx, name).await,
         (Method::GET, ["tokens"]) => list(&cx, Some("token")).await,
         (Method::POST, ["tokens"]) => token_create(&cx, &body).await,
         (Method::DELETE, ["tokens", name]) => delete_identity(&cx, name, "token").await,
@@ -553,6 +556,31 @@ async fn scope_map_create(cx: &Ctx<'_>, body: &Bytes) -> R {
     Ok((StatusCode::CREATED, Json(json!({"name": rec.name, "rules": serde_json::from_str::<Value>(&rec.rules).unwrap_or(Value::Null)}))).into_response())
 }
 
+/// Refused while tokens use the map: deleting it would leave them with no rights at all (or,
+/// were a namesake created later, with that map's), which nobody asked for.
+async fn scope_map_delete(cx: &Ctx<'_>, name: &str) -> R {
+    let ids = cx.state.access.identities();
+    if ids.scope_map_get(name).await?.is_none() {
+        return Err(AdminError::not_found(format!("no scope map named {name}")));
+    }
+    let users: Vec<String> = ids
+        .identity_list(Some("token"))
+        .await?
+        .into_iter()
+        .filter(|t| t.scope_map.as_deref() == Some(name))
+        .map(|t| t.name)
+        .collect();
+    if !users.is_empty() {
+        return Err(AdminError::conflict(format!(
+            "scope map {name} is used by token(s) {}: delete them first (berth token delete NAME)",
+            users.join(", ")
+        )));
+    }
+    ids.scope_map_delete(name).await?;
+    cx.audit("scope-map.deleted", name, "").await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct TokenCreate {
@@ -639,4 +667,329 @@ async fn audit_list(cx: &Ctx<'_>, query: &[(String, String)]) -> R {
         .map(|a| json!({"id": a.id, "at": a.at, "actor": a.actor, "action": a.action, "target": a.target, "client": a.client, "detail": a.detail}))
         .collect();
     Ok(Json(json!(out)).into_response())
+}
+
+/// What an `/api/v1/repositories/…` path names. Repository path components never start with
+/// `_` (the distribution name grammar), so `_tags` and `_manifests` cannot clash with a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RepoTarget<'a> {
+    /// `NAME`
+    Repository,
+    /// `NAME/_tags`
+    Tags,
+    /// `NAME/_tags/TAG`
+    Tag(&'a str),
+    /// `NAME/_manifests/DIGEST`
+    Manifest(&'a str),
+}
+
+/// Splits the part after `repositories/` into the repository name and what it names.
+pub(crate) fn repository_path(rest: &str) -> Option<(&str, RepoTarget<'_>)> {
+    let (name, target) = match rest.split_once("/_") {
+        None => (rest, RepoTarget::Repository),
+        Some((name, tail)) => match tail.split_once('/') {
+            None if tail == "tags" => (name, RepoTarget::Tags),
+            Some(("tags", t)) if !t.is_empty() && !t.contains('/') => (name, RepoTarget::Tag(t)),
+            Some(("manifests", d)) if !d.is_empty() && !d.contains('/') => {
+                (name, RepoTarget::Manifest(d))
+            }
+            _ => return None,
+        },
+    };
+    (!name.is_empty()).then_some((name, target))
+}
+
+/// Unix seconds as RFC 3339 UTC (`2026-11-30T18:05:02Z`).
+pub(crate) fn rfc3339(secs: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => secs.to_string(),
+    }
+}
+
+/// Most repositories and tags one listing returns.
+const LIST_MAX: usize = 10_000;
+
+async fn repositories(
+    cx: &Ctx<'_>,
+    caller: Option<&crate::access::Caller>,
+    method: &Method,
+    path: &str,
+    query: &[(String, String)],
+) -> R {
+    let rest = path.strip_prefix("repositories").unwrap_or("");
+    if rest.is_empty() {
+        if *method != Method::GET {
+            return Err(AdminError::not_found("no such admin endpoint"));
+        }
+        check_params(query, &[])?;
+        return repository_list(cx, caller).await;
+    }
+    let (name, target) = rest
+        .strip_prefix('/')
+        .and_then(repository_path)
+        .ok_or_else(|| AdminError::not_found("no such admin endpoint"))?;
+    let repo = name
+        .parse::<RepoName>()
+        .map_err(|e| AdminError::invalid("repository", e.message))?;
+    match (method, target) {
+        (&Method::GET, RepoTarget::Tags) => show_tags(cx, caller, &repo).await,
+        (&Method::DELETE, RepoTarget::Repository) => {
+            let Some(gone) = cx.state.registry.metadata().delete_repo(&repo).await? else {
+                return Err(AdminError::not_found(format!("no repository named {repo}")));
+            };
+            let detail = format!(
+                "deleted {} manifest(s) and {} tag(s)",
+                gone.manifests, gone.tags
+            );
+            tracing::warn!(repository = %repo, actor = %cx.actor, "{detail}");
+            cx.audit("repository.deleted", repo.as_str(), &detail).await;
+            Ok(Json(json!({
+                "repository": repo.as_str(),
+                "deletedManifests": gone.manifests,
+                "deletedTags": gone.tags,
+                "note": "trust data is kept (berth trust reset REPO wipes it); blob bytes stay until garbage collection",
+            }))
+            .into_response())
+        }
+        (&Method::DELETE, RepoTarget::Tag(t)) => {
+            let tag = t
+                .parse::<berth_oci::Tag>()
+                .map_err(|e| AdminError::invalid("tag", e.message))?;
+            if !cx.state.registry.metadata().delete_tag(&repo, &tag).await? {
+                return Err(AdminError::not_found(format!("{repo} has no tag {t}")));
+            }
+            let target = format!("{repo}:{t}");
+            cx.audit("tag.deleted", &target, "").await;
+            Ok(Json(json!({"repository": repo.as_str(), "deletedTag": t})).into_response())
+        }
+        (&Method::DELETE, RepoTarget::Manifest(d)) => {
+            let digest = d
+                .parse::<berth_oci::Digest>()
+                .map_err(|e| AdminError::invalid("digest", e.message))?;
+            if !cx
+                .state
+                .registry
+                .metadata()
+                .delete_manifest(&repo, &digest)
+                .await?
+            {
+                return Err(AdminError::not_found(format!(
+                    "{repo} has no manifest {digest}"
+                )));
+            }
+            let target = format!("{repo}@{digest}");
+            cx.audit(
+                "manifest.deleted",
+                &target,
+                "the manifest and every tag pointing at it",
+            )
+            .await;
+            Ok(
+                Json(json!({"repository": repo.as_str(), "deletedManifest": digest.to_string()}))
+                    .into_response(),
+            )
+        }
+        _ => Err(AdminError::not_found("no such admin endpoint")),
+    }
+}
+
+async fn repository_list(cx: &Ctx<'_>, caller: Option<&crate::access::Caller>) -> R {
+    let mut out = Vec::new();
+    let mut last: Option<String> = None;
+    let mut truncated = false;
+    loop {
+        let page = cx
+            .state
+            .registry
+            .metadata()
+            .list_repos(last.as_deref(), 1000)
+            .await?;
+        last = page.items.last().cloned();
+        for r in page.items {
+            // The same rule as `_catalog`: only what the caller may pull.
+            if caller.is_some_and(|c| {
+                c.grants.allows(
+                    berth_auth::Action::Pull,
+                    berth_auth::Resource::Repository(&r),
+                )
+            }) {
+                out.push(json!({"name": r}));
+            }
+        }
+        if out.len() >= LIST_MAX {
+            out.truncate(LIST_MAX);
+            truncated = true;
+            break;
+        }
+        if !page.more {
+            break;
+        }
+    }
+    if truncated {
+        tracing::warn!("repository list cut at {LIST_MAX} entries");
+    }
+    Ok(Json(json!(out)).into_response())
+}
+
+/// Who signed what in one GUN, docker's way: tags released in `targets` or `targets/releases`,
+/// each with the roles that list the same digest ("Repo Admin" for `targets`).
+struct Signatures {
+    /// (tag, sha256 hex) -> signers (name, role, key ids)
+    released: std::collections::BTreeMap<(String, String), Vec<Value>>,
+}
+
+async fn gun_signatures(cx: &Ctx<'_>, gun: &str) -> Result<Option<Signatures>, AdminError> {
+    use berth_tuf::RoleBody as _;
+    let parse = |data: &[u8]| -> Option<berth_tuf::Targets> {
+        let env = berth_tuf::Envelope::parse(data).ok()?;
+        berth_tuf::Targets::from_signed(env.signed()).ok()
+    };
+    let Ok(top) = cx.state.trust.get_current(gun, "targets").await else {
+        return Ok(None);
+    };
+    let Some(top) = parse(&top.data) else {
+        return Ok(None);
+    };
+    let admin_keys: Vec<String> = match cx.state.trust.get_current(gun, "root").await {
+        Ok(f) => berth_tuf::Envelope::parse(&f.data)
+            .ok()
+            .and_then(|e| berth_tuf::Root::from_signed(e.signed()).ok())
+            .and_then(|r| r.roles.get("targets").map(|k| k.keyids.clone()))
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let hex = |m: &berth_tuf::FileMeta| -> Option<String> {
+        m.hashes
+            .get("sha256")
+            .map(|h| h.iter().map(|b| format!("{b:02x}")).collect())
+    };
+    // role name -> (its targets, its key ids)
+    let mut roles: Vec<(String, berth_tuf::Targets, Vec<String>)> = Vec::new();
+    for d in &top.delegations.roles {
+        if let Ok(f) = cx.state.trust.get_current(gun, &d.name).await
+            && let Some(t) = parse(&f.data)
+        {
+            roles.push((d.name.clone(), t, d.keys.keyids.clone()));
+        }
+    }
+    roles.push(("targets".into(), top, admin_keys));
+    let mut released = std::collections::BTreeMap::new();
+    for (role, t, _) in &roles {
+        if role == "targets" || role == "targets/releases" {
+            for (tag, m) in &t.targets {
+                if let Some(h) = hex(m) {
+                    released.insert((tag.clone(), h), Vec::new());
+                }
+            }
+        }
+    }
+    for (role, t, keys) in &roles {
+        if role == "targets/releases" {
+            continue;
+        }
+        let name = if role == "targets" {
+            "Repo Admin"
+        } else {
+            role.trim_start_matches("targets/")
+        };
+        for (tag, m) in &t.targets {
+            if let Some(h) = hex(m)
+                && let Some(v) = released.get_mut(&(tag.clone(), h))
+            {
+                v.push(json!({"name": name, "role": role, "keyIds": keys}));
+            }
+        }
+    }
+    Ok(Some(Signatures { released }))
+}
+
+async fn show_tags(cx: &Ctx<'_>, caller: Option<&crate::access::Caller>, repo: &RepoName) -> R {
+    let Some(tags) = cx
+        .state
+        .registry
+        .metadata()
+        .tag_details(repo, None, LIST_MAX)
+        .await?
+    else {
+        return Err(AdminError::not_found(format!("no repository named {repo}")));
+    };
+    // Signatures come from the repository's trust data, for callers that may read it.
+    let may_read_trust = caller.is_some_and(|c| {
+        c.grants.allows(
+            berth_auth::Action::TrustRead,
+            berth_auth::Resource::Repository(repo.as_str()),
+        )
+    });
+    let mut sigs = Vec::new();
+    let trust_on = cx.state.trust.enabled().await.unwrap_or(false);
+    if may_read_trust && trust_on {
+        for g in cx.state.trust.guns().await? {
+            if cx.state.guns.repository(&g).as_ref() == Some(repo)
+                && let Some(s) = gun_signatures(cx, &g).await?
+            {
+                sigs.push((g, s));
+            }
+        }
+    }
+    let out: Vec<Value> = tags
+        .iter()
+        .map(|t| {
+            let body_len = u64::try_from(t.body.len()).unwrap_or(u64::MAX);
+            // The image's size: the manifest, its config and layers (an index: its manifests).
+            let size = ManifestViewSize::of(&t.body, &t.media_type).unwrap_or(body_len);
+            let hex = t.digest.to_string();
+            let hex = hex.strip_prefix("sha256:").unwrap_or("");
+            let mut signers = Vec::new();
+            let mut guns = Vec::new();
+            for (g, s) in &sigs {
+                if let Some(v) = s.released.get(&(t.tag.clone(), hex.to_owned())) {
+                    guns.push(g.clone());
+                    signers.extend(v.iter().cloned());
+                }
+            }
+            json!({
+                "name": t.tag,
+                "digest": t.digest.to_string(),
+                "mediaType": t.media_type,
+                "size": size,
+                "pushed": t.pushed.map(rfc3339),
+                "signed": !guns.is_empty(),
+                "signers": signers,
+                "trustCollections": guns,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "repository": repo.as_str(),
+        "contentTrust": if !trust_on { "disabled" } else if may_read_trust { "enabled" } else { "not readable by the caller" },
+        "tags": out,
+    }))
+    .into_response())
+}
+
+struct ManifestViewSize;
+
+impl ManifestViewSize {
+    fn of(body: &[u8], media_type: &str) -> Option<u64> {
+        let v = berth_oci::ManifestView::parse(body, Some(media_type)).ok()?;
+        let mut total = u64::try_from(body.len()).ok()?;
+        for d in v
+            .config
+            .iter()
+            .chain(v.layers.iter())
+            .chain(v.manifests.iter())
+        {
+            total = total.checked_add(d.size)?;
+        }
+        Some(total)
+    }
 }

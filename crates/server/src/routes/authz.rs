@@ -329,11 +329,34 @@ pub(crate) async fn layer(State(state): State<AppState>, mut req: Request, next:
         }
         _ => None,
     };
+    // Deletions through the registry API are audited too (the admin API audits its own).
+    let deletion = match &need {
+        Requirement::Repository { actions, .. }
+            if *req.method() == Method::DELETE
+                && actions.contains(&RepoAction::Delete)
+                && req.uri().path().starts_with("/v2/") =>
+        {
+            let p = req.uri().path().trim_start_matches("/v2/");
+            p.rsplit_once("/manifests/")
+                .map(|x| ("manifest.deleted", x))
+                .or_else(|| p.rsplit_once("/blobs/").map(|x| ("blob.deleted", x)))
+                .map(|(action, (repo, r))| {
+                    let sep = if r.contains(':') { "@" } else { ":" };
+                    (action, format!("{repo}{sep}{r}"))
+                })
+        }
+        _ => None,
+    };
     let actor = caller.name.clone();
     req.extensions_mut().insert(caller);
     let mut resp = next.run(req).await;
     resp.extensions_mut()
         .insert(crate::LogIdentity(actor.clone()));
+    if let Some((action, target)) = deletion
+        && resp.status().is_success()
+    {
+        state.access.audit(&actor, action, &target, ip, "").await;
+    }
     if let Some((gun, method)) = trust_write
         && resp.status().is_success()
     {

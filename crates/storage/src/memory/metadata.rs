@@ -8,7 +8,8 @@ use bytes::Bytes;
 
 use super::{MemoryStore, lock};
 use crate::{
-    Error, ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, Result, UploadRecord,
+    Error, ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, RepoDeleted, Result,
+    TagDetail, UploadRecord,
 };
 
 #[derive(Default)]
@@ -26,6 +27,8 @@ struct Repo {
     manifests: BTreeMap<String, Manifest>,
     /// Tag → digest text.
     tags: BTreeMap<String, String>,
+    /// Tag → Unix seconds of its last push.
+    pushed: HashMap<String, i64>,
 }
 
 struct Manifest {
@@ -116,8 +119,13 @@ impl MetadataStore for MemoryStore {
                 );
             }
         }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
         for t in tags {
             r.tags.insert(t.to_string(), key.clone());
+            r.pushed.insert(t.to_string(), now);
         }
         Ok(())
     }
@@ -177,6 +185,46 @@ impl MetadataStore for MemoryStore {
 
     async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Page> {
         Ok(page(lock(&self.meta).repos.keys(), last, limit))
+    }
+
+    async fn tag_details(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<TagDetail>>> {
+        let st = lock(&self.meta);
+        let Some(r) = st.repos.get(repo.as_str()) else {
+            return Ok(None);
+        };
+        let last = last.unwrap_or("");
+        Ok(Some(
+            r.tags
+                .iter()
+                .filter(|(t, _)| t.as_str() > last)
+                .filter_map(|(t, d)| {
+                    let m = r.manifests.get(d)?;
+                    Some(TagDetail {
+                        tag: t.clone(),
+                        digest: m.digest.clone(),
+                        media_type: m.media_type.clone(),
+                        body: m.body.clone(),
+                        pushed: r.pushed.get(t).copied(),
+                    })
+                })
+                .take(limit)
+                .collect(),
+        ))
+    }
+
+    async fn delete_repo(&self, repo: &RepoName) -> Result<Option<RepoDeleted>> {
+        Ok(lock(&self.meta)
+            .repos
+            .remove(repo.as_str())
+            .map(|r| RepoDeleted {
+                manifests: u64::try_from(r.manifests.len()).unwrap_or(u64::MAX),
+                tags: u64::try_from(r.tags.len()).unwrap_or(u64::MAX),
+            }))
     }
 
     async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<ReferrerRecord>> {

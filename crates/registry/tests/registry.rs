@@ -39,12 +39,29 @@ impl Stores {
         }
     }
 
+    /// Blobs on the filesystem, metadata on a fresh PostgreSQL database (a real server: see
+    /// `berth_storage_postgres::testing`).
+    async fn postgres() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = berth_storage_postgres::testing::fresh_database().await;
+        Stores {
+            blobs: Arc::new(FsBlobStore::open(dir.path()).unwrap()),
+            meta: Arc::new(
+                berth_storage_postgres::PgStore::connect(&db.url)
+                    .await
+                    .unwrap(),
+            ),
+            _dir: Some(dir),
+        }
+    }
+
     fn registry(&self) -> Registry {
         Registry::new(self.blobs.clone(), self.meta.clone())
     }
 }
 
-/// Runs each `async fn(&Stores)` scenario on both backends.
+/// Runs each `async fn(&Stores)` scenario on every backend (PostgreSQL with filesystem blobs
+/// until the S3 blob store exists).
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -55,6 +72,10 @@ macro_rules! on_both_stores {
             #[tokio::test]
             async fn embedded() {
                 super::$name(&super::Stores::embedded()).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(&super::Stores::postgres().await).await;
             }
         }
     )*};

@@ -4,7 +4,8 @@
 //! root, as on CI machines and this project's dev machines) and panics if that fails. Each call
 //! creates its own database with a random name, so tests run in parallel without seeing each
 //! other. The cluster started here stops (and its files go) about a second after the test
-//! binary exits.
+//! binary exits; on a server named by `BERTH_POSTGRES_URL`, databases a test did not drop
+//! ([`TestDatabase::drop_database`]) stay behind, named `berth_t_*`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -38,7 +38,18 @@ pub fn store(backend: &Backend) -> Arc<dyn TrustStore> {
     }
 }
 
-/// Runs a scenario `fn(Arc<dyn TrustStore>)` against the in-memory backend and SQLite.
+/// A store on a fresh PostgreSQL database (a real server: see `berth_storage_postgres::testing`).
+pub async fn postgres_store() -> Arc<dyn TrustStore> {
+    let db = berth_storage_postgres::testing::fresh_database().await;
+    Arc::new(
+        berth_storage_postgres::PgStore::connect(&db.url)
+            .await
+            .unwrap(),
+    )
+}
+
+/// Runs a scenario `fn(Arc<dyn TrustStore>)` against the in-memory backend, SQLite and
+/// PostgreSQL.
 #[macro_export]
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {$(
@@ -52,6 +63,10 @@ macro_rules! on_both_stores {
             async fn sqlite() {
                 let b = $crate::support::Backend::Sqlite(tempfile::tempdir().unwrap());
                 super::$name($crate::support::store(&b)).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::support::postgres_store().await).await;
             }
         }
     )*};

@@ -71,6 +71,33 @@ pub fn generate_secret() -> Result<String, Error> {
     Ok(URL_SAFE_NO_PAD.encode(b.as_ref()))
 }
 
+/// Fewest characters of a password a person chooses (users, the bootstrap owner). Service
+/// principals, tokens and the admin account get generated 43-character secrets instead.
+pub const MIN_USER_PASSWORD_CHARS: usize = 12;
+/// Longest password accepted when one is set: bounds the hashing input (argon2 hashes any
+/// length; nobody types more).
+pub const MAX_USER_PASSWORD_BYTES: usize = 1024;
+
+/// Why a password a person chose is refused, or `None` if it is acceptable. The text never
+/// repeats the password.
+pub fn user_password_problem(password: &str) -> Option<String> {
+    let chars = password.chars().count();
+    if chars < MIN_USER_PASSWORD_CHARS {
+        return Some(format!(
+            "too short: a password needs at least {MIN_USER_PASSWORD_CHARS} characters (this one has {chars})"
+        ));
+    }
+    if password.len() > MAX_USER_PASSWORD_BYTES {
+        return Some(format!(
+            "too long: a password may have at most {MAX_USER_PASSWORD_BYTES} bytes"
+        ));
+    }
+    if password.chars().any(char::is_control) {
+        return Some("a password may not contain control characters (newlines, tabs)".into());
+    }
+    None
+}
+
 /// Compares two secrets without an early exit on the first differing byte. Lengths are not
 /// secret (they are fixed by format), so unequal lengths return `false` at once.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -164,6 +191,24 @@ mod tests {
             a.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
+    }
+
+    #[test]
+    fn user_password_policy() {
+        assert!(user_password_problem("0123456789a").is_some_and(|m| m.contains("at least 12")));
+        assert!(
+            !user_password_problem("0123456789a")
+                .unwrap()
+                .contains("0123")
+        );
+        assert_eq!(user_password_problem("0123456789ab"), None);
+        // Characters, not bytes: 12 non-ASCII characters are enough, 11 are not.
+        assert_eq!(user_password_problem(&"ä".repeat(12)), None);
+        assert!(user_password_problem(&"ä".repeat(11)).is_some());
+        assert!(user_password_problem(&"x".repeat(MAX_USER_PASSWORD_BYTES + 1)).is_some());
+        assert!(user_password_problem("good-password\nsecond").is_some());
+        // Generated secrets always pass.
+        assert_eq!(user_password_problem(&generate_secret().unwrap()), None);
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum Command {
     /// Service principals (generated id + secret).
     #[command(subcommand)]
     Sp(crate::cmd::admin::SpCommand),
+    /// Work on a stopped server's data dir (recovering a lost owner password).
+    #[command(subcommand)]
+    Admin(crate::cmd::recovery::AdminCommand),
     /// The shared admin account (off by default; it can never sign).
     #[command(subcommand, name = "admin-user")]
     AdminUser(crate::cmd::admin::AdminUserCommand),

@@ -19,6 +19,7 @@ fn main() -> std::process::ExitCode {
         args::Command::User(c) => cmd::admin::user(c),
         args::Command::Sp(c) => cmd::admin::sp(c),
         args::Command::AdminUser(c) => cmd::admin::admin_user(c),
+        args::Command::Admin(c) => cmd::recovery::run(c),
         args::Command::Role(c) => cmd::admin::role(c),
         args::Command::ScopeMap(c) => cmd::admin::scope_map(c),
         args::Command::Token(c) => cmd::admin::token(c),

@@ -83,6 +83,125 @@ pub enum AuthError {
     Internal(String),
 }
 
+/// What [`AccessService::init`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// The owner was created now; with its password when it was generated.
+    Created(Option<String>),
+    /// The data dir has its owner already; a bootstrap password was not used.
+    Existing,
+    /// The owner is missing and the bootstrap password breaks the password policy (why).
+    Refused(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResetOwnerError {
+    /// The new password breaks the password policy (why, never the password).
+    #[error("{0}")]
+    WeakPassword(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// What [`reset_owner`] did besides setting the password.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OwnerReset {
+    /// `owner` did not exist (or was not a user) and was created.
+    pub recreated: bool,
+    /// `owner` was disabled and is enabled again.
+    pub reenabled: bool,
+    /// `owner` lacked the registry-wide Owner role and has it again.
+    pub role_restored: bool,
+}
+
+/// Offline recovery of the bootstrap owner on a stopped server's store: gives `owner` the
+/// password `password` (re-creating it as a user if it is gone), enables it, makes sure it
+/// holds the registry-wide Owner role, and audits that as `owner.reset` by `actor`. The caller
+/// holds the data dir's lock, so no server caches the identity meanwhile.
+pub async fn reset_owner(
+    ids: &dyn IdentityStore,
+    password: &str,
+    actor: &str,
+) -> Result<OwnerReset, ResetOwnerError> {
+    if let Some(why) = berth_auth::password::user_password_problem(password) {
+        return Err(ResetOwnerError::WeakPassword(why));
+    }
+    let pw = password.to_owned();
+    let secret_hash = tokio::task::spawn_blocking(move || berth_auth::password::hash_password(&pw))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    let existing = ids.identity_get(OWNER).await.map_err(internal)?;
+    let mut out = OwnerReset {
+        recreated: false,
+        reenabled: false,
+        role_restored: false,
+    };
+    match existing {
+        Some(mut rec) if rec.kind == "user" => {
+            out.reenabled = rec.disabled;
+            rec.secret_hash = secret_hash;
+            rec.secret_hash2 = None;
+            rec.disabled = false;
+            rec.expires = None;
+            ids.identity_update(&rec).await.map_err(internal)?;
+        }
+        other => {
+            if other.is_some() {
+                // Something else took the name (a token called `owner`): the owner comes first.
+                ids.identity_delete(OWNER).await.map_err(internal)?;
+            }
+            out.recreated = true;
+            let rec = IdentityRecord {
+                name: OWNER.to_owned(),
+                kind: "user".to_owned(),
+                label: OWNER.to_owned(),
+                secret_hash,
+                secret_hash2: None,
+                disabled: false,
+                expires: None,
+                scope_map: None,
+                created: now_secs(),
+            };
+            ids.identity_insert(&rec).await.map_err(internal)?;
+        }
+    }
+    let roles = ids.role_list(Some(OWNER)).await.map_err(internal)?;
+    if !roles
+        .iter()
+        .any(|r| r.role == "Owner" && r.repository.is_none())
+    {
+        out.role_restored = true;
+        ids.role_assign("Owner", OWNER, None)
+            .await
+            .map_err(internal)?;
+    }
+    let mut detail = vec!["password set offline on the stopped server's data dir"];
+    if out.recreated {
+        detail.push("re-created with role Owner");
+    }
+    if out.reenabled {
+        detail.push("enabled again");
+    }
+    if out.role_restored && !out.recreated {
+        detail.push("registry-wide Owner role restored");
+    }
+    let rec = AuditRecord {
+        id: 0,
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        actor: actor.to_owned(),
+        action: "owner.reset".to_owned(),
+        target: OWNER.to_owned(),
+        client: String::new(),
+        detail: detail.join("; "),
+    };
+    ids.audit_append(&rec).await.map_err(internal)?;
+    Ok(out)
+}
+
 fn internal(e: impl std::fmt::Display) -> AuthError {
     AuthError::Internal(e.to_string())
 }
@@ -254,12 +373,11 @@ impl AccessService {
         &self.ids
     }
 
-    /// Loads (or creates) the token-signing key and the bootstrap owner. Returns the owner's
-    /// generated password when one was created.
-    pub async fn init(
-        &self,
-        bootstrap_password: Option<String>,
-    ) -> Result<Option<String>, AuthError> {
+    /// Loads (or creates) the token-signing key and the bootstrap owner (with
+    /// `bootstrap_password`, else a generated one). A bootstrap password shorter than the
+    /// password policy allows is an error; one given for a data dir that has its owner already
+    /// is not used ([`Bootstrap::Existing`]).
+    pub async fn init(&self, bootstrap_password: Option<String>) -> Result<Bootstrap, AuthError> {
         self.load_or_rotate_keys(false).await?;
         if self
             .ids
@@ -268,10 +386,15 @@ impl AccessService {
             .map_err(internal)?
             .is_some()
         {
-            return Ok(None);
+            return Ok(Bootstrap::Existing);
         }
         let (password, generated) = match bootstrap_password.filter(|p| !p.is_empty()) {
-            Some(p) => (p, false),
+            Some(p) => {
+                if let Some(why) = berth_auth::password::user_password_problem(&p) {
+                    return Ok(Bootstrap::Refused(why));
+                }
+                (p, false)
+            }
             None => (
                 berth_auth::password::generate_secret().map_err(internal)?,
                 true,
@@ -283,7 +406,26 @@ impl AccessService {
             .role_assign("Owner", OWNER, None)
             .await
             .map_err(internal)?;
-        Ok(generated.then_some(password))
+        Ok(Bootstrap::Created(generated.then_some(password)))
+    }
+
+    /// Replaces the secret of `rec` with `password` (hashed on the hashing pool). Its tokens
+    /// (access and refresh) and remembered verifications die with the old hash: both are bound
+    /// to it.
+    pub async fn set_password(
+        &self,
+        mut rec: IdentityRecord,
+        password: &str,
+    ) -> Result<IdentityRecord, AuthError> {
+        let fresh = self
+            .new_identity(&rec.name, &rec.kind, &rec.label, password)
+            .await?;
+        rec.secret_hash = fresh.secret_hash;
+        rec.secret_hash2 = None;
+        if !self.ids.identity_update(&rec).await.map_err(internal)? {
+            return Err(AuthError::BadCredentials);
+        }
+        Ok(rec)
     }
 
     /// Loads the signing keys; creates a new current key when none exists, the newest is near

@@ -275,6 +275,24 @@ impl AdminError {
         }
     }
 
+    /// 403: the caller may not do this (the message says who and why).
+    pub fn denied(why: impl Into<String>) -> Self {
+        AdminError {
+            status: StatusCode::FORBIDDEN,
+            code: "DENIED",
+            message: why.into(),
+            field: None,
+        }
+    }
+
+    /// 403 because of what a request field holds (a wrong current password).
+    pub fn denied_field(field: &str, why: impl Into<String>) -> Self {
+        AdminError {
+            field: Some(field.to_owned()),
+            ..Self::denied(why)
+        }
+    }
+
     pub fn not_found(what: impl Into<String>) -> Self {
         AdminError {
             status: StatusCode::NOT_FOUND,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Api, ServerArgs, load_logins, save_logins};
 
-fn read_password_stdin() -> anyhow::Result<String> {
+pub(crate) fn read_password_stdin() -> anyhow::Result<String> {
     let mut s = String::new();
     std::io::stdin()
         .read_to_string(&mut s)
@@ -98,6 +98,9 @@ pub enum UserCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Set a user's password: an Owner for any user; a user for itself, with its current
+    /// password. The user's existing logins and tokens stop working.
+    Password(PasswordArgs),
     /// Disable a user: it cannot log in until it is enabled again.
     Disable {
         /// The user to disable.
@@ -112,6 +115,115 @@ pub enum UserCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct PasswordArgs {
+    /// The user whose password changes.
+    pub name: String,
+    /// Read the NEW password from standard input (at least 12 characters); else one is
+    /// generated and shown once.
+    #[arg(long)]
+    pub new_password_stdin: bool,
+    /// Read the user's CURRENT password from standard input (needed to change your own without
+    /// the Owner role). With --new-password-stdin too, the current one is the first line and
+    /// the new one the second.
+    #[arg(long)]
+    pub old_password_stdin: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// The current and the new password from standard input, as the flags ask for them.
+fn read_password_change(a: &PasswordArgs) -> anyhow::Result<(Option<String>, Option<String>)> {
+    if !a.new_password_stdin && !a.old_password_stdin {
+        return Ok((None, None));
+    }
+    if a.server.password_stdin {
+        bail!(
+            "standard input can carry only one kind of password: log in first (berth login) or \
+             set BERTH_PASSWORD instead of --password-stdin"
+        );
+    }
+    if !(a.new_password_stdin && a.old_password_stdin) {
+        let p = read_password_stdin()?;
+        return Ok(if a.old_password_stdin {
+            (Some(p), None)
+        } else {
+            (None, Some(p))
+        });
+    }
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("reading the passwords from standard input")?;
+    let mut lines = s.lines().map(|l| l.trim_end_matches('\r'));
+    match (lines.next(), lines.next(), lines.next()) {
+        (Some(old), Some(new), None | Some("")) if !old.is_empty() && !new.is_empty() => {
+            Ok((Some(old.to_owned()), Some(new.to_owned())))
+        }
+        _ => bail!(
+            "with --old-password-stdin and --new-password-stdin, standard input holds two lines: \
+             the current password, then the new one"
+        ),
+    }
+}
+
+fn user_password(a: PasswordArgs) -> anyhow::Result<()> {
+    let (old, new) = read_password_change(&a)?;
+    let api = Api::new(&a.server, None)?;
+    let mut body = json!({});
+    if let Some(p) = &new {
+        body["password"] = json!(p);
+    }
+    if let Some(p) = &old {
+        body["oldPassword"] = json!(p);
+    }
+    let name = &a.name;
+    let v = api.post(&format!("users/{name}/password"), &body)?;
+    // Shown before anything else can fail: a generated password is in this answer only.
+    print(&v)?;
+    let password = new.or_else(|| v["password"].as_str().map(str::to_owned));
+    let renewed = match password {
+        Some(pw) if a.server.username.is_none() => renew_login(&api, name, &pw),
+        _ => Ok(false),
+    };
+    let note = match renewed {
+        Ok(true) => " (the login stored on this machine was renewed)".to_owned(),
+        Ok(false) => String::new(),
+        Err(e) => {
+            format!(" (renewing the login stored on this machine failed: {e:#}; berth login again)")
+        }
+    };
+    eprintln!(
+        "Changed the password of {name}; its earlier logins and tokens no longer work{note}."
+    );
+    Ok(())
+}
+
+/// The login `berth login` stored for this server, if it is `name`'s, was bound to the old
+/// password: exchanges the new one for a fresh refresh token, so the next verb still works.
+fn renew_login(api: &Api, name: &str, password: &str) -> anyhow::Result<bool> {
+    let mut logins = load_logins()?;
+    let Some(Value::Object(login)) = logins.get_mut(api.base()) else {
+        return Ok(false);
+    };
+    if login.get("username") != Some(&json!(name)) {
+        return Ok(false);
+    }
+    let v = api.token_request(&[
+        ("grant_type", "password"),
+        ("username", name),
+        ("password", password),
+        ("access_type", "offline"),
+        ("client_id", "berth"),
+    ])?;
+    let refresh = v["refresh_token"]
+        .as_str()
+        .context("the server issued no refresh token")?;
+    login.insert("refresh_token".into(), json!(refresh));
+    save_logins(&logins)?;
+    Ok(true)
 }
 
 pub fn user(c: UserCommand) -> anyhow::Result<()> {
@@ -135,6 +247,7 @@ pub fn user(c: UserCommand) -> anyhow::Result<()> {
             print(&v)
         }
         UserCommand::List(server) => print(&Api::new(&server, None)?.get("users")?),
+        UserCommand::Password(a) => user_password(a),
         UserCommand::Delete { name, server } => {
             Api::new(&server, None)?.delete(&format!("users/{name}"))?;
             println!("deleted user {name}");

@@ -2,6 +2,7 @@ pub mod admin;
 pub mod config;
 pub mod pull;
 pub mod push;
+pub mod recovery;
 pub mod repository;
 pub mod serve;
 pub mod signing;

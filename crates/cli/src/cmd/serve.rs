@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_registry::Registry;
+use berth_server::access::Bootstrap;
 use berth_server::{AppState, Listener};
 use berth_storage_embedded::{FsBlobStore, SqliteMetadataStore};
 
@@ -193,7 +194,25 @@ fn fit_connection_limit(limits: &mut berth_server::Limits) {
     }
 }
 
-fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
+/// Listens on `listen`, with the way out when the address is taken or not ours to use.
+fn bind(listen: &str) -> anyhow::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(listen).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "cannot listen on {listen}: the address is in use (another server, perhaps another \
+             berth, is on that port); stop it, or choose another address with --listen \
+             (BERTH_LISTEN). Nothing was created or changed"
+        ),
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "cannot listen on {listen}: permission denied (ports below 1024 need privileges); \
+             choose another address with --listen (BERTH_LISTEN)"
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot listen on {listen}")),
+    })
+}
+
+/// Takes the data dir's lock (`DIR/berth.lock`), held for as long as the returned file lives;
+/// refused while a server (or `berth admin reset-owner`) holds it.
+pub(crate) fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = data.join("berth.lock");
     let f = std::fs::OpenOptions::new()
@@ -218,6 +237,9 @@ fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
 
 async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
     fit_connection_limit(&mut cfg.limits);
+    // Bound before the data dir is touched: a start that cannot listen must not create the
+    // owner (and show its one-time password) for nobody to use.
+    let socket = bind(&cfg.listen)?;
     let data = &cfg.data_dir;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -252,19 +274,34 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
         cert_names(&cfg),
         cfg.auth_disabled,
     )?);
-    let bootstrap = std::env::var("BERTH_BOOTSTRAP_PASSWORD").ok();
-    if let Some(generated) = access.init(bootstrap).await? {
-        eprintln!(
+    let bootstrap = std::env::var("BERTH_BOOTSTRAP_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let bootstrap_given = bootstrap.is_some();
+    match access.init(bootstrap).await? {
+        Bootstrap::Created(Some(generated)) => eprintln!(
             "\nCreated the bootstrap user 'owner' (role Owner). Its password, shown only this once:\n  {generated}\n\
              Log in with: berth login <host:port> -u owner --password-stdin\n"
-        );
+        ),
+        Bootstrap::Created(None) => {
+            tracing::info!("created the bootstrap user 'owner' with BERTH_BOOTSTRAP_PASSWORD")
+        }
+        Bootstrap::Existing if bootstrap_given => tracing::warn!(
+            data_dir = %data.display(),
+            "BERTH_BOOTSTRAP_PASSWORD is ignored: this data dir has its user 'owner' already. \
+             Change a password with `berth user password owner`, or, with the server stopped, \
+             `berth admin reset-owner --data-dir DIR`"
+        ),
+        Bootstrap::Existing => {}
+        Bootstrap::Refused(why) => anyhow::bail!(
+            "BERTH_BOOTSTRAP_PASSWORD is not accepted for the user 'owner': {why}; \
+             set a longer one, or unset it to have a password generated and shown once"
+        ),
     }
     if cfg.auth_disabled {
         tracing::warn!("authentication is DISABLED (--auth-disabled): every caller is an Owner");
     }
 
-    let socket = std::net::TcpListener::bind(&cfg.listen)
-        .with_context(|| format!("binding {}", cfg.listen))?;
     let addr: SocketAddr = socket.local_addr()?;
     let (listener, scheme) = match &cfg.tls {
         Tls::Off => (Listener::Plain, "http"),

@@ -9,6 +9,7 @@ mod auth_matrix;
 mod auth_support;
 mod auth_tokens;
 mod harness;
+mod owner;
 
 mod base;
 mod big;

@@ -77,6 +77,17 @@ fn admin_requirement(method: &Method, rest: &str) -> Requirement {
     if rest == "repositories" && method == Method::GET {
         return Requirement::Catalog;
     }
+    // A user changes its own password (proving the current one): any authenticated caller
+    // gets to the handler, which decides.
+    if *method == Method::POST
+        && let Some(user) = rest
+            .strip_prefix("users/")
+            .and_then(|r| r.strip_suffix("/password"))
+        && !user.is_empty()
+        && !user.contains('/')
+    {
+        return Requirement::Authenticated;
+    }
     let Some((name, target)) = rest
         .strip_prefix("repositories/")
         .and_then(super::admin::repository_path)

@@ -21,6 +21,7 @@ use axum::extract::{ConnectInfo, Request};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_auth::policy::{RepositoryPattern, ScopeMap, ScopeMapAction, ScopeMapRule};
+use berth_auth::{Action, IdentityKind, Resource};
 use berth_oci::RepoName;
 use berth_storage::{IdentityRecord, ScopeMapRecord};
 use bytes::Bytes;
@@ -29,7 +30,7 @@ use serde_json::{Value, json};
 
 use super::{query_get, query_pairs_str};
 use crate::AppState;
-use crate::access::{ADMIN_ACCOUNT, OWNER, now_secs};
+use crate::access::{ADMIN_ACCOUNT, AuthError, OWNER, REFRESH_TOKEN_USER, now_secs};
 use crate::error::AdminError;
 
 const MAX_BODY: usize = 64 * 1024;
@@ -184,6 +185,9 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
         (Method::POST, ["users", name, op @ ("disable" | "enable")]) => {
             set_disabled(&cx, name, *op == "disable").await
         }
+        (Method::POST, ["users", name, "password"]) => {
+            user_password(&cx, name, &body, caller.as_ref()).await
+        }
         (Method::GET, ["service-principals"]) => list(&cx, Some("service-principal")).await,
         (Method::POST, ["service-principals"]) => {
             create_identity(&cx, &body, "service-principal").await
@@ -337,7 +341,12 @@ async fn create_identity(cx: &Ctx<'_>, body: &Bytes, kind: &str) -> R {
         c.name.clone()
     };
     let (password, generated) = match c.password.filter(|p| !p.is_empty() && kind == "user") {
-        Some(p) => (p, false),
+        Some(p) => {
+            if let Some(why) = berth_auth::password::user_password_problem(&p) {
+                return Err(AdminError::invalid("password", why));
+            }
+            (p, false)
+        }
         None => (berth_auth::password::generate_secret()?, true),
     };
     let rec = (cx.state.access)
@@ -356,6 +365,105 @@ async fn create_identity(cx: &Ctx<'_>, body: &Bytes, kind: &str) -> R {
         o.insert("password".into(), json!(password));
     }
     Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PasswordChange {
+    /// Absent: one is generated and returned once.
+    #[serde(default)]
+    password: Option<String>,
+    /// The current password: required when a user changes its own without the Owner role.
+    #[serde(default)]
+    old_password: Option<String>,
+}
+
+/// Sets a user's password: an Owner for any user, a user for itself with its current password.
+/// The identity's tokens (access and refresh) and remembered verifications are bound to the old
+/// hash, so they stop working at once.
+async fn user_password(
+    cx: &Ctx<'_>,
+    name: &str,
+    body: &Bytes,
+    caller: Option<&crate::access::Caller>,
+) -> R {
+    let c: PasswordChange = body_json(body)?;
+    let caller = caller.ok_or_else(|| AdminError::internal("no caller on a checked request"))?;
+    let owner = caller.grants.allows(Action::Admin, Resource::Registry);
+    let itself = caller.name == name && caller.kind == IdentityKind::User;
+    if !owner && !itself {
+        return Err(AdminError::denied(format!(
+            "{} may change only its own password (an Owner may set any user's)",
+            caller.name
+        )));
+    }
+    let ids = cx.state.access.identities();
+    let rec = match ids.identity_get(name).await? {
+        Some(r) if r.kind == "user" && name != REFRESH_TOKEN_USER => r,
+        _ => return Err(AdminError::not_found(format!("no user named {name}"))),
+    };
+    let (password, generated) = match c.password.filter(|p| !p.is_empty()) {
+        Some(p) => {
+            if let Some(why) = berth_auth::password::user_password_problem(&p) {
+                return Err(AdminError::invalid("password", why));
+            }
+            (p, false)
+        }
+        None => (berth_auth::password::generate_secret()?, true),
+    };
+    let old = c.old_password.filter(|p| !p.is_empty());
+    if old.is_none() && !owner {
+        return Err(AdminError::invalid(
+            "oldPassword",
+            format!(
+                "changing your own password needs your current one \
+                 (berth user password {name} --old-password-stdin)"
+            ),
+        ));
+    }
+    if let Some(old) = &old {
+        // A login in all but name: throttled and audited like one, so a stolen session cannot
+        // be used to guess the password behind it.
+        match cx.state.access.authenticate(name, old, cx.ip).await {
+            Ok(_) => {}
+            Err(AuthError::BadCredentials | AuthError::BadToken(_)) => {
+                return Err(AdminError::denied_field(
+                    "oldPassword",
+                    format!("oldPassword: not the current password of {name}"),
+                ));
+            }
+            Err(e @ AuthError::Throttled(_)) => {
+                return crate::error::auth_error(crate::error::Wire::Admin, e)
+                    .ok_or_else(|| AdminError::internal("throttled without an answer"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let rec = match cx.state.access.set_password(rec, &password).await {
+        Ok(r) => r,
+        Err(e @ AuthError::Throttled(_)) => {
+            return crate::error::auth_error(crate::error::Wire::Admin, e)
+                .ok_or_else(|| AdminError::internal("throttled without an answer"));
+        }
+        Err(AuthError::BadCredentials) => {
+            return Err(AdminError::not_found(format!("no user named {name}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut detail = if old.is_some() {
+        "with the current password".to_owned()
+    } else {
+        "set by an Owner".to_owned()
+    };
+    if generated {
+        detail.push_str("; generated");
+    }
+    cx.audit("user.password-changed", name, &detail).await;
+    let mut out = identity_json(&rec);
+    if generated && let Some(o) = out.as_object_mut() {
+        o.insert("password".into(), json!(password));
+    }
+    Ok(Json(out).into_response())
 }
 
 async fn delete_identity(cx: &Ctx<'_>, name: &str, kind: &str) -> R {

@@ -333,12 +333,13 @@ Users
 Usage: berth user <COMMAND>
 
 Commands:
-  create   Create a user; without --new-password-stdin its password is generated and printed once
-  list     List users
-  delete   Delete a user
-  disable  Disable a user: it cannot log in until it is enabled again
-  enable   Enable a disabled user
-  help     Print this message or the help of the given subcommand(s)
+  create    Create a user; without --new-password-stdin its password is generated and printed once
+  list      List users
+  delete    Delete a user
+  password  Set a user's password (an Owner: any user's; a user: its own, with the current one)
+  disable   Disable a user: it cannot log in until it is enabled again
+  enable    Enable a disabled user
+  help      Print this message or the help of the given subcommand(s)
 
 Options:
   -h, --help  Print help

@@ -98,8 +98,10 @@ pub enum UserCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Set a user's password: an Owner for any user; a user for itself, with its current
-    /// password. The user's existing logins and tokens stop working.
+    /// Set a user's password (an Owner: any user's; a user: its own, with the current one)
+    ///
+    /// The user's earlier logins and tokens stop working at once; a login `berth login` stored
+    /// on this machine for that user is renewed.
     Password(PasswordArgs),
     /// Disable a user: it cannot log in until it is enabled again.
     Disable {

@@ -7,9 +7,10 @@ use clap::{Args, Subcommand};
 
 #[derive(Subcommand, Debug)]
 pub enum AdminCommand {
-    /// Give the user `owner` a new password on a STOPPED server's data dir (for a lost owner
-    /// password): re-creates `owner` with the Owner role if it was deleted, enables it, audits
-    /// the reset. Refused while a server uses the data dir.
+    /// Give the user `owner` a new password on a STOPPED server's data dir (lost owner password)
+    ///
+    /// Re-creates `owner` with the Owner role if it was deleted, enables it, and audits the
+    /// reset as `owner.reset`. Refused while a server uses the data dir (DIR/berth.lock).
     #[command(name = "reset-owner")]
     ResetOwner(ResetOwnerArgs),
 }
@@ -17,7 +18,7 @@ pub enum AdminCommand {
 #[derive(Args, Debug)]
 pub struct ResetOwnerArgs {
     /// The data dir of the stopped server (as given to `berth serve --data-dir`).
-    #[arg(long, env = "BERTH_DATA_DIR")]
+    #[arg(long, env = "BERTH_DATA_DIR", value_name = "DIR")]
     pub data_dir: PathBuf,
     /// Read the new password from standard input (at least 12 characters); else one is
     /// generated and shown once.

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use berth_oci::{Algorithm, Digest, RepoName, Tag, TagOrDigest};
 use berth_storage::{
-    Error, ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, Result, UploadRecord,
+    Error, ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, RepoDeleted, Result,
+    TagDetail, UploadRecord,
 };
 use bytes::Bytes;
 use tokio_postgres::GenericClient;
@@ -224,8 +225,10 @@ impl MetadataStore for PgStore {
         tags.dedup();
         if !tags.is_empty() {
             tx.execute(
-                "INSERT INTO tags(repo_id, name, digest) SELECT $1, unnest($2::text[]), $3
-                 ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest",
+                "INSERT INTO tags(repo_id, name, digest, pushed)
+                 SELECT $1, unnest($2::text[]), $3, extract(epoch from now())::bigint
+                 ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest,
+                 pushed = excluded.pushed",
                 &[&id, &tags, &digest],
             )
             .await
@@ -325,6 +328,66 @@ impl MetadataStore for PgStore {
             .await
             .map_err(backend)?;
         page(rows, limit).map(Some)
+    }
+
+    async fn tag_details(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<TagDetail>>> {
+        let c = self.conn().await?;
+        let Some(id) = repo_id(&**c, repo).await? else {
+            return Ok(None);
+        };
+        let rows = c
+            .query(
+                "SELECT t.name, t.digest, m.media_type, m.body, t.pushed FROM tags t
+                 JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
+                 WHERE t.repo_id = $1 AND t.name > $2 ORDER BY t.name LIMIT $3",
+                &[&id, &last.unwrap_or(""), &to_i64(limit as u64)],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(TagDetail {
+                    tag: col(r, 0)?,
+                    digest: parse_digest(&col::<String>(r, 1)?)?,
+                    media_type: col(r, 2)?,
+                    body: Bytes::from(col::<Vec<u8>>(r, 3)?),
+                    pushed: col(r, 4)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    async fn delete_repo(&self, repo: &RepoName) -> Result<Option<RepoDeleted>> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(backend)?;
+        let Some(id) = repo_id(&*tx, repo).await? else {
+            return Ok(None);
+        };
+        let tags = tx
+            .execute("DELETE FROM tags WHERE repo_id = $1", &[&id])
+            .await
+            .map_err(backend)?;
+        tx.execute("DELETE FROM manifest_refs WHERE repo_id = $1", &[&id])
+            .await
+            .map_err(backend)?;
+        let manifests = tx
+            .execute("DELETE FROM manifests WHERE repo_id = $1", &[&id])
+            .await
+            .map_err(backend)?;
+        tx.execute("DELETE FROM repo_blobs WHERE repo_id = $1", &[&id])
+            .await
+            .map_err(backend)?;
+        tx.execute("DELETE FROM repos WHERE id = $1", &[&id])
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(RepoDeleted { manifests, tags }))
     }
 
     async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Page> {

@@ -18,10 +18,11 @@ struct Migration {
 
 /// Text keys compare and sort bytewise (`COLLATE "C"`), as in SQLite, whatever locale the
 /// cluster was created with: listings page lexically by byte order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "registry, trust and identity tables",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "registry, trust and identity tables",
+        sql: r#"
 CREATE TABLE repos (
     id   BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name TEXT COLLATE "C" NOT NULL UNIQUE
@@ -152,7 +153,14 @@ CREATE TABLE audit_log (
     detail TEXT NOT NULL
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "tag push times",
+        // Unix seconds of a tag's last push; NULL for tags from before it was recorded.
+        sql: "ALTER TABLE tags ADD COLUMN pushed BIGINT;",
+    },
+];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i32 = {

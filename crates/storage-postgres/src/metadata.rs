@@ -29,9 +29,20 @@ async fn repo_id<C: GenericClient>(c: &C, repo: &RepoName) -> Result<Option<i64>
 /// The repository's id, creating it if absent. Another node may create it at the same moment:
 /// `ON CONFLICT DO NOTHING` waits for that insert and then yields nothing, and the next
 /// statement (a new snapshot) sees the committed row.
+///
+/// The row is locked `FOR KEY SHARE` until the caller commits, so a concurrent `delete_repo`
+/// either waits for this write or has finished first (then the repository is created anew), as
+/// with one serialising writer.
 async fn ensure_repo<C: GenericClient>(c: &C, repo: &RepoName) -> Result<i64> {
-    if let Some(id) = repo_id(c, repo).await? {
-        return Ok(id);
+    let held = c
+        .query_opt(
+            "SELECT id FROM repos WHERE name = $1 FOR KEY SHARE",
+            &[&repo.as_str()],
+        )
+        .await
+        .map_err(backend)?;
+    if let Some(row) = held {
+        return col(&row, 0);
     }
     let inserted = c
         .query_opt(
@@ -224,12 +235,16 @@ impl MetadataStore for PgStore {
         tags.sort();
         tags.dedup();
         if !tags.is_empty() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                .unwrap_or(0);
             tx.execute(
                 "INSERT INTO tags(repo_id, name, digest, pushed)
-                 SELECT $1, unnest($2::text[]), $3, extract(epoch from now())::bigint
-                 ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest,
-                 pushed = excluded.pushed",
-                &[&id, &tags, &digest],
+                 SELECT $1, unnest($2::text[]), $3, $4
+                 ON CONFLICT (repo_id, name)
+                 DO UPDATE SET digest = excluded.digest, pushed = excluded.pushed",
+                &[&id, &tags, &digest, &now],
             )
             .await
             .map_err(backend)?;
@@ -330,6 +345,19 @@ impl MetadataStore for PgStore {
         page(rows, limit).map(Some)
     }
 
+    async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Page> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached("SELECT name FROM repos WHERE name > $1 ORDER BY name LIMIT $2")
+            .await
+            .map_err(backend)?;
+        let rows = c
+            .query(&st, &[&last.unwrap_or(""), &page_limit(limit)])
+            .await
+            .map_err(backend)?;
+        page(rows, limit)
+    }
+
     async fn tag_details(
         &self,
         repo: &RepoName,
@@ -340,13 +368,17 @@ impl MetadataStore for PgStore {
         let Some(id) = repo_id(&**c, repo).await? else {
             return Ok(None);
         };
-        let rows = c
-            .query(
+        let st = c
+            .prepare_cached(
                 "SELECT t.name, t.digest, m.media_type, m.body, t.pushed FROM tags t
                  JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
                  WHERE t.repo_id = $1 AND t.name > $2 ORDER BY t.name LIMIT $3",
-                &[&id, &last.unwrap_or(""), &to_i64(limit as u64)],
             )
+            .await
+            .map_err(backend)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = c
+            .query(&st, &[&id, &last.unwrap_or(""), &limit])
             .await
             .map_err(backend)?;
         rows.iter()
@@ -366,41 +398,36 @@ impl MetadataStore for PgStore {
     async fn delete_repo(&self, repo: &RepoName) -> Result<Option<RepoDeleted>> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(backend)?;
-        let Some(id) = repo_id(&*tx, repo).await? else {
+        // FOR UPDATE: writers into this repository (which hold its row FOR KEY SHARE) finish
+        // first, or wait and then create it anew.
+        let Some(row) = tx
+            .query_opt(
+                "SELECT id FROM repos WHERE name = $1 FOR UPDATE",
+                &[&repo.as_str()],
+            )
+            .await
+            .map_err(backend)?
+        else {
             return Ok(None);
         };
+        let id: i64 = col(&row, 0)?;
         let tags = tx
             .execute("DELETE FROM tags WHERE repo_id = $1", &[&id])
-            .await
-            .map_err(backend)?;
-        tx.execute("DELETE FROM manifest_refs WHERE repo_id = $1", &[&id])
             .await
             .map_err(backend)?;
         let manifests = tx
             .execute("DELETE FROM manifests WHERE repo_id = $1", &[&id])
             .await
             .map_err(backend)?;
-        tx.execute("DELETE FROM repo_blobs WHERE repo_id = $1", &[&id])
-            .await
-            .map_err(backend)?;
-        tx.execute("DELETE FROM repos WHERE id = $1", &[&id])
-            .await
-            .map_err(backend)?;
+        for sql in [
+            "DELETE FROM manifest_refs WHERE repo_id = $1",
+            "DELETE FROM repo_blobs WHERE repo_id = $1",
+            "DELETE FROM repos WHERE id = $1",
+        ] {
+            tx.execute(sql, &[&id]).await.map_err(backend)?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(Some(RepoDeleted { manifests, tags }))
-    }
-
-    async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Page> {
-        let c = self.conn().await?;
-        let st = c
-            .prepare_cached("SELECT name FROM repos WHERE name > $1 ORDER BY name LIMIT $2")
-            .await
-            .map_err(backend)?;
-        let rows = c
-            .query(&st, &[&last.unwrap_or(""), &page_limit(limit)])
-            .await
-            .map_err(backend)?;
-        page(rows, limit)
     }
 
     async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<ReferrerRecord>> {

@@ -59,6 +59,87 @@ pub async fn run_metadata(meta: &dyn MetadataStore) {
     metadata_manifests_and_tags(meta).await;
     metadata_uploads(meta).await;
     metadata_edge_rules(meta).await;
+    metadata_repository_admin_rules(meta).await;
+}
+
+/// Tag details (with push times) and deleting a whole repository.
+async fn metadata_repository_admin_rules(m: &dyn MetadataStore) {
+    let r = repo("admin-rules/app");
+    assert!(m.tag_details(&r, None, 10).await.unwrap().is_none());
+    assert!(m.delete_repo(&r).await.unwrap().is_none());
+    let layer = Digest::sha256_of(b"admin layer");
+    m.link_blob(&r, &layer, 11).await.unwrap();
+    let body = Bytes::from_static(b"{\"admin\":1}");
+    let md = Digest::sha256_of(&body);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    m.put_manifest(
+        NewManifest {
+            repo: r.clone(),
+            digest: md.clone(),
+            media_type: berth_oci::media::OCI_MANIFEST.into(),
+            body: body.clone(),
+            subject: None,
+            artifact_type: None,
+            annotations: None,
+            blobs: vec![layer.clone()],
+            children: vec![],
+        },
+        &[tag("v2"), tag("v1")],
+    )
+    .await
+    .unwrap();
+    let all = m.tag_details(&r, None, 10).await.unwrap().unwrap();
+    assert_eq!(
+        all.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>(),
+        ["v1", "v2"]
+    );
+    for t in &all {
+        assert_eq!(
+            (&t.digest, t.media_type.as_str(), &t.body),
+            (&md, berth_oci::media::OCI_MANIFEST, &body)
+        );
+        let pushed = u64::try_from(t.pushed.expect("push time recorded")).unwrap();
+        assert!(
+            pushed >= before && pushed <= before + 60,
+            "push time {pushed}"
+        );
+    }
+    let after_v1 = m.tag_details(&r, Some("v1"), 10).await.unwrap().unwrap();
+    assert_eq!(
+        after_v1.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>(),
+        ["v2"]
+    );
+    assert_eq!(m.tag_details(&r, None, 1).await.unwrap().unwrap().len(), 1);
+
+    assert_eq!(
+        m.delete_repo(&r).await.unwrap(),
+        Some(crate::RepoDeleted {
+            manifests: 1,
+            tags: 2
+        })
+    );
+    assert!(!m.repo_exists(&r).await.unwrap());
+    assert_eq!(m.blob_linked(&r, &layer).await.unwrap(), None);
+    assert!(
+        m.get_manifest(&r, &TagOrDigest::Digest(md.clone()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(m.delete_repo(&r).await.unwrap().is_none());
+    // The name can be used again, from nothing.
+    m.link_blob(&r, &layer, 11).await.unwrap();
+    assert_eq!(
+        m.list_tags(&r, None, 10).await.unwrap().unwrap().items,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        m.delete_repo(&r).await.unwrap(),
+        Some(crate::RepoDeleted::default())
+    );
 }
 
 async fn blob_upload_roundtrip(b: &dyn BlobStore) {

@@ -153,11 +153,14 @@ pub enum TrustCommand {
 // (Not a doc comment: clap would show it as `serve`'s description.)
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
-    /// TOML config file (keys: data_dir, listen, hostname, tls_cert, tls_key, insecure_http, and a
-    /// [limits] table with the limit flags' names in snake_case, timeouts in seconds).
+    /// TOML config file. Keys: data_dir, listen, hostname, tls_cert, tls_key, insecure_http,
+    /// auth_disabled, and a [limits] table: max_connections, header_timeout, idle_timeout,
+    /// body_timeout, send_timeout, uploads_per_identity, sessions_per_identity (timeouts in
+    /// seconds). packaging/berth.toml in the source is an example with every default.
     #[arg(long, env = "BERTH_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Where blobs, metadata and generated TLS material live [default: ./berth-data].
+    /// Where blobs, metadata and generated TLS material live [default: $STATE_DIRECTORY when
+    /// systemd sets it (StateDirectory=), else ./berth-data; the start-up log names it].
     #[arg(long, env = "BERTH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Address to listen on; port 0 picks a free port [default: 0.0.0.0:5000].
@@ -323,6 +326,41 @@ Options:
   -h, --help                Print help
 ";
         assert_eq!(help(&["user", "create"]), expected);
+    }
+
+    #[test]
+    fn serve_help_documents_every_setting() {
+        let h = help(&["serve"]);
+        for key in [
+            "data_dir",
+            "listen",
+            "hostname",
+            "tls_cert",
+            "tls_key",
+            "insecure_http",
+            "auth_disabled",
+            "[limits]",
+            "max_connections",
+            "header_timeout",
+            "idle_timeout",
+            "body_timeout",
+            "send_timeout",
+            "uploads_per_identity",
+            "sessions_per_identity",
+            "STATE_DIRECTORY",
+            "packaging/berth.toml",
+        ] {
+            assert!(h.contains(key), "{key} missing from serve --help:\n{h}");
+        }
+        let serve = command();
+        let serve = serve.find_subcommand("serve").unwrap();
+        for arg in serve.get_arguments() {
+            if let Some(long) = arg.get_long().filter(|l| *l != "help") {
+                let env = format!("BERTH_{}", long.to_uppercase().replace('-', "_"));
+                assert!(h.contains(&format!("--{long}")), "--{long}:\n{h}");
+                assert!(h.contains(&env), "{env}:\n{h}");
+            }
+        }
     }
 
     #[test]

@@ -81,10 +81,10 @@ impl ServeConfig {
             (false, _, _) => bail!("--tls-cert and --tls-key must be given together"),
         };
         Ok(ServeConfig {
-            data_dir: a
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("berth-data")),
+            data_dir: match a.data_dir.or(file.data_dir) {
+                Some(d) => d,
+                None => default_data_dir(|k| std::env::var(k).ok())?,
+            },
             listen: a
                 .listen
                 .or(file.listen)
@@ -95,6 +95,25 @@ impl ServeConfig {
             limits,
         })
     }
+}
+
+/// The data dir when none is configured: systemd's `$STATE_DIRECTORY` (set by
+/// `StateDirectory=`; the first when several are listed), else `./berth-data`. A systemd
+/// service without either is refused rather than writing into whatever its working directory is.
+fn default_data_dir(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<PathBuf> {
+    if let Some(dirs) = env("STATE_DIRECTORY")
+        && let Some(first) = dirs.split(':').find(|d| !d.is_empty())
+    {
+        return Ok(PathBuf::from(first));
+    }
+    if env("INVOCATION_ID").is_some() {
+        bail!(
+            "running as a systemd service without a data dir: add StateDirectory=berth to the unit \
+             (the data dir becomes /var/lib/berth), or set --data-dir, BERTH_DATA_DIR or data_dir \
+             in the config file"
+        );
+    }
+    Ok(PathBuf::from("berth-data"))
 }
 
 fn resolve_limits(a: &ServeArgs, f: &FileLimits) -> anyhow::Result<berth_server::Limits> {
@@ -161,6 +180,78 @@ fn resolve_limits(a: &ServeArgs, f: &FileLimits) -> anyhow::Result<berth_server:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../packaging/berth.toml");
+
+    /// The shipped example config parses and, as it promises, states the defaults.
+    #[test]
+    fn the_example_config_is_the_defaults() {
+        let with_example = ServeConfig::resolve(ServeArgs {
+            config: Some(PathBuf::from(EXAMPLE)),
+            ..Default::default()
+        })
+        .unwrap();
+        let defaults = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(format!("{with_example:?}"), format!("{defaults:?}"));
+        // Every setting is in it (commented out where there is no default), and is a flag.
+        let text = std::fs::read_to_string(EXAMPLE).unwrap();
+        let cmd = crate::args::command();
+        let serve = cmd.find_subcommand("serve").unwrap();
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if ["config", "help"].contains(&long) {
+                continue;
+            }
+            let key = long.replace('-', "_");
+            assert!(
+                text.lines()
+                    .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = "))),
+                "packaging/berth.toml lacks {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_systemd_unit_is_hardened_and_uses_the_example_config() {
+        let unit = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../packaging/berth.service"
+        ))
+        .unwrap();
+        for line in [
+            "ExecStart=/usr/local/bin/berth serve --config /etc/berth/berth.toml",
+            "DynamicUser=yes",
+            "StateDirectory=berth",
+            "ProtectSystem=strict",
+            "ProtectHome=yes",
+            "NoNewPrivileges=yes",
+            "PrivateTmp=yes",
+            "CapabilityBoundingSet=",
+        ] {
+            assert!(unit.lines().any(|l| l == line), "{line} missing");
+        }
+    }
+
+    #[test]
+    fn a_service_gets_its_state_directory_never_the_working_directory() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            default_data_dir(env(&[("STATE_DIRECTORY", "/var/lib/berth:/var/lib/x")])).unwrap(),
+            PathBuf::from("/var/lib/berth")
+        );
+        assert_eq!(
+            default_data_dir(env(&[])).unwrap(),
+            PathBuf::from("berth-data")
+        );
+        let err = default_data_dir(env(&[("INVOCATION_ID", "abc")])).unwrap_err();
+        assert!(err.to_string().contains("StateDirectory=berth"), "{err}");
+    }
 
     #[test]
     fn flag_over_file_over_default() {

@@ -366,7 +366,9 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     writeln!(out, "listening on {scheme}://{addr}")?;
     out.flush()?;
-    tracing::info!(%addr, data_dir = %data.display(), "berth serving");
+    // The absolute path: with the default (./berth-data) the reader learns where that is.
+    let shown = std::fs::canonicalize(data).unwrap_or_else(|_| data.clone());
+    tracing::info!(%addr, data_dir = %shown.display(), "berth serving");
     berth_server::serve(socket, listener, cfg.limits.clone(), app, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -105,8 +105,13 @@ impl TransferArgs {
         Ok((registry_for(&self.server, reference, creds.clone())?, creds))
     }
 
+    /// Bars on a terminal; off one (CI logs) a line per blob as it completes; nothing with
+    /// `--quiet`.
     pub fn progress(&self) -> Arc<dyn Progress> {
-        Arc::new(Bars::new(self.quiet || !std::io::stderr().is_terminal()))
+        if !self.quiet && !std::io::stderr().is_terminal() {
+            return Arc::new(Lines::default());
+        }
+        Arc::new(Bars::new(self.quiet))
     }
 }
 
@@ -133,6 +138,33 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+/// One line per blob on stderr when it is done: what a CI log can show of progress.
+#[derive(Default)]
+pub struct Lines {
+    sizes: Mutex<HashMap<Digest, u64>>,
+}
+
+impl Progress for Lines {
+    fn start(&self, d: &Digest, size: u64) {
+        if let Ok(mut s) = self.sizes.lock() {
+            s.insert(d.clone(), size);
+        }
+    }
+
+    fn finish(&self, d: &Digest, outcome: BlobOutcome) {
+        let size = self.sizes.lock().ok().and_then(|s| s.get(d).copied());
+        let what = match outcome {
+            BlobOutcome::Existed => "already there",
+            BlobOutcome::Mounted => "mounted",
+            BlobOutcome::Transferred => "done",
+        };
+        match size {
+            Some(n) => eprintln!("{d}: {what} ({n} bytes)"),
+            None => eprintln!("{d}: {what}"),
+        }
+    }
 }
 
 /// A bar per blob plus a total, drawn on stderr; hidden when `quiet`.

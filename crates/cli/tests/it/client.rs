@@ -386,6 +386,12 @@ fn push_a_docker_save_archive() {
         ca,
     ]);
     let stdout = ok(&srv, &out);
+    // Off a terminal (a CI log) each blob gets one line when it is through.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for blob in [&config, &layers[0], &layers[1]] {
+        let line = format!("{}: done ({} bytes)", sha256(blob), blob.len());
+        assert_eq!(stderr.matches(&line).count(), 1, "{line} in {stderr}");
+    }
     let digest = stdout
         .trim()
         .strip_prefix("v2: digest: ")
@@ -425,6 +431,11 @@ fn push_a_docker_save_archive() {
         ca,
     ]);
     ok(&srv, &out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for blob in [&config, &layers[0], &layers[1]] {
+        let line = format!("{}: done ({} bytes)", sha256(blob), blob.len());
+        assert!(stderr.contains(&line), "{line} in {stderr}");
+    }
     let e = entry(&out_dir, "v2");
     assert_eq!(e["digest"], digest.as_str());
     assert_eq!(e["mediaType"], DOCKER_MANIFEST);

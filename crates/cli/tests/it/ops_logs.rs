@@ -171,3 +171,57 @@ fn tokio_stream_from(
 ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// Without --data-dir a service uses systemd's state directory (and says where), and a service
+/// with neither refuses to start instead of filling its working directory.
+#[test]
+fn ops_data_dir_defaults_to_the_state_directory_for_a_service() {
+    use std::io::BufRead;
+    let cwd = tempfile::tempdir().unwrap();
+    let state = cwd.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(cwd.path())
+        .env("STATE_DIRECTORY", &state)
+        .env("INVOCATION_ID", "0123456789abcdef")
+        .env("BERTH_BOOTSTRAP_PASSWORD", OWNER_PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(cwd.path().join("err.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = std::fs::read_to_string(cwd.path().join("err.log")).unwrap();
+        if log.contains("berth serving") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.starts_with("listening on https://"), "{line}");
+    assert!(state.join("metadata.db").exists());
+    assert!(!cwd.path().join("berth-data").exists());
+    let abs = std::fs::canonicalize(&state).unwrap();
+    assert!(
+        log.contains(&format!("data_dir={}", abs.display())),
+        "{log}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(cwd.path())
+        .env_remove("STATE_DIRECTORY")
+        .env("INVOCATION_ID", "0123456789abcdef")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("StateDirectory=berth"), "{err}");
+    assert!(!cwd.path().join("berth-data").exists());
+}

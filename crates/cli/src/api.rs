@@ -14,8 +14,9 @@ pub struct ServerArgs {
     /// https://localhost:5000).
     #[arg(long, env = "BERTH_SERVER", value_name = "URL")]
     pub server: Option<String>,
-    /// CA certificate (PEM) to trust for the server's TLS certificate. When absent:
-    /// ~/.docker/tls/<host:port>/ca.crt if it exists, else the system roots.
+    /// CA certificate (PEM) to trust for the server's TLS certificate. When absent: the one
+    /// `berth login --ca-file` stored for the server, else ~/.docker/tls/<host:port>/ca.crt if
+    /// it exists, else the system roots.
     #[arg(long, env = "BERTH_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// User name (or service principal id, or token name) to authenticate as; without it, the
@@ -33,6 +34,60 @@ pub struct Api {
     http: reqwest::blocking::Client,
     /// `Authorization` value for admin calls, if any credentials are known.
     auth: Option<String>,
+    /// The CA file the server's certificate is checked against (None: the system roots).
+    ca: Option<PathBuf>,
+}
+
+/// `SERVER` as the key of the logins file and the base of every URL: `https://` unless a scheme
+/// is given, no trailing slash.
+pub fn normalize_base(server: &str) -> String {
+    let base = if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("https://{server}")
+    };
+    base.trim_end_matches('/').to_owned()
+}
+
+/// The CA file `berth login --ca-file` stored for `base`, if any.
+pub fn stored_ca(base: &str) -> anyhow::Result<Option<PathBuf>> {
+    Ok(load_logins()?
+        .get(base)
+        .and_then(|l| l["ca_file"].as_str())
+        .map(PathBuf::from))
+}
+
+/// The CA certificates in a PEM file; a file without one is an error (an empty trust list
+/// would fail every connection with a confusing message).
+pub fn read_ca(path: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading CA file {}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("CA file {}: not a PEM certificate", path.display()))?;
+    if certs.is_empty() {
+        bail!(
+            "CA file {} holds no certificate (expected a PEM \"BEGIN CERTIFICATE\" block, e.g. the \
+             server's DATA_DIR/tls/ca.crt)",
+            path.display()
+        );
+    }
+    Ok(certs)
+}
+
+/// A connection error in one line: what failed, and for TLS failures what the certificate
+/// was checked against and how to trust the right CA.
+pub fn connection_error(base: &str, trust: &str, e: &reqwest::Error) -> anyhow::Error {
+    let chain = berth_client::error_chain(e);
+    match berth_client::TlsFailure::classify(&chain) {
+        Some(kind) => anyhow::anyhow!(
+            "contacting {base}: TLS failed: {} (certificates checked against {trust}) (fix: {})",
+            berth_client::root_cause(e),
+            kind.hint()
+                .replace("HOST:PORT", base.split("://").nth(1).unwrap_or(base))
+        ),
+        None => anyhow::anyhow!(
+            "contacting {base}: {chain} (fix: check that the registry is running and the address is right)"
+        ),
+    }
 }
 
 /// Where `berth login` keeps refresh tokens (never passwords): `$BERTH_CONFIG_DIR/logins.json`,
@@ -129,32 +184,42 @@ impl Api {
     }
 
     fn build(args: &ServerArgs, fallback: Option<String>) -> anyhow::Result<Self> {
-        let base = args
-            .server
-            .clone()
-            .or(fallback)
-            .unwrap_or_else(|| "https://localhost:5000".into());
-        let base = if base.contains("://") {
-            base
-        } else {
-            format!("https://{base}")
-        };
-        let base = base.trim_end_matches('/').to_owned();
+        let base = normalize_base(
+            &args
+                .server
+                .clone()
+                .or(fallback)
+                .unwrap_or_else(|| "https://localhost:5000".into()),
+        );
         let mut b =
             reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(300));
-        if let Some(ca) = args.ca_file.clone().or_else(|| docker_tls_ca(&base)) {
-            let pem =
-                std::fs::read(&ca).with_context(|| format!("reading CA file {}", ca.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .with_context(|| format!("parsing {}", ca.display()))?;
-            b = b.tls_certs_only([cert]);
+        let ca = match &args.ca_file {
+            Some(f) => Some(f.clone()),
+            None => stored_ca(&base)?.or_else(|| docker_tls_ca(&base)),
+        };
+        if let Some(ca) = &ca {
+            b = b.tls_certs_only(read_ca(ca)?);
         }
         let http = b.build()?;
         Ok(Api {
             base,
             http,
             auth: None,
+            ca,
         })
+    }
+
+    /// The CA file the server's certificate is checked against (None: the system roots).
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.ca.as_deref()
+    }
+
+    fn connection_error(&self, e: &reqwest::Error) -> anyhow::Error {
+        let trust = match &self.ca {
+            Some(ca) => format!("CA file {}", ca.display()),
+            None => "the system roots".to_owned(),
+        };
+        connection_error(&self.base, &trust, e)
     }
 
     pub fn base(&self) -> &str {
@@ -214,7 +279,7 @@ impl Api {
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()
-            .with_context(|| format!("contacting {}", self.base))?;
+            .map_err(|e| self.connection_error(&e))?;
         let status = resp.status();
         let v: Value = resp.json().unwrap_or(Value::Null);
         if !status.is_success() {
@@ -253,9 +318,7 @@ impl Api {
             Some(a) => req.header("authorization", a),
             None => req,
         };
-        let resp = req
-            .send()
-            .with_context(|| format!("contacting {}", self.base))?;
+        let resp = req.send().map_err(|e| self.connection_error(&e))?;
         let status = resp.status();
         let body: Value = resp.json().unwrap_or(Value::Null);
         if !status.is_success() {

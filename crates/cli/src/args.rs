@@ -46,8 +46,11 @@ pub enum Command {
     /// Docker Content Trust administration.
     #[command(subcommand)]
     Trust(TrustCommand),
-    /// Log in to a registry; keeps a refresh token (never the password) for later calls.
+    /// Log in to a registry; keeps a refresh token (never the password), and the --ca-file
+    /// given, for later calls.
     Login(crate::cmd::admin::LoginArgs),
+    /// Forget the login (refresh token and CA) `berth login` stored for a registry.
+    Logout(crate::cmd::admin::LogoutArgs),
     /// Users.
     #[command(subcommand)]
     User(crate::cmd::admin::UserCommand),
@@ -316,8 +319,9 @@ Options:
       --server <URL>        Registry URL, e.g. https://localhost:5000 (default: the host named in
                             REF or REPO, else https://localhost:5000) [env: BERTH_SERVER]
       --ca-file <FILE>      CA certificate (PEM) to trust for the server's TLS certificate. When
-                            absent: ~/.docker/tls/<host:port>/ca.crt if it exists, else the system
-                            roots [env: BERTH_CA_FILE]
+                            absent: the one `berth login --ca-file` stored for the server, else
+                            ~/.docker/tls/<host:port>/ca.crt if it exists, else the system roots
+                            [env: BERTH_CA_FILE]
   -u, --username <USER>     User name (or service principal id, or token name) to authenticate as;
                             without it, the login `berth login` stored for this server is used [env:
                             BERTH_USERNAME]

@@ -16,6 +16,7 @@ fn main() -> std::process::ExitCode {
         args::Command::Push(a) => cmd::push::run(a),
         args::Command::Pull(a) => cmd::pull::run(a),
         args::Command::Login(a) => cmd::admin::login(a),
+        args::Command::Logout(a) => cmd::admin::logout(a),
         args::Command::User(c) => cmd::admin::user(c),
         args::Command::Sp(c) => cmd::admin::sp(c),
         args::Command::AdminUser(c) => cmd::admin::admin_user(c),

@@ -29,6 +29,17 @@ pub enum Error {
     #[error("CA file {}: {reason}", path.display())]
     CaFile { path: PathBuf, reason: String },
 
+    /// The TLS connection failed (an untrusted certificate, or no TLS on the other end);
+    /// `trust` names what the certificate was checked against.
+    #[error("{what}: TLS with {registry} failed: {reason} (certificates checked against {trust})")]
+    Tls {
+        what: String,
+        registry: String,
+        reason: String,
+        trust: String,
+        kind: TlsFailure,
+    },
+
     #[error("{what}: cannot reach {registry}: {reason}")]
     Network {
         what: String,
@@ -90,6 +101,41 @@ pub enum Error {
     Token { realm: String, reason: String },
 }
 
+/// Why a TLS connection failed, as far as the user can act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The server's certificate did not verify against the CA(s) we trust.
+    Certificate,
+    /// The server answered in plain HTTP: it does not speak TLS.
+    NotTls,
+}
+
+impl TlsFailure {
+    /// Classifies a connection error's text (with its causes, as `error_chain` gives it).
+    pub fn classify(chain: &str) -> Option<TlsFailure> {
+        // rustls: "invalid peer certificate: UnknownIssuer" (or NotValidForName, Expired, …);
+        // "received corrupt message of type InvalidContentType" when plain HTTP answers.
+        if chain.contains("InvalidContentType") {
+            Some(TlsFailure::NotTls)
+        } else if chain.contains("certificate") {
+            Some(TlsFailure::Certificate)
+        } else {
+            None
+        }
+    }
+
+    /// What the user can do about it.
+    pub fn hint(self) -> &'static str {
+        match self {
+            TlsFailure::Certificate => {
+                "trust the registry's CA certificate: --ca-file FILE (or BERTH_CA_FILE) for one \
+                 command, or `berth login HOST:PORT --ca-file FILE` to remember it for that registry"
+            }
+            TlsFailure::NotTls => "the server speaks plain HTTP: use http:// in --server",
+        }
+    }
+}
+
 fn detail_suffix(s: &str) -> String {
     if s.is_empty() {
         String::new()
@@ -131,10 +177,10 @@ impl Error {
             Error::InvalidLocation { .. } => {
                 "use oci:DIR[:TAG] (OCI image layout) or docker-archive:FILE.tar"
             }
-            Error::CaFile { .. } => "pass the registry's CA certificate (PEM) with --ca-file",
-            Error::Network { reason, .. } if reason.contains("certificate") => {
-                "trust the registry's CA with --ca-file FILE or ~/.docker/tls/<host:port>/ca.crt"
+            Error::CaFile { .. } => {
+                "pass the registry's CA certificate (PEM, e.g. the server's DATA_DIR/tls/ca.crt) with --ca-file"
             }
+            Error::Tls { kind, .. } => kind.hint(),
             Error::Network { .. } => "check that the registry is running and the address is right",
             Error::Unauthorized { .. } | Error::Token { .. } => {
                 "pass credentials with -u USER --password-stdin (or BERTH_USERNAME/BERTH_PASSWORD)"
@@ -143,6 +189,10 @@ impl Error {
             Error::NotFound { .. } => "check the repository, tag or digest",
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => {
                 "the content was corrupted or tampered with; nothing was kept, retry or alert the registry's owner"
+            }
+            // What a Berth server answers to plain HTTP on its HTTPS port.
+            Error::Registry { message, .. } if message.contains("speaks HTTPS") => {
+                "use https:// in --server"
             }
             Error::Protocol { .. } | Error::Registry { .. } => {
                 "retry; if it persists, check the registry's logs"

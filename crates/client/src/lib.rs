@@ -25,11 +25,11 @@ pub mod upload;
 pub mod verify;
 
 pub use auth::Credentials;
-pub use error::{Error, Result};
+pub use error::{Error, Result, TlsFailure};
 pub use manifests::{FetchedManifest, ManifestDescriptor};
 pub use progress::{BlobOutcome, NoProgress, Progress};
 pub use pull::{OciDestination, PlatformFilter, PullOptions, Pulled};
 pub use push::{PushOptions, Pushed};
 pub use reference::Reference;
-pub use registry::{ClientOptions, Registry};
+pub use registry::{ClientOptions, Registry, error_chain, root_cause};
 pub use source::{BlobSource, ImageLocation, LocalImage, LocalManifest};

@@ -53,11 +53,20 @@ fn content_type(headers: &HeaderMap) -> Option<String> {
         .map(|v| media::essence(v).to_owned())
 }
 
+/// `repo:tag` or `repo@digest`, as docker writes them (a digest has a ':', a tag cannot).
+fn manifest_name(repo: &RepoName, reference: &str) -> String {
+    if reference.contains(':') {
+        format!("{repo}@{reference}")
+    } else {
+        format!("{repo}:{reference}")
+    }
+}
+
 impl Registry {
     /// Fetches a manifest by tag or digest and verifies it. By digest, its bytes must hash to
     /// that digest; by tag, to the registry's `Docker-Content-Digest` when it sends one.
     pub async fn get_manifest(&self, repo: &RepoName, reference: &str) -> Result<FetchedManifest> {
-        let what = format!("fetching manifest {repo}:{reference}");
+        let what = format!("fetching manifest {}", manifest_name(repo, reference));
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
         let scopes = [repository_scope(repo.as_str(), &["pull"])];
         let resp = self
@@ -129,7 +138,7 @@ impl Registry {
         repo: &RepoName,
         reference: &str,
     ) -> Result<Option<ManifestDescriptor>> {
-        let what = format!("looking up manifest {repo}:{reference}");
+        let what = format!("looking up manifest {}", manifest_name(repo, reference));
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
         let scopes = [repository_scope(repo.as_str(), &["pull"])];
         let resp = self
@@ -166,7 +175,7 @@ impl Registry {
         media_type: &str,
         bytes: &Bytes,
     ) -> Result<Digest> {
-        let what = format!("pushing manifest {repo}:{reference}");
+        let what = format!("pushing manifest {}", manifest_name(repo, reference));
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
         let scopes = [repository_scope(repo.as_str(), &["pull", "push"])];
         let resp = self

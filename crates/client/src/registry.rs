@@ -35,6 +35,9 @@ struct Inner {
     name: String,
     credentials: Option<Credentials>,
     auth: Mutex<AuthState>,
+    /// What server certificates are checked against, for messages: "CA file PATH" or "the
+    /// system roots".
+    trust: String,
 }
 
 fn docker_tls_ca(hostport: &str) -> Option<PathBuf> {
@@ -58,7 +61,7 @@ fn load_ca(path: &Path) -> Result<Vec<reqwest::Certificate>> {
     if certs.is_empty() {
         return Err(Error::CaFile {
             path: path.to_owned(),
-            reason: "no PEM certificate in it".into(),
+            reason: "holds no certificate (expected a PEM \"BEGIN CERTIFICATE\" block)".into(),
         });
     }
     Ok(certs)
@@ -66,7 +69,7 @@ fn load_ca(path: &Path) -> Result<Vec<reqwest::Certificate>> {
 
 /// A reqwest error with its causes, which carry the useful part ("connection refused",
 /// "invalid peer certificate: UnknownIssuer").
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -78,6 +81,15 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The innermost cause of an error: for a TLS failure, rustls's own words.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 impl Registry {
@@ -107,9 +119,13 @@ impl Registry {
             // across hosts, as the spec requires.
             .redirect(reqwest::redirect::Policy::limited(5))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = opts.ca_file.clone().or_else(|| docker_tls_ca(&hostport)) {
-            b = b.tls_certs_only(load_ca(&ca)?);
-        }
+        let trust = match opts.ca_file.clone().or_else(|| docker_tls_ca(&hostport)) {
+            Some(ca) => {
+                b = b.tls_certs_only(load_ca(&ca)?);
+                format!("CA file {}", ca.display())
+            }
+            None => "the system roots".to_owned(),
+        };
         let http = b.build().map_err(|e| Error::Network {
             what: "setting up the HTTP client".into(),
             registry: hostport.clone(),
@@ -122,6 +138,7 @@ impl Registry {
                 name: hostport,
                 credentials: opts.credentials.clone(),
                 auth: Mutex::new(AuthState::default()),
+                trust,
             }),
         })
     }
@@ -133,6 +150,11 @@ impl Registry {
 
     pub fn base_url(&self) -> &Url {
         &self.inner.base
+    }
+
+    /// What server certificates are checked against: "CA file PATH" or "the system roots".
+    pub fn tls_trust(&self) -> &str {
+        &self.inner.trust
     }
 
     pub(crate) fn url(&self, path: &str) -> Result<Url> {
@@ -372,10 +394,20 @@ impl Registry {
     }
 
     pub(crate) fn network(&self, what: &str, e: &reqwest::Error) -> Error {
-        Error::Network {
-            what: what.to_owned(),
-            registry: self.inner.name.clone(),
-            reason: error_chain(e),
+        let reason = error_chain(e);
+        match crate::error::TlsFailure::classify(&reason) {
+            Some(kind) => Error::Tls {
+                what: what.to_owned(),
+                registry: self.inner.name.clone(),
+                reason: root_cause(e),
+                trust: self.inner.trust.clone(),
+                kind,
+            },
+            None => Error::Network {
+                what: what.to_owned(),
+                registry: self.inner.name.clone(),
+                reason,
+            },
         }
     }
 
@@ -391,13 +423,17 @@ impl Registry {
 
     pub(crate) async fn error_from(&self, resp: Response, what: &str) -> Error {
         let status = resp.status();
+        let warning = warning_text(resp.headers());
         // Error bodies are small (and empty for HEAD); cap what we read from a misbehaving server.
         let bytes = read_capped(resp, 64 * 1024).await.unwrap_or_default();
         let body: serde_json::Value =
             serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         let first = &body["errors"][0];
         let code = first["code"].as_str().map(str::to_owned);
-        let message = first["message"].as_str().unwrap_or("").to_owned();
+        let message = match first["message"].as_str() {
+            Some(m) => m.to_owned(),
+            None => warning.unwrap_or_default(),
+        };
         let registry = self.inner.name.clone();
         let what = what.to_owned();
         match status {
@@ -430,6 +466,15 @@ impl Registry {
     pub(crate) fn request(&self, method: Method, url: &Url) -> RequestBuilder {
         self.inner.http.request(method, url.clone())
     }
+}
+
+/// The text of a `Warning: 199 AGENT "TEXT"` header: what an answer without a body (to a HEAD)
+/// can say about an error.
+fn warning_text(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(reqwest::header::WARNING)?.to_str().ok()?;
+    let (_, quoted) = v.split_once('"')?;
+    let (text, _) = quoted.rsplit_once('"')?;
+    Some(text.to_owned())
 }
 
 /// Reads a response body, at most `limit` bytes (the rest is dropped with the connection).

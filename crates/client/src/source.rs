@@ -143,7 +143,7 @@ fn load_oci_layout(dir: &Path, tag: Option<&Tag>) -> Result<LocalImage> {
             .ok_or_else(|| {
                 Error::bad_image(
                     &index_path,
-                    format!("no manifest tagged {t:?} (tags: {})", tag_list(&entries)),
+                    format!("no manifest tagged {t} (tags: {})", tag_list(&entries)),
                 )
             })?,
         None if entries.len() == 1 => &entries[0],

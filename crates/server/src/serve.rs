@@ -199,6 +199,56 @@ pub async fn serve(
     Ok(())
 }
 
+/// Answers a plain-HTTP request that reached the TLS port with a 400 in the registry's (and
+/// the admin API's) error format, naming the https:// address to use. Reads the request head first (bounded by size
+/// and by `deadline`) so that closing the socket does not reset it before the client reads
+/// the answer.
+async fn plain_http_on_tls_port(mut tcp: TcpStream, deadline: tokio::time::Instant) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 2048];
+    while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            _ => break,
+        }
+    }
+    let host = String::from_utf8_lossy(&head)
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.trim().to_owned())
+        // Echoed into the answer: only what a host[:port] may contain.
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    let url = match host {
+        Some(h) => format!("https://{h}/"),
+        None => "https://".to_owned(),
+    };
+    let message = format!("the server speaks HTTPS; use {url}");
+    let body = serde_json::json!({"errors": [{
+        "code": "UNSUPPORTED",
+        "message": message,
+        "detail": null,
+    }]})
+    .to_string();
+    // The answer to a HEAD has no body: the words go in a Warning header as well.
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         warning: 199 berth \"{message}\"\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout_at(deadline, async {
+        tcp.write_all(answer.as_bytes()).await?;
+        tcp.shutdown().await
+    })
+    .await;
+}
+
 struct ConnCtx {
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: Arc<Limits>,
@@ -210,17 +260,36 @@ struct ConnCtx {
 impl ConnCtx {
     async fn run(self, tcp: TcpStream, peer: SocketAddr, over_limit: bool) {
         let activity = Arc::new(Activity::new());
-        let io = Guarded::new(tcp, &self.limits, activity.clone());
         match &self.tls {
             Some(acceptor) => {
+                let now = tokio::time::Instant::now();
+                let deadline = now
+                    .checked_add(self.limits.handshake_timeout)
+                    .unwrap_or(now);
+                // A TLS client starts with a handshake record (0x16), a plain-HTTP one with a
+                // method name: the latter gets an answer it can show ("use https://") instead
+                // of a TLS alert it would report as a garbled response.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout_at(deadline, tcp.peek(&mut first)).await {
+                    Ok(Ok(1..)) if first[0].is_ascii_alphabetic() => {
+                        plain_http_on_tls_port(tcp, deadline).await;
+                        return;
+                    }
+                    Ok(Ok(1..)) => {}
+                    _ => return,
+                }
+                let io = Guarded::new(tcp, &self.limits, activity.clone());
                 let accept = acceptor.accept(io);
-                match tokio::time::timeout(self.limits.handshake_timeout, accept).await {
+                match tokio::time::timeout_at(deadline, accept).await {
                     Ok(Ok(tls)) => self.serve_io(tls, peer, activity, over_limit).await,
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
             }
-            None => self.serve_io(io, peer, activity, over_limit).await,
+            None => {
+                let io = Guarded::new(tcp, &self.limits, activity.clone());
+                self.serve_io(io, peer, activity, over_limit).await
+            }
         }
     }
 

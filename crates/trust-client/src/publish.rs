@@ -248,14 +248,15 @@ impl Repository {
     async fn new_draft(&self) -> Result<Draft> {
         let gun = self.gun();
         let now = SystemTime::now();
+        let remote = self.tuf.remote();
+        // Ask the server first, so that a refusal (trust disabled, no signer role) leaves no
+        // new root or targets key behind.
+        let timestamp = remote.server_key(gun, "timestamp").await?;
+        let snapshot = remote.server_key(gun, "snapshot").await?;
         let root_key = match self.keys.find("root", None)?.first() {
             Some(info) => self.keys.load(&info.id)?.0,
             None => self.keys.generate("root", None)?.0,
         };
-        let remote = self.tuf.remote();
-        // Ask the server first so a server refusal leaves no new targets key behind.
-        let timestamp = remote.server_key(gun, "timestamp").await?;
-        let snapshot = remote.server_key(gun, "snapshot").await?;
         let cert = x509::root_certificate(&root_key, gun, now, now + ROOT_EXPIRY)?;
         let root_pub = PublicKey::new(berth_crypto::KeyType::EcdsaX509, cert.into_bytes())?;
         let (targets_key, _) = self.keys.generate("targets", Some(gun))?;
@@ -537,15 +538,24 @@ pub fn inspect_json(data: &TrustData) -> Value {
     })
 }
 
-/// `docker trust inspect --pretty` for one repository.
-pub fn inspect_pretty(data: &TrustData) -> String {
+/// `docker trust inspect --pretty` for one repository; with `tag`, only that tag's signature
+/// is listed (as docker does for `REPO:TAG`).
+pub fn inspect_pretty(data: &TrustData, tag: Option<&str>) -> String {
     let gun = &data.gun;
     let mut out = String::new();
-    let tags = signed_tags(data);
+    let mut tags = signed_tags(data);
+    // Docker heads the table with the name as given, tag included.
+    let named = match tag {
+        Some(tag) => {
+            tags.retain(|(t, _, _)| t == tag);
+            format!("{gun}:{tag}")
+        }
+        None => gun.clone(),
+    };
     if tags.is_empty() {
-        out.push_str(&format!("\nNo signatures for {gun}\n\n"));
+        out.push_str(&format!("\nNo signatures for {named}\n\n"));
     } else {
-        out.push_str(&format!("\nSignatures for {gun}\n\n"));
+        out.push_str(&format!("\nSignatures for {named}\n\n"));
         let mut rows = vec![vec![
             "SIGNED TAG".to_owned(),
             "DIGEST".to_owned(),

@@ -206,8 +206,30 @@ async fn check_status(method: &'static str, url: &str, resp: &mut reqwest::Respo
         method,
         url: url.to_owned(),
         status,
-        body: String::from_utf8_lossy(&body).trim().to_owned(),
+        body: error_words(&body),
     })
+}
+
+/// A notary error body (`{"errors":[{"code","message","detail"}]}`) in words: the validation
+/// message when there is one (it says what to do, e.g. how to enable content trust), else the
+/// message with its detail. Anything else is shown as it came.
+fn error_words(body: &[u8]) -> String {
+    let raw = || String::from_utf8_lossy(body).trim().to_owned();
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return raw();
+    };
+    let first = &v["errors"][0];
+    let Some(message) = first["message"].as_str() else {
+        return raw();
+    };
+    let detail = &first["detail"];
+    if let Some(msg) = detail["Error"]["Msg"].as_str().or(detail["Error"].as_str()) {
+        return msg.to_owned();
+    }
+    match detail.as_str() {
+        Some(d) if !d.is_empty() => format!("{message} ({d})"),
+        _ => message.to_owned(),
+    }
 }
 
 /// A tag as signed: the manifest digest (`sha256:<hex>`) and size, and the role that signed it.

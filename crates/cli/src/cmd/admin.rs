@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::api::{Api, ServerArgs, load_logins, save_logins};
+use crate::api::{Api, ServerArgs, load_logins, normalize_base, save_logins, stored_ca};
 
 pub(crate) fn read_password_stdin() -> anyhow::Result<String> {
     let mut s = String::new();
@@ -49,13 +49,22 @@ pub fn login(a: LoginArgs) -> anyhow::Result<()> {
     } else {
         std::env::var("BERTH_PASSWORD").context("pass --password-stdin (or set BERTH_PASSWORD)")?
     };
+    // Kept absolute, so later verbs find it from any directory.
+    let ca_file = a
+        .ca_file
+        .map(|f| {
+            crate::api::read_ca(&f)?;
+            std::path::absolute(&f).with_context(|| format!("resolving {}", f.display()))
+        })
+        .transpose()?;
     let args = ServerArgs {
         server: Some(a.server.clone()),
-        ca_file: a.ca_file,
+        ca_file,
         ..Default::default()
     };
     // No stored credentials must interfere with the login itself.
     let api = Api::new_anonymous(&args)?;
+    let remembered = args.ca_file.is_none() && stored_ca(api.base())?.is_some();
     let v = api.token_request(&[
         ("grant_type", "password"),
         ("username", &a.username),
@@ -67,12 +76,57 @@ pub fn login(a: LoginArgs) -> anyhow::Result<()> {
         .as_str()
         .context("the server issued no refresh token")?;
     let mut logins = load_logins()?;
-    logins.insert(
-        api.base().to_owned(),
-        json!({"username": a.username, "refresh_token": refresh}),
-    );
+    let mut entry = json!({"username": a.username, "refresh_token": refresh});
+    // The CA this login was verified with (given now, or remembered from before) is what later
+    // verbs against this server trust without --ca-file.
+    if let Some(ca) = api
+        .ca_file()
+        .filter(|_| args.ca_file.is_some() || remembered)
+    {
+        entry["ca_file"] = json!(ca.to_string_lossy());
+    }
+    logins.insert(api.base().to_owned(), entry);
     save_logins(&logins)?;
     println!("Login Succeeded");
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// The registry to forget, as given to `berth login`; without it, the only stored login.
+    pub server: Option<String>,
+}
+
+/// Forgets the refresh token (and CA) `berth login` stored for a registry.
+pub fn logout(a: LogoutArgs) -> anyhow::Result<()> {
+    let mut logins = load_logins()?;
+    let base = match a.server {
+        Some(s) => normalize_base(&s),
+        None => match logins.keys().collect::<Vec<_>>().as_slice() {
+            [only] => (*only).clone(),
+            [] => bail!("not logged in to any registry"),
+            many => bail!(
+                "logged in to several registries; name one: berth logout {}",
+                many.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ),
+        },
+    };
+    if logins.remove(&base).is_none() {
+        let known = logins.keys().cloned().collect::<Vec<_>>();
+        bail!(
+            "not logged in to {base}{}",
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!(" (logged in to: {})", known.join(", "))
+            }
+        );
+    }
+    save_logins(&logins)?;
+    println!("Removed login credentials for {base}");
     Ok(())
 }
 

@@ -261,6 +261,19 @@ impl Session {
             TrustError::Unauthorized { .. } => {
                 Some("pass -u USER --password-stdin or set BERTH_USERNAME and BERTH_PASSWORD")
             }
+            TrustError::Http(h) => {
+                let chain = berth_client::error_chain(h);
+                if let Some(kind) = berth_client::TlsFailure::classify(&chain) {
+                    return anyhow::anyhow!(
+                        "talking to the trust server: TLS failed: {} (certificates checked \
+                         against {}) (fix: {})",
+                        berth_client::root_cause(h),
+                        self.registry.tls_trust(),
+                        kind.hint().replace("HOST:PORT", self.registry.name())
+                    );
+                }
+                None
+            }
             TrustError::NoSigningKeys => Some(
                 "this repository has signers: add yours with `berth trust signer add NAME REPO --key NAME.pub` \
                  (by a holder of the repository key), or load a signer's key with `berth trust key load`",

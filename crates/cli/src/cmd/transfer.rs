@@ -61,18 +61,9 @@ pub fn with_login(
     if explicit.is_some() {
         return Ok(explicit);
     }
-    let base = server
-        .server
-        .clone()
-        .unwrap_or_else(|| reference.registry.clone());
-    let base = if base.contains("://") {
-        base
-    } else {
-        format!("https://{base}")
-    };
     let logins = crate::api::load_logins()?;
     let token = logins
-        .get(base.trim_end_matches('/'))
+        .get(&login_key(server, reference))
         .and_then(|l| l["refresh_token"].as_str());
     Ok(token.map(|t| Credentials {
         username: "00000000-0000-0000-0000-000000000000".into(),
@@ -80,15 +71,25 @@ pub fn with_login(
     }))
 }
 
-/// A client for the registry `reference` names (or `--server`) with `credentials`.
+/// The registry a command talks to, as `berth login` keys its logins file.
+fn login_key(server: &ServerArgs, reference: &Reference) -> String {
+    crate::api::normalize_base(server.server.as_deref().unwrap_or(&reference.registry))
+}
+
+/// A client for the registry `reference` names (or `--server`) with `credentials`, trusting
+/// `--ca-file`, else the CA `berth login --ca-file` stored for that registry.
 pub fn registry_for(
     server: &ServerArgs,
     reference: &Reference,
     credentials: Option<Credentials>,
 ) -> anyhow::Result<Registry> {
+    let ca_file = match &server.ca_file {
+        Some(f) => Some(f.clone()),
+        None => crate::api::stored_ca(&login_key(server, reference))?,
+    };
     let opts = ClientOptions {
         server: server.server.clone(),
-        ca_file: server.ca_file.clone(),
+        ca_file,
         credentials,
     };
     Registry::new(&reference.registry, &opts).map_err(|e| explain(e, "connecting"))
@@ -127,6 +128,11 @@ pub fn parse_reference(s: &str, server: &ServerArgs) -> anyhow::Result<Reference
 /// One line: what failed, why, and what to do.
 pub fn explain(e: berth_client::Error, doing: &str) -> anyhow::Error {
     match e.hint() {
+        // The hint's `berth login HOST:PORT` spelled out for the registry at hand.
+        Some(h) if let berth_client::Error::Tls { registry, .. } = &e => {
+            let h = h.replace("HOST:PORT", registry);
+            anyhow::anyhow!("{doing} failed: {e} (fix: {h})")
+        }
         Some(h) => anyhow::anyhow!("{doing} failed: {e} (fix: {h})"),
         None => anyhow::anyhow!("{doing} failed: {e}"),
     }

@@ -405,7 +405,10 @@ fn inspect(a: InspectArgs) -> anyhow::Result<()> {
         let registry = registry_for(&a.server, &reference, creds.clone())?;
         let s = Session::new(registry, creds, &reference);
         match rt.block_on(s.run(false, |r| async move { r.tuf().update().await })) {
-            Ok(data) if a.pretty => print!("{}", inspect_pretty(&data)),
+            Ok(data) if a.pretty => print!(
+                "{}",
+                inspect_pretty(&data, reference.tag.as_ref().map(|t| t.as_str()))
+            ),
             Ok(data) => {
                 let mut v = inspect_json(&data);
                 if let (Some(tag), Some(tags)) = (&reference.tag, v["SignedTags"].as_array_mut()) {

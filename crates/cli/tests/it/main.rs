@@ -14,6 +14,8 @@ mod owner;
 mod base;
 mod big;
 mod blobs;
+mod cli_connect;
+mod cli_messages;
 mod client;
 mod concurrency;
 mod corrupt_state;

@@ -131,14 +131,14 @@ fn layout(dir: &Path, img: &Image, tag: &str) {
 }
 
 /// A new image in a new layout under `tag`; returns (layout dir, image).
-fn new_layout(parent: &Path, tag: &str, rng: &mut Rng) -> (PathBuf, Image) {
+pub(crate) fn new_layout(parent: &Path, tag: &str, rng: &mut Rng) -> (PathBuf, Image) {
     let img = Image::build("amd64", rng, 2, 2000);
     let dir = parent.join(format!("layout-{}", rng.hex(8)));
     layout(&dir, &img, tag);
     (dir, img)
 }
 
-fn oci(dir: &Path, tag: &str) -> String {
+pub(crate) fn oci(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
 }
 

@@ -176,7 +176,7 @@ async fn berth_signs_and_docker_and_notary_agree() {
     let docker_pretty = d.run(&["trust", "inspect", "--pretty", &repo]).ok();
     let data = owner.tuf().update().await.unwrap();
     assert_eq!(
-        berth_trust_client::inspect_pretty(&data).trim(),
+        berth_trust_client::inspect_pretty(&data, None).trim(),
         docker_pretty.stdout.trim(),
         "{docker_pretty}"
     );

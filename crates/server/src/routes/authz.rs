@@ -213,18 +213,19 @@ fn decide(caller: &Caller, req: &Requirement) -> Decision {
                     if caller.is_anonymous() {
                         return Decision::Challenge(scope(), None);
                     }
-                    return Decision::Deny(format!(
-                        "{} may not {} {scope_name}",
-                        caller.name,
-                        match a {
-                            RepoAction::Pull => "pull from",
-                            RepoAction::Push => "push to",
-                            RepoAction::Delete => "delete in",
-                            RepoAction::TrustRead => "read trust data of",
-                            RepoAction::TrustWrite =>
-                                "publish trust data for (needs AcrImageSigner)",
-                            RepoAction::TrustDelete => "delete trust data of",
+                    let (verb, needs) = match a {
+                        RepoAction::Pull => ("pull from", ""),
+                        RepoAction::Push => ("push to", ""),
+                        RepoAction::Delete => ("delete in", ""),
+                        RepoAction::TrustRead => ("read trust data of", ""),
+                        RepoAction::TrustWrite => {
+                            ("publish trust data for", " (needs AcrImageSigner)")
                         }
+                        RepoAction::TrustDelete => ("delete trust data of", ""),
+                    };
+                    return Decision::Deny(format!(
+                        "{} may not {verb} {scope_name}{needs}",
+                        caller.name
                     ));
                 }
                 if let Some(access) = &caller.token_access

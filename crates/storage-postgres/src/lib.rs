@@ -190,3 +190,44 @@ pub(crate) mod locks {
     pub const SEQUENCE: (i32, i32) = (0x6274_7371, 0);
     pub const AUDIT: (i32, i32) = (0x6274_7371, 1);
 }
+
+#[cfg(all(test, feature = "test-support"))]
+mod tests {
+    use super::*;
+
+    /// The server cancels a statement past the bound, and a caller waits for a pooled
+    /// connection no longer than the acquire timeout.
+    #[tokio::test]
+    async fn statements_and_pool_waits_are_bounded() {
+        let db = crate::testing::fresh_database().await;
+        let opts = PgOptions {
+            max_connections: 1,
+            acquire_timeout: Duration::from_millis(300),
+            statement_timeout: Duration::from_millis(500),
+            ..PgOptions::default()
+        };
+        let store = PgStore::connect_with(&db.url, &opts).await.unwrap();
+        let held = store.conn().await.unwrap();
+        let shown: String = held
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(shown, "500ms");
+        let e = backend(held.execute("SELECT pg_sleep(5)", &[]).await.unwrap_err());
+        assert!(e.to_string().contains("statement timeout"), "{e}");
+
+        let started = std::time::Instant::now();
+        let e = store.conn().await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "waited {:?}",
+            started.elapsed()
+        );
+        assert!(e.to_string().contains("postgres pool"), "{e}");
+        drop(held);
+        drop(store.conn().await.unwrap());
+        drop(store);
+        db.drop_database().await;
+    }
+}

@@ -36,6 +36,10 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<()> {
             }
             let v = api.put("config/content-trust", &json!({"status": status}))?;
             println!("{}", serde_json::to_string_pretty(&v)?);
+            if status == "disabled" {
+                // Every repository's trust data is gone: so is what this machine cached of it.
+                super::signing::forget_cached_trust(super::signing::host_port(api.base()))?;
+            }
         }
     }
     Ok(())

@@ -150,6 +150,49 @@ fn read_hidden(tty: &std::fs::File, question: &str) -> Option<String> {
     }
 }
 
+/// `host[:port]` of a base URL (`https://localhost:5000` → `localhost:5000`), as docker puts it
+/// in a GUN.
+pub fn host_port(base: &str) -> &str {
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// Removes docker's local TUF cache (`$DOCKER_CONFIG/trust/tuf/<under>`: a GUN, or a registry's
+/// `host[:port]` for all of its GUNs) after the server's trust data was wiped: the cached root
+/// would otherwise be trusted over the new one, and the next signed push would fail. Keys stay.
+/// Says what it removed.
+pub fn forget_cached_trust(under: &str) -> anyhow::Result<()> {
+    // `under` comes from a parsed repository name or URL host; refuse anything that could
+    // leave the cache directory all the same.
+    if under.is_empty()
+        || under.starts_with('/')
+        || under
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        bail!("not clearing the local trust cache for {under:?}: not a GUN or host");
+    }
+    let dir = berth_trust_client::default_trust_dir()
+        .join("tuf")
+        .join(under);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {
+            eprintln!(
+                "Removed the local trust cache for {under} ({}): the next signed push starts afresh",
+                dir.display()
+            );
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "the server's trust data is gone, but removing the local trust cache {} failed ({e}): \
+             remove it by hand (rm -rf {}) before the next signed push",
+            dir.display(),
+            dir.display()
+        )),
+    }
+}
+
 /// One GUN on one registry, with the credentials to run the token flow with.
 pub struct Session {
     registry: Registry,

@@ -132,7 +132,7 @@ pub fn run(cmd: TrustCommand) -> anyhow::Result<()> {
         TrustCommand::Inspect(a) => inspect(a)?,
         TrustCommand::Reset { repo, yes, server } => {
             let (host, name) = split_repo_ref(&repo)?;
-            let api = Api::new(&server, host)?;
+            let api = Api::new(&server, host.clone())?;
             super::confirm(
                 yes,
                 &format!(
@@ -143,6 +143,9 @@ pub fn run(cmd: TrustCommand) -> anyhow::Result<()> {
             )?;
             let v = api.delete(&format!("trust/{name}"))?;
             println!("{}", serde_json::to_string_pretty(&v)?);
+            // Docker's GUN: the host as the user named it, else the server's.
+            let host = host.unwrap_or_else(|| super::signing::host_port(api.base()).to_owned());
+            super::signing::forget_cached_trust(&format!("{host}/{name}"))?;
         }
     }
     Ok(())

@@ -16,6 +16,7 @@ mod big;
 mod blobs;
 mod cli_connect;
 mod cli_messages;
+mod cli_trust_reset;
 mod client;
 mod concurrency;
 mod corrupt_state;

@@ -1,4 +1,4 @@
-//! The trust service against the in-memory store double and SQLite: publishes built with real
+//! The trust service against the in-memory store, SQLite and PostgreSQL: publishes built with real
 //! keys, replays of the reference server's fixtures, and every rejection path.
 
 mod support;
@@ -960,4 +960,107 @@ async fn first_start_races_agree(store: Arc<dyn TrustStore>) {
         );
     }
     assert_eq!(store.server_keys(GUN, "timestamp").await.unwrap().len(), 1);
+}
+
+/// The same first start as [`first_start_races_agree`], with each node on its own PostgreSQL
+/// connection pool over one database, as separate processes are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_races_agree_across_postgres_nodes() {
+    let db = berth_storage_postgres::testing::fresh_database().await;
+    let mut stores: Vec<Arc<dyn TrustStore>> = Vec::new();
+    for _ in 0..4 {
+        stores.push(Arc::new(
+            berth_storage_postgres::PgStore::connect(&db.url)
+                .await
+                .unwrap(),
+        ));
+    }
+    let opens = futures::future::join_all(
+        stores
+            .iter()
+            .map(|s| KeyVault::open(s.as_ref(), PASSPHRASE)),
+    )
+    .await;
+    let vaults: Vec<KeyVault> = opens.into_iter().map(|v| v.unwrap()).collect();
+    let sealed = vaults[0].seal(b"secret", b"aad").unwrap();
+    for v in &vaults[1..] {
+        assert_eq!(v.unseal(&sealed, b"aad").unwrap().as_slice(), b"secret");
+    }
+    let services: Vec<TrustService> = vaults
+        .into_iter()
+        .zip(&stores)
+        .map(|(v, s)| TrustService::new(s.clone(), v, TrustOptions::default()))
+        .collect();
+    services[0].set_enabled(true).await.unwrap();
+    let keys =
+        futures::future::join_all(services.iter().map(|s| s.get_key(GUN, "timestamp"))).await;
+    let first = keys[0].as_ref().unwrap().clone();
+    for k in &keys {
+        assert_eq!(
+            k.as_ref().unwrap(),
+            &first,
+            "every node hands out the same first key"
+        );
+    }
+    assert_eq!(
+        stores[3].server_keys(GUN, "timestamp").await.unwrap().len(),
+        1
+    );
+}
+
+/// Four nodes (each its own pool over one PostgreSQL database) publishing the next targets
+/// version of one GUN at once, round after round: one wins each round, the others are told
+/// `VERSION`, and every node then serves the winner's chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_across_postgres_nodes_keep_one_history() {
+    let db = berth_storage_postgres::testing::fresh_database().await;
+    let now = std::time::SystemTime::now();
+    let mut nodes = Vec::new();
+    for _ in 0..4 {
+        let store: Arc<dyn TrustStore> = Arc::new(
+            berth_storage_postgres::PgStore::connect(&db.url)
+                .await
+                .unwrap(),
+        );
+        nodes.push(Harness::at(store, now).await);
+    }
+    let p = Publisher::new(
+        now,
+        nodes[1].server_key("timestamp").await,
+        nodes[2].server_key("snapshot").await,
+    );
+    nodes[0].svc.update(GUN, p.initial(now)).await.unwrap();
+    for v in 2..=5 {
+        let bodies: Vec<Vec<u8>> = (0..nodes.len())
+            .map(|i| p.targets(v, now, &[format!("node{i}-v{v}").as_str()]))
+            .collect();
+        let results = futures::future::join_all(
+            nodes
+                .iter()
+                .zip(&bodies)
+                .map(|(n, b)| n.svc.update(GUN, parts(&[("targets", b)]))),
+        )
+        .await;
+        let winners: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "version {v}: one publish wins: {results:?}"
+        );
+        for r in results.iter().filter(|r| r.is_err()) {
+            assert!(
+                matches!(r, Err(Error::Version { .. })),
+                "version {v}: {r:?}"
+            );
+        }
+        for n in &nodes {
+            let (ts, snap) = assert_chain(&n.svc, now).await;
+            assert_eq!((ts.body.version, snap.body.version), (v, v));
+            assert_eq!(
+                n.svc.get_current(GUN, "targets").await.unwrap().data,
+                bodies[winners[0]],
+                "version {v}: every node serves the winner's targets"
+            );
+        }
+    }
 }

@@ -79,8 +79,9 @@ pub fn connection_error(base: &str, trust: &str, e: &reqwest::Error) -> anyhow::
     let chain = berth_client::error_chain(e);
     match berth_client::TlsFailure::classify(&chain) {
         Some(kind) => anyhow::anyhow!(
-            "contacting {base}: TLS failed: {} (certificates checked against {trust}) (fix: {})",
+            "contacting {base}: TLS failed: {}{} (fix: {})",
             berth_client::root_cause(e),
+            berth_client::checked_against(kind, trust),
             kind.hint()
                 .replace("HOST:PORT", base.split("://").nth(1).unwrap_or(base))
         ),

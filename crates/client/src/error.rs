@@ -30,8 +30,8 @@ pub enum Error {
     CaFile { path: PathBuf, reason: String },
 
     /// The TLS connection failed (an untrusted certificate, or no TLS on the other end);
-    /// `trust` names what the certificate was checked against.
-    #[error("{what}: TLS with {registry} failed: {reason} (certificates checked against {trust})")]
+    /// `trust` names what a certificate was checked against (for certificate failures).
+    #[error("{what}: TLS with {registry} failed: {reason}{}", checked_against(*kind, trust))]
     Tls {
         what: String,
         registry: String,
@@ -133,6 +133,14 @@ impl TlsFailure {
             }
             TlsFailure::NotTls => "the server speaks plain HTTP: use http:// in --server",
         }
+    }
+}
+
+/// " (certificates checked against X)" where that is what went wrong.
+pub fn checked_against(kind: TlsFailure, trust: &str) -> String {
+    match kind {
+        TlsFailure::Certificate => format!(" (certificates checked against {trust})"),
+        TlsFailure::NotTls => String::new(),
     }
 }
 

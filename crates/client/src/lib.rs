@@ -25,7 +25,7 @@ pub mod upload;
 pub mod verify;
 
 pub use auth::Credentials;
-pub use error::{Error, Result, TlsFailure};
+pub use error::{Error, Result, TlsFailure, checked_against};
 pub use manifests::{FetchedManifest, ManifestDescriptor};
 pub use progress::{BlobOutcome, NoProgress, Progress};
 pub use pull::{OciDestination, PlatformFilter, PullOptions, Pulled};

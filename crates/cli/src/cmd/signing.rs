@@ -308,10 +308,9 @@ impl Session {
                 let chain = berth_client::error_chain(h);
                 if let Some(kind) = berth_client::TlsFailure::classify(&chain) {
                     return anyhow::anyhow!(
-                        "talking to the trust server: TLS failed: {} (certificates checked \
-                         against {}) (fix: {})",
+                        "talking to the trust server: TLS failed: {}{} (fix: {})",
                         berth_client::root_cause(h),
-                        self.registry.tls_trust(),
+                        berth_client::checked_against(kind, self.registry.tls_trust()),
                         kind.hint().replace("HOST:PORT", self.registry.name())
                     );
                 }

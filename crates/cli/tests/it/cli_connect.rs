@@ -206,3 +206,27 @@ async fn login_remembers_the_ca_tls_errors_say_what_was_trusted_and_logout_forge
     let out = berth(&["logout", &host], None).fails();
     assert!(out.stderr.contains("not logged in"), "{out}");
 }
+
+#[tokio::test]
+async fn https_to_a_plain_http_server_says_to_use_http() {
+    let srv = Server::start_insecure();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let host = srv.host();
+    let https = format!("https://{host}");
+    let mut rng = Rng::new();
+    let (l1, _) = new_layout(home, "v1", &mut rng);
+    for args in [
+        vec!["user", "list", "--server", https.as_str()],
+        vec!["push", &oci(&l1, "v1"), &format!("{host}/team/app:v1")],
+    ] {
+        let out = berth_in(home, home, &args, None).fails();
+        assert!(
+            out.stderr
+                .contains("the server speaks plain HTTP: use http://"),
+            "{out}"
+        );
+        // Not a certificate problem: no CA advice.
+        assert!(!out.stderr.contains("checked against"), "{out}");
+    }
+}

@@ -57,6 +57,22 @@ pub fn stored_ca(base: &str) -> anyhow::Result<Option<PathBuf>> {
         .map(PathBuf::from))
 }
 
+/// [`stored_ca`], checked to be readable: a remembered file that has gone (a removed data
+/// dir) must say where the path came from, or the user looks for it in the wrong place.
+pub fn stored_ca_readable(base: &str) -> anyhow::Result<Option<PathBuf>> {
+    let Some(ca) = stored_ca(base)? else {
+        return Ok(None);
+    };
+    if let Err(e) = std::fs::metadata(&ca) {
+        bail!(
+            "`berth login` remembered the CA file {} for {base}, but it cannot be read ({e}): \
+             pass --ca-file FILE, or log in again with --ca-file FILE",
+            ca.display()
+        );
+    }
+    Ok(Some(ca))
+}
+
 /// The CA certificates in a PEM file; a file without one is an error (an empty trust list
 /// would fail every connection with a confusing message).
 pub fn read_ca(path: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
@@ -196,7 +212,7 @@ impl Api {
             reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(300));
         let ca = match &args.ca_file {
             Some(f) => Some(f.clone()),
-            None => stored_ca(&base)?.or_else(|| docker_tls_ca(&base)),
+            None => stored_ca_readable(&base)?.or_else(|| docker_tls_ca(&base)),
         };
         if let Some(ca) = &ca {
             b = b.tls_certs_only(read_ca(ca)?);

@@ -85,7 +85,7 @@ pub fn registry_for(
 ) -> anyhow::Result<Registry> {
     let ca_file = match &server.ca_file {
         Some(f) => Some(f.clone()),
-        None => crate::api::stored_ca(&login_key(server, reference))?,
+        None => crate::api::stored_ca_readable(&login_key(server, reference))?,
     };
     let opts = ClientOptions {
         server: server.server.clone(),

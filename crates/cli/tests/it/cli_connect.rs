@@ -169,6 +169,19 @@ async fn login_remembers_the_ca_tls_errors_say_what_was_trusted_and_logout_forge
     assert!(out.stdout.contains("owner"), "{out}");
     let out = berth_in(&home, &elsewhere, &["push", &oci(&l1, "v1"), &target], None).ok();
     assert!(out.stdout.contains("digest: sha256:"), "{out}");
+    // A remembered CA file that has gone is named as remembered, with the way out.
+    std::fs::rename(home.join("ca.crt"), home.join("ca.moved")).unwrap();
+    let out = berth(&["user", "list", "--server", &host], None).fails();
+    assert!(
+        out.stderr.contains("`berth login` remembered the CA file"),
+        "{out}"
+    );
+    let out = berth(&["push", &oci(&l1, "v1"), &target], None).fails();
+    assert!(
+        out.stderr.contains("`berth login` remembered the CA file"),
+        "{out}"
+    );
+    std::fs::rename(home.join("ca.moved"), home.join("ca.crt")).unwrap();
     // --ca-file still wins over the remembered one.
     berth(
         &["user", "list", "--server", &host, "--ca-file", wrong],

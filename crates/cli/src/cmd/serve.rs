@@ -236,6 +236,7 @@ pub(crate) fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::F
 }
 
 async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
+    let signals = Signals::install()?;
     fit_connection_limit(&mut cfg.limits);
     // Bound before the data dir is touched: a start that cannot listen must not create the
     // owner (and show its one-time password) for nobody to use.
@@ -369,7 +370,14 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
     // The absolute path: with the default (./berth-data) the reader learns where that is.
     let shown = std::fs::canonicalize(data).unwrap_or_else(|_| data.clone());
     tracing::info!(%addr, data_dir = %shown.display(), "berth serving");
-    berth_server::serve(socket, listener, cfg.limits.clone(), app, shutdown_signal()).await?;
+    berth_server::serve(
+        socket,
+        listener,
+        cfg.limits.clone(),
+        app,
+        shutdown_signal(signals),
+    )
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -430,25 +438,33 @@ fn print_trust_hint(ca: &std::path::Path, addr: SocketAddr) {
     );
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+/// SIGTERM and SIGINT handlers, installed before anything is printed or bound: a signal that
+/// arrives right after start (a supervisor stopping a server it just started) must be a clean
+/// stop, not the default action's death by signal.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+}
+
+async fn shutdown_signal(mut signals: Signals) {
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        _ = signals.term.recv() => {},
+        _ = signals.interrupt.recv() => {},
     }
     // Draining may take a while (GRACE); a second interrupt means "now".
-    tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
+    let mut interrupt = signals.interrupt;
+    tokio::spawn(async move {
+        if interrupt.recv().await.is_some() {
             let cut = berth_server::requests_in_flight();
             tracing::warn!(
                 requests_cut = cut,

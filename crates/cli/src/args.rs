@@ -157,7 +157,7 @@ pub enum TrustCommand {
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
     /// TOML config file. Keys: data_dir, listen, hostname, tls_cert, tls_key, insecure_http,
-    /// auth_disabled, and a [limits] table: max_connections, header_timeout, idle_timeout,
+    /// auth_disabled, audit_every_token, and a [limits] table: max_connections, header_timeout, idle_timeout,
     /// body_timeout, send_timeout, uploads_per_identity, sessions_per_identity (timeouts in
     /// seconds). packaging/berth.toml in the source is an example with every default.
     #[arg(long, env = "BERTH_CONFIG")]
@@ -184,6 +184,10 @@ pub struct ServeArgs {
     /// Turn authentication off: every caller is an Owner. Only for throwaway test setups.
     #[arg(long, env = "BERTH_AUTH_DISABLED")]
     pub auth_disabled: bool,
+    /// Audit every successful token issue in its own row (by default one row per identity and
+    /// hour counts them).
+    #[arg(long, env = "BERTH_AUDIT_EVERY_TOKEN")]
+    pub audit_every_token: bool,
     /// Connections served at once; more get 503 and are closed [default: 4096].
     #[arg(long, env = "BERTH_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -343,6 +347,7 @@ Options:
             "tls_key",
             "insecure_http",
             "auth_disabled",
+            "audit_every_token",
             "[limits]",
             "max_connections",
             "header_timeout",

@@ -19,6 +19,7 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     insecure_http: Option<bool>,
     auth_disabled: Option<bool>,
+    audit_every_token: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
 }
@@ -55,6 +56,8 @@ pub struct ServeConfig {
     pub tls: Tls,
     /// Every caller is an Owner: for throwaway test setups only.
     pub auth_disabled: bool,
+    /// One audit row per token issue (else one per identity per hour, with a count).
+    pub audit_every_token: bool,
     pub limits: berth_server::Limits,
 }
 
@@ -92,6 +95,7 @@ impl ServeConfig {
             hostname: a.hostname.or(file.hostname),
             tls,
             auth_disabled: a.auth_disabled || file.auth_disabled.unwrap_or(false),
+            audit_every_token: a.audit_every_token || file.audit_every_token.unwrap_or(false),
             limits,
         })
     }

@@ -236,7 +236,21 @@ pub struct AccessService {
     /// Verifications under way, by memo key, for requests carrying the same credentials.
     inflight: Mutex<HashMap<[u8; 32], tokio::sync::watch::Receiver<Option<bool>>>>,
     cache_salt: [u8; 32],
+    /// Successful token issues this hour, per identity, each kept as a count in one audit row.
+    token_tally: tokio::sync::Mutex<HashMap<String, TokenTally>>,
+    /// One audit row per token issue instead (`--audit-every-token`).
+    audit_every_token: std::sync::atomic::AtomicBool,
 }
+
+/// The audit row counting an identity's token issues in one UTC hour.
+struct TokenTally {
+    hour: i64,
+    row: i64,
+    count: u64,
+}
+
+/// Identities tallied at once; past it, tallies of earlier hours are dropped.
+const TALLY_ENTRIES: usize = 10_000;
 
 /// The request hashing a password others are waiting on; its entry goes when it does, answered
 /// or not.
@@ -321,6 +335,8 @@ impl AccessService {
             creds: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             cache_salt,
+            token_tally: tokio::sync::Mutex::new(HashMap::new()),
+            audit_every_token: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -835,6 +851,74 @@ impl AccessService {
             .filter(|c| claims.jti.rsplit_once('.').map(|(_, b)| b) == Some(c.binding.as_str())))
     }
 
+    /// Audit every successful token issue in a row of its own, instead of one row per identity
+    /// per hour with a count.
+    pub fn set_audit_every_token(&self, on: bool) {
+        self.audit_every_token
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Records a successful token issue: clients fetch a token per operation, so by default one
+    /// row per identity and UTC hour keeps the count (and the last grant) instead of a row each.
+    pub async fn audit_token_issued(
+        &self,
+        actor: &str,
+        service: &str,
+        client: Option<IpAddr>,
+        granted: &str,
+    ) {
+        if self
+            .audit_every_token
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.audit(
+                actor,
+                "token.issued",
+                service,
+                client,
+                &format!("granted {granted}"),
+            )
+            .await;
+            return;
+        }
+        let hour = now_secs() / 3600;
+        let hour_start = crate::routes::rfc3339(hour.saturating_mul(3600));
+        let detail = |count: u64| {
+            format!("{count} token(s) issued in the hour from {hour_start}; last granted {granted}")
+        };
+        // Held across the write, so two issues never both start the hour's row.
+        let mut tally = self.token_tally.lock().await;
+        if let Some(t) = tally.get_mut(actor)
+            && t.hour == hour
+        {
+            t.count = t.count.saturating_add(1);
+            match self.ids.audit_set_detail(t.row, &detail(t.count)).await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing the audit log");
+                    return;
+                }
+            }
+        }
+        if tally.len() >= TALLY_ENTRIES {
+            tally.retain(|_, t| t.hour == hour);
+        }
+        if let Some(row) = self
+            .append(actor, "token.issued", service, client, &detail(1))
+            .await
+        {
+            tally.insert(
+                actor.to_owned(),
+                TokenTally {
+                    hour,
+                    row,
+                    count: 1,
+                },
+            );
+        }
+    }
+
     /// Records an event; failures to write the log are logged, never fatal.
     pub async fn audit(
         &self,
@@ -862,6 +946,35 @@ impl AccessService {
         };
         if let Err(e) = self.ids.audit_append(&rec).await {
             tracing::warn!(error = %e, "writing the audit log");
+        }
+    }
+
+    async fn append(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        client: Option<IpAddr>,
+        detail: &str,
+    ) -> Option<i64> {
+        let rec = AuditRecord {
+            id: 0,
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            client: client.map(|c| c.to_string()).unwrap_or_default(),
+            detail: detail.to_owned(),
+        };
+        match self.ids.audit_append(&rec).await {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::warn!(error = %e, "writing the audit log");
+                None
+            }
         }
     }
 }

@@ -438,6 +438,20 @@ impl IdentityStore for SqliteMetadataStore {
         .await
     }
 
+    async fn audit_set_detail(&self, id: i64, detail: &str) -> Result<bool> {
+        let detail = detail.to_owned();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE audit_log SET detail = ?2 WHERE id = ?1",
+                    params![id, detail],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn audit_list(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>> {
         self.read(move |c| {
             c.prepare_cached(

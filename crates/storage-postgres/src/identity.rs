@@ -351,6 +351,18 @@ impl IdentityStore for PgStore {
         col(&row, 0)
     }
 
+    async fn audit_set_detail(&self, id: i64, detail: &str) -> Result<bool> {
+        let c = self.conn().await?;
+        let n = c
+            .execute(
+                "UPDATE audit_log SET detail = $2 WHERE id = $1",
+                &[&id, &detail],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
     async fn audit_list(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>> {
         let c = self.conn().await?;
         let st = c

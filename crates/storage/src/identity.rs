@@ -111,6 +111,9 @@ pub trait IdentityStore: Send + Sync + 'static {
 
     /// Appends to the audit log (`id` is assigned) and returns the id.
     async fn audit_append(&self, rec: &AuditRecord) -> Result<i64>;
+    /// Rewrites the detail of an audit entry (a running count kept in one row); false when
+    /// there is no entry `id`.
+    async fn audit_set_detail(&self, id: i64, detail: &str) -> Result<bool>;
     /// Entries with id > `after`, oldest first, at most `limit`.
     async fn audit_list(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>>;
 }

@@ -560,6 +560,18 @@ pub enum AuditCommand {
         /// At most this many entries.
         #[arg(long, default_value_t = 1000, value_name = "N")]
         limit: usize,
+        /// Only entries from this time on: RFC 3339 (2026-11-30T18:00:00Z) or an age (90m, 24h, 7d).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only this action (token.issued), or a family of them (trust, login).
+        #[arg(long, value_name = "ACTION")]
+        action: Option<String>,
+        /// Only entries by, or about, this identity.
+        #[arg(long, value_name = "NAME")]
+        identity: Option<String>,
+        /// Only entries about this repository (its tags, manifests, trust data).
+        #[arg(long, value_name = "REPO")]
+        repository: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -569,7 +581,34 @@ pub fn audit(c: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::List {
         after,
         limit,
+        since,
+        action,
+        identity,
+        repository,
         server,
     } = c;
-    print(&Api::new(&server, None)?.get(&format!("audit?after={after}&limit={limit}"))?)
+    let mut q = format!("audit?after={after}&limit={limit}");
+    for (k, v) in [
+        ("since", since),
+        ("action", action),
+        ("identity", identity),
+        ("repository", repository),
+    ] {
+        if let Some(v) = v {
+            q.push_str(&format!("&{k}={}", query_escape(&v)));
+        }
+    }
+    print(&Api::new(&server, None)?.get(&q)?)
+}
+
+/// Percent-encodes a query value.
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -299,6 +299,7 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
              set a longer one, or unset it to have a password generated and shown once"
         ),
     }
+    access.set_audit_every_token(cfg.audit_every_token);
     if cfg.auth_disabled {
         tracing::warn!("authentication is DISABLED (--auth-disabled): every caller is an Owner");
     }

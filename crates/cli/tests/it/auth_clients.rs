@@ -568,7 +568,9 @@ async fn berth_login_admin_verbs_and_an_audit_log_without_secrets() {
             e["action"] == action
                 && e["actor"] == actor
                 && e["target"].as_str().unwrap_or_default().contains(target)
-                && e["at"].as_i64().is_some_and(|t| t > 0)
+                && e["at"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("20") && t.ends_with('Z'))
         })
     };
     for (action, actor, target) in [

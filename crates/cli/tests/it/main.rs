@@ -23,6 +23,7 @@ mod corrupt_state;
 mod errors;
 mod manifests;
 mod names;
+mod ops_audit;
 mod ops_logs;
 mod ops_repository;
 mod referrers;

@@ -120,7 +120,7 @@ where
 fn identity_json(r: &IdentityRecord) -> Value {
     json!({
         "name": r.name, "kind": r.kind, "label": r.label, "disabled": r.disabled,
-        "expires": r.expires, "scopeMap": r.scope_map, "created": r.created,
+        "expires": r.expires.map(rfc3339), "scopeMap": r.scope_map, "created": rfc3339(r.created),
     })
 }
 
@@ -760,21 +760,193 @@ async fn token_create(cx: &Ctx<'_>, body: &Bytes) -> R {
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
+/// Audit rows read from the store to answer one filtered listing, at most.
+const AUDIT_SCAN_MAX: usize = 200_000;
+
 async fn audit_list(cx: &Ctx<'_>, query: &[(String, String)]) -> R {
-    check_params(query, &["after", "limit"])?;
+    check_params(
+        query,
+        &[
+            "after",
+            "limit",
+            "since",
+            "action",
+            "identity",
+            "repository",
+        ],
+    )?;
     let after = int_param(query, "after", 0..=i64::MAX)?.unwrap_or(0);
     let limit = int_param(query, "limit", 1..=AUDIT_MAX)?.unwrap_or(AUDIT_PAGE);
-    let v = cx
-        .state
-        .access
-        .identities()
-        .audit_list(after, limit)
-        .await?;
-    let out: Vec<Value> = v
-        .iter()
-        .map(|a| json!({"id": a.id, "at": a.at, "actor": a.actor, "action": a.action, "target": a.target, "client": a.client, "detail": a.detail}))
-        .collect();
+    let since_ms = match query_get(query, "since") {
+        None => None,
+        Some(v) => Some(
+            parse_since(&v, now_secs())
+                .and_then(|s| s.checked_mul(1000))
+                .ok_or_else(|| {
+                    AdminError::invalid(
+                        "since",
+                        format!(
+                            "{v:?} is neither an RFC 3339 time (2026-11-30T18:00:00Z) nor an age (90m, 24h, 7d)"
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let action = query_get(query, "action").filter(|a| !a.is_empty());
+    let identity = query_get(query, "identity").filter(|a| !a.is_empty());
+    let repository = query_get(query, "repository").filter(|a| !a.is_empty());
+    let keep = |a: &berth_storage::AuditRecord| {
+        since_ms.is_none_or(|s| a.at >= s)
+            && action.as_deref().is_none_or(|f| {
+                a.action == f
+                    || a.action
+                        .strip_prefix(f)
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+            && identity
+                .as_deref()
+                .is_none_or(|i| a.actor == i || a.target == i)
+            && repository
+                .as_deref()
+                .is_none_or(|r| mentions_repository(&a.target, r))
+    };
+    let ids = cx.state.access.identities();
+    let mut out: Vec<Value> = Vec::new();
+    let mut cursor = after;
+    let mut scanned = 0usize;
+    'pages: loop {
+        let page = ids.audit_list(cursor, AUDIT_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        cursor = last.id;
+        scanned = scanned.saturating_add(page.len());
+        for a in page.iter().filter(|a| keep(a)) {
+            out.push(json!({
+                "id": a.id, "at": rfc3339_millis(a.at), "actor": a.actor, "action": a.action,
+                "target": a.target, "client": a.client, "detail": a.detail,
+            }));
+            if out.len() >= limit {
+                break 'pages;
+            }
+        }
+        if page.len() < AUDIT_PAGE || scanned >= AUDIT_SCAN_MAX {
+            break;
+        }
+    }
     Ok(Json(json!(out)).into_response())
+}
+
+/// Whether an audit target names repository `r`: `r` itself, `r:tag`, `r@digest`, a trust GUN
+/// `host:port/r`, or a registry path `/v2/r/…`.
+fn mentions_repository(target: &str, r: &str) -> bool {
+    let plain = |t: &str| {
+        t == r
+            || t.strip_prefix(r)
+                .is_some_and(|rest| rest.starts_with(':') || rest.starts_with('@'))
+    };
+    plain(target)
+        || target
+            .split_once('/')
+            .is_some_and(|(host, rest)| host.contains(':') && plain(rest))
+        || target
+            .strip_prefix("/v2/")
+            .and_then(|p| p.strip_prefix(r))
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// `since`: an RFC 3339 time, or an age before `now` (`90m`, `24h`, `7d`, `30s`); Unix seconds.
+fn parse_since(v: &str, now: i64) -> Option<i64> {
+    let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+    if digits > 0
+        && let Some(unit) = v.get(digits..).filter(|u| u.len() == 1)
+        && let Some(unit) = unit.chars().next()
+    {
+        let n: i64 = v.get(..digits)?.parse().ok()?;
+        let secs = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return None,
+        };
+        if n < 0 {
+            return None;
+        }
+        return now.checked_sub(n.checked_mul(secs)?);
+    }
+    parse_rfc3339(v)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` to Unix seconds (fractions dropped).
+fn parse_rfc3339(v: &str) -> Option<i64> {
+    let num = |s: Option<&str>| -> Option<i64> {
+        let s = s?;
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (date, rest) = v.split_once(['T', 't', ' '])?;
+    let year = num(date.get(0..4))?;
+    let month = num(date.get(5..7))?;
+    let day = num(date.get(8..10))?;
+    if date.len() != 10 || date.get(4..5) != Some("-") || date.get(7..8) != Some("-") {
+        return None;
+    }
+    let (h, m, sec) = (
+        num(rest.get(0..2))?,
+        num(rest.get(3..5))?,
+        num(rest.get(6..8))?,
+    );
+    if rest.get(2..3) != Some(":") || rest.get(5..6) != Some(":") {
+        return None;
+    }
+    let mut tail = rest.get(8..)?;
+    if let Some(frac) = tail.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        tail = frac.get(digits..)?;
+    }
+    let offset = match tail {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match tail.get(0..1)? {
+                "+" => 1,
+                "-" => -1,
+                _ => return None,
+            };
+            if tail.len() != 6 || tail.get(3..4) != Some(":") {
+                return None;
+            }
+            // Both parts are two digits: the sum is far from overflowing.
+            num(tail.get(1..3))?
+                .checked_mul(3600)?
+                .checked_add(num(tail.get(4..6))?.checked_mul(60)?)?
+                .checked_mul(sign)?
+        }
+    };
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?)
+            .ok()?;
+    let t = date
+        .with_hms(
+            u8::try_from(h).ok()?,
+            u8::try_from(m).ok()?,
+            u8::try_from(sec).ok()?,
+        )
+        .ok()?
+        .assume_utc()
+        .unix_timestamp();
+    t.checked_sub(offset)
+}
+
+/// Unix milliseconds as RFC 3339 UTC with milliseconds.
+fn rfc3339_millis(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let frac = ms.rem_euclid(1000);
+    let s = rfc3339(secs);
+    match s.strip_suffix('Z') {
+        Some(base) => format!("{base}.{frac:03}Z"),
+        None => s,
+    }
 }
 
 /// What an `/api/v1/repositories/…` path names. Repository path components never start with

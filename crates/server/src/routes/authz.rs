@@ -366,7 +366,12 @@ pub(crate) async fn layer(State(state): State<AppState>, mut req: Request, next:
         } else {
             "trust.updated"
         };
-        state.access.audit(&actor, action, &gun, ip, "").await;
+        let detail = resp
+            .extensions()
+            .get::<super::trust::TrustAuditDetail>()
+            .map(|d| d.0.clone())
+            .unwrap_or_default();
+        state.access.audit(&actor, action, &gun, ip, &detail).await;
     }
     resp
 }

@@ -4,6 +4,7 @@
 
 pub mod access;
 mod admin;
+pub(crate) use admin::rfc3339;
 mod authz;
 mod blobs;
 mod listing;

@@ -110,9 +110,9 @@ pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Respon
         }
     }
     if !caller.is_anonymous() {
-        let detail = format!("granted {}", berth_auth::scope::format_scopes(&granted));
+        let granted = berth_auth::scope::format_scopes(&granted);
         access
-            .audit(&caller.name, "token.issued", &service, ip, &detail)
+            .audit_token_issued(&caller.name, &service, ip, &granted)
             .await;
     }
     let mut resp = axum::Json(body).into_response();

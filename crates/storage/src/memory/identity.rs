@@ -212,6 +212,17 @@ impl IdentityStore for MemoryStore {
         Ok(id)
     }
 
+    async fn audit_set_detail(&self, id: i64, detail: &str) -> Result<bool> {
+        let mut st = lock(&self.ids);
+        match st.audit.iter_mut().find(|a| a.id == id) {
+            Some(a) => {
+                a.detail = detail.to_owned();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     async fn audit_list(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>> {
         // Appended in id order, so the log is sorted already.
         Ok(lock(&self.ids)

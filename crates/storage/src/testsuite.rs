@@ -1122,6 +1122,16 @@ pub async fn run_identity(s: &dyn crate::IdentityStore) {
     let after = s.audit_list(a, 10).await.unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].id, b);
+    // A running count rewrites one entry's detail, nothing else of it or of the others.
+    assert!(s.audit_set_detail(a, "3 token(s)").await.unwrap());
+    let both = s.audit_list(a - 1, 10).await.unwrap();
+    assert_eq!(
+        both.iter()
+            .map(|e| (e.id, e.detail.as_str(), e.at))
+            .collect::<Vec<_>>(),
+        [(a, "3 token(s)", 5), (b, "", 5)]
+    );
+    assert!(!s.audit_set_detail(b + 1000, "x").await.unwrap());
     identity_edge_rules(s).await;
 }
 

@@ -178,6 +178,26 @@ const ENDPOINTS: &[(Class, &str, &str, Body)] = &[
         "/v2/{gun}/_trust/tuf/timestamp.key",
         Body::None,
     ),
+    // The repository verbs of the admin API are authorized like the registry calls they mirror.
+    (
+        Pull,
+        "GET",
+        "/api/v1/repositories/team/app/_tags",
+        Body::None,
+    ),
+    (
+        Delete,
+        "DELETE",
+        "/api/v1/repositories/team/app/_manifests/{missing}",
+        Body::None,
+    ),
+    (Catalog, "GET", "/api/v1/repositories", Body::None),
+    (
+        PullOther,
+        "GET",
+        "/api/v1/repositories/other/app/_tags",
+        Body::None,
+    ),
     (Admin, "GET", "/api/v1/users", Body::None),
     (Admin, "GET", "/api/v1/audit?limit=1", Body::None),
     (PullOther, "GET", "/v2/other/app/manifests/v1", Body::None),
@@ -525,11 +545,19 @@ async fn run_row(
             continue;
         }
         if ep.0 == Catalog && want == A {
-            let listed: Vec<String> = r.json()["repositories"]
+            // `_catalog` lists names; the admin API's listing, objects with a name.
+            let body = r.json();
+            let listed: Vec<String> = body["repositories"]
                 .as_array()
+                .or_else(|| body.as_array())
                 .unwrap_or_else(|| panic!("{what}: no repositories: {r}"))
                 .iter()
-                .map(|v| v.as_str().unwrap().to_owned())
+                .map(|v| {
+                    v.as_str()
+                        .or_else(|| v["name"].as_str())
+                        .unwrap()
+                        .to_owned()
+                })
                 .collect();
             if listed != row.lists {
                 failures.push(format!(

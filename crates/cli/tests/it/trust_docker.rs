@@ -157,6 +157,20 @@ async fn docker_trust_signer_sign_inspect_revoke_and_notary_interop() {
         )],
         "{inspect}"
     );
+    // berth repository show-tags (through the admin API) names the signer docker shows, with
+    // the delegation role and its key.
+    let shown = srv.get("/api/v1/repositories/team/app/_tags").await;
+    shown.expect(200);
+    let shown = shown.json();
+    let v1_row = &shown["tags"][0];
+    assert_eq!(v1_row["name"], "v1", "{shown}");
+    assert_eq!(v1_row["signed"], true, "{shown}");
+    assert_eq!(
+        v1_row["signers"],
+        json!([{"name": "alice", "role": "targets/alice", "keyIds": inspect["Signers"][0]["Keys"].as_array().unwrap().iter().map(|k| k["ID"].clone()).collect::<Vec<_>>()}]),
+        "{shown}\n{inspect}"
+    );
+    assert_eq!(v1_row["signers"][0]["keyIds"], json!([alice_id]), "{shown}");
     let out = d.run(&["trust", "inspect", "--pretty", &repo]).ok();
     let row = out
         .stdout

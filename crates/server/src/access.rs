@@ -340,6 +340,19 @@ impl AccessService {
         })
     }
 
+    /// A turn on the password-hashing pool (`suspect`: the source has been failing, so it
+    /// queues in the small lane), or 429 at once when that lane is full.
+    async fn hashing_turn(&self, suspect: bool) -> Result<crate::login_guard::Turn, AuthError> {
+        let slot = self
+            .hashing
+            .admit(suspect)
+            .ok_or(AuthError::Throttled(BUSY_RETRY_SECS))?;
+        self.hashing
+            .turn(slot)
+            .await
+            .ok_or_else(|| internal("the hashing pool is closed"))
+    }
+
     /// A fresh, enabled identity whose secret is `password` (stored only as an argon2id hash,
     /// computed on the hashing pool).
     pub async fn new_identity(
@@ -349,15 +362,7 @@ impl AccessService {
         label: &str,
         password: &str,
     ) -> Result<IdentityRecord, AuthError> {
-        let slot = self
-            .hashing
-            .admit(false)
-            .ok_or(AuthError::Throttled(BUSY_RETRY_SECS))?;
-        let turn = self
-            .hashing
-            .turn(slot)
-            .await
-            .ok_or_else(|| internal("the hashing pool is closed"))?;
+        let turn = self.hashing_turn(false).await?;
         let pw = password.to_owned();
         let secret_hash = turn
             .run(move || berth_auth::password::hash_password(&pw))
@@ -669,15 +674,7 @@ impl AccessService {
                 }
             }
         }
-        let slot = self
-            .hashing
-            .admit(suspect)
-            .ok_or(AuthError::Throttled(BUSY_RETRY_SECS))?;
-        let turn = self
-            .hashing
-            .turn(slot)
-            .await
-            .ok_or_else(|| internal("the hashing pool is closed"))?;
+        let turn = self.hashing_turn(suspect).await?;
         let hashes: Option<Vec<String>> = rec.map(|r| {
             std::iter::once(r.secret_hash.clone())
                 .chain(r.secret_hash2.clone())

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use berth_trust_client::{Credentials, KeyStore, Remote, Repository};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -53,13 +52,7 @@ async fn ops_audit_times_filters_and_trust_changes() {
         .await;
     let gun = gun(&srv, "team/app");
     let keys_dir = tempfile::tempdir().unwrap();
-    let remote =
-        Remote::new(srv.new_client(), &srv.base).with_credentials(Some(Credentials::Basic {
-            username: "owner".into(),
-            password: OWNER_PASSWORD.into(),
-        }));
-    let keys = KeyStore::new(keys_dir.path()).with_passphrases(Some(ROOT_PW), Some(REPOSITORY_PW));
-    let repo = Repository::new(remote, keys, &gun);
+    let repo = owner_trust_client(&srv, &gun, keys_dir.path());
     repo.sign("v1", &v1.digest, v1.manifest.len() as u64)
         .await
         .unwrap();

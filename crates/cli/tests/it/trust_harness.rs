@@ -942,3 +942,20 @@ pub fn mode(p: &Path) -> u32 {
 pub fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap()
 }
+
+/// Berth's own trust client for `gun`, signing as the bootstrap owner with keys in `keys_dir`
+/// (root and repository keys created on first use, docker's passphrases).
+pub fn owner_trust_client(
+    srv: &Server,
+    gun: &str,
+    keys_dir: &Path,
+) -> berth_trust_client::Repository {
+    use berth_trust_client::{Credentials, KeyStore, Remote, Repository};
+    let remote =
+        Remote::new(srv.new_client(), &srv.base).with_credentials(Some(Credentials::Basic {
+            username: "owner".into(),
+            password: crate::harness::OWNER_PASSWORD.into(),
+        }));
+    let keys = KeyStore::new(keys_dir).with_passphrases(Some(ROOT_PW), Some(REPOSITORY_PW));
+    Repository::new(remote, keys, gun)
+}

@@ -11,7 +11,7 @@
 //!
 //! And each crate's error type has one mapping: `registry::Error` → [`ApiError`],
 //! `trust::Error` → [`NotaryError`], `storage::Error` → [`AdminError`] (the registry and trust
-//! crates wrap storage errors themselves), [`AuthError`] → [`TokenError`] and, on the protocol
+//! crates wrap storage errors themselves), [`AccessError`] → [`TokenError`] and, on the protocol
 //! endpoints, [`auth_failure`]. Server-side failures are logged here and reach clients as a
 //! generic `UNKNOWN`, except a full disk, which clients are told about.
 
@@ -30,7 +30,7 @@ use berth_oci::ErrorCode;
 use berth_registry::Error as RegError;
 use serde_json::{Value, json};
 
-use crate::access::AuthError;
+use berth_access::Error as AccessError;
 
 /// What clients read when the registry's disk is full (the OS's words, so it can be searched).
 const NO_SPACE: &str =
@@ -371,9 +371,12 @@ impl From<berth_trust::Error> for AdminError {
     }
 }
 
-impl From<AuthError> for AdminError {
-    fn from(e: AuthError) -> Self {
-        AdminError::internal(e)
+impl From<AccessError> for AdminError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::WeakPassword(why) => AdminError::invalid("password", why),
+            other => AdminError::internal(other),
+        }
     }
 }
 
@@ -441,27 +444,28 @@ impl TokenError {
     }
 }
 
-impl From<AuthError> for TokenError {
-    fn from(e: AuthError) -> Self {
+impl From<AccessError> for TokenError {
+    fn from(e: AccessError) -> Self {
         let message = e.to_string();
         match e {
             // 401, not RFC 6749's 400 for a bad grant: docker and containers/image report
             // "wrong credentials" only for a 401 from the token endpoint.
-            AuthError::BadCredentials | AuthError::BadToken(_) => TokenError {
+            AccessError::BadCredentials | AccessError::BadToken(_) => TokenError {
                 status: StatusCode::UNAUTHORIZED,
                 oauth: "invalid_grant",
                 code: "UNAUTHORIZED",
                 message,
                 retry_after: None,
             },
-            AuthError::Throttled(secs) => TokenError {
+            AccessError::Throttled(secs) => TokenError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 oauth: "slow_down",
                 code: "TOOMANYREQUESTS",
                 message,
                 retry_after: Some(secs),
             },
-            AuthError::Internal(m) => {
+            AccessError::WeakPassword(_) => TokenError::invalid_request(message),
+            AccessError::Internal(m) => {
                 tracing::error!(error = %m, "token service");
                 TokenError {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -561,11 +565,11 @@ pub fn auth_failure(
     }
 }
 
-/// [`AuthError`] on a protocol endpoint, other than the 401 challenge (built by the caller,
+/// [`AccessError`] on a protocol endpoint, other than the 401 challenge (built by the caller,
 /// which knows the realm and scope): 429 with `Retry-After`, or 500.
-pub fn auth_error(wire: Wire, e: AuthError) -> Option<Response> {
+pub fn auth_error(wire: Wire, e: AccessError) -> Option<Response> {
     match e {
-        AuthError::Throttled(secs) => {
+        AccessError::Throttled(secs) => {
             let mut r = auth_failure(
                 wire,
                 StatusCode::TOO_MANY_REQUESTS,
@@ -576,7 +580,8 @@ pub fn auth_error(wire: Wire, e: AuthError) -> Option<Response> {
             r.headers_mut().insert(header::RETRY_AFTER, secs.into());
             Some(r)
         }
-        AuthError::Internal(m) => {
+        // A password change is no protocol request: seeing one here is a bug.
+        AccessError::Internal(m) | AccessError::WeakPassword(m) => {
             tracing::error!(error = %m, "authentication backend");
             Some(auth_failure(
                 wire,
@@ -586,7 +591,7 @@ pub fn auth_error(wire: Wire, e: AuthError) -> Option<Response> {
                 Value::Null,
             ))
         }
-        AuthError::BadCredentials | AuthError::BadToken(_) => None,
+        AccessError::BadCredentials | AccessError::BadToken(_) => None,
     }
 }
 
@@ -976,36 +981,39 @@ mod tests {
         );
     }
 
-    fn auth_samples() -> Vec<AuthError> {
+    fn auth_samples() -> Vec<AccessError> {
         vec![
-            AuthError::BadCredentials,
-            AuthError::Throttled(7),
-            AuthError::BadToken("expired".into()),
-            AuthError::Internal(SECRET.into()),
+            AccessError::BadCredentials,
+            AccessError::Throttled(7),
+            AccessError::BadToken("expired".into()),
+            AccessError::Internal(SECRET.into()),
+            AccessError::WeakPassword("too short".into()),
         ]
     }
 
-    fn auth_kind(e: &AuthError) -> usize {
+    fn auth_kind(e: &AccessError) -> usize {
         match e {
-            AuthError::BadCredentials => 0,
-            AuthError::Throttled(_) => 1,
-            AuthError::BadToken(_) => 2,
-            AuthError::Internal(_) => 3,
+            AccessError::BadCredentials => 0,
+            AccessError::Throttled(_) => 1,
+            AccessError::BadToken(_) => 2,
+            AccessError::Internal(_) => 3,
+            AccessError::WeakPassword(_) => 4,
         }
     }
 
     #[tokio::test]
     async fn every_access_error_renders_for_the_token_endpoint() {
         let samples = auth_samples();
-        covers(samples.iter().map(auth_kind), 4, "AuthError");
+        covers(samples.iter().map(auth_kind), 5, "AccessError");
         for e in samples {
             let what = format!("{e:?}");
             let (status, oauth, code) = match &e {
-                AuthError::BadCredentials | AuthError::BadToken(_) => {
+                AccessError::BadCredentials | AccessError::BadToken(_) => {
                     (401, "invalid_grant", "UNAUTHORIZED")
                 }
-                AuthError::Throttled(_) => (429, "slow_down", "TOOMANYREQUESTS"),
-                AuthError::Internal(_) => (500, "server_error", "UNKNOWN"),
+                AccessError::Throttled(_) => (429, "slow_down", "TOOMANYREQUESTS"),
+                AccessError::Internal(_) => (500, "server_error", "UNKNOWN"),
+                AccessError::WeakPassword(_) => (400, "invalid_request", "INVALID_REQUEST"),
             };
             let (got, ct, body, headers) = parts(TokenError::from(e).into_response()).await;
             assert_eq!(got, status, "{what}: {body}");
@@ -1029,9 +1037,11 @@ mod tests {
                 let what = format!("{wire:?} {e:?}");
                 let expected = match &e {
                     // The caller answers these with its challenge.
-                    AuthError::BadCredentials | AuthError::BadToken(_) => None,
-                    AuthError::Throttled(_) => Some((429, "TOOMANYREQUESTS")),
-                    AuthError::Internal(_) => Some((500, "UNKNOWN")),
+                    AccessError::BadCredentials | AccessError::BadToken(_) => None,
+                    AccessError::Throttled(_) => Some((429, "TOOMANYREQUESTS")),
+                    AccessError::Internal(_) | AccessError::WeakPassword(_) => {
+                        Some((500, "UNKNOWN"))
+                    }
                 };
                 let resp = auth_error(wire, e);
                 assert_eq!(resp.is_some(), expected.is_some(), "{what}");

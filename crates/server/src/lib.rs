@@ -15,10 +15,8 @@
     clippy::indexing_slicing
 )]
 
-pub mod access;
 mod error;
 mod limits;
-pub mod login_guard;
 mod routes;
 mod serve;
 pub mod tls;
@@ -39,7 +37,7 @@ pub struct AppParts {
     pub trust: Arc<berth_trust::TrustService>,
     /// Which GUNs name repositories of this registry.
     pub guns: routes::trust::GunResolver,
-    pub access: Arc<access::AccessService>,
+    pub access: Arc<berth_access::AccessService>,
     /// `https`, or `http` behind a TLS proxy: used in token realms.
     pub scheme: &'static str,
     /// Per-connection and per-identity bounds.

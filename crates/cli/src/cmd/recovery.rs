@@ -69,7 +69,7 @@ fn reset_owner(a: ResetOwnerArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let done = rt
-        .block_on(berth_server::access::reset_owner(
+        .block_on(berth_access::reset_owner(
             &meta,
             &password,
             &format!("local:{who}"),

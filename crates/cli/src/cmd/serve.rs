@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use berth_access::Bootstrap;
 use berth_registry::Registry;
-use berth_server::access::Bootstrap;
 use berth_server::{AppState, Listener};
 use berth_storage_embedded::{FsBlobStore, SqliteMetadataStore};
 
@@ -268,7 +268,7 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
         vault,
         berth_trust::TrustOptions::default(),
     ));
-    let access = Arc::new(berth_server::access::AccessService::new(
+    let access = Arc::new(berth_access::AccessService::new(
         meta.clone(),
         meta,
         access_vault,

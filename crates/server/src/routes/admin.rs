@@ -30,8 +30,8 @@ use serde_json::{Value, json};
 
 use super::{query_get, query_pairs_str};
 use crate::AppState;
-use crate::access::{ADMIN_ACCOUNT, AuthError, OWNER, REFRESH_TOKEN_USER, now_secs};
 use crate::error::AdminError;
+use berth_access::{ADMIN_ACCOUNT, Error as AccessError, OWNER, REFRESH_TOKEN_USER};
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -152,7 +152,7 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let caller = req.extensions().get::<crate::access::Caller>().cloned();
+    let caller = req.extensions().get::<berth_access::Caller>().cloned();
     let actor = caller.as_ref().map(|c| c.name.clone()).unwrap_or_default();
     let method = req.method().clone();
     let query = query_pairs_str(req.uri().query().unwrap_or(""));
@@ -385,7 +385,7 @@ async fn user_password(
     cx: &Ctx<'_>,
     name: &str,
     body: &Bytes,
-    caller: Option<&crate::access::Caller>,
+    caller: Option<&berth_access::Caller>,
 ) -> R {
     let c: PasswordChange = body_json(body)?;
     let caller = caller.ok_or_else(|| AdminError::internal("no caller on a checked request"))?;
@@ -426,13 +426,13 @@ async fn user_password(
         // be used to guess the password behind it.
         match cx.state.access.authenticate(name, old, cx.ip).await {
             Ok(_) => {}
-            Err(AuthError::BadCredentials | AuthError::BadToken(_)) => {
+            Err(AccessError::BadCredentials | AccessError::BadToken(_)) => {
                 return Err(AdminError::denied_field(
                     "oldPassword",
                     format!("oldPassword: not the current password of {name}"),
                 ));
             }
-            Err(e @ AuthError::Throttled(_)) => {
+            Err(e @ AccessError::Throttled(_)) => {
                 return crate::error::auth_error(crate::error::Wire::Admin, e)
                     .ok_or_else(|| AdminError::internal("throttled without an answer"));
             }
@@ -441,11 +441,11 @@ async fn user_password(
     }
     let rec = match cx.state.access.set_password(rec, &password).await {
         Ok(r) => r,
-        Err(e @ AuthError::Throttled(_)) => {
+        Err(e @ AccessError::Throttled(_)) => {
             return crate::error::auth_error(crate::error::Wire::Admin, e)
                 .ok_or_else(|| AdminError::internal("throttled without an answer"));
         }
-        Err(AuthError::BadCredentials) => {
+        Err(AccessError::BadCredentials) => {
             return Err(AdminError::not_found(format!("no user named {name}")));
         }
         Err(e) => return Err(e.into()),
@@ -657,7 +657,7 @@ async fn scope_map_create(cx: &Ctx<'_>, body: &Bytes) -> R {
         name: c.name.clone(),
         rules: map.to_json(),
         description: c.description,
-        created: now_secs(),
+        created: cx.state.access.now_secs(),
     };
     ids.scope_map_put(&rec).await?;
     cx.audit("scope-map.updated", &c.name, &rec.rules).await;
@@ -712,7 +712,7 @@ async fn token_create(cx: &Ctx<'_>, body: &Bytes) -> R {
         Some(v) => match v.as_i64() {
             Some(d @ 1..=MAX_TOKEN_DAYS) => Some(
                 d.checked_mul(86_400)
-                    .and_then(|secs| now_secs().checked_add(secs))
+                    .and_then(|secs| cx.state.access.now_secs().checked_add(secs))
                     .ok_or_else(|| AdminError::invalid("expiresInDays", "out of range"))?,
             ),
             _ => {
@@ -780,7 +780,7 @@ async fn audit_list(cx: &Ctx<'_>, query: &[(String, String)]) -> R {
     let since_ms = match query_get(query, "since") {
         None => None,
         Some(v) => Some(
-            parse_since(&v, now_secs())
+            parse_since(&v, cx.state.access.now_secs())
                 .and_then(|s| s.checked_mul(1000))
                 .ok_or_else(|| {
                     AdminError::invalid(
@@ -980,7 +980,7 @@ pub(crate) fn repository_path(rest: &str) -> Option<(&str, RepoTarget<'_>)> {
 }
 
 /// Unix seconds as RFC 3339 UTC (`2026-11-30T18:05:02Z`).
-pub(crate) fn rfc3339(secs: i64) -> String {
+fn rfc3339(secs: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp(secs) {
         Ok(t) => format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
@@ -1000,7 +1000,7 @@ const LIST_MAX: usize = 10_000;
 
 async fn repositories(
     cx: &Ctx<'_>,
-    caller: Option<&crate::access::Caller>,
+    caller: Option<&berth_access::Caller>,
     method: &Method,
     path: &str,
     query: &[(String, String)],
@@ -1082,7 +1082,7 @@ async fn repositories(
     }
 }
 
-async fn repository_list(cx: &Ctx<'_>, caller: Option<&crate::access::Caller>) -> R {
+async fn repository_list(cx: &Ctx<'_>, caller: Option<&berth_access::Caller>) -> R {
     let mut out = Vec::new();
     let mut last: Option<String> = None;
     let mut truncated = false;
@@ -1192,7 +1192,7 @@ async fn gun_signatures(cx: &Ctx<'_>, gun: &str) -> Result<Option<Signatures>, A
     Ok(Some(Signatures { released }))
 }
 
-async fn show_tags(cx: &Ctx<'_>, caller: Option<&crate::access::Caller>, repo: &RepoName) -> R {
+async fn show_tags(cx: &Ctx<'_>, caller: Option<&berth_access::Caller>, repo: &RepoName) -> R {
     let Some(tags) = cx
         .state
         .registry

@@ -24,8 +24,8 @@ use serde_json::json;
 
 use super::access::{RepoAction, Requirement, requirement};
 use crate::AppState;
-use crate::access::{AuthError, Caller};
 use crate::error::{Wire, auth_failure};
+use berth_access::{Caller, Error as AccessError};
 
 fn policy_action(a: RepoAction) -> Action {
     match a {
@@ -133,11 +133,11 @@ fn auth_error(
     state: &AppState,
     wire: Wire,
     host: &str,
-    e: AuthError,
+    e: AccessError,
     scope: Option<String>,
 ) -> Response {
     let detail = json!(e.to_string());
-    let invalid_token = matches!(e, AuthError::BadToken(_)).then_some("invalid_token");
+    let invalid_token = matches!(e, AccessError::BadToken(_)).then_some("invalid_token");
     match crate::error::auth_error(wire, e) {
         Some(resp) => resp,
         None => challenge(state, wire, host, scope, invalid_token, detail),

@@ -63,7 +63,7 @@ pub(super) async fn catalog(state: &AppState, req: Request) -> Result<Response, 
     // Paging continues after the last repository scanned, listed or not.
     let scanned_last = page.items.last().cloned();
     // Only repositories the caller may pull from are listed.
-    if let Some(caller) = req.extensions().get::<crate::access::Caller>() {
+    if let Some(caller) = req.extensions().get::<berth_access::Caller>() {
         page.items.retain(|r| {
             caller.grants.allows(
                 berth_auth::Action::Pull,

@@ -4,7 +4,6 @@
 
 pub mod access;
 mod admin;
-pub(crate) use admin::rfc3339;
 mod authz;
 mod blobs;
 mod listing;

@@ -20,8 +20,8 @@ use serde_json::json;
 use super::authz::{Credentials, client_ip, credentials, host_of};
 use super::{query_get, query_pairs};
 use crate::AppState;
-use crate::access::{ACCESS_TTL, AuthError, Caller};
 use crate::error::TokenError;
+use berth_access::{ACCESS_TTL, Caller, Error as AccessError};
 
 /// Largest form body accepted.
 const MAX_FORM: usize = 64 * 1024;
@@ -56,7 +56,7 @@ pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Respon
     };
     let service = get("service").filter(|s| !s.is_empty()).unwrap_or(host);
     let grant_type = get("grant_type");
-    let caller: Result<Caller, AuthError> = match (grant_type.as_deref(), creds) {
+    let caller: Result<Caller, AccessError> = match (grant_type.as_deref(), creds) {
         (Some("refresh_token"), _) => match get("refresh_token") {
             Some(t) => access.refresh(&t).await,
             None => {

@@ -14,7 +14,7 @@ use crate::{ApiError, AppState};
 /// The caller's name (every request past the authorization layer carries one).
 fn owner(req: &Request) -> String {
     req.extensions()
-        .get::<crate::access::Caller>()
+        .get::<berth_access::Caller>()
         .map(|c| c.name.clone())
         .unwrap_or_default()
 }
@@ -121,7 +121,7 @@ pub(super) async fn start(
         let digest: Digest = mount.parse()?;
         // An unusable `from` is not an error: the spec's answer is a fresh upload session.
         // Mounting needs pull on the source; without it the spec's answer is the same fallback.
-        let caller = req.extensions().get::<crate::access::Caller>();
+        let caller = req.extensions().get::<berth_access::Caller>();
         let from = query_get(&q, "from")
             .and_then(|f| f.parse::<RepoName>().ok())
             .filter(|f| {

@@ -1,5 +1,5 @@
-//! Who is calling and what they may do: identities over [`IdentityStore`], the token-signing key,
-//! Basic and Bearer credentials, failed-login throttling, the audit log.
+//! The access service: identities over [`IdentityStore`], the token-signing keys, Basic and
+//! Bearer credentials, the audit log.
 //!
 //! Decisions:
 //! - Bearer tokens (docker's token flow) and HTTP Basic credentials are both accepted on every
@@ -11,7 +11,7 @@
 //! - A token carries the rights granted when it was issued; the identity itself is re-read on
 //!   every request, so disabling or deleting it takes effect at once, live tokens included.
 //! - Failed logins are throttled per (identity, source) pair and per spraying source, and
-//!   password hashing runs on a bounded pool off the async workers (see [`crate::login_guard`]).
+//!   password hashing runs on a bounded pool off the async workers (see [`crate::guard`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,7 +25,9 @@ use berth_auth::{
 use berth_storage::{AuditRecord, IdentityRecord, IdentityStore, SigningKeyRecord, TrustStore};
 use sha2::Digest as _;
 
-use crate::login_guard::{BUSY_RETRY_SECS, Gate, HashPool, Source, Throttle};
+use crate::Clock;
+use crate::error::{Error, Result, internal};
+use crate::guard::{BUSY_RETRY_SECS, Gate, HashPool, Source, Throttle};
 
 /// Issuer of our tokens.
 pub const ISSUER: &str = "berth";
@@ -70,19 +72,6 @@ impl Caller {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("invalid username or password")]
-    BadCredentials,
-    /// Too many failed logins from this source, or the password-hashing queue is full.
-    #[error("too many login attempts; retry in {0} seconds")]
-    Throttled(u64),
-    #[error("invalid token: {0}")]
-    BadToken(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
 /// What [`AccessService::init`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Bootstrap {
@@ -92,15 +81,6 @@ pub enum Bootstrap {
     Existing,
     /// The owner is missing and the bootstrap password breaks the password policy (why).
     Refused(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ResetOwnerError {
-    /// The new password breaks the password policy (why, never the password).
-    #[error("{0}")]
-    WeakPassword(String),
-    #[error(transparent)]
-    Auth(#[from] AuthError),
 }
 
 /// What [`reset_owner`] did besides setting the password.
@@ -122,9 +102,9 @@ pub async fn reset_owner(
     ids: &dyn IdentityStore,
     password: &str,
     actor: &str,
-) -> Result<OwnerReset, ResetOwnerError> {
+) -> Result<OwnerReset> {
     if let Some(why) = berth_auth::password::user_password_problem(password) {
-        return Err(ResetOwnerError::WeakPassword(why));
+        return Err(Error::WeakPassword(why));
     }
     let pw = password.to_owned();
     let secret_hash = tokio::task::spawn_blocking(move || berth_auth::password::hash_password(&pw))
@@ -161,7 +141,7 @@ pub async fn reset_owner(
                 disabled: false,
                 expires: None,
                 scope_map: None,
-                created: now_secs(),
+                created: Clock::system().secs(),
             };
             ids.identity_insert(&rec).await.map_err(internal)?;
         }
@@ -188,10 +168,7 @@ pub async fn reset_owner(
     }
     let rec = AuditRecord {
         id: 0,
-        at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
+        at: Clock::system().millis(),
         actor: actor.to_owned(),
         action: "owner.reset".to_owned(),
         target: OWNER.to_owned(),
@@ -200,17 +177,6 @@ pub async fn reset_owner(
     };
     ids.audit_append(&rec).await.map_err(internal)?;
     Ok(out)
-}
-
-fn internal(e: impl std::fmt::Display) -> AuthError {
-    AuthError::Internal(e.to_string())
-}
-
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 struct Keys {
@@ -224,6 +190,7 @@ pub struct AccessService {
     ids: Arc<dyn IdentityStore>,
     settings: Arc<dyn TrustStore>,
     vault: berth_trust::KeyVault,
+    clock: Clock,
     keys: RwLock<Option<Keys>>,
     /// Our host names (without port), for classifying token scopes.
     hosts: Vec<String>,
@@ -306,7 +273,7 @@ fn parse_roles(recs: &[berth_storage::RoleAssignmentRecord]) -> Vec<RoleAssignme
 }
 
 /// A stored kind we do not know is damage (or a newer version's data), never a lesser identity.
-fn kind_of(s: &str) -> Result<IdentityKind, AuthError> {
+fn kind_of(s: &str) -> Result<IdentityKind> {
     s.parse()
         .map_err(|_| internal(format!("stored identity has unknown kind {s:?}")))
 }
@@ -318,7 +285,7 @@ impl AccessService {
         vault: berth_trust::KeyVault,
         hosts: Vec<String>,
         disabled: bool,
-    ) -> Result<Self, AuthError> {
+    ) -> Result<Self> {
         let mut cache_salt = [0u8; 32];
         getrandom::fill(&mut cache_salt).map_err(internal)?;
         let mut throttle_salt = [0u8; 32];
@@ -327,6 +294,7 @@ impl AccessService {
             ids,
             settings,
             vault,
+            clock: Clock::system(),
             keys: RwLock::new(None),
             hosts,
             disabled,
@@ -340,13 +308,24 @@ impl AccessService {
         })
     }
 
+    /// The same service reading time from `clock` (tests move it).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Unix seconds by the service's clock (for the records the admin API writes).
+    pub fn now_secs(&self) -> i64 {
+        self.clock.secs()
+    }
+
     /// A turn on the password-hashing pool (`suspect`: the source has been failing, so it
     /// queues in the small lane), or 429 at once when that lane is full.
-    async fn hashing_turn(&self, suspect: bool) -> Result<crate::login_guard::Turn, AuthError> {
+    async fn hashing_turn(&self, suspect: bool) -> Result<crate::guard::Turn> {
         let slot = self
             .hashing
             .admit(suspect)
-            .ok_or(AuthError::Throttled(BUSY_RETRY_SECS))?;
+            .ok_or(Error::Throttled(BUSY_RETRY_SECS))?;
         self.hashing
             .turn(slot)
             .await
@@ -361,7 +340,7 @@ impl AccessService {
         kind: &str,
         label: &str,
         password: &str,
-    ) -> Result<IdentityRecord, AuthError> {
+    ) -> Result<IdentityRecord> {
         let turn = self.hashing_turn(false).await?;
         let pw = password.to_owned();
         let secret_hash = turn
@@ -378,7 +357,7 @@ impl AccessService {
             disabled: false,
             expires: None,
             scope_map: None,
-            created: now_secs(),
+            created: self.clock.secs(),
         })
     }
 
@@ -398,7 +377,7 @@ impl AccessService {
     /// `bootstrap_password`, else a generated one). A bootstrap password shorter than the
     /// password policy allows is an error; one given for a data dir that has its owner already
     /// is not used ([`Bootstrap::Existing`]).
-    pub async fn init(&self, bootstrap_password: Option<String>) -> Result<Bootstrap, AuthError> {
+    pub async fn init(&self, bootstrap_password: Option<String>) -> Result<Bootstrap> {
         self.load_or_rotate_keys(false).await?;
         if self
             .ids
@@ -437,22 +416,22 @@ impl AccessService {
         &self,
         mut rec: IdentityRecord,
         password: &str,
-    ) -> Result<IdentityRecord, AuthError> {
+    ) -> Result<IdentityRecord> {
         let fresh = self
             .new_identity(&rec.name, &rec.kind, &rec.label, password)
             .await?;
         rec.secret_hash = fresh.secret_hash;
         rec.secret_hash2 = None;
         if !self.ids.identity_update(&rec).await.map_err(internal)? {
-            return Err(AuthError::BadCredentials);
+            return Err(Error::BadCredentials);
         }
         Ok(rec)
     }
 
     /// Loads the signing keys; creates a new current key when none exists, the newest is near
     /// expiry, or `rotate` asks. Old keys stay valid for verification until retired + TTL.
-    pub async fn load_or_rotate_keys(&self, rotate: bool) -> Result<(), AuthError> {
-        let now = now_secs();
+    pub async fn load_or_rotate_keys(&self, rotate: bool) -> Result<()> {
+        let now = self.clock.secs();
         let mut recs = self.ids.signing_keys().await.map_err(internal)?;
         let needs_new = rotate
             || recs
@@ -522,7 +501,7 @@ impl AccessService {
         matches!(self.settings.setting_get(ANONYMOUS_PULL_SETTING).await, Ok(Some(v)) if v == "true")
     }
 
-    pub async fn set_anonymous_pull(&self, on: bool) -> Result<(), AuthError> {
+    pub async fn set_anonymous_pull(&self, on: bool) -> Result<()> {
         self.settings
             .setting_set(ANONYMOUS_PULL_SETTING, if on { "true" } else { "false" })
             .await
@@ -554,7 +533,7 @@ impl AccessService {
     }
 
     /// The live caller for an identity name, or `None` if it is gone, disabled or expired.
-    pub async fn caller_for(&self, name: &str) -> Result<Option<Caller>, AuthError> {
+    pub async fn caller_for(&self, name: &str) -> Result<Option<Caller>> {
         match self.ids.identity_get(name).await.map_err(internal)? {
             Some(rec) => self.caller_from(rec).await,
             None => Ok(None),
@@ -562,9 +541,9 @@ impl AccessService {
     }
 
     /// The live caller for a stored identity, or `None` if it is disabled or expired.
-    async fn caller_from(&self, rec: IdentityRecord) -> Result<Option<Caller>, AuthError> {
+    async fn caller_from(&self, rec: IdentityRecord) -> Result<Option<Caller>> {
         let name = rec.name.as_str();
-        if rec.disabled || rec.expires.is_some_and(|e| e <= now_secs()) {
+        if rec.disabled || rec.expires.is_some_and(|e| e <= self.clock.secs()) {
             return Ok(None);
         }
         let kind = kind_of(&rec.kind)?;
@@ -644,7 +623,7 @@ impl AccessService {
         key: Option<[u8; 32]>,
         password: &str,
         suspect: bool,
-    ) -> Result<bool, AuthError> {
+    ) -> Result<bool> {
         let mut leader = None;
         if let Some(k) = key {
             if self.cred_cached(&k) {
@@ -708,7 +687,7 @@ impl AccessService {
         user: &str,
         password: &str,
         client: Option<IpAddr>,
-    ) -> Result<Caller, AuthError> {
+    ) -> Result<Caller> {
         if self.disabled {
             return Ok(self.everything());
         }
@@ -717,9 +696,9 @@ impl AccessService {
             // A refresh token cannot be guessed and costs no hashing to check, so a valid one
             // works even from a throttled source; only failures are counted and refused.
             return match self.refresh(password).await {
-                Err(e @ AuthError::BadToken(_)) => {
+                Err(e @ Error::BadToken(_)) => {
                     if let Gate::Closed(wait) = self.throttle.gate(user, source) {
-                        return Err(AuthError::Throttled(wait));
+                        return Err(Error::Throttled(wait));
                     }
                     self.login_failed(user, source, client, "invalid refresh token")
                         .await;
@@ -729,7 +708,7 @@ impl AccessService {
             };
         }
         let suspect = match self.throttle.gate(user, source) {
-            Gate::Closed(wait) => return Err(AuthError::Throttled(wait)),
+            Gate::Closed(wait) => return Err(Error::Throttled(wait)),
             Gate::Open { suspect } => suspect,
         };
         let rec = self.ids.identity_get(user).await.map_err(internal)?;
@@ -740,7 +719,7 @@ impl AccessService {
         let (Some(rec), Some(key)) = (rec.filter(|_| ok), key) else {
             self.login_failed(user, source, client, "wrong username or password")
                 .await;
-            return Err(AuthError::BadCredentials);
+            return Err(Error::BadCredentials);
         };
         self.cred_remember(key);
         match self.caller_from(rec).await? {
@@ -751,7 +730,7 @@ impl AccessService {
             None => {
                 self.login_failed(user, source, client, "identity disabled or expired")
                     .await;
-                Err(AuthError::BadCredentials)
+                Err(Error::BadCredentials)
             }
         }
     }
@@ -762,7 +741,7 @@ impl AccessService {
         caller: &Caller,
         requested: &[ResourceActions],
         audience: &str,
-    ) -> Result<(String, Vec<ResourceActions>), AuthError> {
+    ) -> Result<(String, Vec<ResourceActions>)> {
         let hosts: Vec<&str> = self.hosts.iter().map(String::as_str).collect();
         let granted = berth_auth::policy::grant_scopes(&caller.grants, requested, &hosts);
         let mut claims = Claims::new(
@@ -770,7 +749,7 @@ impl AccessService {
             caller.name.clone(),
             audience,
             granted.clone(),
-            now_secs(),
+            self.clock.secs(),
             ACCESS_TTL,
         )
         .map_err(internal)?;
@@ -779,13 +758,13 @@ impl AccessService {
     }
 
     /// A refresh token for an identity (docker's `offline_token`).
-    pub fn issue_refresh(&self, caller: &Caller) -> Result<String, AuthError> {
+    pub fn issue_refresh(&self, caller: &Caller) -> Result<String> {
         let mut claims = Claims::new(
             ISSUER,
             caller.name.clone(),
             REFRESH_AUDIENCE,
             Vec::new(),
-            now_secs(),
+            self.clock.secs(),
             REFRESH_TTL,
         )
         .map_err(internal)?;
@@ -793,7 +772,7 @@ impl AccessService {
         self.sign(&claims)
     }
 
-    fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+    fn sign(&self, claims: &Claims) -> Result<String> {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         let k = keys
             .as_ref()
@@ -801,7 +780,7 @@ impl AccessService {
         k.current.sign(claims).map_err(internal)
     }
 
-    fn verify(&self, token: &str, audience: &str) -> Result<Claims, AuthError> {
+    fn verify(&self, token: &str, audience: &str) -> Result<Claims> {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         let k = keys
             .as_ref()
@@ -810,13 +789,13 @@ impl AccessService {
             token,
             &k.verifying,
             &Validation::new(ISSUER, audience),
-            now_secs(),
+            self.clock.secs(),
         )
-        .map_err(|e| AuthError::BadToken(e.to_string()))
+        .map_err(|e| Error::BadToken(e.to_string()))
     }
 
     /// The caller behind a Bearer access token meant for `audience`.
-    pub async fn bearer(&self, token: &str, audience: &str) -> Result<Caller, AuthError> {
+    pub async fn bearer(&self, token: &str, audience: &str) -> Result<Caller> {
         if self.disabled {
             return Ok(self.everything());
         }
@@ -825,7 +804,7 @@ impl AccessService {
             self.anonymous().await
         } else {
             self.bound_caller(&claims).await?.ok_or_else(|| {
-                AuthError::BadToken("the identity is disabled or no longer exists".into())
+                Error::BadToken("the identity is disabled or no longer exists".into())
             })?
         };
         caller.token_access = Some(claims.access);
@@ -833,15 +812,15 @@ impl AccessService {
     }
 
     /// The caller behind a refresh token.
-    pub async fn refresh(&self, token: &str) -> Result<Caller, AuthError> {
+    pub async fn refresh(&self, token: &str) -> Result<Caller> {
         let claims = self.verify(token, REFRESH_AUDIENCE)?;
-        self.bound_caller(&claims).await?.ok_or_else(|| {
-            AuthError::BadToken("the identity is disabled or no longer exists".into())
-        })
+        self.bound_caller(&claims)
+            .await?
+            .ok_or_else(|| Error::BadToken("the identity is disabled or no longer exists".into()))
     }
 
     /// The live caller a token names, if the token was issued to this incarnation of it.
-    async fn bound_caller(&self, claims: &Claims) -> Result<Option<Caller>, AuthError> {
+    async fn bound_caller(&self, claims: &Claims) -> Result<Option<Caller>> {
         Ok(self
             .caller_for(&claims.sub)
             .await?
@@ -878,8 +857,8 @@ impl AccessService {
             .await;
             return;
         }
-        let hour = now_secs() / 3600;
-        let hour_start = crate::routes::rfc3339(hour.saturating_mul(3600));
+        let hour = self.clock.secs() / 3600;
+        let hour_start = rfc3339(hour.saturating_mul(3600));
         let detail = |count: u64| {
             format!("{count} token(s) issued in the hour from {hour_start}; last granted {granted}")
         };
@@ -927,10 +906,7 @@ impl AccessService {
     ) {
         let rec = AuditRecord {
             id: 0,
-            at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
+            at: self.clock.millis(),
             actor: if actor.is_empty() {
                 "anonymous".into()
             } else {
@@ -956,10 +932,7 @@ impl AccessService {
     ) -> Option<i64> {
         let rec = AuditRecord {
             id: 0,
-            at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
+            at: self.clock.millis(),
             actor: actor.to_owned(),
             action: action.to_owned(),
             target: target.to_owned(),
@@ -973,5 +946,21 @@ impl AccessService {
                 None
             }
         }
+    }
+}
+
+/// `secs` as an RFC 3339 UTC time, for audit details.
+fn rfc3339(secs: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => secs.to_string(),
     }
 }

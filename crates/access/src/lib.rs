@@ -1,0 +1,33 @@
+//! Who is calling Berth and what they may do, below HTTP: identities over
+//! [`berth_storage::IdentityStore`], the token-signing keys, Basic and Bearer credentials,
+//! failed-login throttling and the password-hashing pool ([`guard`]), the audit log.
+//!
+//! ```text
+//! server (routes::authz, token, admin) ─▶ AccessService ─▶ IdentityStore (+ the anonymous-pull
+//!                                          │               setting on the TrustStore)
+//!                                          ├─ berth_auth: JWTs, policy, argon2id (pure)
+//!                                          └─ guard: throttle + hashing pool (per process)
+//! ```
+//!
+//! Time comes from an injected [`Clock`], so tests move past a token's expiry or a signing
+//! key's lifetime. One error type, [`Error`], which the server maps to each wire format once.
+
+// Every request's credentials pass through here: what a client sends is counted with checked
+// arithmetic and read with `get`, so a hostile value is an error answer, never a panic.
+#![warn(
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::indexing_slicing
+)]
+
+mod clock;
+mod error;
+pub mod guard;
+mod service;
+
+pub use clock::Clock;
+pub use error::{Error, Result};
+pub use service::{
+    ACCESS_TTL, ADMIN_ACCOUNT, ANONYMOUS_PULL_SETTING, AccessService, Bootstrap, Caller, ISSUER,
+    OWNER, OwnerReset, REFRESH_TOKEN_USER, reset_owner,
+};

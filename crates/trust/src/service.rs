@@ -42,6 +42,9 @@ pub struct TrustService {
     /// Unsealed server keys per (GUN, role): unsealing and decoding them on every publish
     /// (twice: snapshot and timestamp) was a large share of a publish's server time. They
     /// live in memory only, as they would in Notary's signer.
+    /// Across nodes: keys are only added while a GUN lives, and a set lacking a key the root
+    /// lists is re-read; a GUN deleted through another node drops its set here at its next
+    /// first publish (see `update`).
     held: std::sync::Mutex<HeldKeys>,
 }
 
@@ -272,6 +275,11 @@ impl TrustService {
                     "ignoring stored file with an invalid role name"
                 ),
             }
+        }
+        if stored.is_empty() {
+            // A GUN starting (again): keys held from an earlier life of it may have been
+            // deleted since, through another node; sign only with what the store holds now.
+            self.held_map().retain(|(g, _), _| g != gun);
         }
         if !uploaded.contains_key(&RoleName::Root)
             && let Some(raw) = stored.get(&RoleName::Root)

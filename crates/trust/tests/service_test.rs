@@ -1064,3 +1064,86 @@ async fn concurrent_publishes_across_postgres_nodes_keep_one_history() {
         }
     }
 }
+
+/// Two services over one store, as two nodes: what one publishes the other serves at once (its
+/// memo is found by the timestamp's hash, which the store gives); a server key rotated through
+/// one is used by the other; a GUN deleted through one is not signed for by the other with keys
+/// it still held.
+async fn nodes_agree_on_publishes_key_rotation_and_deletion(
+    store_a: Arc<dyn TrustStore>,
+    store_b: Arc<dyn TrustStore>,
+) {
+    let now = std::time::SystemTime::now();
+    let a = Harness::at(store_a, now).await;
+    let b = Harness::at(store_b, now).await;
+    let mut p = Publisher::new(
+        now,
+        a.server_key("timestamp").await,
+        b.server_key("snapshot").await,
+    );
+    a.svc.update(GUN, p.initial(now)).await.unwrap();
+    let (ts, _) = assert_chain(&b.svc, now).await;
+    assert_eq!(ts.body.version, 1);
+
+    // Published through A: B serves it at once, though it served (and memoised) v1.
+    a.svc
+        .update(GUN, parts(&[("targets", &p.targets(2, now, &["v2"]))]))
+        .await
+        .unwrap();
+    let (ts, snap) = assert_chain(&b.svc, now).await;
+    assert_eq!((ts.body.version, snap.body.version), (2, 2));
+    // B signs once through its own publish, so it holds the current timestamp key.
+    b.svc
+        .update(GUN, parts(&[("targets", &p.targets(3, now, &["v3"]))]))
+        .await
+        .unwrap();
+    assert_eq!(assert_chain(&a.svc, now).await.0.body.version, 3);
+
+    // A new timestamp key made through A, listed by a new root published through B: B signs
+    // with it, and the chain verifies against that root on both nodes.
+    let rotated = parse_key(&a.svc.rotate_key(GUN, "timestamp").await.unwrap());
+    p.timestamp = rotated.clone();
+    b.svc
+        .update(GUN, parts(&[("root", &p.sign_root(p.root(2, now)))]))
+        .await
+        .unwrap();
+    for n in [&a, &b] {
+        let (ts, _) = assert_chain(&n.svc, now).await;
+        assert_eq!(ts.envelope.signatures().len(), 1);
+        assert_eq!(ts.envelope.signatures()[0].keyid, rotated.key_id());
+    }
+
+    // Deleted through A (its keys go too): B, asked to start the GUN again with a root listing
+    // the deleted key, refuses as A does instead of signing with the key it still held.
+    assert!(a.svc.delete(GUN).await.unwrap());
+    for n in [&b, &a] {
+        let m = invalid(n.svc.update(GUN, p.initial(now)).await, "ErrBadHierarchy");
+        assert!(
+            m.contains("server does not hold current snapshot key"),
+            "{m}"
+        );
+    }
+    assert!(b.store.tuf_current_all(GUN).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn two_nodes_over_one_memory_store_agree() {
+    let store: Arc<dyn TrustStore> = Arc::new(berth_storage::memory::MemoryStore::new());
+    nodes_agree_on_publishes_key_rotation_and_deletion(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_nodes_agree() {
+    let db = berth_storage_postgres::testing::fresh_database().await;
+    let a: Arc<dyn TrustStore> = Arc::new(
+        berth_storage_postgres::PgStore::connect(&db.url)
+            .await
+            .unwrap(),
+    );
+    let b: Arc<dyn TrustStore> = Arc::new(
+        berth_storage_postgres::PgStore::connect(&db.url)
+            .await
+            .unwrap(),
+    );
+    nodes_agree_on_publishes_key_rotation_and_deletion(a, b).await;
+}

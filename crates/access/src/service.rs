@@ -12,6 +12,13 @@
 //!   every request, so disabling or deleting it takes effect at once, live tokens included.
 //! - Failed logins are throttled per (identity, source) pair and per spraying source, and
 //!   password hashing runs on a bounded pool off the async workers (see [`crate::guard`]).
+//!
+//! Several nodes over one store (README "Architecture", the coherence seam): nothing here
+//! caches an identity, a role, a scope map or a setting, so a change through one node holds on
+//! the others at their next request (the memo above is bound to the identity's current hashes,
+//! which are re-read). The signing keys are the one copy: re-read when a minute old, and at once
+//! (rate-limited) for a token whose `kid` is unknown here, i.e. rotated on another node. The
+//! throttle, the hashing pool and the hourly token tally are per node on purpose.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -184,7 +191,19 @@ struct Keys {
     current: TokenSigningKey,
     /// Every key whose tokens may still be alive (current included).
     verifying: Vec<TokenVerifyingKey>,
+    /// Bumped at each load, so a request can tell whether another reloaded meanwhile.
+    generation: u64,
+    /// When (by the service's clock, Unix ms) they were read from the store.
+    loaded_ms: i64,
 }
+
+/// Keys read longer ago than this are read again before use: another node may have rotated
+/// them, and this one should sign with (and publish in its JWKS) the current key.
+const KEYS_MAX_AGE_MS: i64 = 60_000;
+/// A token whose `kid` this node does not know makes it re-read the keys (a key rotated on
+/// another node), at most once per this long, so forged kids cannot send every request to
+/// the store.
+const UNKNOWN_KID_RELOAD_MS: i64 = 1_000;
 
 pub struct AccessService {
     ids: Arc<dyn IdentityStore>,
@@ -192,6 +211,10 @@ pub struct AccessService {
     vault: berth_trust::KeyVault,
     clock: Clock,
     keys: RwLock<Option<Keys>>,
+    /// Serialises reloads of the keys; holds when (Unix ms) an unknown `kid` last caused one.
+    reloading: tokio::sync::Mutex<Option<i64>>,
+    /// Loads of the keys from the store (diagnostics, and how tests see the rate limit).
+    key_loads: std::sync::atomic::AtomicU64,
     /// Our host names (without port), for classifying token scopes.
     hosts: Vec<String>,
     /// Auth switched off (`--auth-disabled`): everyone is Owner. For trusted dev setups only.
@@ -296,6 +319,8 @@ impl AccessService {
             vault,
             clock: Clock::system(),
             keys: RwLock::new(None),
+            reloading: tokio::sync::Mutex::new(None),
+            key_loads: std::sync::atomic::AtomicU64::new(0),
             hosts,
             disabled,
             throttle: Throttle::new(throttle_salt),
@@ -469,6 +494,12 @@ impl AccessService {
                 .map_err(internal)?;
             recs = self.ids.signing_keys().await.map_err(internal)?;
         }
+        self.install_keys(&recs)
+    }
+
+    /// Makes `recs` (newest first) the keys this node signs and verifies with.
+    fn install_keys(&self, recs: &[SigningKeyRecord]) -> Result<()> {
+        // Two nodes renewing at once can leave two unretired keys: the newest signs, both verify.
         let current_rec = recs
             .iter()
             .find(|r| r.retired.is_none())
@@ -483,11 +514,81 @@ impl AccessService {
             .iter()
             .filter_map(|r| TokenVerifyingKey::from_certificate_der(&r.certificate).ok())
             .collect();
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Keys { current, verifying });
+        let generation = self
+            .key_loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .wrapping_add(1);
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Keys {
+            current,
+            verifying,
+            generation,
+            loaded_ms: self.clock.millis(),
+        });
         Ok(())
     }
 
-    pub fn jwks(&self) -> serde_json::Value {
+    /// How many times this service has read the signing keys from the store.
+    pub fn key_loads(&self) -> u64 {
+        self.key_loads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The generation and load time of the keys in memory (`None`: not loaded).
+    fn keys_state(&self) -> Option<(u64, i64)> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        keys.as_ref().map(|k| (k.generation, k.loaded_ms))
+    }
+
+    /// Whether at least `ms` passed from `then` to `now` (a clock stepped back counts as yes,
+    /// so a wrong clock cannot freeze the keys).
+    fn passed(then: i64, now: i64, ms: i64) -> bool {
+        now < then || now.saturating_sub(then) >= ms
+    }
+
+    /// Re-reads the keys when they are older than [`KEYS_MAX_AGE_MS`].
+    async fn fresh_keys(&self) -> Result<()> {
+        let due = |state: Option<(u64, i64)>| {
+            state.is_none_or(|(_, at)| Self::passed(at, self.clock.millis(), KEYS_MAX_AGE_MS))
+        };
+        if !due(self.keys_state()) {
+            return Ok(());
+        }
+        let _one = self.reloading.lock().await;
+        if due(self.keys_state()) {
+            self.reload_keys().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the keys from the store as they are (never creates one).
+    async fn reload_keys(&self) -> Result<()> {
+        let recs = self.ids.signing_keys().await.map_err(internal)?;
+        self.install_keys(&recs)
+    }
+
+    /// After a token named a `kid` unknown to the keys of generation `seen`: whether the keys
+    /// are worth another try, because another request reloaded them meanwhile or this one did
+    /// (at most once per [`UNKNOWN_KID_RELOAD_MS`]).
+    async fn reload_for_unknown_kid(&self, seen: Option<u64>) -> Result<bool> {
+        let mut last = self.reloading.lock().await;
+        if self.keys_state().map(|(g, _)| g) != seen {
+            return Ok(true);
+        }
+        let now = self.clock.millis();
+        if last.is_some_and(|at| !Self::passed(at, now, UNKNOWN_KID_RELOAD_MS)) {
+            return Ok(false);
+        }
+        *last = Some(now);
+        self.reload_keys().await?;
+        Ok(true)
+    }
+
+    /// The public keys tokens may be signed with, as a JWKS.
+    pub async fn jwks(&self) -> Result<serde_json::Value> {
+        self.fresh_keys().await?;
+        Ok(self.jwks_now())
+    }
+
+    fn jwks_now(&self) -> serde_json::Value {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         match keys.as_ref() {
             Some(k) => {
@@ -736,7 +837,7 @@ impl AccessService {
     }
 
     /// Mints an access token for `caller` holding the granted part of `requested`.
-    pub fn issue(
+    pub async fn issue(
         &self,
         caller: &Caller,
         requested: &[ResourceActions],
@@ -754,11 +855,11 @@ impl AccessService {
         )
         .map_err(internal)?;
         bind(&mut claims, caller);
-        Ok((self.sign(&claims)?, granted))
+        Ok((self.sign(&claims).await?, granted))
     }
 
     /// A refresh token for an identity (docker's `offline_token`).
-    pub fn issue_refresh(&self, caller: &Caller) -> Result<String> {
+    pub async fn issue_refresh(&self, caller: &Caller) -> Result<String> {
         let mut claims = Claims::new(
             ISSUER,
             caller.name.clone(),
@@ -769,10 +870,11 @@ impl AccessService {
         )
         .map_err(internal)?;
         bind(&mut claims, caller);
-        self.sign(&claims)
+        self.sign(&claims).await
     }
 
-    fn sign(&self, claims: &Claims) -> Result<String> {
+    async fn sign(&self, claims: &Claims) -> Result<String> {
+        self.fresh_keys().await?;
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         let k = keys
             .as_ref()
@@ -780,18 +882,31 @@ impl AccessService {
         k.current.sign(claims).map_err(internal)
     }
 
-    fn verify(&self, token: &str, audience: &str) -> Result<Claims> {
+    /// Verifies with the keys in memory; on a `kid` they lack (a key rotated on another
+    /// node), reloads them once (rate-limited) and tries again.
+    async fn verify(&self, token: &str, audience: &str) -> Result<Claims> {
+        self.fresh_keys().await?;
+        let seen = self.keys_state().map(|(g, _)| g);
+        match self.verify_now(token, audience) {
+            Err(berth_auth::Error::UnknownKey(kid))
+                if !kid.is_empty() && self.reload_for_unknown_kid(seen).await? =>
+            {
+                self.verify_now(token, audience)
+            }
+            other => other,
+        }
+        .map_err(|e| Error::BadToken(e.to_string()))
+    }
+
+    fn verify_now(&self, token: &str, audience: &str) -> Result<Claims, berth_auth::Error> {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        let k = keys
-            .as_ref()
-            .ok_or_else(|| internal("token keys not loaded"))?;
+        let verifying = keys.as_ref().map_or(&[][..], |k| k.verifying.as_slice());
         berth_auth::jwt::verify(
             token,
-            &k.verifying,
+            verifying,
             &Validation::new(ISSUER, audience),
             self.clock.secs(),
         )
-        .map_err(|e| Error::BadToken(e.to_string()))
     }
 
     /// The caller behind a Bearer access token meant for `audience`.
@@ -799,7 +914,7 @@ impl AccessService {
         if self.disabled {
             return Ok(self.everything());
         }
-        let claims = self.verify(token, audience)?;
+        let claims = self.verify(token, audience).await?;
         let mut caller = if claims.sub.is_empty() {
             self.anonymous().await
         } else {
@@ -813,7 +928,7 @@ impl AccessService {
 
     /// The caller behind a refresh token.
     pub async fn refresh(&self, token: &str) -> Result<Caller> {
-        let claims = self.verify(token, REFRESH_AUDIENCE)?;
+        let claims = self.verify(token, REFRESH_AUDIENCE).await?;
         self.bound_caller(&claims)
             .await?
             .ok_or_else(|| Error::BadToken("the identity is disabled or no longer exists".into()))

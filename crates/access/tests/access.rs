@@ -145,9 +145,9 @@ async fn disabled_and_expired_identities_are_refused(b: Backend) {
         .authenticate("bob", "bob's long password", None)
         .await
         .unwrap();
-    let (token, granted) = a.issue(&bob, &pull("team/app"), SERVICE).unwrap();
+    let (token, granted) = a.issue(&bob, &pull("team/app"), SERVICE).await.unwrap();
     assert_eq!(granted, pull("team/app"));
-    let refresh = a.issue_refresh(&bob).unwrap();
+    let refresh = a.issue_refresh(&bob).await.unwrap();
     assert_eq!(
         a.bearer(&token, SERVICE).await.unwrap().token_access,
         Some(granted)
@@ -196,8 +196,8 @@ async fn tokens_expire_by_the_injected_clock(b: Backend) {
     let a = node(&b, &clock).await;
     a.init(Some(OWNER_PW.into())).await.unwrap();
     let owner = a.authenticate(OWNER, OWNER_PW, None).await.unwrap();
-    let (token, _) = a.issue(&owner, &pull("x/y"), SERVICE).unwrap();
-    let refresh = a.issue_refresh(&owner).unwrap();
+    let (token, _) = a.issue(&owner, &pull("x/y"), SERVICE).await.unwrap();
+    let refresh = a.issue_refresh(&owner).await.unwrap();
     assert!(matches!(
         a.bearer(&token, "elsewhere.test").await,
         Err(Error::BadToken(_))
@@ -229,15 +229,15 @@ async fn signing_keys_rotate_and_earlier_tokens_still_verify(b: Backend) {
     let a = node(&b, &clock).await;
     a.init(Some(OWNER_PW.into())).await.unwrap();
     let owner = a.authenticate(OWNER, OWNER_PW, None).await.unwrap();
-    let (t1, _) = a.issue(&owner, &pull("x/y"), SERVICE).unwrap();
-    assert_eq!(a.jwks()["keys"].as_array().unwrap().len(), 1);
+    let (t1, _) = a.issue(&owner, &pull("x/y"), SERVICE).await.unwrap();
+    assert_eq!(a.jwks().await.unwrap()["keys"].as_array().unwrap().len(), 1);
 
     a.load_or_rotate_keys(true).await.unwrap();
-    let (t2, _) = a.issue(&owner, &pull("x/y"), SERVICE).unwrap();
+    let (t2, _) = a.issue(&owner, &pull("x/y"), SERVICE).await.unwrap();
     assert_ne!(kid_of(&t1), kid_of(&t2), "the new key signs");
     a.bearer(&t1, SERVICE).await.unwrap();
     a.bearer(&t2, SERVICE).await.unwrap();
-    let kids: Vec<String> = a.jwks()["keys"]
+    let kids: Vec<String> = a.jwks().await.unwrap()["keys"]
         .as_array()
         .unwrap()
         .iter()
@@ -254,12 +254,12 @@ async fn signing_keys_rotate_and_earlier_tokens_still_verify(b: Backend) {
     // A start within the key's days keeps it; one near their end makes the next.
     a.load_or_rotate_keys(false).await.unwrap();
     assert_eq!(
-        kid_of(&a.issue(&owner, &[], SERVICE).unwrap().0),
+        kid_of(&a.issue(&owner, &[], SERVICE).await.unwrap().0),
         kid_of(&t2)
     );
     clock.advance(89 * DAY + Duration::from_secs(1));
     a.load_or_rotate_keys(false).await.unwrap();
-    let (t3, _) = a.issue(&owner, &[], SERVICE).unwrap();
+    let (t3, _) = a.issue(&owner, &[], SERVICE).await.unwrap();
     assert_ne!(kid_of(&t3), kid_of(&t2));
     a.bearer(&t3, SERVICE).await.unwrap();
     // The first key retired 89 days ago, past twice a refresh token's life: purged.
@@ -315,12 +315,14 @@ async fn anonymous_pull_is_a_stored_setting(b: Backend) {
     assert!(a.anonymous().await.grants.anonymous_pull);
     let (t, granted) = a
         .issue(&a.anonymous().await, &pull("x/y"), SERVICE)
+        .await
         .unwrap();
     assert_eq!(granted, pull("x/y"));
     assert!(a.bearer(&t, SERVICE).await.unwrap().is_anonymous());
     a.set_anonymous_pull(false).await.unwrap();
     let (_, granted) = a
         .issue(&a.anonymous().await, &pull("x/y"), SERVICE)
+        .await
         .unwrap();
     assert!(granted.is_empty(), "{granted:?}");
 }

@@ -86,7 +86,7 @@ pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Respon
         Ok(c) => c,
         Err(e) => return TokenError::from(e).into_response(),
     };
-    let (token, granted) = match access.issue(&caller, &requested, &service) {
+    let (token, granted) = match access.issue(&caller, &requested, &service).await {
         Ok(t) => t,
         Err(e) => return TokenError::from(e).into_response(),
     };
@@ -100,7 +100,7 @@ pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Respon
         "scope": berth_auth::scope::format_scopes(&granted),
     });
     if offline && !caller.is_anonymous() {
-        match access.issue_refresh(&caller) {
+        match access.issue_refresh(&caller).await {
             Ok(r) => {
                 if let Some(o) = body.as_object_mut() {
                     o.insert("refresh_token".into(), json!(r));
@@ -122,7 +122,10 @@ pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Respon
 }
 
 pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
-    axum::Json(state.access.jwks()).into_response()
+    match state.access.jwks().await {
+        Ok(keys) => axum::Json(keys).into_response(),
+        Err(e) => TokenError::from(e).into_response(),
+    }
 }
 
 fn httpdate_rfc3339() -> String {

@@ -84,7 +84,8 @@ impl Caller {
 pub enum Bootstrap {
     /// The owner was created now; with its password when it was generated.
     Created(Option<String>),
-    /// The data dir has its owner already; a bootstrap password was not used.
+    /// The store has its owner already (perhaps made just now by another node starting at
+    /// once); a bootstrap password was not used.
     Existing,
     /// The owner is missing and the bootstrap password breaks the password policy (why).
     Refused(String),
@@ -426,7 +427,12 @@ impl AccessService {
             ),
         };
         let rec = self.new_identity(OWNER, "user", OWNER, &password).await?;
-        self.ids.identity_insert(&rec).await.map_err(internal)?;
+        match self.ids.identity_insert(&rec).await {
+            Ok(()) => {}
+            // Another node starting on the same empty store made it first.
+            Err(berth_storage::Error::Conflict(_)) => return Ok(Bootstrap::Existing),
+            Err(e) => return Err(internal(e)),
+        }
         self.ids
             .role_assign("Owner", OWNER, None)
             .await

@@ -53,6 +53,7 @@ macro_rules! on_shared_stores {
 }
 
 on_shared_stores!(
+    nodes_starting_together_on_an_empty_store_make_one_owner,
     a_key_rotated_on_one_node_is_accepted_and_used_by_the_other,
     identity_changes_on_one_node_hold_on_the_other_at_once,
     a_repository_token_regenerated_or_deleted_on_one_node_is_refused_by_the_other,
@@ -322,4 +323,33 @@ async fn login_throttling_is_per_node(b: Backend) {
         Err(Error::Throttled(_))
     ));
     other.authenticate(OWNER, OWNER_PW, src).await.unwrap();
+}
+
+async fn nodes_starting_together_on_an_empty_store_make_one_owner(b: Backend) {
+    let clock = TestClock::new();
+    let nodes = futures::future::join_all((0..3).map(|_| node(&b, &clock))).await;
+    let started =
+        futures::future::join_all(nodes.iter().map(|n| n.init(Some(OWNER_PW.into())))).await;
+    let created = started
+        .iter()
+        .filter(|r| matches!(r, Ok(berth_access::Bootstrap::Created(None))))
+        .count();
+    assert_eq!(created, 1, "{started:?}");
+    assert!(
+        started.iter().all(|r| matches!(
+            r,
+            Ok(berth_access::Bootstrap::Created(None) | berth_access::Bootstrap::Existing)
+        )),
+        "{started:?}"
+    );
+    let roles = nodes[0].identities().role_list(Some(OWNER)).await.unwrap();
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    // However many signing keys the race made, every node's tokens pass on every node.
+    let owner = nodes[0].authenticate(OWNER, OWNER_PW, None).await.unwrap();
+    for issuer in &nodes {
+        let (t, _) = issuer.issue(&owner, &[], SERVICE).await.unwrap();
+        for verifier in &nodes {
+            verifier.bearer(&t, SERVICE).await.unwrap();
+        }
+    }
 }

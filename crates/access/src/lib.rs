@@ -20,12 +20,15 @@
     clippy::indexing_slicing
 )]
 
-mod clock;
 mod error;
 pub mod guard;
 mod service;
 
-pub use clock::Clock;
+/// Where the service reads wall-clock time: token `iat`/`exp` and their checks, identity
+/// expiry, signing-key lifetimes, audit timestamps (the trust service's clock type). Local
+/// windows (throttling, the verification memo) use the monotonic clock: they never leave the
+/// process.
+pub use berth_trust::Clock;
 pub use error::{Error, Result};
 pub use service::{
     ACCESS_TTL, ADMIN_ACCOUNT, ANONYMOUS_PULL_SETTING, AccessService, Bootstrap, Caller, ISSUER,

@@ -35,8 +35,8 @@ impl std::str::FromStr for KeyAlgorithm {
     }
 }
 
-/// Where the service reads the time: expiry checks and the expiries it writes. Injectable so
-/// tests can move past a timestamp's 14 days.
+/// Where a service reads wall-clock time: expiry checks and the expiries it writes. Injectable so
+/// tests can move past a timestamp's 14 days (or a token's minutes: `berth-access` uses it too).
 #[derive(Clone)]
 pub struct Clock(Arc<dyn Fn() -> SystemTime + Send + Sync>);
 
@@ -51,6 +51,20 @@ impl Clock {
 
     pub fn now(&self) -> SystemTime {
         (self.0)()
+    }
+
+    /// Unix seconds (0 before 1970).
+    pub fn secs(&self) -> i64 {
+        self.now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    /// Unix milliseconds (0 before 1970).
+    pub fn millis(&self) -> i64 {
+        self.now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 }
 

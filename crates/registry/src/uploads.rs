@@ -1,11 +1,14 @@
 //! Blob upload sessions: monolithic, POST+PUT, chunked and streamed PATCH, resume, cancel, mount.
 //!
 //! A session's record in the metadata store is its single truth: repository, owner, algorithm,
-//! the acknowledged length and the running hash's saved state at that length. Its bytes live in
-//! the blob store, which may hold more than the record acknowledges (a chunk written but never
-//! acknowledged, e.g. across a crash); those are discarded by the next write. So any process, on
-//! any node, continues any session without re-reading it, and a chunk is acknowledged only once
-//! the record has moved (compare-and-set) from the offset the chunk started at.
+//! the acknowledged length, the acknowledged parts and the running hash's saved state at that
+//! length. Each chunk is written to the blob store as a part under a fresh random name, and is
+//! acknowledged only once the record has moved (compare-and-set) from the offset the chunk
+//! started at, recording the part in the same step. Parts nobody recorded (the loser of two
+//! writers at one offset, e.g. a client's retry through another node while the first request
+//! was stalled; a chunk written before a crash) are never part of the blob: the commit assembles
+//! exactly the recorded parts. So any process, on any node, continues any session without
+//! re-reading it, and a late write cannot change acknowledged bytes.
 
 // Request input is parsed here: a malformed value must be an error, never a panic.
 #![warn(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -14,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use berth_oci::{Algorithm, Digest, Digester, ErrorCode, RepoName};
-use berth_storage::{ByteStream, UploadRecord};
+use berth_storage::{ByteStream, MAX_UPLOAD_PARTS, UploadPart, UploadRecord};
 use futures::StreamExt;
 
 use crate::{Error, Registry, Result};
@@ -93,6 +96,7 @@ impl Registry {
             owner: owner.to_owned(),
             offset: Some(0),
             hash_state: Some(Digester::new(algorithm).save()),
+            parts: Some(Vec::new()),
         };
         if let Err(e) = self.meta.upload_create(&record).await {
             let _ = self.blobs.upload_abort(&id).await;
@@ -101,31 +105,36 @@ impl Registry {
         Ok(id)
     }
 
+    /// The session's record. A session recorded before part lists were (by an older Berth) is
+    /// not continued: its bytes are not described by parts, so it is discarded and reported
+    /// unknown, and the client starts the upload over.
     async fn session_record(&self, repo: &RepoName, id: &str) -> Result<UploadRecord> {
         match self.meta.upload_get(id).await? {
             // A session is only reachable through the repository that opened it.
-            Some(r) if &r.repo == repo => Ok(r),
+            Some(r) if &r.repo == repo => {
+                if r.parts.is_none() {
+                    tracing::info!(
+                        upload = id,
+                        "discarding an upload session from before part lists"
+                    );
+                    self.discard(id).await;
+                    return Err(Error::UploadUnknown);
+                }
+                Ok(r)
+            }
             _ => Err(Error::UploadUnknown),
         }
     }
 
-    /// Where the session ends: the record's acknowledged offset (for legacy records without
-    /// one, what the blob store holds).
-    async fn acknowledged(&self, record: &UploadRecord) -> Result<u64> {
-        match record.offset {
-            Some(n) => Ok(n),
-            None => self
-                .blobs
-                .upload_len(&record.id)
-                .await?
-                .ok_or(Error::UploadUnknown),
-        }
+    /// Where the session ends: the record's acknowledged offset.
+    fn acknowledged(record: &UploadRecord) -> u64 {
+        record.offset.unwrap_or(0)
     }
 
     /// Bytes received so far.
     pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<u64> {
         let record = self.session_record(repo, id).await?;
-        self.acknowledged(&record).await
+        Ok(Self::acknowledged(&record))
     }
 
     /// Appends a chunk (PATCH). Returns the new length.
@@ -139,21 +148,29 @@ impl Registry {
         let lock = self.sessions.lock_for(id);
         let _turn = lock.lock().await;
         let record = self.session_record(repo, id).await?;
-        let (len, _) = self.append(&record, range, body).await?;
-        Ok(len)
+        let (record, _) = self.append(&record, range, body).await?;
+        Ok(Self::acknowledged(&record))
     }
 
-    /// Writes one chunk at the record's offset and moves the record on. Returns the new length
-    /// and the running hash at it (`None` when the record had no usable hash state).
+    /// Writes one chunk as a new part at the record's offset and records it. Returns the
+    /// record's new state (its parts and length) and the running hash at its end (`None` when the
+    /// record had no usable hash state).
     async fn append(
         &self,
         record: &UploadRecord,
         range: ChunkRange,
         body: ByteStream,
-    ) -> Result<(u64, Option<Digester>)> {
-        let current = self.acknowledged(record).await?;
+    ) -> Result<(UploadRecord, Option<Digester>)> {
+        let current = Self::acknowledged(record);
         if range.start.is_some_and(|start| start != current) {
             return Err(Error::ChunkOutOfOrder { current });
+        }
+        let mut parts = record.parts.clone().unwrap_or_default();
+        if parts.len() >= MAX_UPLOAD_PARTS {
+            return Err(Error::invalid(
+                ErrorCode::BlobUploadInvalid,
+                format!("an upload takes at most {MAX_UPLOAD_PARTS} chunks: send larger ones"),
+            ));
         }
         let hasher = record
             .hash_state
@@ -165,25 +182,41 @@ impl Registry {
             Some(h) => hashing(body, h.clone()),
             None => body,
         };
-        let new_len = self
+        // A fresh name per chunk: a writer racing at this offset writes elsewhere.
+        let name = uuid::Uuid::new_v4().simple().to_string();
+        let size = self
             .blobs
-            .upload_append(&record.id, current, range.len, stream)
+            .upload_write(&record.id, &name, current, range.len, stream)
             .await?;
         let hasher = hasher.map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone());
         let state = hasher.as_ref().map(Digester::save);
+        let part = UploadPart {
+            name,
+            offset: current,
+            size,
+        };
+        let end = part.end()?;
         if !self
             .meta
-            .upload_advance(&record.id, current, new_len, state)
+            .upload_advance(&record.id, &part, state.clone())
             .await?
         {
-            // Another writer moved the session first: this chunk is not acknowledged.
+            // Another writer moved the session first: this chunk is not acknowledged (its part
+            // stays unrecorded and goes with the session).
             let now_at = match self.meta.upload_get(&record.id).await? {
-                Some(r) => self.acknowledged(&r).await?,
+                Some(r) => Self::acknowledged(&r),
                 None => return Err(Error::UploadUnknown),
             };
             return Err(Error::ChunkOutOfOrder { current: now_at });
         }
-        Ok((new_len, hasher))
+        parts.push(part);
+        let record = UploadRecord {
+            offset: Some(end),
+            hash_state: state,
+            parts: Some(parts),
+            ..record.clone()
+        };
+        Ok((record, hasher))
     }
 
     /// Closes an upload (PUT), with an optional final chunk, verifying `digest`. On a digest
@@ -198,30 +231,29 @@ impl Registry {
         let lock = self.sessions.lock_for(id);
         let turn = lock.lock().await;
         let record = self.session_record(repo, id).await?;
-        let hasher = match last_chunk {
-            Some((range, body)) => self.append(&record, range, body).await?.1,
+        let (record, hasher) = match last_chunk {
+            Some((range, body)) => self.append(&record, range, body).await?,
             None => {
-                // Drop bytes of an unacknowledged chunk before the blob is committed.
-                let len = self.acknowledged(&record).await?;
-                let nothing: ByteStream = Box::pin(futures::stream::empty());
-                self.blobs.upload_append(id, len, Some(0), nothing).await?;
-                record
+                let hasher = record
                     .hash_state
                     .as_deref()
                     .and_then(Digester::restore)
-                    .filter(|h| h.algorithm() == record.algorithm)
+                    .filter(|h| h.algorithm() == record.algorithm);
+                (record, hasher)
             }
         };
+        let parts = record.parts.unwrap_or_default();
         let computed = match hasher {
             Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
-            _ => self.rehash(id, digest.algorithm()).await?,
+            _ => self.rehash(id, &parts, digest.algorithm()).await?,
         };
         if &computed != digest {
             drop(turn);
             self.discard(id).await;
             return Err(Error::DigestMismatch { computed });
         }
-        let size = self.blobs.upload_commit(id, digest).await?;
+        // Verified: only now may the bytes become the blob, exactly the recorded parts.
+        let size = self.blobs.upload_commit(id, &parts, digest).await?;
         self.meta.link_blob(repo, digest, size).await?;
         self.meta.upload_delete(id).await?;
         drop(turn);
@@ -229,9 +261,9 @@ impl Registry {
         Ok(size)
     }
 
-    async fn rehash(&self, id: &str, algorithm: Algorithm) -> Result<Digest> {
+    async fn rehash(&self, id: &str, parts: &[UploadPart], algorithm: Algorithm) -> Result<Digest> {
         let mut h = Digester::new(algorithm);
-        let mut s = self.blobs.upload_read(id).await?;
+        let mut s = self.blobs.upload_read(id, parts).await?;
         while let Some(chunk) = s.next().await {
             h.update(&chunk.map_err(berth_storage::Error::Io)?);
         }
@@ -313,7 +345,11 @@ impl Registry {
         }
         let mut removed = ids.len();
         for id in self.meta.uploads_created_before(empty_before).await? {
-            if matches!(self.blobs.upload_len(&id).await, Ok(Some(0) | None)) {
+            let empty = match self.meta.upload_get(&id).await? {
+                Some(r) => r.parts.as_ref().is_none_or(|p| p.is_empty()) || r.offset == Some(0),
+                None => false,
+            };
+            if empty {
                 self.discard(&id).await;
                 removed += 1;
             }

@@ -1,5 +1,6 @@
-//! The registry's domain rules below HTTP, each scenario run on the in-memory backend and on the
-//! embedded one (filesystem + SQLite): uploads in all their forms, the session cap and purge,
+//! The registry's domain rules below HTTP, each scenario run on the in-memory backend, the
+//! embedded one (filesystem + SQLite), PostgreSQL metadata and the distributed one (S3 on a real
+//! Garage + PostgreSQL): uploads in all their forms, the session cap and purge,
 //! mounts, manifests and what they must reference, tags, referrers, deletes.
 
 use std::io;
@@ -55,13 +56,28 @@ impl Stores {
         }
     }
 
+    /// The distributed store: blobs on S3 (a real Garage: see `berth_storage_s3::testing`),
+    /// metadata on a fresh PostgreSQL database.
+    async fn distributed() -> Self {
+        let db = berth_storage_postgres::testing::fresh_database().await;
+        Stores {
+            blobs: Arc::new(berth_storage_s3::testing::fresh_store()),
+            meta: Arc::new(
+                berth_storage_postgres::PgStore::connect(&db.url)
+                    .await
+                    .unwrap(),
+            ),
+            _dir: None,
+        }
+    }
+
     fn registry(&self) -> Registry {
         Registry::new(self.blobs.clone(), self.meta.clone())
     }
 }
 
-/// Runs each `async fn(&Stores)` scenario on every backend (PostgreSQL with filesystem blobs
-/// until the S3 blob store exists).
+/// Runs each `async fn(&Stores)` scenario on every backend: in memory, embedded, PostgreSQL
+/// with filesystem blobs, and distributed (S3 + PostgreSQL).
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -76,6 +92,10 @@ macro_rules! on_both_stores {
             #[tokio::test]
             async fn postgres() {
                 super::$name(&super::Stores::postgres().await).await;
+            }
+            #[tokio::test]
+            async fn s3_and_postgres() {
+                super::$name(&super::Stores::distributed().await).await;
             }
         }
     )*};
@@ -95,6 +115,8 @@ on_both_stores!(
     referrers_are_listed_and_filtered_by_artifact_type,
     deleting_a_blob_unlinks_it_from_one_repository,
     any_registry_over_the_store_continues_an_upload,
+    a_stalled_chunk_landing_late_changes_nothing,
+    a_session_from_before_part_lists_is_refused,
 );
 
 fn repo(s: &str) -> RepoName {
@@ -361,7 +383,7 @@ async fn cancel_removes_a_session_only_through_its_repository(s: &Stores) {
         r.cancel_upload(&app, &id).await,
         Err(Error::UploadUnknown)
     ));
-    assert_eq!(s.blobs.upload_len(&id).await.unwrap(), None, "bytes gone");
+    assert!(!s.blobs.upload_exists(&id).await.unwrap(), "bytes gone");
     assert!(matches!(
         r.cancel_upload(&app, "no-such-session").await,
         Err(Error::UploadUnknown)
@@ -397,7 +419,7 @@ async fn purge_removes_old_and_never_written_sessions(s: &Stores) {
         r.upload_status(&app, &empty).await,
         Err(Error::UploadUnknown)
     ));
-    assert_eq!(s.blobs.upload_len(&empty).await.unwrap(), None);
+    assert!(!s.blobs.upload_exists(&empty).await.unwrap());
     assert_eq!(r.upload_status(&app, &written).await.unwrap(), 3);
     // Old sessions go whatever they hold.
     assert_eq!(r.purge_uploads(later, 0).await.unwrap(), 1);
@@ -405,7 +427,7 @@ async fn purge_removes_old_and_never_written_sessions(s: &Stores) {
         r.upload_status(&app, &written).await,
         Err(Error::UploadUnknown)
     ));
-    assert_eq!(s.blobs.upload_len(&written).await.unwrap(), None);
+    assert!(!s.blobs.upload_exists(&written).await.unwrap());
     assert_eq!(s.meta.uploads_owned_by("alice").await.unwrap(), 0);
     assert_eq!(r.purge_uploads(later, later).await.unwrap(), 0);
 }
@@ -746,4 +768,82 @@ async fn any_registry_over_the_store_continues_an_upload(s: &Stores) {
         8
     );
     assert_eq!(read_all(&a, &app, &d).await, b"abcdefgh");
+}
+
+/// A chunk whose request stalled lands after the client's retry through another node was
+/// acknowledged, at the same offset: it is refused, and the blob is exactly the acknowledged
+/// bytes (the late bytes went under a part name nobody recorded).
+async fn a_stalled_chunk_landing_late_changes_nothing(s: &Stores) {
+    let (a, b, c) = (s.registry(), s.registry(), s.registry());
+    let app = repo("team/app");
+    let id = a
+        .start_upload(&app, Algorithm::Sha256, "alice", None)
+        .await
+        .unwrap();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let stalled: ByteStream = Box::pin(futures::stream::once(async move {
+        let _ = released.await;
+        Ok(Bytes::from_static(b"XYZ"))
+    }));
+    let late = {
+        let app = app.clone();
+        let id = id.clone();
+        async move { a.upload_chunk(&app, &id, at(0, 3), stalled).await }
+    };
+    let retry = async {
+        // The retry through another node wins, then the stalled request's body arrives.
+        let r = b.upload_chunk(&app, &id, at(0, 3), body(&[b"abc"])).await;
+        release.send(()).unwrap();
+        r
+    };
+    let (late, retry) = tokio::join!(late, retry);
+    assert_eq!(retry.unwrap(), 3);
+    assert!(
+        matches!(late, Err(Error::ChunkOutOfOrder { current: 3 })),
+        "{late:?}"
+    );
+    let d = Digest::sha256_of(b"abcdef");
+    assert_eq!(
+        c.finish_upload(&app, &id, &d, Some((at(3, 3), body(&[b"def"]))))
+            .await
+            .unwrap(),
+        6
+    );
+    assert_eq!(read_all(&b, &app, &d).await, b"abcdef");
+    assert!(!s.blobs.upload_exists(&id).await.unwrap());
+}
+
+/// A session recorded by an older Berth (no part list) is not continued: it is reported unknown
+/// and removed, and the client starts over.
+async fn a_session_from_before_part_lists_is_refused(s: &Stores) {
+    let r = s.registry();
+    let app = repo("team/app");
+    let id = "0b7a2d4e-legacy-session";
+    s.blobs.upload_start(id).await.unwrap();
+    s.meta
+        .upload_create(&berth_storage::UploadRecord {
+            id: id.into(),
+            repo: app.clone(),
+            algorithm: Algorithm::Sha256,
+            created: unix_now(),
+            owner: "alice".into(),
+            offset: Some(3),
+            hash_state: None,
+            parts: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        r.upload_chunk(&app, id, at(3, 3), body(&[b"def"])).await,
+        Err(Error::UploadUnknown)
+    ));
+    assert!(s.meta.upload_get(id).await.unwrap().is_none());
+    assert!(!s.blobs.upload_exists(id).await.unwrap());
+    assert!(matches!(
+        r.upload_status(&app, id).await,
+        Err(Error::UploadUnknown)
+    ));
+    // A fresh upload of the same content goes through.
+    let d = push_blob(&r, &app, b"abcdef").await;
+    assert_eq!(read_all(&r, &app, &d).await, b"abcdef");
 }

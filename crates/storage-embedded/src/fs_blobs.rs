@@ -1,14 +1,14 @@
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_oci::Digest;
-use berth_storage::{BlobStore, ByteStream, Error, Result};
+use berth_storage::{BlobStore, ByteStream, Error, Result, UploadPart};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::fs::{self, File, OpenOptions};
-use tokio_util::io::ReaderStream;
 
 /// Bytes gathered per write batch: large batches keep blocking-pool hops few.
 const WRITE_BUF: usize = 1 << 20;
@@ -45,16 +45,87 @@ impl FsBlobStore {
             .join(d.hex())
     }
 
+    /// An upload's directory, holding one file per part. (Before part lists, an upload was one
+    /// file at this path; such a session is only ever aborted.)
     fn upload_path(&self, id: &str) -> Result<PathBuf> {
         // Ids come from URLs; allow only what we generate (uuid text) so no path can escape.
-        if id.is_empty()
-            || id.len() > 64
-            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+        if !UploadPart::valid_name(id) {
             return Err(Error::UploadUnknown);
         }
         Ok(self.root.join("uploads").join(id))
     }
+
+    fn part_path(&self, id: &str, part: &str) -> Result<PathBuf> {
+        let dir = self.upload_path(id)?;
+        if !UploadPart::valid_name(part) {
+            return Err(Error::Backend(format!("invalid upload part name {part:?}")));
+        }
+        Ok(dir.join(part))
+    }
+
+    async fn check_upload(&self, id: &str) -> Result<PathBuf> {
+        let dir = self.upload_path(id)?;
+        match fs::metadata(&dir).await {
+            Ok(m) if m.is_dir() => Ok(dir),
+            Ok(_) => Err(Error::UploadUnknown),
+            Err(e) => not_found_as(Err(e), Error::UploadUnknown),
+        }
+    }
+}
+
+fn missing_part(p: &UploadPart, why: impl std::fmt::Display) -> Error {
+    Error::Backend(format!(
+        "upload part {} ({} bytes at {}): {why}",
+        p.name, p.size, p.offset
+    ))
+}
+
+/// Opens a recorded part, checking it holds exactly its recorded size.
+fn open_part(dir: &Path, p: &UploadPart) -> Result<std::fs::File> {
+    let f = std::fs::File::open(dir.join(&p.name)).map_err(|e| missing_part(p, e))?;
+    let len = f.metadata()?.len();
+    if len != p.size {
+        return Err(missing_part(p, format!("{len} bytes stored")));
+    }
+    Ok(f)
+}
+
+/// Builds the blob file from `parts` in `dir` and returns its path: the first part's file with
+/// the others appended (copy_file_range: no pass through user space). The first part is cut
+/// back to its recorded size first, so a commit cut short and retried builds the same file.
+fn assemble(dir: &Path, parts: &[UploadPart]) -> Result<PathBuf> {
+    use std::io::{Seek, SeekFrom};
+    let Some((first, rest)) = parts.split_first() else {
+        let path = dir.join(".empty");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(PRIVATE_FILE)
+            .open(&path)?;
+        f.sync_all()?;
+        return Ok(path);
+    };
+    let path = dir.join(&first.name);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| missing_part(first, e))?;
+    let len = out.metadata()?.len();
+    if len < first.size {
+        return Err(missing_part(first, format!("{len} bytes stored")));
+    }
+    out.set_len(first.size)?;
+    out.seek(SeekFrom::Start(first.size))?;
+    for p in rest {
+        let f = open_part(dir, p)?;
+        let copied = io::copy(&mut io::Read::take(f, p.size), &mut out)?;
+        if copied != p.size {
+            return Err(missing_part(p, format!("{copied} bytes read")));
+        }
+    }
+    out.sync_all()?;
+    Ok(path)
 }
 
 /// Streams `len` bytes from `offset` in chunks of at most READ_BUF, each read by the blocking
@@ -148,35 +219,38 @@ impl BlobStore for FsBlobStore {
 
     async fn upload_start(&self, id: &str) -> Result<()> {
         let path = self.upload_path(id)?;
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(PRIVATE_FILE)
-            .open(path)
-            .await?;
+        fs::DirBuilder::new().mode(PRIVATE_DIR).create(path).await?;
         Ok(())
     }
 
-    async fn upload_append(
+    async fn upload_write(
         &self,
         id: &str,
-        offset: u64,
+        part: &str,
+        _offset: u64,
         expected: Option<u64>,
         mut data: ByteStream,
     ) -> Result<u64> {
-        let path = self.upload_path(id)?;
-        let file = not_found_as(
-            OpenOptions::new().write(true).open(&path).await,
-            Error::UploadUnknown,
-        )?;
-        let current = file.metadata().await?.len();
-        if current < offset {
-            return Err(Error::OffsetMismatch { offset, current });
-        }
-        if current > offset {
-            // Bytes of a chunk that was never acknowledged (see the trait): not part of the upload.
-            file.set_len(offset).await?;
-        }
+        let path = self.part_path(id, part)?;
+        // A fresh name per chunk: a second write under one name is a caller's bug.
+        let file = match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(PRIVATE_FILE)
+            .open(&path)
+            .await
+        {
+            Ok(f) => f,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Err(Error::UploadUnknown);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let file = Arc::new(file.into_std().await);
         // The body is gathered into batches of WRITE_BUF; each batch is written by the blocking
         // pool while the next one arrives, so network, hash and disk overlap. No blocking thread
@@ -184,7 +258,7 @@ impl BlobStore for FsBlobStore {
         let mut inflight: Option<tokio::task::JoinHandle<io::Result<()>>> = None;
         let mut batch: Vec<Bytes> = Vec::new();
         let mut batch_len: u64 = 0;
-        let mut pos = offset;
+        let mut pos: u64 = 0;
         let mut received: u64 = 0;
         let mut written: io::Result<()> = Ok(());
         let fed: Result<()> = async {
@@ -234,60 +308,83 @@ impl BlobStore for FsBlobStore {
         // A failed write is ours to report (it also ends the feed early), ahead of whatever the
         // feed then concluded about the body.
         match written.map_err(Error::from).and(fed) {
-            Ok(()) => Ok(offset + received),
+            Ok(()) => Ok(received),
             Err(e) => {
-                // Roll back so the chunk is all-or-nothing and the session stays resumable.
-                file.set_len(offset)?;
+                // The chunk is all-or-nothing: nothing stays under its name.
+                drop(file);
+                if let Err(rm) = fs::remove_file(&path).await {
+                    tracing::warn!(error = %rm, path = %path.display(), "removing a failed upload part");
+                }
                 Err(e)
             }
         }
     }
 
-    async fn upload_len(&self, id: &str) -> Result<Option<u64>> {
+    async fn upload_exists(&self, id: &str) -> Result<bool> {
         let path = self.upload_path(id)?;
         match fs::metadata(path).await {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn upload_read(&self, id: &str) -> Result<ByteStream> {
-        let f = not_found_as(
-            File::open(self.upload_path(id)?).await,
-            Error::UploadUnknown,
-        )?;
-        Ok(Box::pin(ReaderStream::with_capacity(f, READ_BUF)))
+    async fn upload_read(&self, id: &str, parts: &[UploadPart]) -> Result<ByteStream> {
+        let dir = self.check_upload(id).await?;
+        UploadPart::total(parts)?;
+        // Each part is opened when the stream reaches it: a long list holds one file at a time.
+        let stream = futures::stream::iter(parts.to_vec())
+            .then(move |p| {
+                let dir = dir.clone();
+                async move {
+                    let size = p.size;
+                    let f = tokio::task::spawn_blocking(move || open_part(&dir, &p))
+                        .await
+                        .map_err(io::Error::other)?
+                        .map_err(|e| io::Error::other(e.to_string()))?;
+                    Ok::<_, io::Error>(read_chunks(Arc::new(f), 0, size))
+                }
+            })
+            .flat_map(|r| match r {
+                Ok(s) => s,
+                Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
+            });
+        Ok(Box::pin(stream))
     }
 
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<u64> {
-        let src = self.upload_path(id)?;
-        let file = not_found_as(File::open(&src).await, Error::UploadUnknown)?;
-        let size = file.metadata().await?.len();
+    async fn upload_commit(&self, id: &str, parts: &[UploadPart], digest: &Digest) -> Result<u64> {
+        let dir = self.check_upload(id).await?;
+        let size = UploadPart::total(parts)?;
         let dst = self.blob_path(digest);
-        if fs::metadata(&dst).await.is_ok() {
-            // Content-addressed: identical bytes are already there.
-            fs::remove_file(&src).await?;
-            return Ok(size);
+        if fs::metadata(&dst).await.is_err() {
+            let (src_dir, list) = (dir.clone(), parts.to_vec());
+            let src = tokio::task::spawn_blocking(move || assemble(&src_dir, &list))
+                .await
+                .map_err(io::Error::other)??;
+            let blob_dir = dst.parent().expect("blob path has a parent");
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(PRIVATE_DIR)
+                .create(blob_dir)
+                .await?;
+            fs::rename(&src, &dst).await?;
+            // Make the rename itself durable.
+            File::open(blob_dir).await?.sync_all().await?;
         }
-        file.sync_all().await?;
-        drop(file);
-        let dir = dst.parent().expect("blob path has a parent");
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(PRIVATE_DIR)
-            .create(dir)
-            .await?;
-        fs::rename(&src, &dst).await?;
-        // Make the rename itself durable.
-        File::open(dir).await?.sync_all().await?;
+        // Content-addressed: identical bytes already there are kept as they are.
+        fs::remove_dir_all(&dir).await?;
         Ok(size)
     }
 
     async fn upload_abort(&self, id: &str) -> Result<()> {
-        not_found_as(
-            fs::remove_file(self.upload_path(id)?).await,
-            Error::UploadUnknown,
-        )
+        let path = self.upload_path(id)?;
+        let meta = not_found_as(fs::symlink_metadata(&path).await, Error::UploadUnknown)?;
+        if meta.is_dir() {
+            fs::remove_dir_all(path).await?;
+        } else {
+            // An upload from before part lists: one file.
+            fs::remove_file(path).await?;
+        }
+        Ok(())
     }
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use berth_oci::{Algorithm, Digest, RepoName, Tag, TagOrDigest};
 use berth_storage::{
     Error, ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, RepoDeleted, Result,
-    TagDetail, UploadRecord,
+    TagDetail, UploadPart, UploadRecord,
 };
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -76,6 +76,11 @@ const MIGRATIONS: &[(&str, Step)] = &[
     // 3: when each tag was last pushed (Unix seconds); NULL for tags from before.
     ("tag push times", |c| {
         c.execute_batch("ALTER TABLE tags ADD COLUMN pushed INTEGER")
+    }),
+    // 4: the acknowledged parts of an upload, `name offset size` per line (UploadPart::encode);
+    // NULL for sessions from before, which are not continued.
+    ("upload part lists", |c| {
+        c.execute_batch("ALTER TABLE uploads ADD COLUMN parts TEXT")
     }),
 ];
 
@@ -643,8 +648,8 @@ impl MetadataStore for SqliteMetadataStore {
         let u = u.clone();
         self.write(move |c| {
             c.execute(
-                "INSERT INTO uploads(id, repo, algorithm, created, owner, received, hash_state) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO uploads(id, repo, algorithm, created, owner, received, hash_state, \
+                 parts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     u.id,
                     u.repo.as_str(),
@@ -652,7 +657,10 @@ impl MetadataStore for SqliteMetadataStore {
                     u.created,
                     u.owner,
                     u.offset.map(to_i64),
-                    u.hash_state
+                    u.hash_state,
+                    u.parts
+                        .as_ref()
+                        .map(|p| p.iter().map(UploadPart::encode).collect::<String>())
                 ],
             )
             .map_err(backend)?;
@@ -666,7 +674,7 @@ impl MetadataStore for SqliteMetadataStore {
         self.read(move |c| {
             let row = c
                 .prepare_cached(
-                    "SELECT id, repo, algorithm, created, owner, received, hash_state \
+                    "SELECT id, repo, algorithm, created, owner, received, hash_state, parts \
                      FROM uploads WHERE id = ?1",
                 )?
                 .query_row([&id], |r| {
@@ -679,7 +687,10 @@ impl MetadataStore for SqliteMetadataStore {
                             r.get::<_, String>(4)?,
                         ),
                         r.get::<_, Option<i64>>(5)?,
-                        r.get::<_, Option<Vec<u8>>>(6)?,
+                        (
+                            r.get::<_, Option<Vec<u8>>>(6)?,
+                            r.get::<_, Option<String>>(7)?,
+                        ),
                     ))
                 })
                 .optional()?;
@@ -690,20 +701,31 @@ impl MetadataStore for SqliteMetadataStore {
                     Box::new(e),
                 )
             };
-            row.map(|((id, repo, alg, created, owner), received, hash_state)| {
-                Ok(UploadRecord {
-                    id,
-                    repo: repo.parse().map_err(conv)?,
-                    algorithm: Algorithm::parse(&alg).map_err(conv)?,
-                    created,
-                    owner,
-                    offset: received.map(|n| u64::try_from(n).unwrap_or(0)),
-                    hash_state,
-                })
-            })
+            row.map(
+                |((id, repo, alg, created, owner), received, (hash_state, parts))| {
+                    Ok((
+                        UploadRecord {
+                            id,
+                            repo: repo.parse().map_err(conv)?,
+                            algorithm: Algorithm::parse(&alg).map_err(conv)?,
+                            created,
+                            owner,
+                            offset: received.map(|n| u64::try_from(n).unwrap_or(0)),
+                            hash_state,
+                            parts: None,
+                        },
+                        parts,
+                    ))
+                },
+            )
             .transpose()
         })
-        .await
+        .await?
+        .map(|(mut rec, parts)| {
+            rec.parts = parts.as_deref().map(UploadPart::decode_list).transpose()?;
+            Ok(rec)
+        })
+        .transpose()
     }
 
     async fn upload_delete(&self, id: &str) -> Result<()> {
@@ -728,18 +750,20 @@ impl MetadataStore for SqliteMetadataStore {
     async fn upload_advance(
         &self,
         id: &str,
-        from: u64,
-        to: u64,
+        part: &UploadPart,
         hash_state: Option<Vec<u8>>,
     ) -> Result<bool> {
-        let id = id.to_owned();
+        let (id, from, to, text) = (id.to_owned(), part.offset, part.end()?, part.encode());
         self.write(move |c| {
+            // One statement: the offset moves and the part is recorded together, or neither.
             let n = c
                 .prepare_cached(
-                    "UPDATE uploads SET received = ?3, hash_state = ?4 \
-                     WHERE id = ?1 AND (received = ?2 OR received IS NULL)",
+                    "UPDATE uploads SET received = ?3, hash_state = ?4, parts = parts || ?5 \
+                     WHERE id = ?1 AND parts IS NOT NULL AND COALESCE(received, 0) = ?2",
                 )
-                .and_then(|mut s| s.execute(params![id, to_i64(from), to_i64(to), hash_state]))
+                .and_then(|mut s| {
+                    s.execute(params![id, to_i64(from), to_i64(to), hash_state, text])
+                })
                 .map_err(backend)?;
             Ok(n == 1)
         })

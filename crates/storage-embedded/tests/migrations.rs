@@ -43,16 +43,35 @@ async fn a_database_from_before_versioning_is_brought_up_to_date() {
         .expect("old session kept");
     assert_eq!(rec.repo.as_str(), "team/app");
     assert_eq!(
-        (rec.offset, rec.hash_state, rec.owner.as_str()),
-        (None, None, "")
+        (
+            rec.offset,
+            rec.hash_state.clone(),
+            rec.owner.as_str(),
+            rec.parts.clone()
+        ),
+        (None, None, "", None)
     );
-    // A legacy session's end is still moved by compare-and-set.
-    assert!(store.upload_advance("old-1", 0, 7, None).await.unwrap());
-    assert_eq!(
-        store.upload_get("old-1").await.unwrap().unwrap().offset,
-        Some(7)
-    );
-    assert!(user_version(&path) >= 2);
+    // A legacy session has no part list, so it takes no parts (the registry refuses to
+    // continue it); sessions created now have one.
+    let part = berth_storage::UploadPart {
+        name: "p1".into(),
+        offset: 0,
+        size: 7,
+    };
+    assert!(!store.upload_advance("old-1", &part, None).await.unwrap());
+    store
+        .upload_create(&berth_storage::UploadRecord {
+            id: "new-1".into(),
+            parts: Some(Vec::new()),
+            offset: Some(0),
+            ..rec
+        })
+        .await
+        .unwrap();
+    assert!(store.upload_advance("new-1", &part, None).await.unwrap());
+    let new = store.upload_get("new-1").await.unwrap().unwrap();
+    assert_eq!((new.offset, new.parts), (Some(7), Some(vec![part])));
+    assert!(user_version(&path) >= 4);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use berth_oci::{Algorithm, Digest, RepoName, Tag, TagOrDigest};
 use berth_storage::{
     Error, ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, RepoDeleted, Result,
-    TagDetail, UploadRecord,
+    TagDetail, UploadPart, UploadRecord,
 };
 use bytes::Bytes;
 use tokio_postgres::GenericClient;
@@ -90,6 +90,10 @@ fn upload_row(row: &tokio_postgres::Row) -> Result<UploadRecord> {
         owner: col(row, 4)?,
         offset: col::<Option<i64>>(row, 5)?.map(|n| u64::try_from(n).unwrap_or(0)),
         hash_state: col(row, 6)?,
+        parts: col::<Option<String>>(row, 7)?
+            .as_deref()
+            .map(UploadPart::decode_list)
+            .transpose()?,
     })
 }
 
@@ -461,8 +465,9 @@ impl MetadataStore for PgStore {
         let c = self.conn().await?;
         let st = c
             .prepare_cached(
-                "INSERT INTO uploads(id, repo, algorithm, created, owner, received, hash_state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO uploads(id, repo, algorithm, created, owner, received, hash_state,
+                                     parts)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .await
             .map_err(backend)?;
@@ -476,6 +481,9 @@ impl MetadataStore for PgStore {
                 &u.owner,
                 &u.offset.map(to_i64),
                 &u.hash_state,
+                &u.parts
+                    .as_ref()
+                    .map(|p| p.iter().map(UploadPart::encode).collect::<String>()),
             ],
         )
         .await
@@ -487,7 +495,7 @@ impl MetadataStore for PgStore {
         let c = self.conn().await?;
         let st = c
             .prepare_cached(
-                "SELECT id, repo, algorithm, created, owner, received, hash_state
+                "SELECT id, repo, algorithm, created, owner, received, hash_state, parts
                  FROM uploads WHERE id = $1",
             )
             .await
@@ -529,22 +537,32 @@ impl MetadataStore for PgStore {
     async fn upload_advance(
         &self,
         id: &str,
-        from: u64,
-        to: u64,
+        part: &UploadPart,
         hash_state: Option<Vec<u8>>,
     ) -> Result<bool> {
+        let to = part.end()?;
         let c = self.conn().await?;
         // One statement: a racing writer's UPDATE waits for this row, then re-checks the
-        // condition against the committed value, so only one of them moves it from `from`.
+        // condition against the committed value, so only one of them moves it from `from`, and
+        // the part is recorded with the move or not at all.
         let st = c
             .prepare_cached(
-                "UPDATE uploads SET received = $3, hash_state = $4
-                 WHERE id = $1 AND (received = $2 OR received IS NULL)",
+                "UPDATE uploads SET received = $3, hash_state = $4, parts = parts || $5
+                 WHERE id = $1 AND parts IS NOT NULL AND COALESCE(received, 0) = $2",
             )
             .await
             .map_err(backend)?;
         let n = c
-            .execute(&st, &[&id, &to_i64(from), &to_i64(to), &hash_state])
+            .execute(
+                &st,
+                &[
+                    &id,
+                    &to_i64(part.offset),
+                    &to_i64(to),
+                    &hash_state,
+                    &part.encode(),
+                ],
+            )
             .await
             .map_err(backend)?;
         Ok(n == 1)

@@ -160,6 +160,14 @@ CREATE TABLE audit_log (
         // Unix seconds of a tag's last push; NULL for tags from before it was recorded.
         sql: "ALTER TABLE tags ADD COLUMN pushed BIGINT;",
     },
+    Migration {
+        version: 3,
+        name: "upload part lists",
+        // The acknowledged parts of an upload, `name offset size` per line
+        // (berth_storage::UploadPart::encode); NULL for sessions from before, which are not
+        // continued.
+        sql: "ALTER TABLE uploads ADD COLUMN parts TEXT;",
+    },
 ];
 
 /// The schema version this build creates and understands.

@@ -211,3 +211,17 @@ async fn an_unreachable_server_is_reported() {
         .to_string();
     assert!(e.contains("postgres URL"), "{e}");
 }
+
+/// Two nodes' metadata stores on one upload: the part list moves with the offset, so a chunk
+/// written late at an acknowledged offset is never assembled (blobs in memory, shared, as an
+/// object store is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_stores_record_upload_parts_with_the_offset() {
+    let db = fresh_database().await;
+    let a = PgStore::connect(&db.url).await.unwrap();
+    let b = PgStore::connect(&db.url).await.unwrap();
+    let blobs = berth_storage::memory::MemoryStore::new();
+    berth_storage::testsuite::run_upload_race((&blobs, &a), (&blobs, &b)).await;
+    drop((a, b));
+    db.drop_database().await;
+}

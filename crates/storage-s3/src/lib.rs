@@ -2,37 +2,52 @@
 //!
 //! Layout under the configured prefix:
 //! - `blobs/<algorithm>/<hex>`: a blob, written only after the registry verified its digest
-//!   (single PUT, or a multipart upload completed at once: never visible half-written);
+//!   (one PUT, a server-side copy or a multipart upload completed at once: never visible
+//!   half-written);
 //! - `uploads/<id>/.session`: marks an open upload session;
-//! - `uploads/<id>/<offset, 20 digits>`: the session's bytes from that offset, one object per
-//!   [`PART_SIZE`] piece of an append. Appends always end on a piece boundary, so the upload
-//!   record's acknowledged offset (the truth; see `berth_storage::UploadRecord`) is always where
-//!   some piece starts or the last one ends; pieces past it were never acknowledged and are
-//!   deleted by the next append.
+//! - `uploads/<id>/<part>`: one object per chunk, under the part name the writer chose fresh
+//!   (see `berth_storage::BlobStore`). Only the parts the upload record lists make the blob;
+//!   the others (a writer that lost the race at an offset, a chunk cut short by a crash) are
+//!   deleted with the session.
 //!
 //! Nothing about a session lives in this process, so any node continues any upload. Bytes are
-//! streamed in and out; at most one [`PART_SIZE`] buffer per append or commit is held.
+//! streamed in and out: an append holds at most one [`PART_SIZE`] buffer, and commit copies
+//! parts inside the object store when S3's multipart rules allow (each part but the last at
+//! least 5 MiB), else streams them through one buffer. Every body sent is signed with its
+//! SHA-256 (`x-amz-content-sha256`), so the server refuses bytes damaged on the way.
 
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
 pub mod sigv4;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_oci::Digest;
-use berth_storage::{BlobStore, ByteStream, Error, Result};
+use berth_storage::{BlobStore, ByteStream, Error, Result, UploadPart};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use sha2::Digest as _;
 
-/// Size of the pieces an append is stored in, and of multipart parts at commit (S3's minimum
-/// part is 5 MiB).
+/// Size of the buffer a chunk is sent from, and of multipart parts (S3's minimum part is 5 MiB).
 pub const PART_SIZE: usize = 8 << 20;
+/// S3's smallest multipart part (all but the last).
+const MIN_PART: u64 = 5 << 20;
+/// S3's largest source of a server-side copy (CopyObject, UploadPartCopy).
+const MAX_COPY: u64 = 5 << 30;
+/// S3's most parts in one multipart upload.
+const MAX_PARTS: usize = 10_000;
 const SESSION_MARKER: &str = ".session";
+/// Deletes in flight at once when a session goes.
+const DELETE_CONCURRENCY: usize = 8;
+/// Tries of a request that failed before an answer or with a 5xx.
+const TRIES: u32 = 3;
 
 /// Where and how to reach the bucket.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct S3Config {
     /// `http(s)://host[:port]` of the S3 API.
     pub endpoint: String,
@@ -46,6 +61,20 @@ pub struct S3Config {
     pub prefix: String,
 }
 
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log.
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("path_style", &self.path_style)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone)]
 pub struct S3BlobStore {
     http: reqwest::Client,
@@ -54,6 +83,8 @@ pub struct S3BlobStore {
     /// `host[:port]` as the Host header and the signature carry it.
     host: String,
     scheme: String,
+    /// `max-keys` of a listing page (`None`: the server's default, 1000).
+    list_page: Option<u32>,
 }
 
 fn backend(what: &str, e: impl std::fmt::Display) -> Error {
@@ -80,6 +111,7 @@ fn xml_all(xml: &str, tag: &str) -> Vec<String> {
                 .replace("&apos;", "'")
                 .replace("&lt;", "<")
                 .replace("&gt;", ">")
+                .replace("&#34;", "\"")
                 .replace("&amp;", "&"),
         );
         rest = after.get(j + close.len()..).unwrap_or("");
@@ -91,13 +123,21 @@ fn xml_one(xml: &str, tag: &str) -> Option<String> {
     xml_all(xml, tag).into_iter().next()
 }
 
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// One request to send: what the signature covers.
 struct Req<'a> {
     method: reqwest::Method,
-    key: &'a str,
+    /// `None`: the bucket itself.
+    key: Option<&'a str>,
     query: Vec<(&'a str, String)>,
     headers: Vec<(&'static str, String)>,
-    body: Option<reqwest::Body>,
+    body: Option<Bytes>,
     payload_hash: String,
 }
 
@@ -105,11 +145,18 @@ impl<'a> Req<'a> {
     fn new(method: reqwest::Method, key: &'a str) -> Self {
         Req {
             method,
-            key,
+            key: Some(key),
             query: Vec::new(),
             headers: Vec::new(),
             body: None,
             payload_hash: sigv4::EMPTY_SHA256.to_owned(),
+        }
+    }
+
+    fn bucket(method: reqwest::Method) -> Self {
+        Req {
+            key: None,
+            ..Req::new(method, "")
         }
     }
 
@@ -123,17 +170,10 @@ impl<'a> Req<'a> {
         self
     }
 
-    /// A body whose length is known (S3 needs Content-Length); not hashed into the signature.
-    fn streamed(mut self, body: Bytes) -> Self {
-        self.body = Some(reqwest::Body::from(body));
-        self.payload_hash = sigv4::UNSIGNED.to_owned();
-        self
-    }
-
-    /// A small body signed with its hash (XML requests).
-    fn signed(mut self, body: Vec<u8>) -> Self {
+    /// A body signed with its SHA-256: the server checks the bytes it received against it.
+    fn body(mut self, body: Bytes) -> Self {
         self.payload_hash = hex::encode(sha2::Sha256::digest(&body));
-        self.body = Some(reqwest::Body::from(body));
+        self.body = Some(body);
         self
     }
 }
@@ -145,6 +185,78 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// A failed answer as an error, with S3's code and message when the body has them.
+fn status_error(what: &str, status: reqwest::StatusCode, text: &str) -> Error {
+    let code = xml_one(text, "Code");
+    let message = xml_one(text, "Message");
+    let detail = match (code, message) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c,
+        (None, Some(m)) => m,
+        (None, None) => text.chars().take(200).collect(),
+    };
+    let hint = match status.as_u16() {
+        403 => " (check the access key, its secret and its rights on the bucket, and the clock)",
+        _ => "",
+    };
+    backend(what, format!("{status} {detail}{hint}"))
+}
+
+/// The `Content-Length` header. (reqwest's `content_length()` reads the body's size, which is
+/// 0 for a HEAD answer.)
+fn content_length(resp: &reqwest::Response) -> Option<u64> {
+    resp.headers()
+        .get(reqwest::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `len` bytes of `body` after skipping `skip`; fewer than `len` ends in an error.
+fn window(body: ByteStream, skip: u64, len: u64) -> ByteStream {
+    Box::pin(futures::stream::unfold(
+        Some((body, skip, len)),
+        |state| async move {
+            let (mut body, mut skip, mut left) = state?;
+            loop {
+                if left == 0 {
+                    return None;
+                }
+                match body.next().await {
+                    None => {
+                        return Some((
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "object is shorter than the range asked for",
+                            )),
+                            None,
+                        ));
+                    }
+                    Some(Err(e)) => return Some((Err(e), None)),
+                    Some(Ok(mut chunk)) => {
+                        let n = chunk.len() as u64;
+                        if skip >= n {
+                            skip -= n;
+                            continue;
+                        }
+                        // skip < n <= usize::MAX, and the kept length is at most `left`.
+                        let mut piece = chunk.split_off(usize::try_from(skip).unwrap_or(0));
+                        skip = 0;
+                        if piece.len() as u64 > left {
+                            piece.truncate(usize::try_from(left).unwrap_or(0));
+                        }
+                        left -= piece.len() as u64;
+                        return Some((Ok(piece), Some((body, skip, left))));
+                    }
+                }
+            }
+        },
+    ))
+}
+
+fn failed_stream(e: std::io::Error) -> ByteStream {
+    Box::pin(futures::stream::once(async move { Err(e) }))
+}
+
 impl S3BlobStore {
     /// A store over `cfg` sending through `http` (its TLS roots, timeouts and pool are the
     /// caller's).
@@ -153,9 +265,15 @@ impl S3BlobStore {
             .endpoint
             .split_once("://")
             .ok_or_else(|| backend("endpoint", "must start with http:// or https://"))?;
+        if scheme != "http" && scheme != "https" {
+            return Err(backend("endpoint", "must start with http:// or https://"));
+        }
         let authority = rest.trim_end_matches('/');
         if authority.is_empty() || authority.contains('/') {
             return Err(backend("endpoint", "must be http(s)://host[:port]"));
+        }
+        if cfg.bucket.is_empty() {
+            return Err(backend("bucket", "no bucket name"));
         }
         let host = if cfg.path_style {
             authority.to_owned()
@@ -172,11 +290,18 @@ impl S3BlobStore {
             host,
             scheme: scheme.to_owned(),
             cfg,
+            list_page: None,
         })
     }
 
-    /// An S3 client for tests and tools: rustls on ring with the system's roots plus none
-    /// else, generous timeouts.
+    /// Lists in pages of `n` keys (tests use a small page to exercise paging).
+    pub fn with_list_page_size(mut self, n: u32) -> Self {
+        self.list_page = Some(n.max(1));
+        self
+    }
+
+    /// An S3 client for tests and tools: rustls (the process's default crypto provider) with
+    /// the platform's roots, generous timeouts.
     pub fn default_http() -> Result<reqwest::Client> {
         reqwest::Client::builder()
             .no_proxy()
@@ -184,6 +309,29 @@ impl S3BlobStore {
             .read_timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| backend("client", e))
+    }
+
+    /// Checks that the bucket is reachable with these credentials (for a node's start-up):
+    /// lists one key under the prefix.
+    pub async fn check(&self) -> Result<()> {
+        let r = Req::bucket(reqwest::Method::GET)
+            .query("list-type", "2")
+            .query("max-keys", "1")
+            .query("prefix", self.cfg.prefix.clone());
+        self.expect_ok("bucket check", r).await.map(drop)
+    }
+
+    /// Every key under this store's prefix (relative to it), in order: for tests that check
+    /// what a session leaves behind.
+    #[cfg(feature = "test-support")]
+    pub async fn keys(&self) -> Result<Vec<String>> {
+        let prefix = self.key("");
+        Ok(self
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k.get(prefix.len()..).unwrap_or("").to_owned())
+            .collect())
     }
 
     fn key(&self, rest: &str) -> String {
@@ -196,22 +344,29 @@ impl S3BlobStore {
 
     fn upload_prefix(&self, id: &str) -> Result<String> {
         // Ids come from URLs; only what the registry generates (uuid text) may name objects.
-        if id.is_empty()
-            || id.len() > 64
-            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+        if !UploadPart::valid_name(id) {
             return Err(Error::UploadUnknown);
         }
         Ok(self.key(&format!("uploads/{id}/")))
     }
 
-    async fn send(&self, r: Req<'_>) -> Result<reqwest::Response> {
-        let path = if self.cfg.path_style {
-            format!("/{}/{}", self.cfg.bucket, r.key)
-        } else {
-            format!("/{}", r.key)
+    fn marker_key(&self, id: &str) -> Result<String> {
+        Ok(format!("{}{SESSION_MARKER}", self.upload_prefix(id)?))
+    }
+
+    /// The object path as the URL and the signature carry it.
+    fn path_of(&self, key: Option<&str>) -> String {
+        let raw = match (self.cfg.path_style, key) {
+            (true, Some(k)) => format!("/{}/{k}", self.cfg.bucket),
+            (true, None) => format!("/{}", self.cfg.bucket),
+            (false, Some(k)) => format!("/{k}"),
+            (false, None) => "/".to_owned(),
         };
-        let canonical_path = sigv4::uri_encode(&path, true);
+        sigv4::uri_encode(&raw, true)
+    }
+
+    async fn send_once(&self, r: &Req<'_>) -> reqwest::Result<reqwest::Response> {
+        let canonical_path = self.path_of(r.key);
         let date = sigv4::amz_date(unix_now());
         let mut signed: Vec<(&str, &str)> = vec![
             ("host", &self.host),
@@ -254,10 +409,28 @@ impl S3BlobStore {
         for (k, v) in &r.headers {
             rb = rb.header(*k, v);
         }
-        if let Some(b) = r.body {
-            rb = rb.body(b);
+        if let Some(b) = &r.body {
+            rb = rb.body(b.clone());
         }
-        rb.send().await.map_err(|e| Error::Io(io(e)))
+        rb.send().await
+    }
+
+    /// Sends, trying again (briefly) when the server could not be reached or answered 5xx.
+    async fn send(&self, r: Req<'_>) -> Result<reqwest::Response> {
+        let mut attempt = 1;
+        loop {
+            let result = self.send_once(&r).await;
+            let retry = match &result {
+                Ok(resp) => resp.status().is_server_error(),
+                Err(e) => e.is_connect(),
+            };
+            if !retry || attempt >= TRIES {
+                return result.map_err(|e| Error::Io(io(e)));
+            }
+            tracing::debug!(attempt, method = %r.method, "retrying an S3 request");
+            tokio::time::sleep(Duration::from_millis(100 << (2 * attempt))).await;
+            attempt += 1;
+        }
     }
 
     /// Sends and insists on a 2xx answer (whose body is returned as text).
@@ -265,25 +438,22 @@ impl S3BlobStore {
         let resp = self.send(r).await?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| Error::Io(io(e)))?;
-        // CompleteMultipartUpload can fail inside a 200.
+        // CompleteMultipartUpload and copies can fail inside a 200.
         if !status.is_success() || text.contains("<Error>") {
-            return Err(backend(
-                what,
-                format!(
-                    "{status}: {}",
-                    xml_one(&text, "Message").unwrap_or_else(|| text.chars().take(200).collect())
-                ),
-            ));
+            return Err(status_error(what, status, &text));
         }
         Ok(text)
     }
 
-    async fn exists(&self, key: &str) -> Result<Option<u64>> {
+    /// Size of an object, or `None` when there is none.
+    async fn head(&self, key: &str) -> Result<Option<u64>> {
         let resp = self.send(Req::new(reqwest::Method::HEAD, key)).await?;
         match resp.status().as_u16() {
-            200 => Ok(Some(resp.content_length().unwrap_or(0))),
+            200 => content_length(&resp)
+                .map(Some)
+                .ok_or_else(|| backend("HEAD", "no Content-Length")),
             404 => Ok(None),
-            s => Err(backend("HEAD", s)),
+            _ => Err(status_error("HEAD", resp.status(), "")),
         }
     }
 
@@ -293,8 +463,17 @@ impl S3BlobStore {
             .map(drop)
     }
 
+    async fn delete_all(&self, keys: Vec<String>) -> Result<()> {
+        let results: Vec<Result<()>> = futures::stream::iter(keys)
+            .map(|k| async move { self.delete_key(&k).await })
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
     async fn put(&self, key: &str, data: Bytes) -> Result<()> {
-        self.expect_ok("PUT", Req::new(reqwest::Method::PUT, key).streamed(data))
+        self.expect_ok("PUT", Req::new(reqwest::Method::PUT, key).body(data))
             .await
             .map(drop)
     }
@@ -304,20 +483,28 @@ impl S3BlobStore {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut r = Req::new(reqwest::Method::GET, "")
+            let mut r = Req::bucket(reqwest::Method::GET)
                 .query("list-type", "2")
                 .query("prefix", prefix);
+            if let Some(n) = self.list_page {
+                r = r.query("max-keys", n.to_string());
+            }
             if let Some(t) = &token {
                 r = r.query("continuation-token", t.clone());
             }
             let xml = self.expect_ok("LIST", r).await?;
-            let keys = xml_all(&xml, "Key");
-            let sizes = xml_all(&xml, "Size");
-            for (k, s) in keys.into_iter().zip(sizes) {
-                out.push((k, s.parse().map_err(|e| backend("LIST size", e))?));
+            for contents in xml_all(&xml, "Contents") {
+                let key = xml_one(&contents, "Key").ok_or_else(|| backend("LIST", "no Key"))?;
+                let size = xml_one(&contents, "Size")
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| backend("LIST", "no Size"))?;
+                out.push((key, size));
             }
             token = match xml_one(&xml, "IsTruncated").as_deref() {
-                Some("true") => xml_one(&xml, "NextContinuationToken"),
+                Some("true") => Some(
+                    xml_one(&xml, "NextContinuationToken")
+                        .ok_or_else(|| backend("LIST", "truncated without a continuation token"))?,
+                ),
                 _ => None,
             };
             if token.is_none() {
@@ -328,191 +515,257 @@ impl S3BlobStore {
         Ok(out)
     }
 
-    /// The session's pieces: (offset, size, key) in order; `None` when the session is unknown.
-    async fn pieces(&self, id: &str) -> Result<Option<Vec<(u64, u64, String)>>> {
-        let prefix = self.upload_prefix(id)?;
-        let mut marker = false;
-        let mut pieces = Vec::new();
-        for (key, size) in self.list(&prefix).await? {
-            let name = key.get(prefix.len()..).unwrap_or("");
-            if name == SESSION_MARKER {
-                marker = true;
-            } else if let Ok(offset) = name.parse::<u64>() {
-                pieces.push((offset, size, key));
-            }
-        }
-        Ok(marker.then_some(pieces))
+    async fn session_open(&self, id: &str) -> Result<bool> {
+        Ok(self.head(&self.marker_key(id)?).await?.is_some())
     }
 
-    /// Where the contiguous pieces from 0 end.
-    fn end_of(pieces: &[(u64, u64, String)]) -> u64 {
-        let mut end = 0u64;
-        for (offset, size, _) in pieces {
-            if *offset != end {
-                break;
-            }
-            end = end.saturating_add(*size);
-        }
-        end
-    }
-
-    /// Streams the session's pieces in order.
-    fn stream_pieces(&self, pieces: Vec<(u64, u64, String)>) -> ByteStream {
-        let this = self.clone();
-        Box::pin(
-            futures::stream::iter(pieces)
-                .then(move |(_, _, key)| {
-                    let this = this.clone();
-                    async move { this.get_all(&key).await }
-                })
-                .flat_map(|r| match r {
-                    Ok(s) => s,
-                    Err(e) => Box::pin(futures::stream::once(async move {
-                        Err(std::io::Error::other(e.to_string()))
-                    })),
-                }),
-        )
-    }
-
-    async fn get_all(&self, key: &str) -> Result<ByteStream> {
-        let resp = self.send(Req::new(reqwest::Method::GET, key)).await?;
-        match resp.status().as_u16() {
-            200 => Ok(Box::pin(resp.bytes_stream().map(|r| r.map_err(io)))),
-            404 => Err(Error::UploadUnknown),
-            s => Err(backend("GET", s)),
-        }
-    }
-
-    /// Writes `data` as one object per [`PART_SIZE`] piece from `offset`. Returns the bytes
-    /// written and the keys created (for a rollback).
-    async fn write_pieces(
+    /// Writes `data` as one object at `key`: one PUT when it fits in [`PART_SIZE`], else a
+    /// multipart upload completed only when every byte is in (aborted otherwise). Returns the
+    /// bytes written; a body of another size than `expected`, or a failed one, leaves nothing.
+    async fn write_object(
         &self,
-        prefix: &str,
-        offset: u64,
+        key: &str,
         expected: Option<u64>,
         mut data: ByteStream,
-        written: &mut Vec<String>,
     ) -> Result<u64> {
         let mut buf = BytesMut::with_capacity(PART_SIZE);
-        let mut pos = offset;
         let mut received: u64 = 0;
-        loop {
-            let next = data.next().await;
-            let done = next.is_none();
-            if let Some(chunk) = next {
-                let chunk = chunk.map_err(Error::Body)?;
-                received = received.saturating_add(chunk.len() as u64);
-                if expected.is_some_and(|n| received > n) {
+        let mut multipart: Option<(String, Vec<(u32, String)>)> = None;
+        let result: Result<()> = async {
+            loop {
+                let next = data.next().await;
+                let done = next.is_none();
+                if let Some(chunk) = next {
+                    let chunk = chunk.map_err(Error::Body)?;
+                    received = received.saturating_add(chunk.len() as u64);
+                    if expected.is_some_and(|n| received > n) {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                // A full part goes once more bytes follow it (the last part may be any size).
+                while buf.len() > PART_SIZE || (done && multipart.is_some() && !buf.is_empty()) {
+                    let take = buf.len().min(PART_SIZE);
+                    let part = buf.split_to(take).freeze();
+                    if multipart.is_none() {
+                        multipart = Some((self.mp_create(key).await?, Vec::new()));
+                    }
+                    if let Some((upload_id, etags)) = &mut multipart {
+                        if etags.len() >= MAX_PARTS {
+                            return Err(backend("write", "object exceeds S3's 10000 parts"));
+                        }
+                        let n = u32::try_from(etags.len() + 1).unwrap_or(u32::MAX);
+                        etags.push((n, self.mp_part(key, upload_id, n, part).await?));
+                    }
+                }
+                if done {
                     break;
                 }
-                buf.extend_from_slice(&chunk);
             }
-            while buf.len() >= PART_SIZE || (done && !buf.is_empty()) {
-                let take = buf.len().min(PART_SIZE);
-                let piece = buf.split_to(take).freeze();
-                let key = format!("{prefix}{pos:020}");
-                self.put(&key, piece).await?;
-                written.push(key);
-                pos = pos.saturating_add(take as u64);
+            if let Some(n) = expected
+                && n != received
+            {
+                return Err(Error::SizeMismatch {
+                    expected: n,
+                    received,
+                });
             }
-            if done {
-                break;
+            match &multipart {
+                Some((upload_id, etags)) => self.mp_complete(key, upload_id, etags).await,
+                None => self.put(key, buf.split().freeze()).await,
             }
         }
-        if let Some(n) = expected
-            && n != received
-        {
-            return Err(Error::SizeMismatch {
-                expected: n,
-                received,
-            });
+        .await;
+        if let Err(e) = result {
+            if let Some((upload_id, _)) = &multipart {
+                self.mp_abort(key, upload_id).await;
+            }
+            return Err(e);
         }
         Ok(received)
     }
 
-    /// Publishes `data` (a stream of `size` bytes) at `key` at once: one PUT when it fits in a
-    /// part, else a multipart upload completed only when every part is in.
-    async fn publish(&self, key: &str, size: u64, mut data: ByteStream) -> Result<()> {
-        if size <= PART_SIZE as u64 {
-            let mut buf = BytesMut::new();
-            while let Some(c) = data.next().await {
-                buf.extend_from_slice(&c.map_err(Error::Io)?);
-            }
-            return self.put(key, buf.freeze()).await;
-        }
+    async fn mp_create(&self, key: &str) -> Result<String> {
         let xml = self
             .expect_ok(
                 "CreateMultipartUpload",
                 Req::new(reqwest::Method::POST, key).query("uploads", ""),
             )
             .await?;
-        let upload_id = xml_one(&xml, "UploadId")
-            .ok_or_else(|| backend("CreateMultipartUpload", "no UploadId"))?;
-        let result: Result<()> = async {
-            let mut etags = Vec::new();
-            let mut buf = BytesMut::with_capacity(PART_SIZE);
-            let mut ended = false;
-            while !ended {
-                while buf.len() < PART_SIZE {
-                    match data.next().await {
-                        Some(c) => buf.extend_from_slice(&c.map_err(Error::Io)?),
-                        None => {
-                            ended = true;
-                            break;
-                        }
-                    }
-                }
-                if buf.is_empty() {
-                    break;
-                }
-                let take = buf.len().min(PART_SIZE);
-                let part = buf.split_to(take).freeze();
-                let number = (etags.len() + 1).to_string();
-                let resp = self
-                    .send(
-                        Req::new(reqwest::Method::PUT, key)
-                            .query("partNumber", number.clone())
-                            .query("uploadId", upload_id.clone())
-                            .streamed(part),
-                    )
-                    .await?;
-                if !resp.status().is_success() {
-                    return Err(backend("UploadPart", resp.status()));
-                }
-                let etag = resp
-                    .headers()
-                    .get("etag")
-                    .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| backend("UploadPart", "no ETag"))?
-                    .to_owned();
-                etags.push((number, etag));
-                if ended && buf.is_empty() {
-                    break;
-                }
-            }
-            let mut body = String::from("<CompleteMultipartUpload>");
-            for (n, e) in &etags {
-                body.push_str(&format!(
-                    "<Part><PartNumber>{n}</PartNumber><ETag>{}</ETag></Part>",
-                    e.replace('&', "&amp;").replace('"', "&quot;")
-                ));
-            }
-            body.push_str("</CompleteMultipartUpload>");
-            self.expect_ok(
-                "CompleteMultipartUpload",
-                Req::new(reqwest::Method::POST, key)
-                    .query("uploadId", upload_id.clone())
-                    .signed(body.into_bytes()),
+        xml_one(&xml, "UploadId").ok_or_else(|| backend("CreateMultipartUpload", "no UploadId"))
+    }
+
+    async fn mp_part(&self, key: &str, upload_id: &str, n: u32, data: Bytes) -> Result<String> {
+        let resp = self
+            .send(
+                Req::new(reqwest::Method::PUT, key)
+                    .query("partNumber", n.to_string())
+                    .query("uploadId", upload_id)
+                    .body(data),
             )
-            .await
-            .map(drop)
+            .await?;
+        let status = resp.status();
+        let etag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = resp.text().await.map_err(|e| Error::Io(io(e)))?;
+        if !status.is_success() {
+            return Err(status_error("UploadPart", status, &text));
+        }
+        etag.ok_or_else(|| backend("UploadPart", "no ETag"))
+    }
+
+    /// Copies object `src` (whole) as part `n`, inside the object store.
+    async fn mp_copy_part(&self, key: &str, upload_id: &str, n: u32, src: &str) -> Result<String> {
+        let xml = self
+            .expect_ok(
+                "UploadPartCopy",
+                Req::new(reqwest::Method::PUT, key)
+                    .query("partNumber", n.to_string())
+                    .query("uploadId", upload_id)
+                    .header("x-amz-copy-source", self.copy_source(src)),
+            )
+            .await?;
+        xml_one(&xml, "ETag").ok_or_else(|| backend("UploadPartCopy", "no ETag"))
+    }
+
+    async fn mp_complete(&self, key: &str, upload_id: &str, etags: &[(u32, String)]) -> Result<()> {
+        let mut body = String::from("<CompleteMultipartUpload>");
+        for (n, e) in etags {
+            body.push_str(&format!(
+                "<Part><PartNumber>{n}</PartNumber><ETag>{}</ETag></Part>",
+                xml_escape(e)
+            ));
+        }
+        body.push_str("</CompleteMultipartUpload>");
+        self.expect_ok(
+            "CompleteMultipartUpload",
+            Req::new(reqwest::Method::POST, key)
+                .query("uploadId", upload_id)
+                .body(Bytes::from(body)),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn mp_abort(&self, key: &str, upload_id: &str) {
+        let abort = Req::new(reqwest::Method::DELETE, key).query("uploadId", upload_id);
+        if let Err(e) = self.expect_ok("AbortMultipartUpload", abort).await {
+            tracing::warn!(error = %e, "aborting a multipart upload");
+        }
+    }
+
+    /// `x-amz-copy-source` for an object of this bucket.
+    fn copy_source(&self, key: &str) -> String {
+        sigv4::uri_encode(&format!("/{}/{key}", self.cfg.bucket), true)
+    }
+
+    /// GETs a whole object, checking it holds `size` bytes.
+    async fn get_sized(&self, key: &str, size: u64) -> Result<ByteStream> {
+        let resp = self.send(Req::new(reqwest::Method::GET, key)).await?;
+        match resp.status().as_u16() {
+            200 => {
+                let len = content_length(&resp);
+                if len.is_some_and(|n| n != size) {
+                    return Err(backend(
+                        "GET",
+                        format!("{key} holds {len:?} bytes, the upload record says {size}"),
+                    ));
+                }
+                Ok(window(
+                    Box::pin(resp.bytes_stream().map(|r| r.map_err(io))),
+                    0,
+                    size,
+                ))
+            }
+            s => {
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                Err(if s == 404 {
+                    backend("GET", format!("upload part {key} is missing"))
+                } else {
+                    status_error("GET", status, &text)
+                })
+            }
+        }
+    }
+
+    /// The parts' bytes in order, each fetched when the stream reaches it.
+    fn stream_parts(&self, prefix: &str, parts: &[UploadPart]) -> ByteStream {
+        let this = self.clone();
+        let keys: Vec<(String, u64)> = parts
+            .iter()
+            .map(|p| (format!("{prefix}{}", p.name), p.size))
+            .collect();
+        Box::pin(
+            futures::stream::iter(keys)
+                .then(move |(key, size)| {
+                    let this = this.clone();
+                    async move { this.get_sized(&key, size).await }
+                })
+                .flat_map(|r| match r {
+                    Ok(s) => s,
+                    Err(e) => failed_stream(std::io::Error::other(e.to_string())),
+                }),
+        )
+    }
+
+    /// Publishes the recorded `parts` (checked against what is stored) as the object `key`.
+    async fn publish(
+        &self,
+        key: &str,
+        prefix: &str,
+        parts: &[UploadPart],
+        total: u64,
+    ) -> Result<()> {
+        let src = |p: &UploadPart| format!("{prefix}{}", p.name);
+        // Empty parts add nothing (a closing PUT without a body leaves one) and would spoil
+        // the copy paths.
+        let parts: Vec<UploadPart> = parts.iter().filter(|p| p.size > 0).cloned().collect();
+        let parts = parts.as_slice();
+        match parts {
+            [] => return self.put(key, Bytes::new()).await,
+            [one] if one.size <= MAX_COPY => {
+                // Inside the object store: no byte passes through this node.
+                return self
+                    .expect_ok(
+                        "CopyObject",
+                        Req::new(reqwest::Method::PUT, key)
+                            .header("x-amz-copy-source", self.copy_source(&src(one))),
+                    )
+                    .await
+                    .map(drop);
+            }
+            _ => {}
+        }
+        let Some((last, rest)) = parts.split_last() else {
+            return self.put(key, Bytes::new()).await;
+        };
+        let copyable = parts.len() <= MAX_PARTS
+            && last.size <= MAX_COPY
+            && rest.iter().all(|p| (MIN_PART..=MAX_COPY).contains(&p.size));
+        if !copyable {
+            // Parts too small (or large) to be multipart parts themselves: through one buffer.
+            let n = self
+                .write_object(key, Some(total), self.stream_parts(prefix, parts))
+                .await?;
+            debug_assert_eq!(n, total);
+            return Ok(());
+        }
+        let upload_id = self.mp_create(key).await?;
+        let result: Result<()> = async {
+            let mut etags = Vec::with_capacity(parts.len());
+            for (i, p) in parts.iter().enumerate() {
+                let n = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                etags.push((n, self.mp_copy_part(key, &upload_id, n, &src(p)).await?));
+            }
+            self.mp_complete(key, &upload_id, &etags).await
         }
         .await;
         if result.is_err() {
-            let abort = Req::new(reqwest::Method::DELETE, key).query("uploadId", upload_id.clone());
-            if let Err(e) = self.expect_ok("AbortMultipartUpload", abort).await {
-                tracing::warn!(error = %e, "aborting a multipart upload");
-            }
+            self.mp_abort(key, &upload_id).await;
         }
         result
     }
@@ -521,13 +774,13 @@ impl S3BlobStore {
 #[async_trait]
 impl BlobStore for S3BlobStore {
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
-        self.exists(&self.blob_key(digest)).await
+        self.head(&self.blob_key(digest)).await
     }
 
     async fn read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream> {
         let key = self.blob_key(digest);
         if len == 0 {
-            return match self.exists(&key).await? {
+            return match self.head(&key).await? {
                 Some(_) => Ok(Box::pin(futures::stream::empty())),
                 None => Err(Error::BlobUnknown),
             };
@@ -539,95 +792,126 @@ impl BlobStore for S3BlobStore {
                     .header("range", format!("bytes={offset}-{last}")),
             )
             .await?;
-        match resp.status().as_u16() {
-            200 | 206 => Ok(Box::pin(resp.bytes_stream().map(|r| r.map_err(io)))),
-            404 => Err(Error::BlobUnknown),
-            s => Err(backend("GET", s)),
+        let status = resp.status();
+        let body = |resp: reqwest::Response| -> ByteStream {
+            Box::pin(resp.bytes_stream().map(|r| r.map_err(io)))
+        };
+        match status.as_u16() {
+            206 => Ok(window(body(resp), 0, len)),
+            // A server that ignores the range sends the whole object.
+            200 => Ok(window(body(resp), offset, len)),
+            416 => Ok(failed_stream(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("blob has no byte {offset}"),
+            ))),
+            _ => {
+                let text = resp.text().await.unwrap_or_default();
+                if status.as_u16() == 404
+                    && xml_one(&text, "Code").as_deref() != Some("NoSuchBucket")
+                {
+                    Err(Error::BlobUnknown)
+                } else {
+                    Err(status_error("GET", status, &text))
+                }
+            }
         }
     }
 
     async fn delete(&self, digest: &Digest) -> Result<()> {
         let key = self.blob_key(digest);
-        if self.exists(&key).await?.is_none() {
+        if self.head(&key).await?.is_none() {
             return Err(Error::BlobUnknown);
         }
         self.delete_key(&key).await
     }
 
     async fn upload_start(&self, id: &str) -> Result<()> {
-        let prefix = self.upload_prefix(id)?;
-        self.put(&format!("{prefix}{SESSION_MARKER}"), Bytes::new())
-            .await
+        let marker = self.marker_key(id)?;
+        if self.head(&marker).await?.is_some() {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("upload {id} already exists"),
+            )));
+        }
+        self.put(&marker, Bytes::new()).await
     }
 
-    async fn upload_append(
+    async fn upload_write(
         &self,
         id: &str,
-        offset: u64,
+        part: &str,
+        _offset: u64,
         expected: Option<u64>,
         data: ByteStream,
     ) -> Result<u64> {
         let prefix = self.upload_prefix(id)?;
-        let pieces = self.pieces(id).await?.ok_or(Error::UploadUnknown)?;
-        let current = Self::end_of(&pieces);
-        if offset > current {
-            return Err(Error::OffsetMismatch { offset, current });
+        if !UploadPart::valid_name(part) {
+            return Err(backend("upload", format!("invalid part name {part:?}")));
         }
-        // Pieces at or past `offset` were never acknowledged (see the module comment).
-        for (start, size, key) in &pieces {
-            if *start >= offset {
-                self.delete_key(key).await?;
-            } else if start.saturating_add(*size) > offset {
+        if !self.session_open(id).await? {
+            return Err(Error::UploadUnknown);
+        }
+        let key = format!("{prefix}{part}");
+        let n = self.write_object(&key, expected, data).await?;
+        // Cancelled meanwhile: the part must not outlive its session.
+        if !self.session_open(id).await? {
+            self.delete_key(&key).await?;
+            return Err(Error::UploadUnknown);
+        }
+        Ok(n)
+    }
+
+    async fn upload_exists(&self, id: &str) -> Result<bool> {
+        self.session_open(id).await
+    }
+
+    async fn upload_read(&self, id: &str, parts: &[UploadPart]) -> Result<ByteStream> {
+        let prefix = self.upload_prefix(id)?;
+        if !self.session_open(id).await? {
+            return Err(Error::UploadUnknown);
+        }
+        UploadPart::total(parts)?;
+        Ok(self.stream_parts(&prefix, parts))
+    }
+
+    async fn upload_commit(&self, id: &str, parts: &[UploadPart], digest: &Digest) -> Result<u64> {
+        let prefix = self.upload_prefix(id)?;
+        let total = UploadPart::total(parts)?;
+        let stored = self.list(&prefix).await?;
+        let marker = format!("{prefix}{SESSION_MARKER}");
+        if !stored.iter().any(|(k, _)| *k == marker) {
+            return Err(Error::UploadUnknown);
+        }
+        let sizes: HashMap<&str, u64> = stored
+            .iter()
+            .filter_map(|(k, s)| k.strip_prefix(prefix.as_str()).map(|name| (name, *s)))
+            .collect();
+        for p in parts {
+            if sizes.get(p.name.as_str()) != Some(&p.size) {
                 return Err(backend(
-                    "append",
-                    format!("offset {offset} falls inside the piece at {start}"),
+                    "commit",
+                    format!(
+                        "upload part {} ({} bytes at {}) is missing or of another size",
+                        p.name, p.size, p.offset
+                    ),
                 ));
             }
         }
-        let mut written = Vec::new();
-        match self
-            .write_pieces(&prefix, offset, expected, data, &mut written)
-            .await
-        {
-            Ok(n) => Ok(offset.saturating_add(n)),
-            Err(e) => {
-                // A chunk lands whole or not at all.
-                for key in &written {
-                    if let Err(d) = self.delete_key(key).await {
-                        tracing::warn!(error = %d, key, "rolling back an upload piece");
-                    }
-                }
-                Err(e)
-            }
-        }
-    }
-
-    async fn upload_len(&self, id: &str) -> Result<Option<u64>> {
-        Ok(self.pieces(id).await?.map(|p| Self::end_of(&p)))
-    }
-
-    async fn upload_read(&self, id: &str) -> Result<ByteStream> {
-        let pieces = self.pieces(id).await?.ok_or(Error::UploadUnknown)?;
-        let end = Self::end_of(&pieces);
-        let contiguous: Vec<_> = pieces.into_iter().filter(|(o, _, _)| *o < end).collect();
-        Ok(self.stream_pieces(contiguous))
-    }
-
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<u64> {
-        let pieces = self.pieces(id).await?.ok_or(Error::UploadUnknown)?;
-        let size = Self::end_of(&pieces);
         let key = self.blob_key(digest);
-        if self.exists(&key).await?.is_none() {
-            let contiguous: Vec<_> = pieces
-                .iter()
-                .filter(|(o, _, _)| *o < size)
-                .cloned()
-                .collect();
-            self.publish(&key, size, self.stream_pieces(contiguous))
-                .await?;
+        // Content-addressed: identical bytes already there are kept as they are.
+        if self.head(&key).await?.is_none() {
+            self.publish(&key, &prefix, parts, total).await?;
         }
-        self.upload_abort(id).await?;
-        Ok(size)
+        // Every part, recorded or stray, then the marker: a session whose deletion is cut short
+        // is still a session.
+        let others: Vec<String> = stored
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| *k != marker)
+            .collect();
+        self.delete_all(others).await?;
+        self.delete_key(&marker).await?;
+        Ok(total)
     }
 
     async fn upload_abort(&self, id: &str) -> Result<()> {
@@ -636,11 +920,13 @@ impl BlobStore for S3BlobStore {
         if all.is_empty() {
             return Err(Error::UploadUnknown);
         }
-        // The marker last: a session whose deletion is cut short is still a session.
         let marker = format!("{prefix}{SESSION_MARKER}");
-        for (key, _) in all.iter().filter(|(k, _)| *k != marker) {
-            self.delete_key(key).await?;
-        }
+        let others: Vec<String> = all
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| *k != marker)
+            .collect();
+        self.delete_all(others).await?;
         self.delete_key(&marker).await
     }
 }
@@ -651,18 +937,69 @@ mod tests {
 
     #[test]
     fn reads_s3_xml() {
-        let xml = "<R><Key>a&amp;b</Key><Size>3</Size><Key>c</Key><Size>4</Size>\
+        let xml = "<R><Contents><Key>a&amp;b</Key><Size>3</Size></Contents>\
+                   <Contents><Key>c</Key><Size>4</Size></Contents>\
                    <IsTruncated>false</IsTruncated></R>";
         assert_eq!(xml_all(xml, "Key"), ["a&b", "c"]);
+        assert_eq!(xml_all(xml, "Contents").len(), 2);
         assert_eq!(xml_one(xml, "IsTruncated").as_deref(), Some("false"));
         assert_eq!(xml_one(xml, "Nope"), None);
+        assert_eq!(xml_escape("\"abc\"&<"), "&quot;abc&quot;&amp;&lt;");
+    }
+
+    fn chunks(parts: &[&'static [u8]]) -> ByteStream {
+        let v: Vec<std::io::Result<Bytes>> =
+            parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        Box::pin(futures::stream::iter(v))
+    }
+
+    async fn drain(s: ByteStream) -> (Vec<u8>, bool) {
+        let mut s = s;
+        let mut out = Vec::new();
+        while let Some(c) = s.next().await {
+            match c {
+                Ok(c) => out.extend_from_slice(&c),
+                Err(_) => return (out, true),
+            }
+        }
+        (out, false)
+    }
+
+    #[tokio::test]
+    async fn a_window_skips_takes_and_reports_short_bodies() {
+        assert_eq!(
+            drain(window(chunks(&[b"0123", b"4567", b"89"]), 3, 4)).await,
+            (b"3456".to_vec(), false)
+        );
+        assert_eq!(
+            drain(window(chunks(&[b"0123", b"45"]), 0, 6)).await,
+            (b"012345".to_vec(), false)
+        );
+        assert_eq!(
+            drain(window(chunks(&[b"0123"]), 2, 5)).await,
+            (b"23".to_vec(), true)
+        );
+        assert_eq!(
+            drain(window(chunks(&[b"0123"]), 6, 1)).await,
+            (Vec::new(), true)
+        );
     }
 
     #[test]
-    fn contiguous_end_of_pieces() {
-        let p = |o: u64, s: u64| (o, s, String::new());
-        assert_eq!(S3BlobStore::end_of(&[]), 0);
-        assert_eq!(S3BlobStore::end_of(&[p(0, 5), p(5, 3)]), 8);
-        assert_eq!(S3BlobStore::end_of(&[p(0, 5), p(9, 3)]), 5);
+    fn the_secret_stays_out_of_debug_output() {
+        let cfg = S3Config {
+            endpoint: "http://127.0.0.1:3900".into(),
+            bucket: "b".into(),
+            region: "r".into(),
+            access_key: "GKid".into(),
+            secret_key: "very-secret".into(),
+            path_style: true,
+            prefix: String::new(),
+        };
+        let text = format!("{cfg:?}");
+        assert!(
+            text.contains("GKid") && !text.contains("very-secret"),
+            "{text}"
+        );
     }
 }

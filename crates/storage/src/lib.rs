@@ -11,7 +11,7 @@ mod metadata;
 pub mod testsuite;
 mod trust;
 
-pub use blob::{BlobStore, ByteStream};
+pub use blob::{BlobStore, ByteStream, MAX_UPLOAD_PARTS, UploadPart};
 pub use error::{Error, Result, io_is_no_space};
 pub use identity::{
     AuditRecord, IdentityRecord, IdentityStore, RoleAssignmentRecord, ScopeMapRecord,

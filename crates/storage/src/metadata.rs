@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use berth_oci::{Algorithm, Digest, RepoName, Tag, TagOrDigest};
 use bytes::Bytes;
 
-use crate::Result;
+use crate::{Result, UploadPart};
 
 /// A manifest to store, already validated by the registry.
 #[derive(Debug, Clone)]
@@ -68,12 +68,15 @@ pub struct UploadRecord {
     /// identity. Empty for sessions from before owners were recorded.
     pub owner: String,
     /// Bytes acknowledged so far: the truth about where the upload ends, whatever the blob store
-    /// holds. `None` for sessions recorded before offsets were (the blob store's length is the
-    /// truth for those).
+    /// holds. `None` for sessions recorded before offsets were.
     pub offset: Option<u64>,
     /// The running hash of bytes `0..offset` ([`berth_oci::Digester::save`]), so any process
     /// continues the upload without re-reading it. `None` when not known.
     pub hash_state: Option<Vec<u8>>,
+    /// The acknowledged chunks, in order ([`crate::BlobStore`] assembles exactly these). `None`
+    /// for sessions recorded before parts were: such a session cannot be continued (the
+    /// registry refuses it as unknown and the client starts over).
+    pub parts: Option<Vec<UploadPart>>,
 }
 
 /// One page of a lexically ordered listing.
@@ -134,14 +137,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn uploads_created_before(&self, before: i64) -> Result<Vec<String>>;
     /// How many upload sessions `owner` holds open.
     async fn uploads_owned_by(&self, owner: &str) -> Result<u64>;
-    /// Moves an upload's acknowledged end from `from` to `to` with the hash state at `to`, if it
-    /// is still at `from` (compare-and-set; a legacy record without an offset counts as at
-    /// `from`). `false` when another writer moved it first, or the session is gone.
+    /// Acknowledges `part`: if the upload still ends at `part.offset`, appends the part to its
+    /// list, moves its end to `part.offset + part.size` and stores `hash_state` (the running
+    /// hash there), all at once (compare-and-set). `false` when another writer moved the upload
+    /// first, the session is gone, or it is a legacy record without a part list.
     async fn upload_advance(
         &self,
         id: &str,
-        from: u64,
-        to: u64,
+        part: &UploadPart,
         hash_state: Option<Vec<u8>>,
     ) -> Result<bool>;
 }

@@ -7,7 +7,7 @@ use berth_oci::{Algorithm, Digest, RepoName, Tag, TagOrDigest};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::{BlobStore, ByteStream, Error, MetadataStore, NewManifest, UploadRecord};
+use crate::{BlobStore, ByteStream, Error, MetadataStore, NewManifest, UploadPart, UploadRecord};
 
 fn stream_of(parts: &[&'static [u8]]) -> ByteStream {
     let v: Vec<io::Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
@@ -45,6 +45,7 @@ fn tag(s: &str) -> Tag {
 pub async fn run_all(blobs: &dyn BlobStore, meta: &dyn MetadataStore) {
     run_blobs(blobs).await;
     run_metadata(meta).await;
+    run_upload_race((blobs, meta), (blobs, meta)).await;
 }
 
 /// The blob rules alone (an empty store), for backends that hold only blobs.
@@ -144,14 +145,15 @@ async fn metadata_repository_admin_rules(m: &dyn MetadataStore) {
 
 async fn blob_upload_roundtrip(b: &dyn BlobStore) {
     b.upload_start("u1").await.unwrap();
-    assert_eq!(b.upload_len("u1").await.unwrap(), Some(0));
+    assert!(b.upload_exists("u1").await.unwrap());
     let n = b
-        .upload_append("u1", 0, None, stream_of(&[b"hello ", b"world"]))
+        .upload_write("u1", "p1", 0, None, stream_of(&[b"hello ", b"world"]))
         .await
         .unwrap();
     assert_eq!(n, 11);
+    let parts = [part("p1", 0, 11)];
     assert_eq!(
-        collect(b.upload_read("u1").await.unwrap()).await,
+        collect(b.upload_read("u1", &parts).await.unwrap()).await,
         b"hello world"
     );
     let d = Digest::sha256_of(b"hello world");
@@ -160,58 +162,71 @@ async fn blob_upload_roundtrip(b: &dyn BlobStore) {
         None,
         "blob must not be visible before commit"
     );
-    assert_eq!(b.upload_commit("u1", &d).await.unwrap(), 11);
+    assert_eq!(b.upload_commit("u1", &parts, &d).await.unwrap(), 11);
     assert_eq!(b.stat(&d).await.unwrap(), Some(11));
-    assert_eq!(
-        b.upload_len("u1").await.unwrap(),
-        None,
+    assert!(
+        !b.upload_exists("u1").await.unwrap(),
         "commit removes the upload"
     );
     assert_eq!(collect(b.read(&d, 6, 5).await.unwrap()).await, b"world");
     // Committing identical content again dedupes.
     b.upload_start("u2").await.unwrap();
-    b.upload_append("u2", 0, Some(11), stream_of(&[b"hello world"]))
+    b.upload_write("u2", "q1", 0, Some(11), stream_of(&[b"hello world"]))
         .await
         .unwrap();
-    assert_eq!(b.upload_commit("u2", &d).await.unwrap(), 11);
+    assert_eq!(
+        b.upload_commit("u2", &[part("q1", 0, 11)], &d)
+            .await
+            .unwrap(),
+        11
+    );
+    assert!(!b.upload_exists("u2").await.unwrap());
     b.delete(&d).await.unwrap();
     assert_eq!(b.stat(&d).await.unwrap(), None);
     assert!(matches!(b.read(&d, 0, 1).await, Err(Error::BlobUnknown)));
 }
 
+/// Whether reading `parts` fails, at the call or in the stream.
+async fn read_fails(b: &dyn BlobStore, id: &str, parts: &[UploadPart]) -> bool {
+    match b.upload_read(id, parts).await {
+        Err(_) => true,
+        Ok(mut s) => {
+            while let Some(c) = s.next().await {
+                if c.is_err() {
+                    return true;
+                }
+            }
+            false
+        }
+    }
+}
+
 async fn blob_append_rules(b: &dyn BlobStore) {
     b.upload_start("a1").await.unwrap();
-    b.upload_append("a1", 0, None, stream_of(&[b"0123"]))
-        .await
-        .unwrap();
-    // The record says where the upload ends: bytes beyond the offset were never acknowledged
-    // and are replaced; a gap past what the store holds is refused.
-    let e = b
-        .upload_append("a1", 6, None, stream_of(&[b"xx"]))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::OffsetMismatch {
-                offset: 6,
-                current: 4
-            }
-        ),
-        "gap refused: {e}"
-    );
     assert_eq!(
-        b.upload_append("a1", 2, None, stream_of(&[b"xx"]))
+        b.upload_write("a1", "x1", 0, None, stream_of(&[b"0123"]))
             .await
             .unwrap(),
         4
     );
-    assert_eq!(collect(b.upload_read("a1").await.unwrap()).await, b"01xx");
-    b.upload_append("a1", 2, Some(2), stream_of(&[b"23"]))
-        .await
-        .unwrap();
+    // A second write at the same offset goes under its own name: the first part's bytes stay.
+    assert_eq!(
+        b.upload_write("a1", "x2", 0, None, stream_of(&[b"xxxx"]))
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        collect(b.upload_read("a1", &[part("x1", 0, 4)]).await.unwrap()).await,
+        b"0123"
+    );
+    assert_eq!(
+        collect(b.upload_read("a1", &[part("x2", 0, 4)]).await.unwrap()).await,
+        b"xxxx"
+    );
+    // A short chunk lands not at all.
     let e = b
-        .upload_append("a1", 4, Some(3), stream_of(&[b"56"]))
+        .upload_write("a1", "x3", 4, Some(3), stream_of(&[b"56"]))
         .await
         .unwrap_err();
     assert!(
@@ -224,37 +239,73 @@ async fn blob_append_rules(b: &dyn BlobStore) {
         ),
         "short chunk: {e}"
     );
-    assert_eq!(
-        b.upload_len("a1").await.unwrap(),
-        Some(4),
-        "short chunk rolled back"
+    assert!(
+        read_fails(b, "a1", &[part("x1", 0, 4), part("x3", 4, 2)]).await,
+        "short chunk left nothing"
     );
     let e = b
-        .upload_append("a1", 4, None, failing_stream())
+        .upload_write("a1", "x4", 4, None, failing_stream())
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Body(_)), "broken body: {e}");
-    assert_eq!(
-        b.upload_len("a1").await.unwrap(),
-        Some(4),
-        "broken body rolled back"
+    assert!(
+        read_fails(b, "a1", &[part("x1", 0, 4), part("x4", 4, 7)]).await,
+        "broken body left nothing"
     );
     assert_eq!(
-        b.upload_append("a1", 4, Some(2), stream_of(&[b"45"]))
+        b.upload_write("a1", "x5", 4, Some(2), stream_of(&[b"45"]))
             .await
             .unwrap(),
-        6
+        2
     );
+    assert_eq!(
+        collect(
+            b.upload_read("a1", &[part("x1", 0, 4), part("x5", 4, 2)])
+                .await
+                .unwrap()
+        )
+        .await,
+        b"012345"
+    );
+    // A part list that disagrees with what is stored, or with itself, is refused, and the
+    // upload stays as it was.
+    assert!(read_fails(b, "a1", &[part("x1", 0, 4), part("x5", 4, 3)]).await);
+    let d = Digest::sha256_of(b"012345");
+    for bad in [
+        vec![part("x1", 0, 4), part("x5", 4, 3)],
+        vec![part("x1", 0, 4), part("x5", 5, 2)],
+        vec![part("x5", 4, 2)],
+        vec![part("nope", 0, 6)],
+    ] {
+        assert!(
+            b.upload_commit("a1", &bad, &d).await.is_err(),
+            "commit of {bad:?} refused"
+        );
+        assert_eq!(b.stat(&d).await.unwrap(), None, "nothing published");
+        assert!(b.upload_exists("a1").await.unwrap());
+    }
     b.upload_abort("a1").await.unwrap();
-    assert!(matches!(b.upload_len("a1").await, Ok(None)));
+    assert!(!b.upload_exists("a1").await.unwrap());
     assert!(matches!(
-        b.upload_append("a1", 0, None, stream_of(&[b"x"])).await,
+        b.upload_write("a1", "x6", 0, None, stream_of(&[b"x"]))
+            .await,
         Err(Error::UploadUnknown)
     ));
     assert!(matches!(
-        b.upload_append("../x", 0, None, stream_of(&[b"x"])).await,
+        b.upload_write("../x", "x7", 0, None, stream_of(&[b"x"]))
+            .await,
         Err(Error::UploadUnknown)
     ));
+    b.upload_start("a2").await.unwrap();
+    for bad in ["", "../x", "a/b", ".session", &"x".repeat(65)] {
+        assert!(
+            b.upload_write("a2", bad, 0, None, stream_of(&[b"x"]))
+                .await
+                .is_err(),
+            "part name {bad:?} refused"
+        );
+    }
+    b.upload_abort("a2").await.unwrap();
 }
 
 /// Unknown names, ranges and ids: every backend refuses them with the same error.
@@ -263,7 +314,7 @@ async fn blob_edge_rules(b: &dyn BlobStore) {
     let d = Digest::sha256_of(bytes);
     assert!(matches!(b.delete(&d).await, Err(Error::BlobUnknown)));
     assert!(matches!(
-        b.upload_commit("nope", &d).await,
+        b.upload_commit("nope", &[], &d).await,
         Err(Error::UploadUnknown)
     ));
     assert!(matches!(
@@ -271,34 +322,38 @@ async fn blob_edge_rules(b: &dyn BlobStore) {
         Err(Error::UploadUnknown)
     ));
     assert!(matches!(
-        b.upload_read("nope").await,
+        b.upload_read("nope", &[]).await,
         Err(Error::UploadUnknown)
     ));
+    assert!(!b.upload_exists("nope").await.unwrap());
     for bad in ["", "../x", "a/b", &"x".repeat(65)] {
         assert!(
             matches!(b.upload_start(bad).await, Err(Error::UploadUnknown)),
             "id {bad:?} refused"
         );
-        assert!(matches!(b.upload_len(bad).await, Err(Error::UploadUnknown)));
+        assert!(matches!(
+            b.upload_exists(bad).await,
+            Err(Error::UploadUnknown)
+        ));
     }
     b.upload_start("e1").await.unwrap();
     assert!(
         b.upload_start("e1").await.is_err(),
         "an upload id is opened once"
     );
-    // Empty chunks are allowed, and the bytes come back exactly across appends.
+    // Empty chunks are allowed, and the bytes come back exactly across parts.
     assert_eq!(
-        b.upload_append("e1", 0, Some(0), stream_of(&[]))
+        b.upload_write("e1", "empty", 0, Some(0), stream_of(&[]))
             .await
             .unwrap(),
         0
     );
-    b.upload_append("e1", 0, None, stream_of(&[b"0123", b"", b"45"]))
+    b.upload_write("e1", "a", 0, None, stream_of(&[b"0123", b"", b"45"]))
         .await
         .unwrap();
     // A body longer than announced is refused, counted up to the chunk that overran.
     let e = b
-        .upload_append("e1", 6, Some(2), stream_of(&[b"6", b"789"]))
+        .upload_write("e1", "b", 6, Some(2), stream_of(&[b"6", b"789"]))
         .await
         .unwrap_err();
     assert!(
@@ -311,53 +366,199 @@ async fn blob_edge_rules(b: &dyn BlobStore) {
         ),
         "long chunk: {e}"
     );
-    assert_eq!(b.upload_len("e1").await.unwrap(), Some(6));
     assert_eq!(
-        b.upload_append("e1", 6, Some(4), stream_of(&[b"6", b"789"]))
+        b.upload_write("e1", "c", 6, Some(4), stream_of(&[b"6", b"789"]))
             .await
             .unwrap(),
-        10
+        4
     );
-    assert_eq!(collect(b.upload_read("e1").await.unwrap()).await, bytes);
-    // Rewriting from inside an earlier append (its second piece) keeps exactly the bytes before.
-    assert_eq!(
-        b.upload_append("e1", 5, None, stream_of(&[b"x"]))
-            .await
-            .unwrap(),
-        6
-    );
-    assert_eq!(collect(b.upload_read("e1").await.unwrap()).await, b"01234x");
-    // A failed rewrite still drops what followed the offset (it was never acknowledged).
-    assert!(
-        b.upload_append("e1", 5, None, failing_stream())
-            .await
-            .is_err()
-    );
-    assert_eq!(b.upload_len("e1").await.unwrap(), Some(5));
-    b.upload_append("e1", 5, Some(5), stream_of(&[b"56789"]))
+    // A stray written later at the same offset changes nothing recorded.
+    b.upload_write("e1", "stray", 6, None, stream_of(&[b"xxxx"]))
         .await
         .unwrap();
-    assert_eq!(collect(b.upload_read("e1").await.unwrap()).await, bytes);
-    assert_eq!(b.upload_commit("e1", &d).await.unwrap(), 10);
-    assert!(matches!(b.upload_len("e1").await, Ok(None)));
+    let parts = [part("empty", 0, 0), part("a", 0, 6), part("c", 6, 4)];
+    assert_eq!(
+        collect(b.upload_read("e1", &parts).await.unwrap()).await,
+        bytes
+    );
+    assert_eq!(b.upload_commit("e1", &parts, &d).await.unwrap(), 10);
+    assert!(!b.upload_exists("e1").await.unwrap());
     assert_eq!(collect(b.read(&d, 0, 10).await.unwrap()).await, bytes);
     assert_eq!(collect(b.read(&d, 9, 1).await.unwrap()).await, b"9");
     assert!(collect(b.read(&d, 3, 0).await.unwrap()).await.is_empty());
     // A range past the end delivers what exists, then fails: never silently short.
-    let mut s = b.read(&d, 8, 5).await.unwrap();
-    let mut got = Vec::new();
-    let mut failed = false;
-    while let Some(c) = s.next().await {
-        match c {
-            Ok(c) => got.extend_from_slice(&c),
-            Err(_) => {
-                failed = true;
-                break;
+    for (offset, len, want) in [(8u64, 5u64, &b"89"[..]), (10, 1, b""), (12, 3, b"")] {
+        let mut got = Vec::new();
+        let mut failed = false;
+        match b.read(&d, offset, len).await {
+            Err(_) => failed = true,
+            Ok(mut s) => {
+                while let Some(c) = s.next().await {
+                    match c {
+                        Ok(c) => got.extend_from_slice(&c),
+                        Err(_) => {
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
             }
         }
+        assert_eq!(
+            (got.as_slice(), failed),
+            (want, true),
+            "read {len} from {offset} of 10 bytes"
+        );
     }
-    assert_eq!((got.as_slice(), failed), (&b"89"[..], true));
     b.delete(&d).await.unwrap();
+    // An upload of no parts is the empty blob.
+    let empty = Digest::sha256_of(b"");
+    b.upload_start("e2").await.unwrap();
+    b.upload_write("e2", "unrecorded", 0, None, stream_of(&[b"x"]))
+        .await
+        .unwrap();
+    assert_eq!(b.upload_commit("e2", &[], &empty).await.unwrap(), 0);
+    assert_eq!(b.stat(&empty).await.unwrap(), Some(0));
+    assert!(
+        collect(b.read(&empty, 0, 0).await.unwrap())
+            .await
+            .is_empty()
+    );
+    b.delete(&empty).await.unwrap();
+}
+
+/// Two writers (one blob store and one metadata store each, as two nodes have; or the same
+/// stores twice) on one upload. The upload record's part list decides what the blob is: a
+/// chunk written at an acknowledged offset after another writer's compare-and-set (a client's
+/// retry through another node while the first request was stalled) changes nothing, and the
+/// committed blob is exactly the acknowledged bytes.
+pub async fn run_upload_race(
+    a: (&dyn BlobStore, &dyn MetadataStore),
+    b: (&dyn BlobStore, &dyn MetadataStore),
+) {
+    late_loser_after_the_winners_cas(a, b).await;
+    concurrent_writers_at_one_offset(a, b).await;
+}
+
+fn race_record(id: &str) -> UploadRecord {
+    UploadRecord {
+        id: id.into(),
+        repo: repo("race/blobs"),
+        algorithm: Algorithm::Sha256,
+        created: 1,
+        owner: "race".into(),
+        offset: Some(0),
+        hash_state: None,
+        parts: Some(Vec::new()),
+    }
+}
+
+/// Writes `data` as a fresh part at `offset` and asks the record to take it.
+async fn write_and_advance(
+    (blobs, meta): (&dyn BlobStore, &dyn MetadataStore),
+    id: &str,
+    name: &str,
+    offset: u64,
+    data: Vec<u8>,
+) -> bool {
+    let len = data.len() as u64;
+    let body: ByteStream = Box::pin(futures::stream::iter(vec![Ok(Bytes::from(data))]));
+    let n = blobs
+        .upload_write(id, name, offset, Some(len), body)
+        .await
+        .unwrap();
+    assert_eq!(n, len);
+    meta.upload_advance(id, &part(name, offset, n), None)
+        .await
+        .unwrap()
+}
+
+/// Commits what the record lists through `via` and checks the blob read back through `other`.
+async fn commit_and_check(
+    via: (&dyn BlobStore, &dyn MetadataStore),
+    other: (&dyn BlobStore, &dyn MetadataStore),
+    id: &str,
+    want: &[u8],
+) {
+    let rec = other.1.upload_get(id).await.unwrap().unwrap();
+    let parts = rec.parts.unwrap();
+    assert_eq!(rec.offset, Some(want.len() as u64));
+    assert_eq!(
+        collect(other.0.upload_read(id, &parts).await.unwrap()).await,
+        want,
+        "{id}: the recorded parts hold the acknowledged bytes"
+    );
+    let d = Digest::sha256_of(want);
+    assert_eq!(
+        via.0.upload_commit(id, &parts, &d).await.unwrap(),
+        want.len() as u64
+    );
+    via.1.upload_delete(id).await.unwrap();
+    assert!(
+        !other.0.upload_exists(id).await.unwrap(),
+        "{id}: commit removes every part, strays too"
+    );
+    let got = collect(
+        other
+            .0
+            .read(&d, 0, other.0.stat(&d).await.unwrap().unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        Digest::sha256_of(&got),
+        d,
+        "{id}: the committed blob has the acknowledged bytes"
+    );
+    via.0.delete(&d).await.unwrap();
+}
+
+async fn late_loser_after_the_winners_cas(
+    a: (&dyn BlobStore, &dyn MetadataStore),
+    b: (&dyn BlobStore, &dyn MetadataStore),
+) {
+    let id = "race-late";
+    a.1.upload_create(&race_record(id)).await.unwrap();
+    a.0.upload_start(id).await.unwrap();
+    let first = vec![b'A'; 4096];
+    let late = vec![b'L'; 4096];
+    let second = vec![b'B'; 1000];
+    assert!(write_and_advance(a, id, "w1", 0, first.clone()).await);
+    // The stalled request lands now, at the offset already acknowledged, through the other node.
+    assert!(
+        !write_and_advance(b, id, "l1", 0, late.clone()).await,
+        "the late chunk is not acknowledged"
+    );
+    // The client goes on through the other node, and yet another late copy of the first chunk
+    // arrives through the first.
+    assert!(write_and_advance(b, id, "w2", 4096, second.clone()).await);
+    assert!(!write_and_advance(a, id, "l2", 0, late.clone()).await);
+    assert!(!write_and_advance(a, id, "l3", 4096, late).await);
+    let mut want = first;
+    want.extend_from_slice(&second);
+    commit_and_check(a, b, id, &want).await;
+}
+
+async fn concurrent_writers_at_one_offset(
+    a: (&dyn BlobStore, &dyn MetadataStore),
+    b: (&dyn BlobStore, &dyn MetadataStore),
+) {
+    for i in 0..6u8 {
+        let id = format!("race-conc-{i}");
+        a.1.upload_create(&race_record(&id)).await.unwrap();
+        b.0.upload_start(&id).await.unwrap();
+        // Same length, different bytes: only the part list can tell them apart.
+        let (da, db) = (vec![i; 64 << 10], vec![i.wrapping_add(100); 64 << 10]);
+        let (wa, wb) = tokio::join!(
+            write_and_advance(a, &id, "ca", 0, da.clone()),
+            write_and_advance(b, &id, "cb", 0, db.clone()),
+        );
+        assert!(wa ^ wb, "round {i}: exactly one chunk is acknowledged");
+        let want = if wa { da } else { db };
+        let (via, other) = if i % 2 == 0 { (a, b) } else { (b, a) };
+        commit_and_check(via, other, &id, &want).await;
+    }
 }
 
 async fn metadata_manifests_and_tags(m: &dyn MetadataStore) {
@@ -458,6 +659,14 @@ async fn metadata_manifests_and_tags(m: &dyn MetadataStore) {
     assert_eq!(m.blob_linked(&r, &layer).await.unwrap(), None);
 }
 
+fn part(name: &str, offset: u64, size: u64) -> UploadPart {
+    UploadPart {
+        name: name.into(),
+        offset,
+        size,
+    }
+}
+
 async fn metadata_uploads(m: &dyn MetadataStore) {
     let u = UploadRecord {
         id: "up-1".into(),
@@ -467,6 +676,7 @@ async fn metadata_uploads(m: &dyn MetadataStore) {
         owner: "alice".into(),
         offset: Some(0),
         hash_state: Some(vec![1, 2, 3]),
+        parts: Some(Vec::new()),
     };
     m.upload_create(&u).await.unwrap();
     m.upload_create(&UploadRecord {
@@ -482,24 +692,59 @@ async fn metadata_uploads(m: &dyn MetadataStore) {
         (repo("a/b"), Algorithm::Sha512, 100, "alice")
     );
     assert_eq!(m.uploads_owned_by("alice").await.unwrap(), 1);
-    assert_eq!((got.offset, got.hash_state), (Some(0), Some(vec![1, 2, 3])));
-    // Compare-and-set of the acknowledged end: only from where it is.
+    assert_eq!(
+        (got.offset, got.hash_state, got.parts),
+        (Some(0), Some(vec![1, 2, 3]), Some(vec![]))
+    );
+    // Compare-and-set of the acknowledged end, recording the part with it: only from where it
+    // is.
     assert!(
-        m.upload_advance("up-1", 0, 10, Some(vec![4]))
+        m.upload_advance("up-1", &part("p1", 0, 10), Some(vec![4]))
             .await
             .unwrap()
     );
     assert!(
-        !m.upload_advance("up-1", 0, 20, Some(vec![5]))
+        !m.upload_advance("up-1", &part("p2", 0, 20), Some(vec![5]))
             .await
             .unwrap()
     );
     let got = m.upload_get("up-1").await.unwrap().unwrap();
-    assert_eq!((got.offset, got.hash_state), (Some(10), Some(vec![4])));
-    assert!(m.upload_advance("up-1", 10, 12, None).await.unwrap());
+    assert_eq!(
+        (got.offset, got.hash_state, got.parts),
+        (Some(10), Some(vec![4]), Some(vec![part("p1", 0, 10)]))
+    );
+    assert!(
+        m.upload_advance("up-1", &part("p3", 10, 2), None)
+            .await
+            .unwrap()
+    );
+    // An empty part is recorded like any other.
+    assert!(
+        m.upload_advance("up-1", &part("p4", 12, 0), None)
+            .await
+            .unwrap()
+    );
     let got = m.upload_get("up-1").await.unwrap().unwrap();
-    assert_eq!((got.offset, got.hash_state), (Some(12), None));
-    assert!(!m.upload_advance("no-such", 0, 1, None).await.unwrap());
+    assert_eq!(
+        (got.offset, got.hash_state, got.parts),
+        (
+            Some(12),
+            None,
+            Some(vec![
+                part("p1", 0, 10),
+                part("p3", 10, 2),
+                part("p4", 12, 0)
+            ])
+        )
+    );
+    assert!(
+        !m.upload_advance("no-such", &part("p1", 0, 1), None)
+            .await
+            .unwrap()
+    );
+    // The other session is untouched.
+    let other = m.upload_get("up-2").await.unwrap().unwrap();
+    assert_eq!((other.offset, other.parts), (Some(0), Some(vec![])));
     assert_eq!(m.uploads_owned_by("carol").await.unwrap(), 0);
     m.upload_delete("up-2").await.unwrap();
     assert_eq!(m.uploads_owned_by("bob").await.unwrap(), 0);
@@ -663,16 +908,19 @@ async fn metadata_edge_rules(m: &dyn MetadataStore) {
         owner: String::new(),
         offset: None,
         hash_state: None,
+        parts: None,
     };
     m.upload_create(&u).await.unwrap();
     assert!(m.upload_create(&u).await.is_err(), "duplicate upload id");
-    // A record from before offsets were kept moves from wherever the caller says it is.
-    assert!(m.upload_advance("edge-up", 3, 5, None).await.unwrap());
-    assert!(!m.upload_advance("edge-up", 3, 6, None).await.unwrap());
-    assert_eq!(
-        m.upload_get("edge-up").await.unwrap().unwrap().offset,
-        Some(5)
+    // A record from before part lists were kept takes no parts: its bytes are not described
+    // by parts, so no part could be assembled with them.
+    assert!(
+        !m.upload_advance("edge-up", &part("p1", 0, 5), None)
+            .await
+            .unwrap()
     );
+    let got = m.upload_get("edge-up").await.unwrap().unwrap();
+    assert_eq!((got.offset, got.parts), (None, None));
     assert_eq!(m.uploads_owned_by("").await.unwrap(), 1);
     m.upload_delete("edge-up").await.unwrap();
     m.upload_delete("edge-up").await.unwrap();
@@ -1317,27 +1565,27 @@ where
 /// Rounds of each race: one round can be won by either side by luck of scheduling.
 const RACE_ROUNDS: usize = 12;
 
-/// Two writers move an upload's offset from the same place: exactly one wins, and its state is
-/// what both then read.
+/// Two writers move an upload's offset from the same place: exactly one wins, its part and
+/// state are what both then read.
 async fn race_upload_advance<S: MetadataStore>(a: &S, b: &S) {
     for i in 0..RACE_ROUNDS {
         let id = format!("race-up-{i}");
-        // Every fourth session is a legacy record without an offset: it counts as at `from`.
-        let legacy = i % 4 == 3;
         a.upload_create(&UploadRecord {
             id: id.clone(),
             repo: repo("race/uploads"),
             algorithm: Algorithm::Sha256,
             created: 1,
             owner: "race".into(),
-            offset: (!legacy).then_some(0),
+            offset: Some(0),
             hash_state: None,
+            parts: Some(Vec::new()),
         })
         .await
         .unwrap();
+        let (pa, pb) = (part("pa", 0, 10), part("pb", 0, 20));
         let (wa, wb) = tokio::join!(
-            a.upload_advance(&id, 0, 10, Some(vec![0xa])),
-            b.upload_advance(&id, 0, 20, Some(vec![0xb])),
+            a.upload_advance(&id, &pa, Some(vec![0xa])),
+            b.upload_advance(&id, &pb, Some(vec![0xb])),
         );
         let (wa, wb) = (wa.unwrap(), wb.unwrap());
         assert!(
@@ -1345,14 +1593,14 @@ async fn race_upload_advance<S: MetadataStore>(a: &S, b: &S) {
             "round {i}: exactly one advance wins (a: {wa}, b: {wb})"
         );
         let want = if wa {
-            (Some(10), Some(vec![0xa]))
+            (Some(10), Some(vec![0xa]), Some(vec![pa]))
         } else {
-            (Some(20), Some(vec![0xb]))
+            (Some(20), Some(vec![0xb]), Some(vec![pb]))
         };
         for (side, s) in [("a", a), ("b", b)] {
             let got = s.upload_get(&id).await.unwrap().unwrap();
             assert_eq!(
-                (got.offset, got.hash_state),
+                (got.offset, got.hash_state, got.parts),
                 want,
                 "round {i}: {side} reads the winner"
             );
@@ -1360,8 +1608,16 @@ async fn race_upload_advance<S: MetadataStore>(a: &S, b: &S) {
         // The loser's view is stale: from 0 again fails on either side; from the winner's end
         // it goes on.
         let end = want.0.unwrap();
-        assert!(!b.upload_advance(&id, 0, 30, None).await.unwrap());
-        assert!(a.upload_advance(&id, end, end + 1, None).await.unwrap());
+        assert!(
+            !b.upload_advance(&id, &part("pc", 0, 30), None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            a.upload_advance(&id, &part("pd", end, 1), None)
+                .await
+                .unwrap()
+        );
         b.upload_delete(&id).await.unwrap();
         assert!(a.upload_get(&id).await.unwrap().is_none());
     }

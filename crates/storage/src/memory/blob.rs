@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
 use super::{MemoryStore, lock};
-use crate::{BlobStore, ByteStream, Error, Result};
+use crate::{BlobStore, ByteStream, Error, Result, UploadPart};
 
 /// Chunk size when streaming a blob out (the embedded store reads files in pieces this size).
 const READ_CHUNK: usize = 256 << 10;
@@ -22,49 +22,44 @@ pub(super) struct BlobState {
     uploads: HashMap<String, Upload>,
 }
 
+/// An open upload: its parts by name, each as received (no copy per write).
 #[derive(Default)]
 struct Upload {
-    chunks: Vec<Bytes>,
-    len: u64,
+    parts: HashMap<String, Vec<Bytes>>,
 }
 
 /// The ids the embedded store accepts (what the registry generates: uuid text); anything else
 /// is an unknown upload there, so it is here too.
 fn check_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(Error::UploadUnknown);
+    if UploadPart::valid_name(id) {
+        Ok(())
+    } else {
+        Err(Error::UploadUnknown)
     }
-    Ok(())
 }
 
 impl Upload {
-    /// Ends the upload at `offset`: later bytes go; an offset past the end is a gap.
-    fn cut(&mut self, offset: u64) -> Result<()> {
-        if self.len < offset {
-            return Err(Error::OffsetMismatch {
-                offset,
-                current: self.len,
-            });
-        }
-        let mut kept: u64 = 0;
-        let mut keep_chunks = 0;
-        for c in &mut self.chunks {
-            if kept >= offset {
-                break;
+    /// The recorded parts' chunks in order, each checked against its recorded size.
+    fn assemble(&self, parts: &[UploadPart]) -> Result<(Vec<Bytes>, u64)> {
+        let total = UploadPart::total(parts)?;
+        let mut out = Vec::new();
+        for p in parts {
+            let chunks = self.parts.get(&p.name).ok_or_else(|| missing_part(p))?;
+            let size: u64 = chunks.iter().map(len_of).sum();
+            if size != p.size {
+                return Err(missing_part(p));
             }
-            let room = offset.saturating_sub(kept);
-            if len_of(c) > room {
-                // room < c.len(), so it fits usize.
-                c.truncate(usize::try_from(room).unwrap_or(0));
-            }
-            kept = kept.saturating_add(len_of(c));
-            keep_chunks += 1;
+            out.extend(chunks.iter().cloned());
         }
-        self.chunks.truncate(keep_chunks);
-        self.len = offset;
-        Ok(())
+        Ok((out, total))
     }
+}
+
+fn missing_part(p: &UploadPart) -> Error {
+    Error::Backend(format!(
+        "upload part {} ({} bytes at {}) is missing or of another size",
+        p.name, p.size, p.offset
+    ))
 }
 
 fn len_of(b: &Bytes) -> u64 {
@@ -135,21 +130,20 @@ impl BlobStore for MemoryStore {
         Ok(())
     }
 
-    async fn upload_append(
+    async fn upload_write(
         &self,
         id: &str,
-        offset: u64,
+        part: &str,
+        _offset: u64,
         expected: Option<u64>,
         mut data: ByteStream,
     ) -> Result<u64> {
         check_id(id)?;
-        {
-            let mut st = lock(&self.blobs);
-            let up = st.uploads.get_mut(id).ok_or(Error::UploadUnknown)?;
-            // Bytes past `offset` were never acknowledged (see the trait): dropped first.
-            up.cut(offset)?;
+        check_id(part)?;
+        if !lock(&self.blobs).uploads.contains_key(id) {
+            return Err(Error::UploadUnknown);
         }
-        // Gathered outside the lock (the body may take its time), appended below only if whole.
+        // Gathered outside the lock (the body may take its time), stored below only if whole.
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut received: u64 = 0;
         while let Some(chunk) = data.next().await {
@@ -172,45 +166,45 @@ impl BlobStore for MemoryStore {
         }
         let mut st = lock(&self.blobs);
         let up = st.uploads.get_mut(id).ok_or(Error::UploadUnknown)?;
-        // The chunk is written at `offset` whatever landed meanwhile, as a positional write
-        // to a file is; the upload record decides which writer's bytes count.
-        up.cut(offset)?;
-        up.chunks.extend(chunks);
-        up.len = offset.saturating_add(received);
-        Ok(up.len)
+        up.parts.insert(part.to_owned(), chunks);
+        Ok(received)
     }
 
-    async fn upload_len(&self, id: &str) -> Result<Option<u64>> {
+    async fn upload_exists(&self, id: &str) -> Result<bool> {
         check_id(id)?;
-        Ok(lock(&self.blobs).uploads.get(id).map(|u| u.len))
+        Ok(lock(&self.blobs).uploads.contains_key(id))
     }
 
-    async fn upload_read(&self, id: &str) -> Result<ByteStream> {
+    async fn upload_read(&self, id: &str, parts: &[UploadPart]) -> Result<ByteStream> {
         check_id(id)?;
-        let chunks = lock(&self.blobs)
+        let (chunks, _) = lock(&self.blobs)
             .uploads
             .get(id)
-            .map(|u| u.chunks.clone())
-            .ok_or(Error::UploadUnknown)?;
+            .ok_or(Error::UploadUnknown)?
+            .assemble(parts)?;
         Ok(Box::pin(futures::stream::iter(
             chunks.into_iter().map(Ok::<_, io::Error>),
         )))
     }
 
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<u64> {
+    async fn upload_commit(&self, id: &str, parts: &[UploadPart], digest: &Digest) -> Result<u64> {
         check_id(id)?;
         let mut st = lock(&self.blobs);
-        let up = st.uploads.remove(id).ok_or(Error::UploadUnknown)?;
-        let key = digest.to_string();
+        let (chunks, size) = st
+            .uploads
+            .get(id)
+            .ok_or(Error::UploadUnknown)?
+            .assemble(parts)?;
+        st.uploads.remove(id);
         // Content-addressed: identical bytes already stored stay as they are.
-        st.blobs.entry(key).or_insert_with(|| {
-            let mut whole = BytesMut::with_capacity(usize::try_from(up.len).unwrap_or(0));
-            for c in &up.chunks {
+        st.blobs.entry(digest.to_string()).or_insert_with(|| {
+            let mut whole = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
+            for c in &chunks {
                 whole.extend_from_slice(c);
             }
             whole.freeze()
         });
-        Ok(up.len)
+        Ok(size)
     }
 
     async fn upload_abort(&self, id: &str) -> Result<()> {

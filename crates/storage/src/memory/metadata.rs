@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::{MemoryStore, lock};
 use crate::{
     Error, ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, RepoDeleted, Result,
-    TagDetail, UploadRecord,
+    TagDetail, UploadPart, UploadRecord,
 };
 
 #[derive(Default)]
@@ -280,18 +280,23 @@ impl MetadataStore for MemoryStore {
     async fn upload_advance(
         &self,
         id: &str,
-        from: u64,
-        to: u64,
+        part: &UploadPart,
         hash_state: Option<Vec<u8>>,
     ) -> Result<bool> {
+        let to = part.end()?;
         let mut st = lock(&self.meta);
         match st.uploads.get_mut(id) {
-            // A record from before offsets were kept counts as at `from`.
-            Some(u) if u.offset.is_none_or(|at| at == from) => {
-                u.offset = Some(to);
-                u.hash_state = hash_state;
-                Ok(true)
-            }
+            // A record from before offsets were kept counts as at 0; one without a part list
+            // cannot take parts.
+            Some(u) if u.offset.unwrap_or(0) == part.offset => match &mut u.parts {
+                Some(parts) => {
+                    parts.push(part.clone());
+                    u.offset = Some(to);
+                    u.hash_state = hash_state;
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
             _ => Ok(false),
         }
     }

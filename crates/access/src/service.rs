@@ -550,7 +550,8 @@ impl AccessService {
         now < then || now.saturating_sub(then) >= ms
     }
 
-    /// Re-reads the keys when they are older than [`KEYS_MAX_AGE_MS`].
+    /// Re-reads the keys when they are older than [`KEYS_MAX_AGE_MS`], making the next key
+    /// when the current one has served its days (a node may run longer than a key lives).
     async fn fresh_keys(&self) -> Result<()> {
         let due = |state: Option<(u64, i64)>| {
             state.is_none_or(|(_, at)| Self::passed(at, self.clock.millis(), KEYS_MAX_AGE_MS))
@@ -560,7 +561,7 @@ impl AccessService {
         }
         let _one = self.reloading.lock().await;
         if due(self.keys_state()) {
-            self.reload_keys().await?;
+            self.load_or_rotate_keys(false).await?;
         }
         Ok(())
     }

@@ -262,7 +262,12 @@ async fn signing_keys_rotate_and_earlier_tokens_still_verify(b: Backend) {
     let (t3, _) = a.issue(&owner, &[], SERVICE).await.unwrap();
     assert_ne!(kid_of(&t3), kid_of(&t2));
     a.bearer(&t3, SERVICE).await.unwrap();
-    // The first key retired 89 days ago, past twice a refresh token's life: purged.
+    // A node that keeps running makes the next key itself when the current one is due.
+    clock.advance(89 * DAY + Duration::from_secs(1));
+    let (t4, _) = a.issue(&owner, &[], SERVICE).await.unwrap();
+    assert_ne!(kid_of(&t4), kid_of(&t3));
+    a.bearer(&t4, SERVICE).await.unwrap();
+    // The first key retired long ago, past twice a refresh token's life: purged.
     let recs = a.identities().signing_keys().await.unwrap();
     assert!(
         recs.iter().all(|r| r.kid != kid_of(&t1)),

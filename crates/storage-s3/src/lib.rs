@@ -515,6 +515,66 @@ impl S3BlobStore {
         Ok(out)
     }
 
+    /// Multipart uploads begun under `prefix` and never completed nor aborted: (key, upload id).
+    async fn pending_multiparts(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        loop {
+            let mut r = Req::bucket(reqwest::Method::GET)
+                .query("uploads", "")
+                .query("prefix", prefix);
+            if let Some((key, id)) = &markers {
+                r = r
+                    .query("key-marker", key.clone())
+                    .query("upload-id-marker", id.clone());
+            }
+            let xml = self.expect_ok("ListMultipartUploads", r).await?;
+            for upload in xml_all(&xml, "Upload") {
+                if let (Some(k), Some(u)) = (xml_one(&upload, "Key"), xml_one(&upload, "UploadId"))
+                {
+                    out.push((k, u));
+                }
+            }
+            markers = match xml_one(&xml, "IsTruncated").as_deref() {
+                Some("true") => match (
+                    xml_one(&xml, "NextKeyMarker"),
+                    xml_one(&xml, "NextUploadIdMarker"),
+                ) {
+                    (Some(k), Some(u)) => Some((k, u)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if markers.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Removes everything of a session: its parts, recorded or stray, any multipart upload a
+    /// writer that died mid-chunk left open (its parts hold space until aborted), then the
+    /// marker, last, so that a removal cut short still leaves a session to remove.
+    async fn remove_session(&self, prefix: &str, stored: Vec<(String, u64)>) -> Result<()> {
+        let marker = format!("{prefix}{SESSION_MARKER}");
+        let others: Vec<String> = stored
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| *k != marker)
+            .collect();
+        self.delete_all(others).await?;
+        for (key, upload_id) in self.pending_multiparts(prefix).await? {
+            self.mp_abort(&key, &upload_id).await;
+        }
+        self.delete_key(&marker).await
+    }
+
+    /// Multipart uploads left open under this store's prefix (for tests of what a session
+    /// leaves behind).
+    #[cfg(feature = "test-support")]
+    pub async fn open_multiparts(&self) -> Result<usize> {
+        Ok(self.pending_multiparts(&self.key("")).await?.len())
+    }
+
     async fn session_open(&self, id: &str) -> Result<bool> {
         Ok(self.head(&self.marker_key(id)?).await?.is_some())
     }
@@ -902,15 +962,7 @@ impl BlobStore for S3BlobStore {
         if self.head(&key).await?.is_none() {
             self.publish(&key, &prefix, parts, total).await?;
         }
-        // Every part, recorded or stray, then the marker: a session whose deletion is cut short
-        // is still a session.
-        let others: Vec<String> = stored
-            .into_iter()
-            .map(|(k, _)| k)
-            .filter(|k| *k != marker)
-            .collect();
-        self.delete_all(others).await?;
-        self.delete_key(&marker).await?;
+        self.remove_session(&prefix, stored).await?;
         Ok(total)
     }
 
@@ -920,14 +972,7 @@ impl BlobStore for S3BlobStore {
         if all.is_empty() {
             return Err(Error::UploadUnknown);
         }
-        let marker = format!("{prefix}{SESSION_MARKER}");
-        let others: Vec<String> = all
-            .into_iter()
-            .map(|(k, _)| k)
-            .filter(|k| *k != marker)
-            .collect();
-        self.delete_all(others).await?;
-        self.delete_key(&marker).await
+        self.remove_session(&prefix, all).await
     }
 }
 

@@ -70,7 +70,8 @@ fn script() -> PathBuf {
 /// The `garage` binary: `$GARAGE`, on `PATH`, or in `~/.cargo/bin`.
 pub fn garage_binary() -> Option<PathBuf> {
     if let Some(g) = std::env::var_os("GARAGE").filter(|g| !g.is_empty()) {
-        return Some(PathBuf::from(g));
+        let g = PathBuf::from(g);
+        return g.is_file().then_some(g);
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -93,8 +94,8 @@ fn start_garage() -> S3Config {
     );
     let Some(garage) = garage_binary() else {
         panic!(
-            "the S3 tests need Garage and `garage` is not installed (not on PATH, not in \
-             ~/.cargo/bin): run scripts/test-deps (it runs `cargo install garage@2.5.0 --locked`), \
+            "the S3 tests need Garage and `garage` is not installed (not $GARAGE, not on PATH, \
+             not in ~/.cargo/bin): run scripts/test-deps (it runs `cargo install garage@2.5.0 --locked`), \
              or set BERTH_S3_ENDPOINT and the other BERTH_S3_* variables to use a running server"
         );
     };

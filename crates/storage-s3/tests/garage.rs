@@ -246,3 +246,43 @@ async fn a_wrong_secret_is_refused_clearly() {
     let e = bad.read(&d, 0, 1).await.err().expect("refused").to_string();
     assert!(e.contains("403"), "{e}");
 }
+
+/// A writer that dies mid-chunk (its node killed: no abort is sent) leaves a multipart upload
+/// open in the bucket, holding the parts it sent; removing the session (cancel, purge or
+/// commit) aborts it too.
+#[tokio::test]
+async fn a_writer_killed_mid_chunk_leaves_nothing_once_the_session_goes() {
+    let s = fresh_store();
+    for (id, commit) in [("killed-then-cancel", false), ("killed-then-commit", true)] {
+        s.upload_start(id).await.unwrap();
+        let (sent, all_sent) = tokio::sync::oneshot::channel::<()>();
+        // 20 MiB (two full parts and more), then a body that never ends.
+        let body = bytes_at(7, 0, 20 * MIB).chain(futures::stream::once(async move {
+            let _ = sent.send(());
+            futures::future::pending::<std::io::Result<Bytes>>().await
+        }));
+        tokio::select! {
+            r = s.upload_write(id, "dying", 0, None, Box::pin(body)) => panic!("{r:?}"),
+            _ = all_sent => {}
+        }
+        assert_eq!(s.open_multiparts().await.unwrap(), 1, "{id}");
+        if commit {
+            let n = s
+                .upload_write(id, "ok", 0, None, bytes_at(8, 0, 1000))
+                .await
+                .unwrap();
+            let parts = [UploadPart {
+                name: "ok".into(),
+                offset: 0,
+                size: n,
+            }];
+            let (d, _) = digest_of(bytes_at(8, 0, 1000)).await;
+            s.upload_commit(id, &parts, &d).await.unwrap();
+            s.delete(&d).await.unwrap();
+        } else {
+            s.upload_abort(id).await.unwrap();
+        }
+        assert_eq!(s.open_multiparts().await.unwrap(), 0, "{id}");
+        assert_eq!(s.keys().await.unwrap(), Vec::<String>::new(), "{id}");
+    }
+}

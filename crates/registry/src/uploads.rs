@@ -178,6 +178,23 @@ impl Registry {
             .and_then(Digester::restore)
             .filter(|h| h.algorithm() == record.algorithm)
             .map(|h| Arc::new(Mutex::new(h)));
+        if range.len == Some(0) {
+            // Nothing to store (a closing PUT without a body, the usual end of a push): no part
+            // and no round trip to the store. The body must be as empty as announced.
+            let mut body = body;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(berth_storage::Error::Body)?;
+                if !chunk.is_empty() {
+                    return Err(berth_storage::Error::SizeMismatch {
+                        expected: 0,
+                        received: chunk.len() as u64,
+                    }
+                    .into());
+                }
+            }
+            let hasher = hasher.map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone());
+            return Ok((record.clone(), hasher));
+        }
         let stream = match &hasher {
             Some(h) => hashing(body, h.clone()),
             None => body,

@@ -117,6 +117,7 @@ on_both_stores!(
     any_registry_over_the_store_continues_an_upload,
     a_stalled_chunk_landing_late_changes_nothing,
     a_session_from_before_part_lists_is_refused,
+    an_empty_closing_chunk_is_checked_but_stores_nothing,
 );
 
 fn repo(s: &str) -> RepoName {
@@ -846,4 +847,38 @@ async fn a_session_from_before_part_lists_is_refused(s: &Stores) {
     // A fresh upload of the same content goes through.
     let d = push_blob(&r, &app, b"abcdef").await;
     assert_eq!(read_all(&r, &app, &d).await, b"abcdef");
+}
+
+/// A closing PUT without a body (how pushes usually end) stores nothing, yet must be what it
+/// says: empty, and at the session's end.
+async fn an_empty_closing_chunk_is_checked_but_stores_nothing(s: &Stores) {
+    let r = s.registry();
+    let app = repo("team/app");
+    let id = r
+        .start_upload(&app, Algorithm::Sha256, "alice", None)
+        .await
+        .unwrap();
+    r.upload_chunk(&app, &id, at(0, 3), body(&[b"abc"]))
+        .await
+        .unwrap();
+    let d = Digest::sha256_of(b"abc");
+    assert!(matches!(
+        r.finish_upload(&app, &id, &d, Some((at(2, 0), body(&[]))))
+            .await,
+        Err(Error::ChunkOutOfOrder { current: 3 })
+    ));
+    assert!(
+        r.finish_upload(&app, &id, &d, Some((at(3, 0), body(&[b"x"]))))
+            .await
+            .is_err(),
+        "bytes where none were announced"
+    );
+    assert_eq!(r.upload_status(&app, &id).await.unwrap(), 3);
+    assert_eq!(
+        r.finish_upload(&app, &id, &d, Some((at(3, 0), body(&[]))))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(read_all(&r, &app, &d).await, b"abc");
 }

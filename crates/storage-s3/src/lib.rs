@@ -275,6 +275,19 @@ impl S3BlobStore {
         if cfg.bucket.is_empty() {
             return Err(backend("bucket", "no bucket name"));
         }
+        let hostname = authority
+            .rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(authority, |(h, _)| h);
+        if !cfg.path_style
+            && (hostname.parse::<std::net::IpAddr>().is_ok() || hostname.starts_with('['))
+        {
+            return Err(backend(
+                "endpoint",
+                "virtual-hosted addressing (bucket.host) needs a DNS name, not an IP address: \
+                 use path-style addressing (s3_path_style = true)",
+            ));
+        }
         let host = if cfg.path_style {
             authority.to_owned()
         } else {
@@ -303,6 +316,11 @@ impl S3BlobStore {
     /// An S3 client for tests and tools: rustls (the process's default crypto provider) with
     /// the platform's roots, generous timeouts.
     pub fn default_http() -> Result<reqwest::Client> {
+        // reqwest is built without a TLS provider of its own and panics without one: ring, as
+        // everywhere in Berth, unless the process chose already.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(10))
@@ -1028,6 +1046,44 @@ mod tests {
             drain(window(chunks(&[b"0123"]), 6, 1)).await,
             (Vec::new(), true)
         );
+    }
+
+    #[test]
+    fn endpoints_are_checked() {
+        let cfg = |endpoint: &str, path_style: bool| S3Config {
+            endpoint: endpoint.into(),
+            bucket: "b".into(),
+            region: "r".into(),
+            access_key: "k".into(),
+            secret_key: "s".into(),
+            path_style,
+            prefix: String::new(),
+        };
+        let http = S3BlobStore::default_http().unwrap();
+        for (endpoint, path_style) in [
+            ("http://127.0.0.1:3900", true),
+            ("https://s3.example.com", false),
+            ("https://s3.example.com:8443/", false),
+            ("http://[::1]:3900", true),
+        ] {
+            assert!(
+                S3BlobStore::new(cfg(endpoint, path_style), http.clone()).is_ok(),
+                "{endpoint}"
+            );
+        }
+        for (endpoint, path_style) in [
+            ("127.0.0.1:3900", true),
+            ("ftp://h", true),
+            ("http://", true),
+            ("http://h/path", true),
+            ("http://127.0.0.1:3900", false),
+            ("http://[::1]:3900", false),
+        ] {
+            assert!(
+                S3BlobStore::new(cfg(endpoint, path_style), http.clone()).is_err(),
+                "{endpoint}"
+            );
+        }
     }
 
     #[test]

@@ -35,9 +35,6 @@ pub fn fresh_prefix() -> String {
 
 /// A store over the test bucket under `prefix` (two stores at one prefix are two nodes).
 pub fn store_at(prefix: &str) -> S3BlobStore {
-    // reqwest is built without a default TLS provider; the process picks ring (a second install
-    // by another test is refused harmlessly).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let cfg = S3Config {
         prefix: prefix.to_owned(),
         ..server().clone()

@@ -159,7 +159,9 @@ pub struct ServeArgs {
     /// TOML config file. Keys: data_dir, listen, hostname, tls_cert, tls_key, insecure_http,
     /// auth_disabled, audit_every_token, and a [limits] table: max_connections, header_timeout, idle_timeout,
     /// body_timeout, send_timeout, uploads_per_identity, sessions_per_identity (timeouts in
-    /// seconds). packaging/berth.toml in the source is an example with every default.
+    /// seconds), and a [store] table: kind, postgres_url, s3_endpoint, s3_bucket, s3_region,
+    /// s3_access_key_id, s3_secret_access_key, s3_path_style, s3_prefix, redirect.
+    /// packaging/berth.toml in the source is an example with every default.
     #[arg(long, env = "BERTH_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where blobs, metadata and generated TLS material live [default: $STATE_DIRECTORY when
@@ -209,6 +211,36 @@ pub struct ServeArgs {
     /// Upload sessions one identity may hold open; more get 429 [default: 256].
     #[arg(long, env = "BERTH_SESSIONS_PER_IDENTITY")]
     pub sessions_per_identity: Option<usize>,
+    /// Storage backend: `embedded` (files + SQLite in the data dir) or `distributed`
+    /// (PostgreSQL + S3, for several nodes; the PostgreSQL URL and the S3 secret come only from
+    /// the environment (BERTH_POSTGRES_URL, BERTH_S3_SECRET_ACCESS_KEY) or the [store] table:
+    /// postgres_url, s3_secret_access_key) [default: embedded].
+    #[arg(long, env = "BERTH_STORE", value_name = "KIND")]
+    pub store: Option<String>,
+    /// Distributed store: the S3 API's URL, `http(s)://host[:port]` ([store] s3_endpoint).
+    #[arg(long, env = "BERTH_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Distributed store: the bucket holding the blobs ([store] s3_bucket).
+    #[arg(long, env = "BERTH_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Distributed store: the bucket's region ([store] s3_region) [default: us-east-1].
+    #[arg(long, env = "BERTH_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Distributed store: the S3 access key id ([store] s3_access_key_id).
+    #[arg(long, env = "BERTH_S3_ACCESS_KEY_ID", value_name = "ID")]
+    pub s3_access_key_id: Option<String>,
+    /// Distributed store: path-style addressing, host/bucket/key (true), or the bucket as a
+    /// host name, bucket.host/key (false) ([store] s3_path_style) [default: true].
+    #[arg(long, env = "BERTH_S3_PATH_STYLE", value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub s3_path_style: Option<bool>,
+    /// Distributed store: a key prefix, so several registries share one bucket
+    /// ([store] s3_prefix) [default: none].
+    #[arg(long, env = "BERTH_S3_PREFIX", value_name = "PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// Distributed store: answer blob downloads with a redirect to a short-lived presigned S3
+    /// URL, after authorization ([store] redirect) [default: false].
+    #[arg(long, env = "BERTH_S3_REDIRECT", value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub s3_redirect: Option<bool>,
 }
 
 #[cfg(test)]
@@ -356,6 +388,9 @@ Options:
             "send_timeout",
             "uploads_per_identity",
             "sessions_per_identity",
+            "[store]",
+            "postgres_url",
+            "s3_secret_access_key",
             "STATE_DIRECTORY",
             "packaging/berth.toml",
         ] {

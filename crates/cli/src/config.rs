@@ -22,6 +22,24 @@ struct FileConfig {
     audit_every_token: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    store: FileStore,
+}
+
+/// `[store]` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    kind: Option<String>,
+    postgres_url: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    s3_path_style: Option<bool>,
+    s3_prefix: Option<String>,
+    redirect: Option<bool>,
 }
 
 /// `[limits]` in the config file; timeouts in seconds.
@@ -59,20 +77,365 @@ pub struct ServeConfig {
     /// One audit row per token issue (else one per identity per hour, with a count).
     pub audit_every_token: bool,
     pub limits: berth_server::Limits,
+    pub store: Store,
+}
+
+/// Where registry data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// Files and SQLite in the data dir (one server per data dir).
+    Embedded,
+    /// PostgreSQL and S3, shared by any number of nodes.
+    Distributed(Distributed),
+}
+
+/// Settings of the distributed store. `Debug` never shows the secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Distributed {
+    pub postgres_url: String,
+    pub s3: S3Settings,
+    /// Blob GETs answered with a redirect to a presigned URL.
+    pub redirect: bool,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub path_style: bool,
+    /// Empty, or ends with `/`.
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for Distributed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Distributed")
+            .field("postgres_url", &redact_postgres_url(&self.postgres_url))
+            .field("s3", &self.s3)
+            .field("redirect", &self.redirect)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("path_style", &self.path_style)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl S3Settings {
+    pub fn to_s3_config(&self) -> berth_storage_s3::S3Config {
+        berth_storage_s3::S3Config {
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            region: self.region.clone(),
+            access_key: self.access_key_id.clone(),
+            secret_key: self.secret_access_key.clone(),
+            path_style: self.path_style,
+            prefix: self.prefix.clone(),
+        }
+    }
+}
+
+/// A PostgreSQL URL fit for a log line: the password replaced by `***` (URL form
+/// `postgres://user:pw@host/db`, or libpq's `password=pw` / `password='p w'` form).
+pub fn redact_postgres_url(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let rest_start = scheme_end.saturating_add(3);
+        let rest = url.get(rest_start..).unwrap_or("");
+        // The authority ends at the first '/', '?' or '#'; its userinfo at the last '@' in it.
+        let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = rest.get(..auth_end).unwrap_or("");
+        let mut out = url.get(..rest_start).unwrap_or("").to_owned();
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = authority.get(..at).unwrap_or("");
+                match userinfo.split_once(':') {
+                    Some((user, _)) => out.push_str(&format!("{user}:***")),
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(authority.get(at..).unwrap_or(""));
+            }
+            None => out.push_str(authority),
+        }
+        let tail = rest.get(auth_end..).unwrap_or("");
+        // A password may also be a query parameter.
+        match tail.split_once('?') {
+            Some((path, query)) => {
+                let q: Vec<String> = query
+                    .split('&')
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                        _ => kv.to_owned(),
+                    })
+                    .collect();
+                out.push_str(&format!("{path}?{}", q.join("&")));
+            }
+            None => out.push_str(tail),
+        }
+        return out;
+    }
+    // key=value form; values may be single-quoted with backslash escapes.
+    let mut out = String::new();
+    let mut rest = url;
+    while let Some(pos) = rest.find("password") {
+        let (before, after) = rest.split_at(pos);
+        out.push_str(before);
+        let after_key = after.get("password".len()..).unwrap_or("");
+        let trimmed = after_key.trim_start();
+        let word_start = before.is_empty() || before.ends_with(char::is_whitespace);
+        if !(word_start && trimmed.starts_with('=')) {
+            out.push_str("password");
+            rest = after_key;
+            continue;
+        }
+        let value = trimmed.get(1..).unwrap_or("").trim_start();
+        let end = if let Some(q) = value.strip_prefix('\'') {
+            let mut i = 0usize;
+            let bytes = q.as_bytes();
+            while let Some(&b) = bytes.get(i) {
+                if b == b'\\' {
+                    i = i.saturating_add(2);
+                } else if b == b'\'' {
+                    break;
+                } else {
+                    i = i.saturating_add(1);
+                }
+            }
+            i.saturating_add(2).min(value.len())
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        out.push_str("password=***");
+        rest = value.get(end..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Resolves `[store]`: flags and environment over the file over defaults. The PostgreSQL URL and
+/// the S3 secret are read from `env` only (never flags: a command line is visible to every user
+/// of the machine).
+fn resolve_store(
+    a: &StoreArgs,
+    f: &FileStore,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Store> {
+    let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let kind = nonempty(a.store.clone())
+        .or_else(|| nonempty(f.kind.clone()))
+        .unwrap_or_else(|| "embedded".into());
+    match kind.trim() {
+        "embedded" => return Ok(Store::Embedded),
+        "distributed" => {}
+        other => bail!(
+            "store kind {other:?} (BERTH_STORE / --store / [store] kind): use \"embedded\" or \"distributed\""
+        ),
+    }
+    let required = |v: Option<String>, key: &str, env_name: &str| -> anyhow::Result<String> {
+        v.map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the distributed store needs {key}: set it in the config file's [store] table \
+                     or in the environment variable {env_name}"
+                )
+            })
+    };
+    let postgres_url = required(
+        nonempty(env("BERTH_POSTGRES_URL")).or_else(|| f.postgres_url.clone()),
+        "postgres_url",
+        "BERTH_POSTGRES_URL",
+    )?;
+    if !(postgres_url.starts_with("postgres://")
+        || postgres_url.starts_with("postgresql://")
+        || postgres_url.contains('='))
+    {
+        bail!(
+            "postgres_url (BERTH_POSTGRES_URL) must be postgres://user:password@host:port/database \
+             or libpq's key=value form, not {:?}",
+            redact_postgres_url(&postgres_url)
+        );
+    }
+    let endpoint = required(
+        nonempty(a.s3_endpoint.clone()).or_else(|| f.s3_endpoint.clone()),
+        "s3_endpoint",
+        "BERTH_S3_ENDPOINT",
+    )?;
+    let endpoint = endpoint.trim_end_matches('/').to_owned();
+    let authority = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"));
+    match authority {
+        Some(h) if !h.is_empty() && !h.contains(['/', '?', '#', '@']) => {}
+        _ => bail!(
+            "s3_endpoint (BERTH_S3_ENDPOINT) must be http(s)://host[:port] without a path, not {endpoint:?}"
+        ),
+    }
+    let bucket = required(
+        nonempty(a.s3_bucket.clone()).or_else(|| f.s3_bucket.clone()),
+        "s3_bucket",
+        "BERTH_S3_BUCKET",
+    )?;
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if !bucket_ok {
+        bail!(
+            "s3_bucket (BERTH_S3_BUCKET) {bucket:?} is not a bucket name: 3 to 63 lowercase \
+             letters, digits, '.' or '-', starting with a letter or digit"
+        );
+    }
+    let region = nonempty(a.s3_region.clone())
+        .or_else(|| nonempty(f.s3_region.clone()))
+        .unwrap_or_else(|| "us-east-1".into());
+    let access_key_id = required(
+        nonempty(a.s3_access_key_id.clone()).or_else(|| f.s3_access_key_id.clone()),
+        "s3_access_key_id",
+        "BERTH_S3_ACCESS_KEY_ID",
+    )?;
+    let secret_access_key = required(
+        nonempty(env("BERTH_S3_SECRET_ACCESS_KEY")).or_else(|| f.s3_secret_access_key.clone()),
+        "s3_secret_access_key",
+        "BERTH_S3_SECRET_ACCESS_KEY",
+    )?;
+    let mut prefix = nonempty(a.s3_prefix.clone())
+        .or_else(|| nonempty(f.s3_prefix.clone()))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    if !prefix.is_empty() {
+        let ok = !prefix.starts_with('/')
+            && prefix.len() <= 256
+            && !prefix.split('/').any(|seg| seg == "." || seg == "..")
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
+        if !ok {
+            bail!(
+                "s3_prefix (BERTH_S3_PREFIX) {prefix:?} must be letters, digits, '-', '_', '.' \
+                 and '/' (not leading), at most 256 characters"
+            );
+        }
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+    }
+    Ok(Store::Distributed(Distributed {
+        postgres_url,
+        s3: S3Settings {
+            endpoint,
+            bucket,
+            region,
+            access_key_id,
+            secret_access_key,
+            path_style: a.s3_path_style.or(f.s3_path_style).unwrap_or(true),
+            prefix,
+        },
+        redirect: a.s3_redirect.or(f.redirect).unwrap_or(false),
+    }))
+}
+
+/// The `[store]` part of the command line.
+#[derive(Debug, Default, Clone)]
+pub struct StoreArgs {
+    pub store: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_path_style: Option<bool>,
+    pub s3_prefix: Option<String>,
+    pub s3_redirect: Option<bool>,
+}
+
+impl StoreArgs {
+    fn of(a: &ServeArgs) -> Self {
+        StoreArgs {
+            store: a.store.clone(),
+            s3_endpoint: a.s3_endpoint.clone(),
+            s3_bucket: a.s3_bucket.clone(),
+            s3_region: a.s3_region.clone(),
+            s3_access_key_id: a.s3_access_key_id.clone(),
+            s3_path_style: a.s3_path_style,
+            s3_prefix: a.s3_prefix.clone(),
+            s3_redirect: a.s3_redirect,
+        }
+    }
+}
+
+/// The store a config file (plus the environment) describes, for tools that work on a store
+/// without serving it (`berth store migrate`). `env` gives every `BERTH_*` variable.
+pub fn store_from_file(
+    path: &std::path::Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Store> {
+    let file = read_file(path)?;
+    let nonempty = |k: &str| env(k).filter(|s| !s.trim().is_empty());
+    let a = StoreArgs {
+        store: nonempty("BERTH_STORE"),
+        s3_endpoint: nonempty("BERTH_S3_ENDPOINT"),
+        s3_bucket: nonempty("BERTH_S3_BUCKET"),
+        s3_region: nonempty("BERTH_S3_REGION"),
+        s3_access_key_id: nonempty("BERTH_S3_ACCESS_KEY_ID"),
+        s3_path_style: parse_bool_env(env, "BERTH_S3_PATH_STYLE")?,
+        s3_prefix: nonempty("BERTH_S3_PREFIX"),
+        s3_redirect: parse_bool_env(env, "BERTH_S3_REDIRECT")?,
+    };
+    resolve_store(&a, &file.store, env)
+}
+
+fn parse_bool_env(
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> anyhow::Result<Option<bool>> {
+    match env(name).as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => bail!("{name}={other:?}: use true or false"),
+    }
+}
+
+fn read_file(path: &std::path::Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
 }
 
 impl ServeConfig {
     pub fn resolve(a: ServeArgs) -> anyhow::Result<Self> {
+        Self::resolve_with_env(a, &|k| std::env::var(k).ok())
+    }
+
+    /// [`ServeConfig::resolve`] with the environment variables clap does not read (secrets and
+    /// systemd's) given by `env`.
+    pub fn resolve_with_env(
+        a: ServeArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
         let file: FileConfig = match &a.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("parsing config {}", path.display()))?
-            }
+            Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
         let limits = resolve_limits(&a, &file.limits)?;
+        let store = resolve_store(&StoreArgs::of(&a), &file.store, env)?;
         let insecure = a.insecure_http || file.insecure_http.unwrap_or(false);
         let cert = a.tls_cert.or(file.tls_cert);
         let key = a.tls_key.or(file.tls_key);
@@ -86,7 +449,7 @@ impl ServeConfig {
         Ok(ServeConfig {
             data_dir: match a.data_dir.or(file.data_dir) {
                 Some(d) => d,
-                None => default_data_dir(|k| std::env::var(k).ok())?,
+                None => default_data_dir(env)?,
             },
             listen: a
                 .listen
@@ -97,6 +460,7 @@ impl ServeConfig {
             auth_disabled: a.auth_disabled || file.auth_disabled.unwrap_or(false),
             audit_every_token: a.audit_every_token || file.audit_every_token.unwrap_or(false),
             limits,
+            store,
         })
     }
 }
@@ -104,7 +468,7 @@ impl ServeConfig {
 /// The data dir when none is configured: systemd's `$STATE_DIRECTORY` (set by
 /// `StateDirectory=`; the first when several are listed), else `./berth-data`. A systemd
 /// service without either is refused rather than writing into whatever its working directory is.
-fn default_data_dir(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<PathBuf> {
+fn default_data_dir(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<PathBuf> {
     if let Some(dirs) = env("STATE_DIRECTORY")
         && let Some(first) = dirs.split(':').find(|d| !d.is_empty())
     {
@@ -206,7 +570,12 @@ mod tests {
             if ["config", "help"].contains(&long) {
                 continue;
             }
-            let key = long.replace('-', "_");
+            // `--s3-redirect` is `redirect` in [store], as the interface names it.
+            let key = match long {
+                "s3-redirect" => "redirect".to_owned(),
+                "store" => "kind".to_owned(),
+                _ => long.replace('-', "_"),
+            };
             assert!(
                 text.lines()
                     .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = "))),
@@ -246,14 +615,14 @@ mod tests {
             }
         };
         assert_eq!(
-            default_data_dir(env(&[("STATE_DIRECTORY", "/var/lib/berth:/var/lib/x")])).unwrap(),
+            default_data_dir(&env(&[("STATE_DIRECTORY", "/var/lib/berth:/var/lib/x")])).unwrap(),
             PathBuf::from("/var/lib/berth")
         );
         assert_eq!(
-            default_data_dir(env(&[])).unwrap(),
+            default_data_dir(&env(&[])).unwrap(),
             PathBuf::from("berth-data")
         );
-        let err = default_data_dir(env(&[("INVOCATION_ID", "abc")])).unwrap_err();
+        let err = default_data_dir(&env(&[("INVOCATION_ID", "abc")])).unwrap_err();
         assert!(err.to_string().contains("StateDirectory=berth"), "{err}");
     }
 
@@ -288,5 +657,276 @@ mod tests {
             (c.listen.as_str(), c.data_dir),
             ("0.0.0.0:5000", PathBuf::from("berth-data"))
         );
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    fn config_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("berth-cfg-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("berth.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const DISTRIBUTED: &str = r#"
+[store]
+kind = "distributed"
+postgres_url = "postgres://berth:file-pw@db:5432/berth"
+s3_endpoint = "http://127.0.0.1:3900/"
+s3_bucket = "berth"
+s3_access_key_id = "GKfile"
+s3_secret_access_key = "file-secret"
+"#;
+
+    #[test]
+    fn no_config_is_the_embedded_store() {
+        let c = ServeConfig::resolve_with_env(ServeArgs::default(), &vars(&[])).unwrap();
+        assert_eq!(c.store, Store::Embedded);
+        // Secrets in the environment do not matter to the embedded store.
+        let c = ServeConfig::resolve_with_env(
+            ServeArgs::default(),
+            &vars(&[("BERTH_POSTGRES_URL", "postgres://x@y/z")]),
+        )
+        .unwrap();
+        assert_eq!(c.store, Store::Embedded);
+    }
+
+    #[test]
+    fn distributed_from_the_file_with_defaults() {
+        let path = config_file("dist", DISTRIBUTED);
+        let args = || ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve_with_env(args(), &vars(&[])).unwrap();
+        let Store::Distributed(d) = &c.store else {
+            panic!("{:?}", c.store)
+        };
+        assert_eq!(d.postgres_url, "postgres://berth:file-pw@db:5432/berth");
+        assert_eq!(d.s3.endpoint, "http://127.0.0.1:3900");
+        assert_eq!(d.s3.region, "us-east-1");
+        assert!(d.s3.path_style);
+        assert_eq!(d.s3.prefix, "");
+        assert!(!d.redirect);
+        assert_eq!(d.s3.secret_access_key, "file-secret");
+        // Neither secret shows in the settings' Debug (what a log line would print).
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("file-pw") && !shown.contains("file-secret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://berth:***@db:5432/berth"),
+            "{shown}"
+        );
+
+        // The environment (what clap reads for flags, and the secrets) wins over the file;
+        // a flag wins over the environment (clap has resolved that into ServeArgs already).
+        let env = vars(&[
+            ("BERTH_POSTGRES_URL", "postgres://berth:env-pw@db2/berth"),
+            ("BERTH_S3_SECRET_ACCESS_KEY", "env-secret"),
+        ]);
+        let c = ServeConfig::resolve_with_env(
+            ServeArgs {
+                s3_bucket: Some("other-bucket".into()),
+                s3_prefix: Some("team/a".into()),
+                s3_redirect: Some(true),
+                s3_path_style: Some(false),
+                s3_region: Some("garage".into()),
+                ..args()
+            },
+            &env,
+        )
+        .unwrap();
+        let Store::Distributed(d) = c.store else {
+            panic!()
+        };
+        assert_eq!(d.postgres_url, "postgres://berth:env-pw@db2/berth");
+        assert_eq!(d.s3.secret_access_key, "env-secret");
+        assert_eq!(d.s3.bucket, "other-bucket");
+        assert_eq!(d.s3.prefix, "team/a/");
+        assert_eq!(d.s3.region, "garage");
+        assert!(d.redirect && !d.s3.path_style);
+
+        // BERTH_STORE=embedded (a flag or variable) switches a distributed file off.
+        let c = ServeConfig::resolve_with_env(
+            ServeArgs {
+                store: Some("embedded".into()),
+                ..args()
+            },
+            &vars(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.store, Store::Embedded);
+    }
+
+    #[test]
+    fn a_missing_or_bad_setting_is_named_with_its_variable() {
+        let full = vars(&[
+            ("BERTH_POSTGRES_URL", "postgres://u:pw-123@h/db"),
+            ("BERTH_S3_SECRET_ACCESS_KEY", "sekrit-456"),
+        ]);
+        let base = || ServeArgs {
+            store: Some("distributed".into()),
+            s3_endpoint: Some("http://127.0.0.1:3900".into()),
+            s3_bucket: Some("berth".into()),
+            s3_access_key_id: Some("GK1".into()),
+            ..Default::default()
+        };
+        assert!(ServeConfig::resolve_with_env(base(), &full).is_ok());
+        let err = |a: ServeArgs, env: &dyn Fn(&str) -> Option<String>| {
+            let e = format!("{:#}", ServeConfig::resolve_with_env(a, env).unwrap_err());
+            assert!(!e.contains("pw-123") && !e.contains("sekrit-456"), "{e}");
+            e
+        };
+        let e = err(base(), &vars(&[("BERTH_S3_SECRET_ACCESS_KEY", "x")]));
+        assert!(
+            e.contains("postgres_url") && e.contains("BERTH_POSTGRES_URL"),
+            "{e}"
+        );
+        let e = err(base(), &vars(&[("BERTH_POSTGRES_URL", "postgres://h/db")]));
+        assert!(
+            e.contains("s3_secret_access_key") && e.contains("BERTH_S3_SECRET_ACCESS_KEY"),
+            "{e}"
+        );
+        for (args, words) in [
+            (
+                ServeArgs {
+                    s3_endpoint: None,
+                    ..base()
+                },
+                ["s3_endpoint", "BERTH_S3_ENDPOINT"],
+            ),
+            (
+                ServeArgs {
+                    s3_endpoint: Some("127.0.0.1:3900".into()),
+                    ..base()
+                },
+                ["s3_endpoint", "http(s)://host[:port]"],
+            ),
+            (
+                ServeArgs {
+                    s3_endpoint: Some("http://h:1/bucket".into()),
+                    ..base()
+                },
+                ["s3_endpoint", "without a path"],
+            ),
+            (
+                ServeArgs {
+                    s3_bucket: None,
+                    ..base()
+                },
+                ["s3_bucket", "BERTH_S3_BUCKET"],
+            ),
+            (
+                ServeArgs {
+                    s3_bucket: Some("Bad_Bucket".into()),
+                    ..base()
+                },
+                ["s3_bucket", "not a bucket name"],
+            ),
+            (
+                ServeArgs {
+                    s3_access_key_id: None,
+                    ..base()
+                },
+                ["s3_access_key_id", "BERTH_S3_ACCESS_KEY_ID"],
+            ),
+            (
+                ServeArgs {
+                    s3_prefix: Some("../x".into()),
+                    ..base()
+                },
+                ["s3_prefix", "BERTH_S3_PREFIX"],
+            ),
+            (
+                ServeArgs {
+                    store: Some("clustered".into()),
+                    ..base()
+                },
+                ["\"clustered\"", "BERTH_STORE"],
+            ),
+        ] {
+            let e = err(args, &full);
+            for w in words {
+                assert!(e.contains(w), "{w} not in: {e}");
+            }
+        }
+        let e = err(
+            base(),
+            &vars(&[
+                ("BERTH_POSTGRES_URL", "mysql://u:pw-123@h/db"),
+                ("BERTH_S3_SECRET_ACCESS_KEY", "x"),
+            ]),
+        );
+        assert!(
+            e.contains("BERTH_POSTGRES_URL") && e.contains("u:***@h"),
+            "{e}"
+        );
+        // An unknown key in [store] is refused with its name.
+        let path = config_file(
+            "typo",
+            "[store]\nkind = \"distributed\"\ns3_bukket = \"x\"\n",
+        );
+        let e = err(
+            ServeArgs {
+                config: Some(path),
+                ..Default::default()
+            },
+            &full,
+        );
+        assert!(e.contains("s3_bukket"), "{e}");
+    }
+
+    #[test]
+    fn the_store_of_a_config_file_with_the_environment() {
+        let path = config_file("migrate", DISTRIBUTED);
+        let Store::Distributed(d) = store_from_file(&path, &vars(&[])).unwrap() else {
+            panic!()
+        };
+        assert_eq!(d.s3.access_key_id, "GKfile");
+        let Store::Distributed(d) = store_from_file(
+            &path,
+            &vars(&[("BERTH_S3_REDIRECT", "true"), ("BERTH_S3_PREFIX", "p")]),
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert!(d.redirect);
+        assert_eq!(d.s3.prefix, "p/");
+        let e = store_from_file(&path, &vars(&[("BERTH_S3_PATH_STYLE", "yes")])).unwrap_err();
+        assert!(e.to_string().contains("BERTH_S3_PATH_STYLE"), "{e}");
+    }
+
+    #[test]
+    fn postgres_passwords_are_redacted() {
+        for (url, shown) in [
+            ("postgres://u:p@h:5432/db", "postgres://u:***@h:5432/db"),
+            ("postgresql://u@h/db", "postgresql://u@h/db"),
+            ("postgres://h/db", "postgres://h/db"),
+            ("postgres://u:p%40ss@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://u@h/db?sslmode=disable&password=p",
+                "postgres://u@h/db?sslmode=disable&password=***",
+            ),
+            (
+                "host=h user=u password=p dbname=d",
+                "host=h user=u password=*** dbname=d",
+            ),
+            (
+                "host=h password = 'a b\\' c' dbname=d",
+                "host=h password=*** dbname=d",
+            ),
+            ("host=h user=passwordless", "host=h user=passwordless"),
+        ] {
+            assert_eq!(redact_postgres_url(url), shown, "{url}");
+        }
     }
 }

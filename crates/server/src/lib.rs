@@ -44,6 +44,14 @@ pub struct AppParts {
     pub limits: Limits,
 }
 
+/// Where blob downloads may be sent instead of being streamed through this server: presigned
+/// object-store URLs (the distributed store's `redirect = true`). Asked only after the caller
+/// was authorized and the blob found in the repository.
+pub trait BlobRedirect: Send + Sync + 'static {
+    /// A short-lived URL that GETs the blob's bytes, or `None` to stream them.
+    fn blob_url(&self, digest: &berth_oci::Digest) -> Option<String>;
+}
+
 /// The handlers' shared state. axum clones it for every request (several times, through the
 /// middleware): one reference count instead of one per part kept that off the profile.
 #[derive(Clone)]
@@ -55,15 +63,26 @@ struct Inner {
     uploads: limits::PerIdentity,
     /// Trust publishes being read and validated (each held in memory).
     trust_publishes: tokio::sync::Semaphore,
+    blob_redirect: Option<Arc<dyn BlobRedirect>>,
 }
 
 impl AppState {
     pub fn new(parts: AppParts) -> Self {
+        Self::with_blob_redirect(parts, None)
+    }
+
+    /// Like [`AppState::new`], answering blob GETs with redirects to `redirect`'s URLs.
+    pub fn with_blob_redirect(parts: AppParts, redirect: Option<Arc<dyn BlobRedirect>>) -> Self {
         AppState(Arc::new(Inner {
             uploads: limits::PerIdentity::new(parts.limits.uploads_per_identity),
             trust_publishes: tokio::sync::Semaphore::new(routes::trust::TRUST_PUBLISHES_AT_ONCE),
+            blob_redirect: redirect,
             parts,
         }))
+    }
+
+    pub(crate) fn blob_redirect(&self) -> Option<&dyn BlobRedirect> {
+        self.0.blob_redirect.as_deref()
     }
 
     pub(crate) fn uploads_in_flight(&self) -> &limits::PerIdentity {

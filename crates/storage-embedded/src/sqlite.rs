@@ -644,6 +644,34 @@ impl MetadataStore for SqliteMetadataStore {
         .await
     }
 
+    async fn blob_links(&self, repo: &RepoName) -> Result<Vec<(Digest, u64)>> {
+        let repo = repo.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT b.digest, b.size FROM repo_blobs b JOIN repos r ON r.id = b.repo_id
+                 WHERE r.name = ?1 ORDER BY b.digest",
+            )?;
+            stmt.query_map(params![repo.as_str()], |r| {
+                Ok((parse_digest(r.get(0)?)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn manifest_digests(&self, repo: &RepoName) -> Result<Vec<Digest>> {
+        let repo = repo.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT m.digest FROM manifests m JOIN repos r ON r.id = m.repo_id
+                 WHERE r.name = ?1 ORDER BY m.digest",
+            )?;
+            stmt.query_map(params![repo.as_str()], |r| parse_digest(r.get(0)?))?
+                .collect()
+        })
+        .await
+    }
+
     async fn upload_create(&self, u: &UploadRecord) -> Result<()> {
         let u = u.clone();
         self.write(move |c| {

@@ -287,6 +287,18 @@ impl TrustStore for SqliteMetadataStore {
         .await
     }
 
+    async fn tuf_history(&self, gun: &str) -> Result<Vec<TufFile>> {
+        let gun = gun.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {TUF_COLS} FROM tuf_files WHERE gun = ?1 ORDER BY role, version"
+            ))?
+            .query_map(params![gun], tuf_row)?
+            .collect()
+        })
+        .await
+    }
+
     async fn changefeed(
         &self,
         gun: Option<&str>,
@@ -384,6 +396,15 @@ impl TrustStore for SqliteMetadataStore {
 
     async fn setting_get(&self, name: &str) -> Result<Option<String>> {
         Ok(self.cache.setting(name))
+    }
+
+    async fn settings_list(&self) -> Result<Vec<(String, String)>> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT name, value FROM settings ORDER BY name")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .await
     }
 
     async fn setting_insert_if_absent(&self, name: &str, value: &str) -> Result<String> {

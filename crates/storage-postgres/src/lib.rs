@@ -129,10 +129,37 @@ impl PgStore {
         })
     }
 
+    /// Waits (up to the acquire and statement bounds) for the cluster-wide start-up lock, a
+    /// session-level advisory lock held until the guard is dropped. Nodes starting at once on
+    /// an empty database take turns creating first-use state (the bootstrap owner, the first
+    /// token-signing key), so each is created once and by one node.
+    pub async fn startup_lock(&self) -> Result<StartupLock, Error> {
+        let conn = self.conn().await?;
+        conn.execute("SELECT pg_advisory_lock($1)", &[&locks::STARTUP])
+            .await
+            .map_err(backend)?;
+        Ok(StartupLock { conn: Some(conn) })
+    }
+
     /// The schema version the database is at (the highest migration applied).
     pub async fn schema_version(&self) -> Result<i32, Error> {
         let conn = self.conn().await?;
         migrate::current_version(&conn).await
+    }
+}
+
+/// The start-up lock of [`PgStore::startup_lock`]. Dropping it closes its connection (taken out
+/// of the pool), which releases the lock even if the node dies right after.
+pub struct StartupLock {
+    conn: Option<deadpool_postgres::Object>,
+}
+
+impl Drop for StartupLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Detached from the pool and dropped: the session ends, and its lock with it.
+            drop(deadpool_postgres::Object::take(conn));
+        }
     }
 }
 
@@ -181,6 +208,8 @@ pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
 pub(crate) mod locks {
     /// Schema migrations (single key).
     pub const MIGRATE: i64 = 0x6265_7274_685f_6d67; // "berth_mg"
+    /// Node start-up (single key, session-level).
+    pub const STARTUP: i64 = 0x6265_7274_685f_7375; // "berth_su"
     /// Trust data: shared by per-GUN writers, exclusive for wiping every GUN.
     pub const TRUST_ALL: (i32, i32) = (0x6274_7275, 0);
     /// One GUN's TUF files (second key: `hashtext(gun)`; a collision only serialises two GUNs).

@@ -461,6 +461,41 @@ impl MetadataStore for PgStore {
             .collect()
     }
 
+    async fn blob_links(&self, repo: &RepoName) -> Result<Vec<(Digest, u64)>> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(
+                "SELECT b.digest, b.size FROM repo_blobs b JOIN repos r ON r.id = b.repo_id
+                 WHERE r.name = $1 ORDER BY b.digest COLLATE \"C\"",
+                &[&repo.as_str()],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    parse_digest(&col::<String>(r, 0)?)?,
+                    u64::try_from(col::<i64>(r, 1)?).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
+    async fn manifest_digests(&self, repo: &RepoName) -> Result<Vec<Digest>> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(
+                "SELECT m.digest FROM manifests m JOIN repos r ON r.id = m.repo_id
+                 WHERE r.name = $1 ORDER BY m.digest COLLATE \"C\"",
+                &[&repo.as_str()],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| parse_digest(&col::<String>(r, 0)?))
+            .collect()
+    }
+
     async fn upload_create(&self, u: &UploadRecord) -> Result<()> {
         let c = self.conn().await?;
         let st = c

@@ -262,6 +262,21 @@ impl TrustStore for PgStore {
         rows.iter().map(|r| col(r, 0)).collect()
     }
 
+    async fn tuf_history(&self, gun: &str) -> Result<Vec<TufFile>> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {TUF_COLS} FROM tuf_files WHERE gun = $1 \
+                     ORDER BY role COLLATE \"C\", version"
+                ),
+                &[&gun],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter().map(tuf_row).collect()
+    }
+
     async fn changefeed(
         &self,
         gun: Option<&str>,
@@ -381,6 +396,18 @@ impl TrustStore for PgStore {
             .map_err(backend)?;
         let row = c.query_opt(&st, &[&name]).await.map_err(backend)?;
         row.map(|r| col(&r, 0)).transpose()
+    }
+
+    async fn settings_list(&self) -> Result<Vec<(String, String)>> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(
+                "SELECT name, value FROM settings ORDER BY name COLLATE \"C\"",
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
     }
 
     async fn setting_insert_if_absent(&self, name: &str, value: &str) -> Result<String> {

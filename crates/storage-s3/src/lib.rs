@@ -18,6 +18,7 @@
 
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
+pub mod presign;
 pub mod sigv4;
 #[cfg(feature = "test-support")]
 pub mod testing;

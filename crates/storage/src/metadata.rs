@@ -129,6 +129,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// collection). `None` when it does not exist.
     async fn delete_repo(&self, repo: &RepoName) -> Result<Option<RepoDeleted>>;
     async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<ReferrerRecord>>;
+    /// Every blob linked into `repo` with its size, ordered by digest text; empty when the
+    /// repository does not exist. For copying a registry (`berth store migrate`).
+    async fn blob_links(&self, repo: &RepoName) -> Result<Vec<(Digest, u64)>>;
+    /// The digest of every manifest stored in `repo`, tagged or not, ordered by digest text.
+    async fn manifest_digests(&self, repo: &RepoName) -> Result<Vec<Digest>>;
 
     async fn upload_create(&self, upload: &UploadRecord) -> Result<()>;
     async fn upload_get(&self, id: &str) -> Result<Option<UploadRecord>>;

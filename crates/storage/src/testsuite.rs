@@ -61,6 +61,63 @@ pub async fn run_metadata(meta: &dyn MetadataStore) {
     metadata_uploads(meta).await;
     metadata_edge_rules(meta).await;
     metadata_repository_admin_rules(meta).await;
+    metadata_export_rules(meta).await;
+}
+
+/// What copying a registry reads: every blob link and every manifest (tagged or not) of a
+/// repository, in digest order; nothing for an unknown repository.
+async fn metadata_export_rules(m: &dyn MetadataStore) {
+    let r = repo("export-rules/app");
+    assert!(m.blob_links(&r).await.unwrap().is_empty());
+    assert!(m.manifest_digests(&r).await.unwrap().is_empty());
+    let mut blobs: Vec<(Digest, u64)> = (0u64..5)
+        .map(|i| {
+            (
+                Digest::sha256_of(format!("export blob {i}").as_bytes()),
+                10 + i,
+            )
+        })
+        .collect();
+    for (d, s) in &blobs {
+        m.link_blob(&r, d, *s).await.unwrap();
+    }
+    // A link in another repository is not this one's.
+    m.link_blob(
+        &repo("export-rules/other"),
+        &Digest::sha256_of(b"elsewhere"),
+        1,
+    )
+    .await
+    .unwrap();
+    blobs.sort_by_key(|(d, _)| d.to_string());
+    assert_eq!(m.blob_links(&r).await.unwrap(), blobs);
+    let mut manifests = Vec::new();
+    for i in 0..3 {
+        let body = Bytes::from(format!("{{\"export\":{i}}}"));
+        let digest = Digest::sha256_of(&body);
+        m.put_manifest(
+            NewManifest {
+                repo: r.clone(),
+                digest: digest.clone(),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                body,
+                subject: None,
+                artifact_type: None,
+                annotations: None,
+                blobs: vec![blobs[0].0.clone()],
+                children: vec![],
+            },
+            // Only the first is tagged: untagged manifests are listed too.
+            &if i == 0 { vec![tag("v1")] } else { vec![] },
+        )
+        .await
+        .unwrap();
+        manifests.push(digest);
+    }
+    manifests.sort_by_key(|d| d.to_string());
+    assert_eq!(m.manifest_digests(&r).await.unwrap(), manifests);
+    m.unlink_blob(&r, &blobs[4].0).await.unwrap();
+    assert_eq!(m.blob_links(&r).await.unwrap().len(), 4);
 }
 
 /// Tag details (with push times) and deleting a whole repository.
@@ -1125,6 +1182,76 @@ pub async fn run_trust(t: &dyn crate::TrustStore) {
         "deleting everything is in the changefeed too"
     );
     trust_edge_rules(t).await;
+    trust_export_rules(t).await;
+}
+
+/// What copying a registry reads: every version of every role of a GUN (role, then version
+/// order) and every setting (name order).
+async fn trust_export_rules(t: &dyn crate::TrustStore) {
+    let gun = "export/gun";
+    assert!(t.tuf_history(gun).await.unwrap().is_empty());
+    t.tuf_update(
+        gun,
+        vec![
+            tuf("targets", 1, b"xt1"),
+            tuf("root", 1, b"xr1"),
+            tuf("timestamp", 1, b"xts1"),
+        ],
+    )
+    .await
+    .unwrap();
+    t.tuf_update(
+        gun,
+        vec![tuf("targets", 2, b"xt2"), tuf("timestamp", 2, b"xts2")],
+    )
+    .await
+    .unwrap();
+    t.tuf_update("export/other", vec![tuf("root", 1, b"other")])
+        .await
+        .unwrap();
+    let h = t.tuf_history(gun).await.unwrap();
+    let seen: Vec<(&str, i64, &[u8])> = h
+        .iter()
+        .map(|f| (f.role.as_str(), f.version, &f.data[..]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("root", 1, &b"xr1"[..]),
+            ("targets", 1, b"xt1"),
+            ("targets", 2, b"xt2"),
+            ("timestamp", 1, b"xts1"),
+            ("timestamp", 2, b"xts2"),
+        ]
+    );
+    assert!(h.iter().all(|f| f.created > 0 && f.sha256.len() == 64));
+    t.tuf_delete(gun).await.unwrap();
+    assert!(t.tuf_history(gun).await.unwrap().is_empty());
+    t.tuf_delete("export/other").await.unwrap();
+
+    let before = t.settings_list().await.unwrap();
+    t.setting_set("export.b", "2").await.unwrap();
+    t.setting_set("export.a", "1").await.unwrap();
+    t.setting_insert_if_absent("export.c", "3").await.unwrap();
+    t.setting_set("export.a", "one").await.unwrap();
+    let after: Vec<(String, String)> = t
+        .settings_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("export."))
+        .collect();
+    assert_eq!(
+        after,
+        [
+            ("export.a".to_string(), "one".to_string()),
+            ("export.b".into(), "2".into()),
+            ("export.c".into(), "3".into()),
+        ]
+    );
+    let all = t.settings_list().await.unwrap();
+    assert_eq!(all.len(), before.len() + 3);
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "ordered by name");
 }
 
 /// Lookups by checksum and version, repeated roles in one update, feed paging edges, keys.

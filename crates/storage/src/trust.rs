@@ -79,6 +79,9 @@ pub trait TrustStore: Send + Sync + 'static {
     async fn tuf_delete_all(&self) -> Result<u64>;
     /// GUNs that have trust data, sorted.
     async fn tuf_guns(&self) -> Result<Vec<String>>;
+    /// Every stored version of every role of `gun`, ordered by role, then version. For copying
+    /// a registry (`berth store migrate`).
+    async fn tuf_history(&self, gun: &str) -> Result<Vec<TufFile>>;
     /// Changefeed page, per GUN or global, with Notary's paging rules: `records > 0` returns
     /// ids > `change_id` ascending; `records < 0` returns the |records| ids before `change_id`
     /// (the newest ones when `change_id <= 0`), still ascending.
@@ -102,6 +105,8 @@ pub trait TrustStore: Send + Sync + 'static {
     async fn server_keys(&self, gun: &str, role: &str) -> Result<Vec<ServerKeyRecord>>;
 
     async fn setting_get(&self, name: &str) -> Result<Option<String>>;
+    /// Every setting as (name, value), ordered by name.
+    async fn settings_list(&self) -> Result<Vec<(String, String)>>;
     async fn setting_set(&self, name: &str, value: &str) -> Result<()>;
     /// Stores `value` under `name` unless a value is there already; returns the stored value
     /// (this one or the earlier one). Two processes creating a setting at once (the vault salt on

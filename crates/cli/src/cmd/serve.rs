@@ -13,7 +13,7 @@ use berth_server::{AppState, Listener};
 use berth_storage_embedded::{FsBlobStore, SqliteMetadataStore};
 
 use crate::args::ServeArgs;
-use crate::config::{ServeConfig, Tls};
+use crate::config::{ServeConfig, Store, Tls};
 
 /// Abandoned upload sessions are removed after this long.
 const UPLOAD_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -235,21 +235,35 @@ pub(crate) fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::F
     }
 }
 
-async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
-    let signals = Signals::install()?;
-    fit_connection_limit(&mut cfg.limits);
-    // Bound before the data dir is touched: a start that cannot listen must not create the
-    // owner (and show its one-time password) for nobody to use.
-    let socket = bind(&cfg.listen)?;
-    let data = &cfg.data_dir;
+/// What the composition root opened: the registry and the stores the trust and access services
+/// use, plus what must live as long as the server.
+struct Opened {
+    registry: Arc<Registry>,
+    trust: Arc<dyn berth_storage::TrustStore>,
+    ids: Arc<dyn berth_storage::IdentityStore>,
+    passphrase: Vec<u8>,
+    /// The embedded store's data dir lock, held until the process exits.
+    _lock: Option<std::fs::File>,
+    /// The distributed store's start-up lock, released once first-use state exists.
+    startup: Option<berth_storage_postgres::StartupLock>,
+    /// Presigned blob URLs (distributed store with `redirect = true`).
+    redirect: Option<berth_storage_s3::presign::Presigner>,
+}
+
+fn create_data_dir(data: &std::path::Path) -> anyhow::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(data)
-        .with_context(|| format!("creating data dir {}", data.display()))?;
+        .with_context(|| format!("creating data dir {}", data.display()))
+}
+
+/// The embedded store: files and SQLite in the data dir, which this process locks.
+fn open_embedded(data: &std::path::Path) -> anyhow::Result<Opened> {
+    create_data_dir(data)?;
     // Held until the process exits: the embedded store keeps exact in-memory copies of hot
     // metadata, which a second server on the same directory would silently make stale.
-    let _lock = lock_data_dir(data)?;
+    let lock = lock_data_dir(data)?;
     // Checked while holding the lock, so no other server is creating files meanwhile.
     secure_data_dir(data);
     let blobs = FsBlobStore::open(data)
@@ -257,20 +271,120 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
     let meta =
         SqliteMetadataStore::open(data.join("metadata.db")).context("opening metadata database")?;
     let meta = Arc::new(meta);
-    let registry = Arc::new(Registry::new(Arc::new(blobs), meta.clone()));
-    let vault = berth_trust::KeyVault::open(meta.as_ref(), &trust_passphrase(data)?)
+    Ok(Opened {
+        registry: Arc::new(Registry::new(Arc::new(blobs), meta.clone())),
+        trust: meta.clone(),
+        ids: meta,
+        passphrase: trust_passphrase(data)?,
+        _lock: Some(lock),
+        startup: None,
+        redirect: None,
+    })
+}
+
+/// The distributed store: PostgreSQL and S3, shared with the other nodes. Nothing of the
+/// registry is written to the local disk.
+async fn open_distributed(
+    d: &crate::config::Distributed,
+    data: &std::path::Path,
+    tls: &Tls,
+) -> anyhow::Result<Opened> {
+    // Every node must unseal the same keys, so the passphrase cannot be a per-node file.
+    let passphrase = match std::env::var("BERTH_TRUST_KEY_PASSPHRASE") {
+        Ok(p) if !p.is_empty() => p.into_bytes(),
+        _ => anyhow::bail!(
+            "the distributed store needs BERTH_TRUST_KEY_PASSPHRASE (the same on every node): it \
+             seals the server-held trust keys and token-signing keys in the shared database. \
+             Set it in the environment (e.g. an EnvironmentFile with mode 0600)"
+        ),
+    };
+    if *tls == Tls::Generated {
+        // The data dir holds only this node's generated TLS material.
+        create_data_dir(data)?;
+        secure_data_dir(data);
+        tracing::warn!(
+            "distributed store with a generated TLS certificate: each node makes its own CA; give \
+             every node of a cluster the same certificate with --tls-cert/--tls-key"
+        );
+    }
+    let shown_url = crate::config::redact_postgres_url(&d.postgres_url);
+    let pg = berth_storage_postgres::PgStore::connect(&d.postgres_url)
         .await
-        .context("unlocking the trust key vault (is BERTH_TRUST_KEY_PASSPHRASE the one this data dir was created with?)")?;
+        .with_context(|| {
+            format!("connecting to PostgreSQL at {shown_url} (postgres_url / BERTH_POSTGRES_URL)")
+        })?;
+    let s3cfg = d.s3.to_s3_config();
+    let blobs = berth_storage_s3::S3BlobStore::new(
+        s3cfg.clone(),
+        berth_storage_s3::S3BlobStore::default_http()?,
+    )
+    .context("s3_endpoint (BERTH_S3_ENDPOINT)")?;
+    // A wrong endpoint, bucket or key shows now rather than on the first push.
+    let probe = berth_oci::Digest::of(berth_oci::Algorithm::Sha256, b"");
+    berth_storage::BlobStore::stat(&blobs, &probe)
+        .await
+        .with_context(|| {
+            format!(
+                "reaching bucket {:?} at {} (check s3_endpoint, s3_bucket, s3_region, \
+                 s3_access_key_id and s3_secret_access_key / BERTH_S3_*)",
+                d.s3.bucket, d.s3.endpoint
+            )
+        })?;
+    let startup = pg
+        .startup_lock()
+        .await
+        .context("taking the cluster start-up lock in PostgreSQL")?;
+    tracing::info!(
+        postgres = %shown_url,
+        s3_endpoint = %d.s3.endpoint,
+        bucket = %d.s3.bucket,
+        prefix = %d.s3.prefix,
+        redirect = d.redirect,
+        "distributed store"
+    );
+    let pg = Arc::new(pg);
+    Ok(Opened {
+        registry: Arc::new(Registry::new(Arc::new(blobs), pg.clone())),
+        trust: pg.clone(),
+        ids: pg,
+        passphrase,
+        _lock: None,
+        startup: Some(startup),
+        redirect: d
+            .redirect
+            .then(|| berth_storage_s3::presign::Presigner::new(&s3cfg))
+            .transpose()?,
+    })
+}
+
+async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
+    let signals = Signals::install()?;
+    fit_connection_limit(&mut cfg.limits);
+    // Bound before the data dir is touched: a start that cannot listen must not create the
+    // owner (and show its one-time password) for nobody to use.
+    let socket = bind(&cfg.listen)?;
+    let data = &cfg.data_dir;
+    let mut opened = match &cfg.store {
+        Store::Embedded => open_embedded(data)?,
+        Store::Distributed(d) => open_distributed(d, data, &cfg.tls).await?,
+    };
+    let registry = opened.registry.clone();
+    let vault = berth_trust::KeyVault::open(opened.trust.as_ref(), &opened.passphrase)
+        .await
+        .context(match &cfg.store {
+            Store::Embedded => "unlocking the trust key vault (is BERTH_TRUST_KEY_PASSPHRASE the one this data dir was created with?)",
+            Store::Distributed(_) => "unlocking the trust key vault (is BERTH_TRUST_KEY_PASSPHRASE the one the cluster's database was created with?)",
+        })?;
     // One argon2id derivation at start; the token service seals its keys with the same vault.
     let access_vault = vault.clone();
     let trust = Arc::new(berth_trust::TrustService::new(
-        meta.clone(),
+        opened.trust.clone(),
         vault,
         berth_trust::TrustOptions::default(),
     ));
     let access = Arc::new(berth_access::AccessService::new(
-        meta.clone(),
-        meta,
+        opened.ids.clone(),
+        opened.trust.clone(),
         access_vault,
         cert_names(&cfg),
         cfg.auth_disabled,
@@ -289,7 +403,7 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
         }
         Bootstrap::Existing if bootstrap_given => tracing::warn!(
             data_dir = %data.display(),
-            "BERTH_BOOTSTRAP_PASSWORD is ignored: this data dir has its user 'owner' already. \
+            "BERTH_BOOTSTRAP_PASSWORD is ignored: this registry has its user 'owner' already. \
              Change a password with `berth user password owner`, or, with the server stopped, \
              `berth admin reset-owner --data-dir DIR`"
         ),
@@ -299,6 +413,8 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
              set a longer one, or unset it to have a password generated and shown once"
         ),
     }
+    // First-use state (owner, first signing key) exists now: other nodes may go on.
+    drop(opened.startup.take());
     access.set_audit_every_token(cfg.audit_every_token);
     if cfg.auth_disabled {
         tracing::warn!("authentication is DISABLED (--auth-disabled): every caller is an Owner");
@@ -356,14 +472,21 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
     let guns = berth_server::GunResolver {
         hosts: cert_names(&cfg),
     };
-    let app = berth_server::router(AppState::new(berth_server::AppParts {
-        registry,
-        trust,
-        guns,
-        access,
-        scheme,
-        limits: berth_server::Limits::clone(&cfg.limits),
-    }));
+    let redirect = opened
+        .redirect
+        .take()
+        .map(|p| Arc::new(PresignedBlobs(p)) as Arc<dyn berth_server::BlobRedirect>);
+    let app = berth_server::router(AppState::with_blob_redirect(
+        berth_server::AppParts {
+            registry,
+            trust,
+            guns,
+            access,
+            scheme,
+            limits: berth_server::Limits::clone(&cfg.limits),
+        },
+        redirect,
+    ));
     // Tests and scripts parse this exact line.
     let mut out = std::io::stdout();
     writeln!(out, "listening on {scheme}://{addr}")?;
@@ -381,6 +504,23 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long a presigned blob URL is good for: long enough for a client to follow the redirect
+/// (and a slow download to start), short enough that a leaked URL soon stops working.
+const PRESIGNED_URL_TTL: Duration = Duration::from_secs(300);
+
+/// Blob downloads redirected to presigned S3 URLs.
+struct PresignedBlobs(berth_storage_s3::presign::Presigner);
+
+impl berth_server::BlobRedirect for PresignedBlobs {
+    fn blob_url(&self, digest: &berth_oci::Digest) -> Option<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_secs()).ok())?;
+        Some(self.0.blob_url(digest, now, PRESIGNED_URL_TTL))
+    }
 }
 
 /// Writes a secret file readable only by the server's user.

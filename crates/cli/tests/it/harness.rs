@@ -46,6 +46,8 @@ pub struct Server {
     nofile: Option<u64>,
     /// Extra environment variables of the server process (`BERTH_LOG_FORMAT`, …).
     env: Vec<(String, String)>,
+    /// `--listen` (`127.0.0.1:0` unless a test needs a particular port).
+    listen: String,
     stdout: Arc<Mutex<String>>,
     pub port: u16,
     pub base: String,
@@ -133,6 +135,7 @@ impl Server {
             args,
             nofile,
             env: Vec::new(),
+            listen: "127.0.0.1:0".into(),
             stdout: Arc::new(Mutex::new(String::new())),
             port: 0,
             base: String::new(),
@@ -157,6 +160,38 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            listen: "127.0.0.1:0".into(),
+            stdout: Arc::new(Mutex::new(String::new())),
+            port: 0,
+            base: String::new(),
+            client: reqwest::Client::new(),
+        };
+        srv.spawn();
+        srv
+    }
+
+    /// A server with authentication on, on the data dir `data` (prepared by the caller), with
+    /// extra flags and environment, listening on `listen` (e.g. the port of a stopped server).
+    pub fn start_configured(
+        data: tempfile::TempDir,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut srv = Server {
+            child: None,
+            data,
+            work: tempfile::tempdir().expect("work tempdir"),
+            insecure: false,
+            auth: true,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            nofile: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            listen: listen.into(),
             stdout: Arc::new(Mutex::new(String::new())),
             port: 0,
             base: String::new(),
@@ -213,7 +248,7 @@ impl Server {
             .arg("--data-dir")
             .arg(self.data.path())
             .arg("--listen")
-            .arg("127.0.0.1:0");
+            .arg(&self.listen);
         if self.insecure {
             cmd.arg("--insecure-http");
         }

@@ -20,6 +20,7 @@ mod cli_trust_reset;
 mod client;
 mod concurrency;
 mod corrupt_state;
+mod distributed;
 mod errors;
 mod manifests;
 mod names;

@@ -59,6 +59,18 @@ pub(super) async fn get(
     let digest: Digest = digest.parse()?;
     let reg = &state.registry;
     let size = reg.stat_blob(&repo, &digest).await?;
+    // Authorized (by the layer) and present in this repository: the object store may serve it.
+    if req.method() == Method::GET
+        && let Some(url) = state.blob_redirect().and_then(|r| r.blob_url(&digest))
+    {
+        return Ok(Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, url)
+            .header(header::CACHE_CONTROL, "no-store")
+            .header("docker-content-digest", digest.to_string())
+            .body(Body::empty())
+            .map_err(|e| ApiError::internal("blob redirect", &e))?);
+    }
     let range = match header_str(&req, header::RANGE) {
         Some(v) => parse_range(v, size)?,
         None => None,

@@ -40,6 +40,11 @@ struct Manifest {
     annotations: Option<String>,
 }
 
+fn parse_digest(text: &str) -> Result<Digest> {
+    text.parse()
+        .map_err(|e| Error::Backend(format!("stored digest {text:?}: {e}")))
+}
+
 /// Up to `limit` names after `last` (exclusive), and whether more follow.
 fn page<'a>(names: impl Iterator<Item = &'a String>, last: Option<&str>, limit: usize) -> Page {
     let last = last.unwrap_or("");
@@ -244,6 +249,28 @@ impl MetadataStore for MemoryStore {
                 annotations: m.annotations.clone(),
             })
             .collect())
+    }
+
+    async fn blob_links(&self, repo: &RepoName) -> Result<Vec<(Digest, u64)>> {
+        let st = lock(&self.meta);
+        let Some(r) = st.repos.get(repo.as_str()) else {
+            return Ok(Vec::new());
+        };
+        let mut links: Vec<(&String, u64)> = r.blobs.iter().map(|(d, s)| (d, *s)).collect();
+        links.sort();
+        links
+            .into_iter()
+            .map(|(d, s)| Ok((parse_digest(d)?, s)))
+            .collect()
+    }
+
+    async fn manifest_digests(&self, repo: &RepoName) -> Result<Vec<Digest>> {
+        let st = lock(&self.meta);
+        Ok(st
+            .repos
+            .get(repo.as_str())
+            .map(|r| r.manifests.values().map(|m| m.digest.clone()).collect())
+            .unwrap_or_default())
     }
 
     async fn upload_create(&self, upload: &UploadRecord) -> Result<()> {

@@ -159,6 +159,18 @@ impl TrustStore for MemoryStore {
             .collect())
     }
 
+    async fn tuf_history(&self, gun: &str) -> Result<Vec<TufFile>> {
+        // Roles by name (a BTreeMap), each one's versions ascending.
+        Ok(lock(&self.trust)
+            .files
+            .get(gun)
+            .into_iter()
+            .flat_map(|g| g.values())
+            .flatten()
+            .cloned()
+            .collect())
+    }
+
     async fn changefeed(
         &self,
         gun: Option<&str>,
@@ -233,6 +245,16 @@ impl TrustStore for MemoryStore {
 
     async fn setting_get(&self, name: &str) -> Result<Option<String>> {
         Ok(lock(&self.trust).settings.get(name).cloned())
+    }
+
+    async fn settings_list(&self) -> Result<Vec<(String, String)>> {
+        let mut all: Vec<(String, String)> = lock(&self.trust)
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.sort();
+        Ok(all)
     }
 
     async fn setting_insert_if_absent(&self, name: &str, value: &str) -> Result<String> {

@@ -1,0 +1,702 @@
+//! `berth serve` on the distributed store, against real PostgreSQL and real Garage (an S3 server
+//! that checks signatures and presigned-URL expiry): skopeo pushes and pulls with
+//! authentication on, the data dir holds no registry data, a second node serves what the first
+//! stored, blob downloads redirect to presigned URLs when asked to, and the start-up refuses
+//! what it cannot run with.
+//!
+//! PostgreSQL: `berth_storage_postgres::testing` (one cluster per test binary, a database per
+//! test). Garage: `../shared/tools/start-garage.sh`, one server per test binary, a key prefix
+//! (`BERTH_S3_PREFIX`) per test so tests share its bucket without seeing each other.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use berth_storage_postgres::testing::{TestDatabase, fresh_database};
+use serde_json::Value;
+
+use crate::auth_support::*;
+use crate::harness::*;
+use crate::trust_harness::{Out, isolated, run};
+
+/// The passphrase every node of a test cluster shares.
+pub const CLUSTER_PASSPHRASE: &str = "cluster-passphrase-for-tests-0123";
+
+/// One Garage for the whole test binary: its `BERTH_S3_*` settings.
+pub fn garage() -> &'static Vec<(String, String)> {
+    static G: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    G.get_or_init(start_garage)
+}
+
+fn start_garage() -> Vec<(String, String)> {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/start-garage.sh");
+    assert!(
+        script.exists(),
+        "no S3 server for the tests: {} does not exist",
+        script.display()
+    );
+    let mut last = String::new();
+    // A port chosen free may be taken before Garage binds it: a few tries.
+    for _ in 0..3 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let work =
+            std::env::temp_dir().join(format!("berth-garage-test-{}-{port}", std::process::id()));
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(&work)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run start-garage.sh");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if out.status.success() && text.contains("GARAGE UP") {
+            stop_garage_when_done(&work);
+            let env = std::fs::read_to_string(work.join("env")).expect("garage env file");
+            let vars: Vec<(String, String)> = env
+                .split_whitespace()
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            assert!(
+                vars.iter().any(|(k, _)| k == "BERTH_S3_SECRET_ACCESS_KEY"),
+                "{env}"
+            );
+            return vars;
+        }
+        last = text;
+    }
+    panic!("could not start Garage with {}: {last}", script.display());
+}
+
+/// Kills Garage (and removes its files) once this test process has exited.
+fn stop_garage_when_done(work: &Path) {
+    let pid = std::process::id();
+    let watcher = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill $(cat '{w}/garage.pid') 2>/dev/null; sleep 1; rm -rf '{w}'",
+        w = work.display()
+    );
+    let _ = Command::new("setsid")
+        .args(["bash", "-c", &watcher])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+/// A database and a key prefix of their own: an empty distributed store for one test.
+pub struct Cluster {
+    pub db: TestDatabase,
+    pub prefix: String,
+}
+
+impl Cluster {
+    pub async fn new() -> Cluster {
+        garage();
+        Cluster {
+            db: fresh_database().await,
+            prefix: format!("t-{}/", Rng::new().hex(12)),
+        }
+    }
+
+    /// The environment of a node of this cluster (`extra` added last, so it wins).
+    pub fn env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = garage().clone();
+        env.extend(
+            [
+                ("BERTH_STORE", "distributed"),
+                ("BERTH_POSTGRES_URL", self.db.url.as_str()),
+                ("BERTH_S3_PREFIX", self.prefix.as_str()),
+                ("BERTH_TRUST_KEY_PASSPHRASE", CLUSTER_PASSPHRASE),
+            ]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        env
+    }
+
+    /// A node with authentication on, on a data dir of its own.
+    pub fn node(&self, extra: &[(&str, &str)]) -> Server {
+        let env = self.env(extra);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Server::start_configured(tempfile::tempdir().unwrap(), "127.0.0.1:0", &[], &env)
+    }
+
+    /// The S3 store of this cluster, to look at what landed in the bucket.
+    pub fn s3(&self) -> berth_storage_s3::S3BlobStore {
+        let get = |k: &str| {
+            garage()
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        berth_storage_s3::S3BlobStore::new(
+            berth_storage_s3::S3Config {
+                endpoint: get("BERTH_S3_ENDPOINT"),
+                bucket: get("BERTH_S3_BUCKET"),
+                region: get("BERTH_S3_REGION"),
+                access_key: get("BERTH_S3_ACCESS_KEY_ID"),
+                secret_key: get("BERTH_S3_SECRET_ACCESS_KEY"),
+                path_style: true,
+                prefix: self.prefix.clone(),
+            },
+            berth_storage_s3::S3BlobStore::default_http().unwrap(),
+        )
+        .unwrap()
+    }
+
+    pub fn presigner(&self) -> berth_storage_s3::presign::Presigner {
+        let get = |k: &str| {
+            garage()
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        berth_storage_s3::presign::Presigner::new(&berth_storage_s3::S3Config {
+            endpoint: get("BERTH_S3_ENDPOINT"),
+            bucket: get("BERTH_S3_BUCKET"),
+            region: get("BERTH_S3_REGION"),
+            access_key: get("BERTH_S3_ACCESS_KEY_ID"),
+            secret_key: get("BERTH_S3_SECRET_ACCESS_KEY"),
+            path_style: true,
+            prefix: self.prefix.clone(),
+        })
+        .unwrap()
+    }
+}
+
+/// Every path under `dir`, relative, sorted (directories too).
+pub fn tree(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+            if p.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// skopeo isolated from the user's configuration, trusting only `ca`.
+pub struct Skopeo {
+    home: tempfile::TempDir,
+    certs: tempfile::TempDir,
+}
+
+impl Skopeo {
+    pub fn new(ca: &Path) -> Skopeo {
+        let home = tempfile::tempdir().unwrap();
+        for d in ["config", "data", "cache", "run", "registries.d", "tmp"] {
+            std::fs::create_dir_all(home.path().join(d)).unwrap();
+        }
+        std::fs::write(
+            home.path().join("policy.json"),
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(home.path().join("registries.conf"), "").unwrap();
+        let certs = tempfile::tempdir().unwrap();
+        std::fs::copy(ca, certs.path().join("ca.crt")).unwrap();
+        Skopeo { home, certs }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Out {
+        let h = self.home.path();
+        let mut cmd = isolated("skopeo", h);
+        cmd.env("XDG_CONFIG_HOME", h.join("config"))
+            .env("XDG_DATA_HOME", h.join("data"))
+            .env("XDG_CACHE_HOME", h.join("cache"))
+            .env("XDG_RUNTIME_DIR", h.join("run"))
+            .env("CONTAINERS_REGISTRIES_CONF", h.join("registries.conf"))
+            .env("REGISTRY_AUTH_FILE", h.join("auth.json"))
+            .arg("--policy")
+            .arg(h.join("policy.json"))
+            .arg("--registries.d")
+            .arg(h.join("registries.d"))
+            .arg("--tmpdir")
+            .arg(h.join("tmp"))
+            .args(args);
+        run(&mut cmd, None)
+    }
+
+    /// `skopeo copy --preserve-digests` with credentials `creds` on the registry side.
+    pub fn copy(&self, src: &str, dest: &str, creds: &str) -> Out {
+        let certs = self.certs.path().to_str().unwrap();
+        let mut args = vec!["copy", "--preserve-digests"];
+        if src.starts_with("docker://") {
+            args.extend(["--src-cert-dir", certs, "--src-creds", creds]);
+        }
+        if dest.starts_with("docker://") {
+            args.extend(["--dest-cert-dir", certs, "--dest-creds", creds]);
+        }
+        args.extend([src, dest]);
+        self.run(&args)
+    }
+}
+
+/// The owner's `user:password` for skopeo.
+pub fn owner_creds() -> String {
+    format!("owner:{OWNER_PASSWORD}")
+}
+
+/// Writes an OCI layout holding `img` tagged `tag`.
+pub fn write_layout(dir: &Path, img: &Image, tag: &str) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let put = |data: &[u8]| {
+        let d = sha256(data);
+        std::fs::write(
+            dir.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+            data,
+        )
+        .unwrap();
+    };
+    put(&img.config);
+    for l in &img.layers {
+        put(l);
+    }
+    put(&img.manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST,
+            "digest": img.digest,
+            "size": img.manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
+
+/// The blob `digest` from an OCI layout.
+fn layout_blob(dir: &Path, digest: &str) -> Vec<u8> {
+    std::fs::read(
+        dir.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .unwrap_or_else(|e| panic!("{digest} in {}: {e}", dir.display()))
+}
+
+/// The manifest digest a pulled layout names.
+fn pulled_digest(dir: &Path) -> String {
+    let idx: Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    idx["manifests"][0]["digest"].as_str().unwrap().to_owned()
+}
+
+/// `berth serve` on the distributed store with `env` (no BERTH_* of the caller), expected to
+/// refuse to start: its exit status and stderr.
+fn serve_refused(env: &[(String, String)]) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("BERTH_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(!status.success(), "started: {stderr}");
+            assert!(
+                !String::from_utf8_lossy(&out.stdout).contains("listening on"),
+                "{stderr}"
+            );
+            // Nothing of the registry on the local disk, even when refused.
+            assert!(tree(data.path()).is_empty(), "{:?}", tree(data.path()));
+            return stderr;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("berth serve neither started nor refused within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn skopeo_push_and_pull_on_postgres_and_s3_with_nothing_on_the_local_disk() {
+    let cluster = Cluster::new().await;
+    let a = cluster.node(&[]);
+    let host = a.host();
+    let mut rng = Rng::new();
+    // Above the S3 piece size, so the blob goes up as pieces and is published by multipart.
+    let img = Image::build("amd64", &mut rng, 2, 9 << 20);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    write_layout(&src, &img, "v1");
+    let sk = Skopeo::new(&a.ca_path());
+    sk.copy(
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{host}/team/app:v1"),
+        &owner_creds(),
+    )
+    .ok();
+    // Without credentials: refused, as on the embedded store.
+    let r = a.get(&format!("/v2/team/app/manifests/v1")).await;
+    assert_eq!(r.status, 401, "{r}");
+
+    let out = work.path().join("out");
+    sk.copy(
+        &format!("docker://{host}/team/app:v1"),
+        &format!("oci:{}:v1", out.display()),
+        &owner_creds(),
+    )
+    .ok();
+    assert_eq!(pulled_digest(&out), img.digest);
+    for l in &img.layers {
+        assert_eq!(&layout_blob(&out, &sha256(l)), l);
+    }
+
+    // The bytes are in the bucket under this cluster's prefix; the node's data dir holds only
+    // its generated TLS material: no database, blobs, lock or passphrase file.
+    let s3 = cluster.s3();
+    for l in &img.layers {
+        let d: berth_oci::Digest = sha256(l).parse().unwrap();
+        assert!(
+            berth_storage::BlobStore::stat(&s3, &d)
+                .await
+                .unwrap()
+                .is_some(),
+            "{d} not in S3"
+        );
+        let mut stream = berth_storage::BlobStore::read(&s3, &d, 0, l.len() as u64)
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some(c) = futures::StreamExt::next(&mut stream).await {
+            got.extend_from_slice(&c.unwrap());
+        }
+        assert_eq!(sha256(&got), sha256(l), "{d} in S3");
+    }
+    let files = tree(a.data_dir());
+    assert!(
+        files.iter().all(|f| f == "tls" || f.starts_with("tls/")),
+        "registry data on the local disk: {files:?}"
+    );
+    assert!(files.contains(&"tls/ca.crt".to_string()), "{files:?}");
+
+    // A second node on the same store, started while the first runs (no data-dir lock), serves
+    // the image pushed through the first, and the owner made once logs in on both.
+    let b = cluster.node(&[]);
+    let sk_b = Skopeo::new(&b.ca_path());
+    let out_b = work.path().join("out-b");
+    sk_b.copy(
+        &format!("docker://{}/team/app:v1", b.host()),
+        &format!("oci:{}:v1", out_b.display()),
+        &owner_creds(),
+    )
+    .ok();
+    assert_eq!(pulled_digest(&out_b), img.digest);
+    let users = admin(&b, reqwest::Method::GET, "users", None).await;
+    let owners = users
+        .as_array()
+        .or_else(|| users["users"].as_array())
+        .map(|u| u.iter().filter(|u| u["name"] == "owner").count());
+    assert_eq!(owners, Some(1), "{users}");
+    // The bootstrap password was printed by neither node (it was given), and no secret of the
+    // store is in either log.
+    let secret = cluster
+        .env(&[])
+        .into_iter()
+        .find(|(k, _)| k == "BERTH_S3_SECRET_ACCESS_KEY")
+        .unwrap()
+        .1;
+    for n in [&a, &b] {
+        let logs = n.logs();
+        assert!(!logs.contains(&secret), "S3 secret in the log");
+        assert!(!logs.contains(CLUSTER_PASSPHRASE), "passphrase in the log");
+        assert!(logs.contains("distributed store"), "{logs}");
+    }
+}
+
+#[tokio::test]
+async fn several_nodes_starting_at_once_on_an_empty_store_make_one_owner() {
+    let cluster = Cluster::new().await;
+    // No BERTH_BOOTSTRAP_PASSWORD: the node that creates the owner prints its password.
+    let env = cluster.env(&[]);
+    let spawn = |env: Vec<(String, String)>| {
+        std::thread::spawn(move || {
+            let data = tempfile::tempdir().unwrap();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+            cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(data.path());
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with("BERTH_") {
+                    cmd.env_remove(k);
+                }
+            }
+            for (k, v) in &env {
+                cmd.env(k, v);
+            }
+            let work = tempfile::tempdir().unwrap();
+            let err_path = work.path().join("stderr");
+            let mut child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(&err_path).unwrap())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+            std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+            let _ = child.kill();
+            let _ = child.wait();
+            (line, std::fs::read_to_string(&err_path).unwrap())
+        })
+    };
+    let handles: Vec<_> = (0..3).map(|_| spawn(env.clone())).collect();
+    let results: Vec<(String, String)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for (line, err) in &results {
+        assert!(line.starts_with("listening on https://"), "{line}\n{err}");
+    }
+    let printed: Vec<&String> = results
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.contains("Its password, shown only this once"))
+        .collect();
+    assert_eq!(
+        printed.len(),
+        1,
+        "exactly one node prints the owner's password: {results:#?}"
+    );
+    let password = printed[0]
+        .lines()
+        .skip_while(|l| !l.contains("shown only this once"))
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    // That password is the owner's on any node.
+    let node = cluster.node(&[]);
+    let r = call(
+        &node,
+        reqwest::Method::GET,
+        "/api/v1/users",
+        &Cred::basic("owner", &password),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r}");
+    let text = String::from_utf8_lossy(&r.body);
+    assert_eq!(text.matches("\"name\":\"owner\"").count(), 1, "{text}");
+}
+
+#[tokio::test]
+async fn blob_downloads_redirect_to_presigned_urls_that_the_store_checks() {
+    let cluster = Cluster::new().await;
+    let srv = cluster.node(&[("BERTH_S3_REDIRECT", "true")]);
+    let mut rng = Rng::new();
+    let img = Image::build("amd64", &mut rng, 1, 100_000);
+    push_image_as(&srv, &Cred::owner(), "team/app", "v1", &img).await;
+    let layer = &img.layers[0];
+    let digest = sha256(layer);
+    let path = format!("/v2/team/app/blobs/{digest}");
+
+    // Authorization first: no credentials, no URL.
+    let r = srv.get(&path).await;
+    assert_eq!(r.status, 401, "{r}");
+    assert!(r.header("location").is_none(), "{r}");
+    // A user without pull rights on the repository: denied, no URL.
+    let nobody = user_with_roles(&srv, "nobody", "nobody-password-1", &[]).await;
+    let r = call(&srv, reqwest::Method::GET, &path, &nobody, &[], None).await;
+    assert_eq!(r.status, 403, "{r}");
+    assert!(r.header("location").is_none(), "{r}");
+    // A blob not in this repository: 404, no URL.
+    let r = call(
+        &srv,
+        reqwest::Method::GET,
+        &format!("/v2/team/other/blobs/{digest}"),
+        &Cred::owner(),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{r}");
+
+    // The owner gets a 307 to a presigned URL of the bucket, valid for 5 minutes.
+    let r = call(&srv, reqwest::Method::GET, &path, &Cred::owner(), &[], None).await;
+    assert_eq!(r.status, 307, "{r}");
+    assert_eq!(r.header("docker-content-digest").as_deref(), Some(&*digest));
+    let location = r.must_header("location");
+    let endpoint = cluster
+        .env(&[])
+        .into_iter()
+        .find(|(k, _)| k == "BERTH_S3_ENDPOINT")
+        .unwrap()
+        .1;
+    assert!(location.starts_with(&endpoint), "{location}");
+    assert!(location.contains("X-Amz-Expires=300&"), "{location}");
+    assert!(location.contains(&cluster.prefix), "{location}");
+    // HEAD is answered by Berth itself.
+    let r = call(
+        &srv,
+        reqwest::Method::HEAD,
+        &path,
+        &Cred::owner(),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(
+        r.header("content-length").as_deref(),
+        Some(&*layer.len().to_string())
+    );
+
+    // A plain client (no credentials) follows it: the bytes, from S3. A range too.
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let got = plain.get(&location).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    let body = got.bytes().await.unwrap();
+    assert_eq!(sha256(&body), digest);
+    let got = plain
+        .get(&location)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 206);
+    assert_eq!(&got.bytes().await.unwrap()[..], &layer[10..20]);
+
+    // A client that follows redirects itself and drops its credentials on the way (reqwest
+    // does, across hosts/ports), as registry clients do.
+    let following = srv
+        .client_builder()
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .unwrap();
+    let got = following
+        .get(srv.url(&path))
+        .basic_auth("owner", Some(OWNER_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(sha256(&got.bytes().await.unwrap()), digest);
+
+    // The store checks the signature and the expiry: an altered URL, a longer expiry and an
+    // expired URL are all refused.
+    let tampered = location.replace("X-Amz-Expires=300", "X-Amz-Expires=3000");
+    assert_eq!(plain.get(&tampered).send().await.unwrap().status(), 403);
+    let other_sig = {
+        let (head, sig) = location.rsplit_once("X-Amz-Signature=").unwrap();
+        let flipped: String = sig
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    if c == '0' { '1' } else { '0' }
+                } else {
+                    c
+                }
+            })
+            .collect();
+        format!("{head}X-Amz-Signature={flipped}")
+    };
+    assert_eq!(plain.get(&other_sig).send().await.unwrap().status(), 403);
+    let d: berth_oci::Digest = digest.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Signed 200 s ago: good for 300 s, fetched; good for 100 s, expired 100 s ago (well inside
+    // any clock-skew allowance, so it is the expiry that is checked).
+    let presigner = cluster.presigner();
+    let fresh = presigner.blob_url(&d, now - 200, Duration::from_secs(300));
+    assert_eq!(plain.get(&fresh).send().await.unwrap().status(), 200);
+    let expired = presigner.blob_url(&d, now - 200, Duration::from_secs(100));
+    let refused = plain.get(&expired).send().await.unwrap();
+    let status = refused.status().as_u16();
+    let text = refused.text().await.unwrap();
+    // S3 answers 403 AccessDenied, Garage 400 InvalidRequest.
+    assert!(matches!(status, 400 | 403), "{status} {text}");
+
+    // skopeo (containers/image) follows the redirect for every blob.
+    let sk = Skopeo::new(&srv.ca_path());
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    sk.copy(
+        &format!("docker://{}/team/app:v1", srv.host()),
+        &format!("oci:{}:v1", out.display()),
+        &owner_creds(),
+    )
+    .ok();
+    assert_eq!(&layout_blob(&out, &digest), layer);
+}
+
+#[tokio::test]
+async fn a_node_refuses_to_start_without_what_a_cluster_needs() {
+    let cluster = Cluster::new().await;
+    let without = |name: &str| -> Vec<(String, String)> {
+        cluster
+            .env(&[])
+            .into_iter()
+            .filter(|(k, _)| k != name)
+            .collect()
+    };
+    let e = serve_refused(&without("BERTH_TRUST_KEY_PASSPHRASE"));
+    assert!(
+        e.contains("BERTH_TRUST_KEY_PASSPHRASE") && e.contains("same on every node"),
+        "{e}"
+    );
+    let e = serve_refused(&without("BERTH_POSTGRES_URL"));
+    assert!(
+        e.contains("postgres_url") && e.contains("BERTH_POSTGRES_URL"),
+        "{e}"
+    );
+    let e = serve_refused(&without("BERTH_S3_BUCKET"));
+    assert!(
+        e.contains("s3_bucket") && e.contains("BERTH_S3_BUCKET"),
+        "{e}"
+    );
+    // A wrong S3 secret is found at start, and not shown.
+    let mut env = without("BERTH_S3_SECRET_ACCESS_KEY");
+    env.push((
+        "BERTH_S3_SECRET_ACCESS_KEY".into(),
+        "wrong-secret-0123456789".into(),
+    ));
+    let e = serve_refused(&env);
+    assert!(e.contains("reaching bucket"), "{e}");
+    assert!(!e.contains("wrong-secret-0123456789"), "{e}");
+    // An unreachable database, named without its password.
+    let mut env = without("BERTH_POSTGRES_URL");
+    env.push((
+        "BERTH_POSTGRES_URL".into(),
+        "postgres://berth:pg-secret-pw@127.0.0.1:1/berth".into(),
+    ));
+    let e = serve_refused(&env);
+    assert!(e.contains("postgres://berth:***@127.0.0.1:1/berth"), "{e}");
+    assert!(!e.contains("pg-secret-pw"), "{e}");
+}

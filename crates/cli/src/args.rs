@@ -39,7 +39,7 @@ pub enum Command {
     ///
     /// Every flag also reads the environment variable shown with it and the TOML config file;
     /// a flag wins over the environment, which wins over the file, which wins over the default.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Registry-wide settings.
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -10,7 +10,7 @@ fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = args::parse();
     let result = match cli.command {
-        args::Command::Serve(a) => cmd::serve::run(a),
+        args::Command::Serve(a) => cmd::serve::run(*a),
         args::Command::Config(c) => cmd::config::run(c),
         args::Command::Trust(c) => cmd::trust::run(c),
         args::Command::Push(a) => cmd::push::run(a),

@@ -363,7 +363,7 @@ async fn skopeo_push_and_pull_on_postgres_and_s3_with_nothing_on_the_local_disk(
     )
     .ok();
     // Without credentials: refused, as on the embedded store.
-    let r = a.get(&format!("/v2/team/app/manifests/v1")).await;
+    let r = a.get("/v2/team/app/manifests/v1").await;
     assert_eq!(r.status, 401, "{r}");
 
     let out = work.path().join("out");

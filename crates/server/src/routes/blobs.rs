@@ -63,13 +63,13 @@ pub(super) async fn get(
     if req.method() == Method::GET
         && let Some(url) = state.blob_redirect().and_then(|r| r.blob_url(&digest))
     {
-        return Ok(Response::builder()
+        return Response::builder()
             .status(StatusCode::TEMPORARY_REDIRECT)
             .header(header::LOCATION, url)
             .header(header::CACHE_CONTROL, "no-store")
             .header("docker-content-digest", digest.to_string())
             .body(Body::empty())
-            .map_err(|e| ApiError::internal("blob redirect", &e))?);
+            .map_err(|e| ApiError::internal("blob redirect", &e));
     }
     let range = match header_str(&req, header::RANGE) {
         Some(v) => parse_range(v, size)?,

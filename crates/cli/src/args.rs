@@ -82,6 +82,9 @@ pub enum Command {
     Push(crate::cmd::push::PushArgs),
     /// Pull an image into an OCI layout, verifying every digest.
     Pull(crate::cmd::pull::PullArgs),
+    /// The registry's store, offline (migrating a single-node registry into a cluster).
+    #[command(subcommand)]
+    Store(crate::cmd::store::StoreCommand),
 }
 
 #[derive(Subcommand, Debug)]

@@ -380,8 +380,6 @@ impl StoreArgs {
     }
 }
 
-// Used by `berth store migrate` (being built).
-#[allow(dead_code)]
 /// The store a config file (plus the environment) describes, for tools that work on a store
 /// without serving it (`berth store migrate`). `env` gives every `BERTH_*` variable.
 pub fn store_from_file(
@@ -403,7 +401,6 @@ pub fn store_from_file(
     resolve_store(&a, &file.store, env)
 }
 
-#[allow(dead_code)]
 fn parse_bool_env(
     env: &dyn Fn(&str) -> Option<String>,
     name: &str,

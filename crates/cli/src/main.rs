@@ -26,6 +26,7 @@ fn main() -> std::process::ExitCode {
         args::Command::Token(c) => cmd::admin::token(c),
         args::Command::Audit(c) => cmd::admin::audit(c),
         args::Command::Repository(c) => cmd::repository::run(c),
+        args::Command::Store(c) => cmd::store::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

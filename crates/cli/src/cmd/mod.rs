@@ -6,6 +6,7 @@ pub mod recovery;
 pub mod repository;
 pub mod serve;
 pub mod signing;
+pub mod store;
 pub mod transfer;
 pub mod trust;
 

@@ -700,3 +700,217 @@ async fn a_node_refuses_to_start_without_what_a_cluster_needs() {
     assert!(e.contains("postgres://berth:***@127.0.0.1:1/berth"), "{e}");
     assert!(!e.contains("pg-secret-pw"), "{e}");
 }
+
+/// `berth store migrate` with the cluster's environment (and nothing else of the caller's).
+fn migrate(cluster: &Cluster, from: &Path, config: &Path, extra: &[(&str, &str)]) -> Out {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = isolated(env!("CARGO_BIN_EXE_berth"), home.path());
+    // The file names the store; the environment gives the secrets (as on a node). The
+    // passphrase only when the test gives one: else the source's file is the one used.
+    for (k, v) in cluster.env(&[]) {
+        if k != "BERTH_STORE" && k != "BERTH_TRUST_KEY_PASSPHRASE" {
+            cmd.env(k, v);
+        }
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.args([
+        "store",
+        "migrate",
+        "--from",
+        &format!("embedded:{}", from.display()),
+        "--to",
+        &format!("distributed:{}", config.display()),
+    ]);
+    run(&mut cmd, None)
+}
+
+#[tokio::test]
+async fn migrate_a_single_node_registry_with_signed_tags_into_a_cluster() {
+    let cluster = Cluster::new().await;
+    let mut srv = Server::start_with_auth();
+    enable_trust_as_owner(&srv).await;
+    let repo = crate::trust_harness::gun(&srv, "team/app");
+    let sam = crate::trust_harness::signer(&srv, "sam", "team/*").await;
+    let rita = crate::trust_harness::reader(&srv, "rita", "team/*").await;
+    let ci = crate::trust_harness::signing_token(&srv, "ci", "team/*").await;
+    let mut rng = Rng::new();
+    let work = tempfile::tempdir().unwrap();
+    let sam_home = work.path().join("sam");
+    std::fs::create_dir_all(&sam_home).unwrap();
+    let (l1, img1) = crate::trust_cli::new_layout(work.path(), "v1", &mut rng);
+    let (l2, img2) = crate::trust_cli::new_layout(work.path(), "v2", &mut rng);
+    let sam_run =
+        |srv: &Server, args: &[&str]| crate::cli_messages::berth_as(srv, &sam_home, &sam, args);
+    sam_run(
+        &srv,
+        &[
+            "push",
+            &crate::trust_cli::oci(&l1, "v1"),
+            &format!("{repo}:v1"),
+            "--trust",
+        ],
+    )
+    .ok();
+    sam_run(
+        &srv,
+        &[
+            "push",
+            &crate::trust_cli::oci(&l2, "v2"),
+            &format!("{repo}:v2"),
+            "--trust",
+        ],
+    )
+    .ok();
+    // An unsigned tag in another repository, and an untagged manifest.
+    push_image_as(&srv, &Cred::owner(), "team/plain", "latest", &img2).await;
+    let loose = Image::build("arm64", &mut rng, 1, 3000);
+    push_image_as(&srv, &Cred::owner(), "team/plain", "gone", &loose).await;
+    let r = call(
+        &srv,
+        reqwest::Method::DELETE,
+        "/v2/team/plain/manifests/gone",
+        &Cred::owner(),
+        &[],
+        None,
+    )
+    .await;
+    assert!(r.status == 202 || r.status == 404, "{r}");
+    let port = srv.port;
+    let data = srv.data_dir().to_path_buf();
+    assert!(srv.stop().success());
+
+    let config = work.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        "[store]\nkind = \"distributed\"\ns3_path_style = true\n",
+    )
+    .unwrap();
+    let passphrase = std::fs::read_to_string(data.join("trust-key-passphrase")).unwrap();
+    let passphrase = passphrase.trim();
+    // The nodes and the migration run with the source's passphrase.
+    let env_extra = [("BERTH_TRUST_KEY_PASSPHRASE", passphrase)];
+
+    // While a server holds the data dir, nothing is copied.
+    {
+        let _held = std::fs::OpenOptions::new()
+            .write(true)
+            .open(data.join("berth.lock"))
+            .unwrap();
+        _held.try_lock().unwrap();
+        let out = migrate(&cluster, &data, &config, &env_extra).fails();
+        assert!(out.stderr.contains("stop its berth serve first"), "{out}");
+    }
+    // A wrong passphrase is refused before anything is written.
+    let out = migrate(
+        &cluster,
+        &data,
+        &config,
+        &[("BERTH_TRUST_KEY_PASSPHRASE", "not-the-passphrase-at-all")],
+    )
+    .fails();
+    assert!(out.stderr.contains("passphrase"), "{out}");
+
+    let out = migrate(&cluster, &data, &config, &[]).ok();
+    for expect in [
+        "2 repositories",
+        "4 identities",
+        "1 token-signing keys",
+        "verified the copy",
+        "trust-key-passphrase",
+    ] {
+        assert!(out.stdout.contains(expect), "{expect}: {out}");
+    }
+    assert!(
+        !out.all().contains(passphrase),
+        "the passphrase is printed: {out}"
+    );
+    // Into a store that holds something: refused.
+    let out = migrate(&cluster, &data, &config, &[]).fails();
+    assert!(out.stderr.contains("not empty"), "{out}");
+
+    // A node of the cluster on the same address with the same certificate: clients carry on.
+    let node_data = tempfile::tempdir().unwrap();
+    let tls = node_data.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    for f in std::fs::read_dir(data.join("tls")).unwrap().flatten() {
+        std::fs::copy(f.path(), tls.join(f.file_name())).unwrap();
+    }
+    let env = cluster.env(&env_extra);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let node = Server::start_configured(node_data, &format!("127.0.0.1:{port}"), &[], &env);
+    assert_eq!(node.port, port);
+
+    // A first-time reader (fresh client, trust on first use) pulls the signed tags.
+    let rita_home = work.path().join("rita");
+    std::fs::create_dir_all(&rita_home).unwrap();
+    for (tag, img) in [("v1", &img1), ("v2", &img2)] {
+        let dest = work.path().join(format!("pulled-{tag}"));
+        let out = crate::cli_messages::berth_as(
+            &node,
+            &rita_home,
+            &rita,
+            &[
+                "pull",
+                &format!("{repo}:{tag}"),
+                &format!("oci:{}", dest.display()),
+                "--trust",
+            ],
+        )
+        .ok();
+        assert!(out.stdout.contains(&img.digest), "{out}");
+        assert_eq!(pulled_digest(&dest), img.digest);
+    }
+    // The signer signs on through the cluster with the keys and cache it has.
+    let (l3, img3) = crate::trust_cli::new_layout(work.path(), "v3", &mut rng);
+    sam_run(
+        &node,
+        &[
+            "push",
+            &crate::trust_cli::oci(&l3, "v3"),
+            &format!("{repo}:v3"),
+            "--trust",
+        ],
+    )
+    .ok();
+    let out =
+        crate::cli_messages::berth_as(&node, &rita_home, &rita, &["trust", "inspect", &repo]).ok();
+    for img in [&img1, &img2, &img3] {
+        assert!(
+            out.stdout
+                .contains(img.digest.trim_start_matches("sha256:")),
+            "{out}"
+        );
+    }
+    // The CI token and the owner log in; the unsigned repository is there for skopeo.
+    let r = call(
+        &node,
+        reqwest::Method::GET,
+        "/v2/team/app/tags/list",
+        &ci,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r}");
+    let sk = Skopeo::new(&node.ca_path());
+    let out_dir = work.path().join("plain");
+    sk.copy(
+        &format!("docker://{}/team/plain:latest", node.host()),
+        &format!("oci:{}:latest", out_dir.display()),
+        &owner_creds(),
+    )
+    .ok();
+    assert_eq!(pulled_digest(&out_dir), img2.digest);
+    // The audit log came along (the source's entries, then the cluster's).
+    let audit = admin(&node, reqwest::Method::GET, "audit?limit=10000", None).await;
+    let text = audit.to_string();
+    assert!(text.contains("trust.updated"), "{text}");
+    // The node keeps no registry data locally.
+    let files = tree(node.data_dir());
+    assert!(
+        files.iter().all(|f| f == "tls" || f.starts_with("tls/")),
+        "{files:?}"
+    );
+}

@@ -914,3 +914,42 @@ async fn migrate_a_single_node_registry_with_signed_tags_into_a_cluster() {
         "{files:?}"
     );
 }
+
+/// Bad arguments are named before anything is opened.
+#[test]
+fn migrate_names_what_is_wrong_with_its_arguments() {
+    let home = tempfile::tempdir().unwrap();
+    let berth = |args: &[&str]| {
+        let mut cmd = isolated(env!("CARGO_BIN_EXE_berth"), home.path());
+        cmd.arg("store").arg("migrate").args(args);
+        run(&mut cmd, None).fails()
+    };
+    let out = berth(&["--from", "/var/lib/berth", "--to", "distributed:x.toml"]);
+    assert!(out.stderr.contains("expected embedded:DIR"), "{out}");
+    let out = berth(&["--from", "embedded:/nonexistent", "--to", "x.toml"]);
+    assert!(out.stderr.contains("expected distributed:CONFIG"), "{out}");
+    let out = berth(&[
+        "--from",
+        &format!("embedded:{}", home.path().display()),
+        "--to",
+        "distributed:x.toml",
+    ]);
+    assert!(out.stderr.contains("has no metadata.db"), "{out}");
+    // An embedded config as the destination.
+    let empty_dir = tempfile::tempdir().unwrap();
+    std::fs::write(empty_dir.path().join("metadata.db"), b"").unwrap();
+    let cfg = home.path().join("berth.toml");
+    std::fs::write(&cfg, "[store]\nkind = \"embedded\"\n").unwrap();
+    let out = berth(&[
+        "--from",
+        &format!("embedded:{}", empty_dir.path().display()),
+        "--to",
+        &format!("distributed:{}", cfg.display()),
+    ]);
+    assert!(
+        out.stderr.contains("does not name a distributed store"),
+        "{out}"
+    );
+    // Nothing was created in the source dir.
+    assert_eq!(tree(empty_dir.path()), ["metadata.db"]);
+}

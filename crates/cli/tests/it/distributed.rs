@@ -777,6 +777,22 @@ async fn migrate_a_single_node_registry_with_signed_tags_into_a_cluster() {
     )
     .await;
     assert!(r.status == 202 || r.status == 404, "{r}");
+    // An untagged artifact referring to the image (a referrer), pushed by digest.
+    let sbom = oci_manifest(&img2.config, &[], |m| {
+        m.insert("subject".into(), desc(OCI_MANIFEST, &img2.manifest));
+        m.insert("artifactType".into(), "application/vnd.example.sbom".into());
+    });
+    let sbom_digest = sha256(&sbom);
+    let r = call(
+        &srv,
+        reqwest::Method::PUT,
+        &format!("/v2/team/plain/manifests/{sbom_digest}"),
+        &Cred::owner(),
+        &[("content-type", OCI_MANIFEST)],
+        Some(sbom.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r}");
     let port = srv.port;
     let data = srv.data_dir().to_path_buf();
     assert!(srv.stop().success());
@@ -903,6 +919,33 @@ async fn migrate_a_single_node_registry_with_signed_tags_into_a_cluster() {
     )
     .ok();
     assert_eq!(pulled_digest(&out_dir), img2.digest);
+    // The untagged referrer came along, and is listed for its subject.
+    let r = call(
+        &node,
+        reqwest::Method::GET,
+        &format!("/v2/team/plain/manifests/{sbom_digest}"),
+        &Cred::owner(),
+        &[("accept", OCI_MANIFEST)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.body, sbom);
+    let r = call(
+        &node,
+        reqwest::Method::GET,
+        &format!("/v2/team/plain/referrers/{}", img2.digest),
+        &Cred::owner(),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(
+        r.json()["manifests"][0]["digest"],
+        sbom_digest.as_str(),
+        "{r}"
+    );
     // The audit log came along (the source's entries, then the cluster's).
     let audit = admin(&node, reqwest::Method::GET, "audit?limit=10000", None).await;
     let text = audit.to_string();

@@ -4,7 +4,6 @@
 //! signing key (read from its data directory) to test expiry and claims with valid signatures.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use base64::Engine as _;
@@ -208,7 +207,8 @@ pub async fn create_token(srv: &Server, name: &str, map: &str, days: Option<i64>
 }
 
 /// Moves the expiry of identities `names` into the past. The admin API refuses a past expiry,
-/// so this edits the stopped server's database and restarts it (on a new port).
+/// so this edits the stopped server's database (SQLite, or PostgreSQL on the distributed
+/// store) and restarts it (on a new port).
 pub fn expire_identities(srv: &mut Server, names: &[String]) {
     let status = srv.stop();
     assert!(
@@ -216,12 +216,34 @@ pub fn expire_identities(srv: &mut Server, names: &[String]) {
         "server exited with {status}\n{}",
         srv.logs()
     );
+    let expires = now() - 86_400;
+    if let Some(url) = srv.env_var("BERTH_POSTGRES_URL") {
+        let names = names.to_vec();
+        crate::cluster::block_on_thread(async move {
+            let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to the server's database");
+            tokio::spawn(conn);
+            for n in &names {
+                let changed = db
+                    .execute(
+                        "UPDATE identities SET expires = $1 WHERE name = $2",
+                        &[&expires, n],
+                    )
+                    .await
+                    .expect("update expiry");
+                assert_eq!(changed, 1, "no identity {n}");
+            }
+        });
+        srv.restart_stopped();
+        return;
+    }
     let db = rusqlite::Connection::open(srv.data_dir().join("metadata.db")).expect("open db");
     for n in names {
         let changed = db
             .execute(
                 "UPDATE identities SET expires = ?1 WHERE name = ?2",
-                rusqlite::params![now() - 86_400, n],
+                rusqlite::params![expires, n],
             )
             .expect("update expiry");
         assert_eq!(changed, 1, "no identity {n}");
@@ -367,8 +389,8 @@ impl Jwt {
     }
 }
 
-/// The server's current token-signing key, read from its data directory the way the server
-/// itself loads it (the vault passphrase file, the sealed PKCS#8 key).
+/// The server's current token-signing key, read from its store the way the server itself loads
+/// it (the vault passphrase, the sealed PKCS#8 key).
 pub struct ServerKey {
     pub kid: String,
     pub cert_der: Vec<u8>,
@@ -380,12 +402,8 @@ pub struct ServerKey {
 
 impl ServerKey {
     pub async fn load(srv: &Server) -> ServerKey {
-        use berth_storage::IdentityStore as _;
-        let data: PathBuf = srv.ca_path().parent().unwrap().parent().unwrap().into();
-        let meta = berth_storage_embedded::SqliteMetadataStore::open(data.join("metadata.db"))
-            .expect("open the server's metadata database");
-        let pass = std::fs::read(data.join("trust-key-passphrase")).expect("vault passphrase");
-        let vault = berth_trust::KeyVault::open(&meta, pass.trim_ascii())
+        let (meta, pass) = crate::cluster::server_meta(srv).await;
+        let vault = berth_trust::KeyVault::open(&*meta, &pass)
             .await
             .expect("open vault");
         let keys = meta.signing_keys().await.expect("signing keys");

@@ -46,6 +46,9 @@ pub struct Server {
     nofile: Option<u64>,
     /// Extra environment variables of the server process (`BERTH_LOG_FORMAT`, …).
     env: Vec<(String, String)>,
+    /// The CA clients trust when it is not the one the server generated in its data dir
+    /// (cluster nodes share a certificate given with --tls-cert).
+    ca: Option<PathBuf>,
     /// `--listen` (`127.0.0.1:0` unless a test needs a particular port).
     listen: String,
     stdout: Arc<Mutex<String>>,
@@ -134,7 +137,8 @@ impl Server {
             auth,
             args,
             nofile,
-            env: Vec::new(),
+            env: crate::cluster::test_store_env(),
+            ca: None,
             listen: "127.0.0.1:0".into(),
             stdout: Arc::new(Mutex::new(String::new())),
             port: 0,
@@ -156,10 +160,12 @@ impl Server {
             auth: true,
             args: Vec::new(),
             nofile: None,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+            // The test's variables come last, so they win over the store's.
+            env: crate::cluster::test_store_env()
+                .into_iter()
+                .chain(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
                 .collect(),
+            ca: None,
             listen: "127.0.0.1:0".into(),
             stdout: Arc::new(Mutex::new(String::new())),
             port: 0,
@@ -191,6 +197,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ca: None,
             listen: listen.into(),
             stdout: Arc::new(Mutex::new(String::new())),
             port: 0,
@@ -199,6 +206,63 @@ impl Server {
         };
         srv.spawn();
         srv
+    }
+
+    /// A node of a cluster: authentication on, a data dir of its own, exactly the flags and
+    /// environment given (no `BERTH_TEST_STORE` store added), clients trusting `ca`.
+    pub fn start_node(args: Vec<String>, env: Vec<(String, String)>, ca: PathBuf) -> Server {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut srv = Server {
+            child: None,
+            data: tempfile::tempdir().expect("data tempdir"),
+            work: tempfile::tempdir().expect("work tempdir"),
+            insecure: false,
+            auth: true,
+            args,
+            nofile: None,
+            env,
+            ca: Some(ca),
+            listen: "127.0.0.1:0".into(),
+            stdout: Arc::new(Mutex::new(String::new())),
+            port: 0,
+            base: String::new(),
+            client: reqwest::Client::new(),
+        };
+        srv.spawn();
+        srv
+    }
+
+    /// A handle on an HTTPS endpoint this harness did not start (a load balancer in front of
+    /// nodes), so the same requests and client helpers run through it. It has no process.
+    pub fn attach(port: u16, ca: PathBuf) -> Server {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut srv = Server {
+            child: None,
+            data: tempfile::tempdir().expect("data tempdir"),
+            work: tempfile::tempdir().expect("work tempdir"),
+            insecure: false,
+            auth: true,
+            args: Vec::new(),
+            nofile: None,
+            env: Vec::new(),
+            ca: Some(ca),
+            listen: String::new(),
+            stdout: Arc::new(Mutex::new(String::new())),
+            port,
+            base: format!("https://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        };
+        srv.client = srv.new_client();
+        srv
+    }
+
+    /// A variable of the server's environment as the harness set it (`BERTH_POSTGRES_URL`, ...).
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 
     /// The server's whole stderr log so far.
@@ -361,6 +425,9 @@ impl Server {
     }
 
     pub fn ca_path(&self) -> PathBuf {
+        if let Some(ca) = &self.ca {
+            return ca.clone();
+        }
         self.data.path().join("tls").join("ca.crt")
     }
 

@@ -8,6 +8,8 @@ mod auth_deviations;
 mod auth_matrix;
 mod auth_support;
 mod auth_tokens;
+mod cluster;
+mod cluster_nodes;
 mod harness;
 mod owner;
 

@@ -15,7 +15,7 @@ use crate::trust_harness::*;
 
 /// `berth` with its own HOME, docker config (keys, TUF cache) and docker's passphrases, trusting
 /// the server's CA through BERTH_CA_FILE.
-struct Berth {
+pub(crate) struct Berth {
     home: PathBuf,
     docker_config: PathBuf,
     ca: PathBuf,
@@ -24,7 +24,7 @@ struct Berth {
 }
 
 impl Berth {
-    fn new(srv: &Server) -> Berth {
+    pub(crate) fn new(srv: &Server) -> Berth {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
@@ -56,7 +56,7 @@ impl Berth {
     }
 
     /// Logging in as `cred` through BERTH_USERNAME / BERTH_PASSWORD.
-    fn logged_in(self, cred: &Cred) -> Berth {
+    pub(crate) fn logged_in(self, cred: &Cred) -> Berth {
         match cred {
             Cred::None => self,
             Cred::Basic(u, p) => self
@@ -66,7 +66,7 @@ impl Berth {
         }
     }
 
-    fn with_env(mut self, k: &str, v: &str) -> Berth {
+    pub(crate) fn with_env(mut self, k: &str, v: &str) -> Berth {
         self.env.retain(|(x, _)| x != k);
         self.env.push((k.into(), v.into()));
         self
@@ -77,7 +77,7 @@ impl Berth {
         self
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = isolated(env!("CARGO_BIN_EXE_berth"), &self.home);
         c.env("DOCKER_CONFIG", &self.docker_config)
             .env("BERTH_CONFIG_DIR", self.home.join("berth-config"))
@@ -87,11 +87,11 @@ impl Berth {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Out {
+    pub(crate) fn run(&self, args: &[&str]) -> Out {
         run(&mut self.cmd(args), None)
     }
 
-    fn run_stdin(&self, args: &[&str], stdin: &str) -> Out {
+    pub(crate) fn run_stdin(&self, args: &[&str], stdin: &str) -> Out {
         run(&mut self.cmd(args), Some(stdin))
     }
 
@@ -143,7 +143,7 @@ pub(crate) fn oci(dir: &Path, tag: &str) -> String {
 }
 
 /// The manifest digest a pulled layout names.
-fn pulled_digest(dir: &Path) -> String {
+pub(crate) fn pulled_digest(dir: &Path) -> String {
     let idx: Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     idx["manifests"][0]["digest"].as_str().unwrap().to_owned()

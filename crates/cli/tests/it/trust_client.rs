@@ -899,16 +899,11 @@ async fn wrong_passphrase_touches_nothing_and_backup_restore_round_trips() {
     assert!(!s3.private_dir().exists());
 }
 
-/// The server's own key for `role` of `gun`, unsealed from its data directory: the key a
-/// compromised server (or a stolen backup) would sign with.
+/// The server's own key for `role` of `gun`, unsealed from its store: the key a compromised
+/// server (or a stolen backup) would sign with.
 async fn server_key(srv: &Server, gun: &str, role: &str) -> berth_crypto::PrivateKey {
-    use berth_storage::TrustStore as _;
-    let data: std::path::PathBuf = srv.ca_path().parent().unwrap().parent().unwrap().into();
-    let meta = berth_storage_embedded::SqliteMetadataStore::open(data.join("metadata.db")).unwrap();
-    let pass = std::fs::read(data.join("trust-key-passphrase")).unwrap();
-    let vault = berth_trust::KeyVault::open(&meta, pass.trim_ascii())
-        .await
-        .unwrap();
+    let (meta, pass) = crate::cluster::server_meta(srv).await;
+    let vault = berth_trust::KeyVault::open(&*meta, &pass).await.unwrap();
     let rec = meta
         .server_keys(gun, role)
         .await

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use berth_storage_postgres::testing::{TestDatabase, fresh_database};
 use berth_storage_s3::testing as s3;
 
-use crate::harness::Server;
+use crate::harness::{OWNER_PASSWORD, Server};
+use crate::trust_harness::{Out, isolated, run};
 
 /// The vault passphrase every node of a test store shares (`BERTH_TRUST_KEY_PASSPHRASE`).
 pub const CLUSTER_PASSPHRASE: &str = "cluster-passphrase-for-tests-0123";
@@ -138,23 +139,95 @@ impl Backing {
 
     /// The environment of a node on this store.
     pub fn env(&self) -> Vec<(String, String)> {
-        let s3 = s3::server();
-        [
-            ("BERTH_STORE", "distributed".to_owned()),
-            ("BERTH_POSTGRES_URL", self.db.url.clone()),
-            ("BERTH_S3_ENDPOINT", s3.endpoint.clone()),
-            ("BERTH_S3_BUCKET", s3.bucket.clone()),
-            ("BERTH_S3_REGION", s3.region.clone()),
-            ("BERTH_S3_ACCESS_KEY_ID", s3.access_key.clone()),
-            ("BERTH_S3_SECRET_ACCESS_KEY", s3.secret_key.clone()),
-            ("BERTH_S3_PATH_STYLE", s3.path_style.to_string()),
-            ("BERTH_S3_PREFIX", self.prefix.clone()),
-            ("BERTH_TRUST_KEY_PASSPHRASE", CLUSTER_PASSPHRASE.to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        store_env(&self.db.url, &self.prefix)
     }
+}
+
+/// The environment of a node on the database `postgres_url` and the key prefix `prefix` of the
+/// shared bucket.
+pub fn store_env(postgres_url: &str, prefix: &str) -> Vec<(String, String)> {
+    let s3 = s3::server();
+    [
+        ("BERTH_STORE", "distributed".to_owned()),
+        ("BERTH_POSTGRES_URL", postgres_url.to_owned()),
+        ("BERTH_S3_ENDPOINT", s3.endpoint.clone()),
+        ("BERTH_S3_BUCKET", s3.bucket.clone()),
+        ("BERTH_S3_REGION", s3.region.clone()),
+        ("BERTH_S3_ACCESS_KEY_ID", s3.access_key.clone()),
+        ("BERTH_S3_SECRET_ACCESS_KEY", s3.secret_key.clone()),
+        ("BERTH_S3_PATH_STYLE", s3.path_style.to_string()),
+        ("BERTH_S3_PREFIX", prefix.to_owned()),
+        ("BERTH_TRUST_KEY_PASSPHRASE", CLUSTER_PASSPHRASE.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// skopeo
+
+/// skopeo isolated from the user's configuration, trusting only `ca`.
+pub struct Skopeo {
+    home: tempfile::TempDir,
+    certs: tempfile::TempDir,
+}
+
+impl Skopeo {
+    pub fn new(ca: &Path) -> Skopeo {
+        let home = tempfile::tempdir().unwrap();
+        for d in ["config", "data", "cache", "run", "registries.d", "tmp"] {
+            std::fs::create_dir_all(home.path().join(d)).unwrap();
+        }
+        std::fs::write(
+            home.path().join("policy.json"),
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(home.path().join("registries.conf"), "").unwrap();
+        let certs = tempfile::tempdir().unwrap();
+        std::fs::copy(ca, certs.path().join("ca.crt")).unwrap();
+        Skopeo { home, certs }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Out {
+        let h = self.home.path();
+        let mut cmd = isolated("skopeo", h);
+        cmd.env("XDG_CONFIG_HOME", h.join("config"))
+            .env("XDG_DATA_HOME", h.join("data"))
+            .env("XDG_CACHE_HOME", h.join("cache"))
+            .env("XDG_RUNTIME_DIR", h.join("run"))
+            .env("CONTAINERS_REGISTRIES_CONF", h.join("registries.conf"))
+            .env("REGISTRY_AUTH_FILE", h.join("auth.json"))
+            .arg("--policy")
+            .arg(h.join("policy.json"))
+            .arg("--registries.d")
+            .arg(h.join("registries.d"))
+            .arg("--tmpdir")
+            .arg(h.join("tmp"))
+            .args(args);
+        run(&mut cmd, None)
+    }
+
+    /// `skopeo copy --preserve-digests` with credentials `creds` (`user:password`) on the
+    /// registry side.
+    pub fn copy(&self, src: &str, dest: &str, creds: &str) -> Out {
+        let certs = self.certs.path().to_str().unwrap();
+        let mut args = vec!["copy", "--preserve-digests"];
+        if src.starts_with("docker://") {
+            args.extend(["--src-cert-dir", certs, "--src-creds", creds]);
+        }
+        if dest.starts_with("docker://") {
+            args.extend(["--dest-cert-dir", certs, "--dest-creds", creds]);
+        }
+        args.extend([src, dest]);
+        self.run(&args)
+    }
+}
+
+/// The owner's `user:password` for skopeo.
+pub fn owner_creds() -> String {
+    format!("owner:{OWNER_PASSWORD}")
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -17,62 +17,6 @@ use crate::harness::*;
 use crate::trust_cli::{Berth, new_layout, oci, pulled_digest};
 use crate::trust_harness::*;
 
-/// skopeo isolated from the user's configuration, trusting only `ca`.
-struct Skopeo {
-    home: tempfile::TempDir,
-    certs: tempfile::TempDir,
-}
-
-impl Skopeo {
-    fn new(ca: &Path) -> Skopeo {
-        let home = tempfile::tempdir().unwrap();
-        for d in ["config", "data", "cache", "run", "registries.d", "tmp"] {
-            std::fs::create_dir_all(home.path().join(d)).unwrap();
-        }
-        std::fs::write(
-            home.path().join("policy.json"),
-            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-        )
-        .unwrap();
-        std::fs::write(home.path().join("registries.conf"), "").unwrap();
-        let certs = tempfile::tempdir().unwrap();
-        std::fs::copy(ca, certs.path().join("ca.crt")).unwrap();
-        Skopeo { home, certs }
-    }
-
-    /// `skopeo copy --preserve-digests`, logging in as `creds` (`user:password`) to registries.
-    fn copy(&self, src: &str, dest: &str, creds: &str) -> Out {
-        let h = self.home.path();
-        let certs = self.certs.path().to_str().unwrap();
-        let mut cmd = isolated("skopeo", h);
-        cmd.env("XDG_CONFIG_HOME", h.join("config"))
-            .env("XDG_DATA_HOME", h.join("data"))
-            .env("XDG_CACHE_HOME", h.join("cache"))
-            .env("XDG_RUNTIME_DIR", h.join("run"))
-            .env("CONTAINERS_REGISTRIES_CONF", h.join("registries.conf"))
-            .env("REGISTRY_AUTH_FILE", h.join("auth.json"))
-            .arg("--policy")
-            .arg(h.join("policy.json"))
-            .arg("--registries.d")
-            .arg(h.join("registries.d"))
-            .arg("--tmpdir")
-            .arg(h.join("tmp"))
-            .args(["copy", "--preserve-digests"]);
-        if src.starts_with("docker://") {
-            cmd.args(["--src-cert-dir", certs, "--src-creds", creds]);
-        }
-        if dest.starts_with("docker://") {
-            cmd.args(["--dest-cert-dir", certs, "--dest-creds", creds]);
-        }
-        cmd.args([src, dest]);
-        run(&mut cmd, None)
-    }
-}
-
-fn owner_creds() -> String {
-    format!("owner:{OWNER_PASSWORD}")
-}
-
 fn creds(c: &Cred) -> String {
     match c {
         Cred::Basic(u, p) => format!("{u}:{p}"),

@@ -4,90 +4,21 @@
 //! stored, blob downloads redirect to presigned URLs when asked to, and the start-up refuses
 //! what it cannot run with.
 //!
-//! PostgreSQL: `berth_storage_postgres::testing` (one cluster per test binary, a database per
-//! test). Garage: `../shared/tools/start-garage.sh`, one server per test binary, a key prefix
-//! (`BERTH_S3_PREFIX`) per test so tests share its bucket without seeing each other.
+//! PostgreSQL and Garage: one each per test binary, shared (`crate::cluster`), a database and a
+//! key prefix (`BERTH_S3_PREFIX`) per test so tests share them without seeing each other.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use berth_storage_postgres::testing::{TestDatabase, fresh_database};
+use berth_storage_s3::testing as s3;
 use serde_json::Value;
 
 use crate::auth_support::*;
+use crate::cluster::{CLUSTER_PASSPHRASE, Skopeo, owner_creds, store_env};
 use crate::harness::*;
 use crate::trust_harness::{Out, isolated, run};
-
-/// The passphrase every node of a test cluster shares.
-pub const CLUSTER_PASSPHRASE: &str = "cluster-passphrase-for-tests-0123";
-
-/// One Garage for the whole test binary: its `BERTH_S3_*` settings.
-pub fn garage() -> &'static Vec<(String, String)> {
-    static G: OnceLock<Vec<(String, String)>> = OnceLock::new();
-    G.get_or_init(start_garage)
-}
-
-fn start_garage() -> Vec<(String, String)> {
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/start-garage.sh");
-    assert!(
-        script.exists(),
-        "no S3 server for the tests: {} does not exist",
-        script.display()
-    );
-    let mut last = String::new();
-    // A port chosen free may be taken before Garage binds it: a few tries.
-    for _ in 0..3 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let work =
-            std::env::temp_dir().join(format!("berth-garage-test-{}-{port}", std::process::id()));
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(&work)
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run start-garage.sh");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        if out.status.success() && text.contains("GARAGE UP") {
-            stop_garage_when_done(&work);
-            let env = std::fs::read_to_string(work.join("env")).expect("garage env file");
-            let vars: Vec<(String, String)> = env
-                .split_whitespace()
-                .filter_map(|w| w.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
-            assert!(
-                vars.iter().any(|(k, _)| k == "BERTH_S3_SECRET_ACCESS_KEY"),
-                "{env}"
-            );
-            return vars;
-        }
-        last = text;
-    }
-    panic!("could not start Garage with {}: {last}", script.display());
-}
-
-/// Kills Garage (and removes its files) once this test process has exited.
-fn stop_garage_when_done(work: &Path) {
-    let pid = std::process::id();
-    let watcher = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill $(cat '{w}/garage.pid') 2>/dev/null; sleep 1; rm -rf '{w}'",
-        w = work.display()
-    );
-    let _ = Command::new("setsid")
-        .args(["bash", "-c", &watcher])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-}
 
 /// A database and a key prefix of their own: an empty distributed store for one test.
 pub struct Cluster {
@@ -97,27 +28,16 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn new() -> Cluster {
-        garage();
         Cluster {
             db: fresh_database().await,
-            prefix: format!("t-{}/", Rng::new().hex(12)),
+            prefix: s3::fresh_prefix(),
         }
     }
 
     /// The environment of a node of this cluster (`extra` added last, so it wins).
     pub fn env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = garage().clone();
-        env.extend(
-            [
-                ("BERTH_STORE", "distributed"),
-                ("BERTH_POSTGRES_URL", self.db.url.as_str()),
-                ("BERTH_S3_PREFIX", self.prefix.as_str()),
-                ("BERTH_TRUST_KEY_PASSPHRASE", CLUSTER_PASSPHRASE),
-            ]
-            .iter()
-            .chain(extra)
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
+        let mut env = store_env(&self.db.url, &self.prefix);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         env
     }
 
@@ -130,44 +50,13 @@ impl Cluster {
 
     /// The S3 store of this cluster, to look at what landed in the bucket.
     pub fn s3(&self) -> berth_storage_s3::S3BlobStore {
-        let get = |k: &str| {
-            garage()
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        berth_storage_s3::S3BlobStore::new(
-            berth_storage_s3::S3Config {
-                endpoint: get("BERTH_S3_ENDPOINT"),
-                bucket: get("BERTH_S3_BUCKET"),
-                region: get("BERTH_S3_REGION"),
-                access_key: get("BERTH_S3_ACCESS_KEY_ID"),
-                secret_key: get("BERTH_S3_SECRET_ACCESS_KEY"),
-                path_style: true,
-                prefix: self.prefix.clone(),
-            },
-            berth_storage_s3::S3BlobStore::default_http().unwrap(),
-        )
-        .unwrap()
+        s3::store_at(&self.prefix)
     }
 
     pub fn presigner(&self) -> berth_storage_s3::presign::Presigner {
-        let get = |k: &str| {
-            garage()
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
         berth_storage_s3::presign::Presigner::new(&berth_storage_s3::S3Config {
-            endpoint: get("BERTH_S3_ENDPOINT"),
-            bucket: get("BERTH_S3_BUCKET"),
-            region: get("BERTH_S3_REGION"),
-            access_key: get("BERTH_S3_ACCESS_KEY_ID"),
-            secret_key: get("BERTH_S3_SECRET_ACCESS_KEY"),
-            path_style: true,
             prefix: self.prefix.clone(),
+            ..s3::server().clone()
         })
         .unwrap()
     }
@@ -191,68 +80,6 @@ pub fn tree(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
-}
-
-/// skopeo isolated from the user's configuration, trusting only `ca`.
-pub struct Skopeo {
-    home: tempfile::TempDir,
-    certs: tempfile::TempDir,
-}
-
-impl Skopeo {
-    pub fn new(ca: &Path) -> Skopeo {
-        let home = tempfile::tempdir().unwrap();
-        for d in ["config", "data", "cache", "run", "registries.d", "tmp"] {
-            std::fs::create_dir_all(home.path().join(d)).unwrap();
-        }
-        std::fs::write(
-            home.path().join("policy.json"),
-            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-        )
-        .unwrap();
-        std::fs::write(home.path().join("registries.conf"), "").unwrap();
-        let certs = tempfile::tempdir().unwrap();
-        std::fs::copy(ca, certs.path().join("ca.crt")).unwrap();
-        Skopeo { home, certs }
-    }
-
-    pub fn run(&self, args: &[&str]) -> Out {
-        let h = self.home.path();
-        let mut cmd = isolated("skopeo", h);
-        cmd.env("XDG_CONFIG_HOME", h.join("config"))
-            .env("XDG_DATA_HOME", h.join("data"))
-            .env("XDG_CACHE_HOME", h.join("cache"))
-            .env("XDG_RUNTIME_DIR", h.join("run"))
-            .env("CONTAINERS_REGISTRIES_CONF", h.join("registries.conf"))
-            .env("REGISTRY_AUTH_FILE", h.join("auth.json"))
-            .arg("--policy")
-            .arg(h.join("policy.json"))
-            .arg("--registries.d")
-            .arg(h.join("registries.d"))
-            .arg("--tmpdir")
-            .arg(h.join("tmp"))
-            .args(args);
-        run(&mut cmd, None)
-    }
-
-    /// `skopeo copy --preserve-digests` with credentials `creds` on the registry side.
-    pub fn copy(&self, src: &str, dest: &str, creds: &str) -> Out {
-        let certs = self.certs.path().to_str().unwrap();
-        let mut args = vec!["copy", "--preserve-digests"];
-        if src.starts_with("docker://") {
-            args.extend(["--src-cert-dir", certs, "--src-creds", creds]);
-        }
-        if dest.starts_with("docker://") {
-            args.extend(["--dest-cert-dir", certs, "--dest-creds", creds]);
-        }
-        args.extend([src, dest]);
-        self.run(&args)
-    }
-}
-
-/// The owner's `user:password` for skopeo.
-pub fn owner_creds() -> String {
-    format!("owner:{OWNER_PASSWORD}")
 }
 
 /// Writes an OCI layout holding `img` tagged `tag`.

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! server (routes::authz, token, admin) ─▶ AccessService ─▶ IdentityStore (+ the anonymous-pull
-//!                                          │               setting on the TrustStore)
+//!                                          │               setting in the SettingsStore)
 //!                                          ├─ berth_auth: JWTs, policy, argon2id (pure)
 //!                                          └─ guard: throttle + hashing pool (per process)
 //! ```

@@ -29,7 +29,10 @@ use berth_auth::policy::{RoleAssignment, ScopeMap};
 use berth_auth::{
     Claims, Grants, IdentityKind, ResourceActions, TokenSigningKey, TokenVerifyingKey, Validation,
 };
-use berth_storage::{AuditRecord, IdentityRecord, IdentityStore, SigningKeyRecord, TrustStore};
+use berth_storage::{
+    AuditRecord, IdentityKind as StoredKind, IdentityRecord, IdentityStore, SettingsStore,
+    SigningKeyRecord,
+};
 use sha2::Digest as _;
 
 use crate::Clock;
@@ -126,7 +129,7 @@ pub async fn reset_owner(
         role_restored: false,
     };
     match existing {
-        Some(mut rec) if rec.kind == "user" => {
+        Some(mut rec) if rec.kind == StoredKind::User => {
             out.reenabled = rec.disabled;
             rec.secret_hash = secret_hash;
             rec.secret_hash2 = None;
@@ -142,7 +145,7 @@ pub async fn reset_owner(
             out.recreated = true;
             let rec = IdentityRecord {
                 name: OWNER.to_owned(),
-                kind: "user".to_owned(),
+                kind: StoredKind::User,
                 label: OWNER.to_owned(),
                 secret_hash,
                 secret_hash2: None,
@@ -208,7 +211,7 @@ const UNKNOWN_KID_RELOAD_MS: i64 = 1_000;
 
 pub struct AccessService {
     ids: Arc<dyn IdentityStore>,
-    settings: Arc<dyn TrustStore>,
+    settings: Arc<dyn SettingsStore>,
     vault: berth_trust::KeyVault,
     clock: Clock,
     keys: RwLock<Option<Keys>>,
@@ -296,16 +299,21 @@ fn parse_roles(recs: &[berth_storage::RoleAssignmentRecord]) -> Vec<RoleAssignme
         .collect()
 }
 
-/// A stored kind we do not know is damage (or a newer version's data), never a lesser identity.
-fn kind_of(s: &str) -> Result<IdentityKind> {
-    s.parse()
-        .map_err(|_| internal(format!("stored identity has unknown kind {s:?}")))
+/// The policy's kind of a stored identity (the policy's set adds `Anonymous`, which is never
+/// stored). A stored kind the store does not know is already its error, never a lesser identity.
+fn kind_of(k: StoredKind) -> IdentityKind {
+    match k {
+        StoredKind::User => IdentityKind::User,
+        StoredKind::ServicePrincipal => IdentityKind::ServicePrincipal,
+        StoredKind::Admin => IdentityKind::Admin,
+        StoredKind::Token => IdentityKind::Token,
+    }
 }
 
 impl AccessService {
     pub fn new(
         ids: Arc<dyn IdentityStore>,
-        settings: Arc<dyn TrustStore>,
+        settings: Arc<dyn SettingsStore>,
         vault: berth_trust::KeyVault,
         hosts: Vec<String>,
         disabled: bool,
@@ -363,7 +371,7 @@ impl AccessService {
     pub async fn new_identity(
         &self,
         name: &str,
-        kind: &str,
+        kind: StoredKind,
         label: &str,
         password: &str,
     ) -> Result<IdentityRecord> {
@@ -376,7 +384,7 @@ impl AccessService {
             .map_err(internal)?;
         Ok(IdentityRecord {
             name: name.to_owned(),
-            kind: kind.to_owned(),
+            kind,
             label: label.to_owned(),
             secret_hash,
             secret_hash2: None,
@@ -426,7 +434,7 @@ impl AccessService {
                 true,
             ),
         };
-        let rec = self.new_identity(OWNER, "user", OWNER, &password).await?;
+        let rec = self.new_identity(OWNER, StoredKind::User, OWNER, &password).await?;
         match self.ids.identity_insert(&rec).await {
             Ok(()) => {}
             // Another node starting on the same empty store made it first.
@@ -449,7 +457,7 @@ impl AccessService {
         password: &str,
     ) -> Result<IdentityRecord> {
         let fresh = self
-            .new_identity(&rec.name, &rec.kind, &rec.label, password)
+            .new_identity(&rec.name, rec.kind, &rec.label, password)
             .await?;
         rec.secret_hash = fresh.secret_hash;
         rec.secret_hash2 = None;
@@ -654,7 +662,7 @@ impl AccessService {
         if rec.disabled || rec.expires.is_some_and(|e| e <= self.clock.secs()) {
             return Ok(None);
         }
-        let kind = kind_of(&rec.kind)?;
+        let kind = kind_of(rec.kind);
         let mut grants = if kind == IdentityKind::Token {
             let map = match &rec.scope_map {
                 Some(m) => self.ids.scope_map_get(m).await.map_err(internal)?,

@@ -18,7 +18,7 @@ fn pull(repo: &str) -> Vec<ResourceActions> {
 /// A user `name` with `password`, holding `role` registry-wide.
 async fn add_user(svc: &berth_access::AccessService, name: &str, password: &str, role: &str) {
     let rec = svc
-        .new_identity(name, "user", name, password)
+        .new_identity(name, berth_storage::IdentityKind::User, name, password)
         .await
         .unwrap();
     svc.identities().identity_insert(&rec).await.unwrap();

@@ -134,7 +134,12 @@ async fn identity_changes_on_one_node_hold_on_the_other_at_once(b: Backend) {
     let clock = TestClock::new();
     let (a, other) = two_nodes(&b, &clock).await;
     let rec = a
-        .new_identity("alice", "user", "alice", "alice's long password")
+        .new_identity(
+            "alice",
+            berth_storage::IdentityKind::User,
+            "alice",
+            "alice's long password",
+        )
         .await
         .unwrap();
     a.identities().identity_insert(&rec).await.unwrap();
@@ -228,7 +233,12 @@ async fn a_repository_token_regenerated_or_deleted_on_one_node_is_refused_by_the
         .await
         .unwrap();
     let mut rec = a
-        .new_identity("ci-token", "token", "ci", "first generated secret")
+        .new_identity(
+            "ci-token",
+            berth_storage::IdentityKind::Token,
+            "ci",
+            "first generated secret",
+        )
         .await
         .unwrap();
     rec.scope_map = Some("ci".into());

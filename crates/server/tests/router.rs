@@ -29,6 +29,7 @@ async fn app(auth_disabled: bool) -> (Router, Arc<MemoryStore>) {
         .unwrap();
     let trust = Arc::new(TrustService::new(
         store.clone(),
+        store.clone(),
         vault.clone(),
         TrustOptions::default(),
     ));

@@ -16,6 +16,7 @@ mod cache;
 mod fs_blobs;
 mod sqlite;
 mod sqlite_identity;
+mod sqlite_settings;
 mod sqlite_trust;
 
 pub use fs_blobs::FsBlobStore;

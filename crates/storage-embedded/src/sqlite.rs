@@ -158,6 +158,12 @@ fn to_i64(n: u64) -> i64 {
 }
 
 pub(crate) fn backend(e: rusqlite::Error) -> Error {
+    // A stored name outside its set (see `kind_col`) gets the error every backend gives it.
+    if let rusqlite::Error::FromSqlConversionFailure(_, _, cause) = &e
+        && let Some(unknown) = cause.downcast_ref::<berth_storage::UnknownKind>()
+    {
+        return unknown.clone().into();
+    }
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DiskFull) => Error::NoSpace(format!("sqlite: {e}")),
         _ => Error::Backend(format!("sqlite: {e}")),
@@ -192,6 +198,17 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     c.pragma_update(None, "synchronous", "FULL")?;
     c.pragma_update(None, "foreign_keys", "ON")?;
     Ok(c)
+}
+
+/// A text column holding one of a closed set of names (identity kind, changefeed category,
+/// server key role).
+pub(crate) fn kind_col<T>(r: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr<Err = berth_storage::UnknownKind>,
+{
+    r.get::<_, String>(idx)?.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn parse_digest(s: String) -> rusqlite::Result<Digest> {

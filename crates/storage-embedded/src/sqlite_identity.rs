@@ -2,15 +2,15 @@
 
 use async_trait::async_trait;
 use berth_storage::{
-    AuditRecord, Error, IdentityRecord, IdentityStore, Result, RoleAssignmentRecord,
-    ScopeMapRecord, SigningKeyRecord,
+    AuditRecord, Error, IdentityKind, IdentityRecord, IdentityStore, Result,
+    RoleAssignmentRecord, ScopeMapRecord, SigningKeyRecord,
 };
 use bytes::Bytes;
 use rusqlite::{OptionalExtension, params};
 
 use crate::SqliteMetadataStore;
 use crate::cache::IdentEntry;
-use crate::sqlite::backend;
+use crate::sqlite::{backend, kind_col};
 
 pub(crate) const IDENTITY_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS identities (
@@ -62,7 +62,7 @@ const ID_COLS: &str =
 fn identity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityRecord> {
     Ok(IdentityRecord {
         name: r.get(0)?,
-        kind: r.get(1)?,
+        kind: kind_col(r, 1)?,
         label: r.get(2)?,
         secret_hash: r.get(3)?,
         secret_hash2: r.get(4)?,
@@ -166,7 +166,7 @@ impl IdentityStore for SqliteMetadataStore {
                 ),
                 params![
                     r.name,
-                    r.kind,
+                    r.kind.as_str(),
                     r.label,
                     r.secret_hash,
                     r.secret_hash2,
@@ -197,7 +197,7 @@ impl IdentityStore for SqliteMetadataStore {
                      disabled = ?6, expires = ?7, scope_map = ?8 WHERE name = ?1",
                     params![
                         r.name,
-                        r.kind,
+                        r.kind.as_str(),
                         r.label,
                         r.secret_hash,
                         r.secret_hash2,
@@ -238,8 +238,8 @@ impl IdentityStore for SqliteMetadataStore {
         .await
     }
 
-    async fn identity_list(&self, kind: Option<&str>) -> Result<Vec<IdentityRecord>> {
-        let kind = kind.map(str::to_owned);
+    async fn identity_list(&self, kind: Option<IdentityKind>) -> Result<Vec<IdentityRecord>> {
+        let kind = kind.map(IdentityKind::as_str);
         self.read(move |c| {
             c.prepare_cached(&format!(
                 "SELECT {ID_COLS} FROM identities WHERE (?1 IS NULL OR kind = ?1) ORDER BY name"

@@ -1,12 +1,15 @@
-//! Trust data (Notary TUF files, changefeed, server keys, settings) in the same SQLite database.
+//! Trust data (Notary TUF files, changefeed, server keys; the settings table) in the same SQLite
+//! database.
 
 use async_trait::async_trait;
-use berth_storage::{Change, Error, NewTufFile, Result, ServerKeyRecord, TrustStore, TufFile};
+use berth_storage::{
+    Change, Error, NewTufFile, Result, ServerKeyRecord, ServerKeyRole, TrustStore, TufFile,
+};
 use bytes::Bytes;
 use rusqlite::{OptionalExtension, params};
 
 use crate::SqliteMetadataStore;
-use crate::sqlite::backend;
+use crate::sqlite::{backend, kind_col};
 
 pub(crate) const TRUST_SCHEMA: &str = r#"
 -- Append-only: every version stays, clients fetch N.root.json chains and files by hash.
@@ -81,14 +84,14 @@ fn change_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
         gun: r.get(2)?,
         version: r.get(3)?,
         sha256: r.get(4)?,
-        category: r.get(5)?,
+        category: kind_col(r, 5)?,
     })
 }
 
 fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ServerKeyRecord> {
     Ok(ServerKeyRecord {
         key_id: r.get(0)?,
-        role: r.get(1)?,
+        role: kind_col(r, 1)?,
         algorithm: r.get(2)?,
         public: Bytes::from(r.get::<_, Vec<u8>>(3)?),
         sealed_private: Bytes::from(r.get::<_, Vec<u8>>(4)?),
@@ -342,7 +345,7 @@ impl TrustStore for SqliteMetadataStore {
             c.execute(
                 "INSERT INTO server_keys(gun, role, key_id, algorithm, public, sealed_private, created)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![gun, k.role, k.key_id, k.algorithm, &k.public[..], &k.sealed_private[..], k.created],
+                params![gun, k.role.as_str(), k.key_id, k.algorithm, &k.public[..], &k.sealed_private[..], k.created],
             )
             .map_err(backend)?;
             Ok(())
@@ -363,7 +366,7 @@ impl TrustStore for SqliteMetadataStore {
                     "SELECT key_id, role, algorithm, public, sealed_private, created FROM server_keys
                      WHERE gun = ?1 AND role = ?2 ORDER BY seq DESC LIMIT 1",
                 )?
-                .query_row(params![gun, k.role], key_row)
+                .query_row(params![gun, k.role.as_str()], key_row)
                 .optional()
             };
             if let Some(held) = newest(&tx).map_err(backend)? {
@@ -372,7 +375,7 @@ impl TrustStore for SqliteMetadataStore {
             tx.execute(
                 "INSERT INTO server_keys(gun, role, key_id, algorithm, public, sealed_private, created)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![gun, k.role, k.key_id, k.algorithm, &k.public[..], &k.sealed_private[..], k.created],
+                params![gun, k.role.as_str(), k.key_id, k.algorithm, &k.public[..], &k.sealed_private[..], k.created],
             )
             .map_err(backend)?;
             tx.commit().map_err(backend)?;
@@ -381,8 +384,8 @@ impl TrustStore for SqliteMetadataStore {
         .await
     }
 
-    async fn server_keys(&self, gun: &str, role: &str) -> Result<Vec<ServerKeyRecord>> {
-        let (gun, role) = (gun.to_owned(), role.to_owned());
+    async fn server_keys(&self, gun: &str, role: ServerKeyRole) -> Result<Vec<ServerKeyRecord>> {
+        let (gun, role) = (gun.to_owned(), role.as_str());
         self.read(move |c| {
             c.prepare_cached(
                 "SELECT key_id, role, algorithm, public, sealed_private, created FROM server_keys
@@ -394,52 +397,4 @@ impl TrustStore for SqliteMetadataStore {
         .await
     }
 
-    async fn setting_get(&self, name: &str) -> Result<Option<String>> {
-        Ok(self.cache.setting(name))
-    }
-
-    async fn settings_list(&self) -> Result<Vec<(String, String)>> {
-        self.read(move |c| {
-            c.prepare_cached("SELECT name, value FROM settings ORDER BY name")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
-        })
-        .await
-    }
-
-    async fn setting_insert_if_absent(&self, name: &str, value: &str) -> Result<String> {
-        let (name, value) = (name.to_owned(), value.to_owned());
-        let cache = self.cache.clone();
-        self.write(move |c| {
-            c.execute(
-                "INSERT INTO settings(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
-                params![name, value],
-            )
-            .map_err(backend)?;
-            let stored: String = c
-                .query_row("SELECT value FROM settings WHERE name = ?1", [&name], |r| {
-                    r.get(0)
-                })
-                .map_err(backend)?;
-            cache.set_setting(&name, &stored);
-            Ok(stored)
-        })
-        .await
-    }
-
-    async fn setting_set(&self, name: &str, value: &str) -> Result<()> {
-        let (name, value) = (name.to_owned(), value.to_owned());
-        let cache = self.cache.clone();
-        self.write(move |c| {
-            c.execute(
-                "INSERT INTO settings(name, value) VALUES (?1, ?2)
-                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                params![name, value],
-            )
-            .map_err(backend)?;
-            cache.set_setting(&name, &value);
-            Ok(())
-        })
-        .await
-    }
 }

@@ -16,6 +16,13 @@ async fn embedded_store_passes_the_trust_conformance_suite() {
 }
 
 #[tokio::test]
+async fn embedded_store_passes_the_settings_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMetadataStore::open(dir.path().join("metadata.db")).unwrap();
+    berth_storage::testsuite::run_settings(&meta).await;
+}
+
+#[tokio::test]
 async fn embedded_store_passes_the_identity_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
     let meta = SqliteMetadataStore::open(dir.path().join("metadata.db")).unwrap();

@@ -2,12 +2,12 @@
 
 use async_trait::async_trait;
 use berth_storage::{
-    AuditRecord, Error, IdentityRecord, IdentityStore, Result, RoleAssignmentRecord,
-    ScopeMapRecord, SigningKeyRecord,
+    AuditRecord, Error, IdentityKind, IdentityRecord, IdentityStore, Result,
+    RoleAssignmentRecord, ScopeMapRecord, SigningKeyRecord,
 };
 use bytes::Bytes;
 
-use crate::{PgStore, backend, col, is_unique_violation, locks, to_i64};
+use crate::{PgStore, backend, col, is_unique_violation, kind_col, locks, to_i64};
 
 const ID_COLS: &str =
     "name, kind, label, secret_hash, secret_hash2, disabled, expires, scope_map, created";
@@ -15,7 +15,7 @@ const ID_COLS: &str =
 fn identity_row(r: &tokio_postgres::Row) -> Result<IdentityRecord> {
     Ok(IdentityRecord {
         name: col(r, 0)?,
-        kind: col(r, 1)?,
+        kind: kind_col(r, 1)?,
         label: col(r, 2)?,
         secret_hash: col(r, 3)?,
         secret_hash2: col(r, 4)?,
@@ -77,7 +77,7 @@ impl IdentityStore for PgStore {
             ),
             &[
                 &r.name,
-                &r.kind,
+                &r.kind.as_str(),
                 &r.label,
                 &r.secret_hash,
                 &r.secret_hash2,
@@ -107,7 +107,7 @@ impl IdentityStore for PgStore {
                  disabled = $6, expires = $7, scope_map = $8 WHERE name = $1",
                 &[
                     &r.name,
-                    &r.kind,
+                    &r.kind.as_str(),
                     &r.label,
                     &r.secret_hash,
                     &r.secret_hash2,
@@ -145,7 +145,8 @@ impl IdentityStore for PgStore {
         Ok(n > 0)
     }
 
-    async fn identity_list(&self, kind: Option<&str>) -> Result<Vec<IdentityRecord>> {
+    async fn identity_list(&self, kind: Option<IdentityKind>) -> Result<Vec<IdentityRecord>> {
+        let kind = kind.map(IdentityKind::as_str);
         let c = self.conn().await?;
         let rows = c
             .query(

@@ -25,6 +25,7 @@ use tokio_postgres::error::SqlState;
 mod identity;
 mod metadata;
 mod migrate;
+mod settings;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod trust;
@@ -196,6 +197,15 @@ pub(crate) fn page_limit(limit: usize) -> i64 {
 }
 
 /// Reads column `idx` of a row, as an error instead of a panic when the type does not match.
+/// A text column holding one of a closed set of names (identity kind, changefeed category,
+/// server key role); a name outside it is the error every backend gives.
+pub(crate) fn kind_col<T>(row: &tokio_postgres::Row, idx: usize) -> Result<T, Error>
+where
+    T: std::str::FromStr<Err = berth_storage::UnknownKind>,
+{
+    Ok(col::<&str>(row, idx)?.parse()?)
+}
+
 pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a tokio_postgres::Row,
     idx: usize,

@@ -1,10 +1,12 @@
-//! Notary trust data: TUF files, the changefeed, server-held keys and settings.
+//! Notary trust data: TUF files, the changefeed, server-held keys.
 
 use async_trait::async_trait;
-use berth_storage::{Change, Error, NewTufFile, Result, ServerKeyRecord, TrustStore, TufFile};
+use berth_storage::{
+    Change, Error, NewTufFile, Result, ServerKeyRecord, ServerKeyRole, TrustStore, TufFile,
+};
 use bytes::Bytes;
 
-use crate::{PgStore, backend, col, locks};
+use crate::{PgStore, backend, col, kind_col, locks};
 
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
@@ -39,14 +41,14 @@ fn change_row(r: &tokio_postgres::Row) -> Result<Change> {
         gun: col(r, 2)?,
         version: col(r, 3)?,
         sha256: col(r, 4)?,
-        category: col(r, 5)?,
+        category: kind_col(r, 5)?,
     })
 }
 
 fn key_row(r: &tokio_postgres::Row) -> Result<ServerKeyRecord> {
     Ok(ServerKeyRecord {
         key_id: col(r, 0)?,
-        role: col(r, 1)?,
+        role: kind_col(r, 1)?,
         algorithm: col(r, 2)?,
         public: Bytes::from(col::<Vec<u8>>(r, 3)?),
         sealed_private: Bytes::from(col::<Vec<u8>>(r, 4)?),
@@ -323,7 +325,7 @@ impl TrustStore for PgStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &gun,
-                &k.role,
+                &k.role.as_str(),
                 &k.key_id,
                 &k.algorithm,
                 &&k.public[..],
@@ -349,7 +351,7 @@ impl TrustStore for PgStore {
             .query_opt(
                 "SELECT key_id, role, algorithm, public, sealed_private, created FROM server_keys
                  WHERE gun = $1 AND role = $2 ORDER BY seq DESC LIMIT 1",
-                &[&gun, &k.role],
+                &[&gun, &k.role.as_str()],
             )
             .await
             .map_err(backend)?;
@@ -361,7 +363,7 @@ impl TrustStore for PgStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &gun,
-                &k.role,
+                &k.role.as_str(),
                 &k.key_id,
                 &k.algorithm,
                 &&k.public[..],
@@ -375,7 +377,8 @@ impl TrustStore for PgStore {
         Ok(k.clone())
     }
 
-    async fn server_keys(&self, gun: &str, role: &str) -> Result<Vec<ServerKeyRecord>> {
+    async fn server_keys(&self, gun: &str, role: ServerKeyRole) -> Result<Vec<ServerKeyRecord>> {
+        let role = role.as_str();
         let c = self.conn().await?;
         let st = c
             .prepare_cached(
@@ -388,54 +391,4 @@ impl TrustStore for PgStore {
         rows.iter().map(key_row).collect()
     }
 
-    async fn setting_get(&self, name: &str) -> Result<Option<String>> {
-        let c = self.conn().await?;
-        let st = c
-            .prepare_cached("SELECT value FROM settings WHERE name = $1")
-            .await
-            .map_err(backend)?;
-        let row = c.query_opt(&st, &[&name]).await.map_err(backend)?;
-        row.map(|r| col(&r, 0)).transpose()
-    }
-
-    async fn settings_list(&self) -> Result<Vec<(String, String)>> {
-        let c = self.conn().await?;
-        let rows = c
-            .query(
-                "SELECT name, value FROM settings ORDER BY name COLLATE \"C\"",
-                &[],
-            )
-            .await
-            .map_err(backend)?;
-        rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
-    }
-
-    async fn setting_insert_if_absent(&self, name: &str, value: &str) -> Result<String> {
-        let c = self.conn().await?;
-        // A concurrent insert of the same name makes this one wait, then do nothing; the select
-        // (a new snapshot) reads whichever value was stored first.
-        c.execute(
-            "INSERT INTO settings(name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-            &[&name, &value],
-        )
-        .await
-        .map_err(backend)?;
-        let row = c
-            .query_one("SELECT value FROM settings WHERE name = $1", &[&name])
-            .await
-            .map_err(backend)?;
-        col(&row, 0)
-    }
-
-    async fn setting_set(&self, name: &str, value: &str) -> Result<()> {
-        let c = self.conn().await?;
-        c.execute(
-            "INSERT INTO settings(name, value) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            &[&name, &value],
-        )
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
 }

@@ -26,6 +26,15 @@ async fn postgres_store_passes_the_trust_conformance_suite() {
 }
 
 #[tokio::test]
+async fn postgres_store_passes_the_settings_conformance_suite() {
+    let db = fresh_database().await;
+    let s = PgStore::connect(&db.url).await.unwrap();
+    berth_storage::testsuite::run_settings(&s).await;
+    drop(s);
+    db.drop_database().await;
+}
+
+#[tokio::test]
 async fn postgres_store_passes_the_identity_conformance_suite() {
     let db = fresh_database().await;
     let s = PgStore::connect(&db.url).await.unwrap();
@@ -127,7 +136,7 @@ async fn nodes_starting_together_on_an_empty_database_migrate_it_once() {
     stores[0]
         .identity_insert(&berth_storage::IdentityRecord {
             name: "owner".into(),
-            kind: "user".into(),
+            kind: berth_storage::IdentityKind::User,
             label: "owner".into(),
             secret_hash: "h".into(),
             secret_hash2: None,
@@ -223,5 +232,72 @@ async fn two_postgres_stores_record_upload_parts_with_the_offset() {
     let blobs = berth_storage::memory::MemoryStore::new();
     berth_storage::testsuite::run_upload_race((&blobs, &a), (&blobs, &b)).await;
     drop((a, b));
+    db.drop_database().await;
+}
+
+/// Rows holding a name outside its closed set, as damage or a newer Berth would leave them
+/// (written by raw SQL with the CHECK constraints dropped): reading one is a store error naming
+/// the value, never a panic and never a default; known names read back as before.
+#[tokio::test]
+async fn unknown_stored_kinds_are_store_errors() {
+    use berth_storage::{ChangeCategory, Error, IdentityKind, ServerKeyRole};
+    let db = fresh_database().await;
+    let s = PgStore::connect(&db.url).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(conn);
+    client
+        .batch_execute(
+            "ALTER TABLE identities DROP CONSTRAINT identities_kind_check;
+             ALTER TABLE changefeed DROP CONSTRAINT changefeed_category_check;
+             INSERT INTO identities(name, kind, label, secret_hash, created)
+               VALUES ('robo', 'robot', 'robo', 'h', 1), ('alice', 'user', 'alice', 'h', 1);
+             INSERT INTO changefeed(created_at, gun, version, sha256, category)
+               VALUES (1, 'a/gun', 1, 'ab', 'update'), (2, 'b/gun', 0, '', 'archived');
+             INSERT INTO server_keys(gun, role, key_id, algorithm, public, sealed_private, created)
+               VALUES ('g', 'root', 'k1', 'ecdsa', '\\x7b7d', '\\x00', 1),
+                      ('g', 'snapshot', 'k2', 'ecdsa', '\\x7b7d', '\\x00', 2);",
+        )
+        .await
+        .unwrap();
+    fn assert_unknown<T: std::fmt::Debug>(r: berth_storage::Result<T>, what: &str) {
+        match r {
+            Err(Error::Backend(msg)) => assert!(msg.contains(what), "{msg}"),
+            other => panic!("expected a backend error naming {what}, got {other:?}"),
+        }
+    }
+    assert_unknown(s.identity_get("robo").await, r#"identity kind "robot""#);
+    assert_unknown(s.identity_list(None).await, r#"identity kind "robot""#);
+    let alice = s.identity_get("alice").await.unwrap().unwrap();
+    assert_eq!(alice.kind, IdentityKind::User);
+    assert_eq!(
+        s.identity_list(Some(IdentityKind::User)).await.unwrap(),
+        vec![alice]
+    );
+    assert_unknown(
+        s.changefeed(None, 0, 10).await,
+        r#"changefeed category "archived""#,
+    );
+    let a = s.changefeed(Some("a/gun"), 0, 10).await.unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].category, ChangeCategory::Update);
+    // Server keys are read by role: a row of another role is never one of the server's keys.
+    assert!(
+        s.server_keys("g", ServerKeyRole::Timestamp)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let snap = s.server_keys("g", ServerKeyRole::Snapshot).await.unwrap();
+    assert_eq!(
+        snap.iter()
+            .map(|k| (k.key_id.as_str(), k.role))
+            .collect::<Vec<_>>(),
+        [("k2", ServerKeyRole::Snapshot)]
+    );
+    drop(client);
+    let _ = task.await;
+    drop(s);
     db.drop_database().await;
 }

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::Result;
+use crate::{IdentityKind, Result};
 
 /// Something that can authenticate: a user, a service principal, the shared admin account or a
 /// repository-scoped token. Secrets are stored only as password hashes (PHC strings).
@@ -9,8 +9,7 @@ use crate::Result;
 pub struct IdentityRecord {
     /// Login name (for service principals the generated application id).
     pub name: String,
-    /// `user`, `service-principal`, `admin` or `token`.
-    pub kind: String,
+    pub kind: IdentityKind,
     /// Human label (service principals: the name given at creation).
     pub label: String,
     pub secret_hash: String,
@@ -80,7 +79,7 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn identity_get(&self, name: &str) -> Result<Option<IdentityRecord>>;
     /// Removes an identity and its role assignments.
     async fn identity_delete(&self, name: &str) -> Result<bool>;
-    async fn identity_list(&self, kind: Option<&str>) -> Result<Vec<IdentityRecord>>;
+    async fn identity_list(&self, kind: Option<IdentityKind>) -> Result<Vec<IdentityRecord>>;
 
     /// Adds an assignment (idempotent: an identical one returns its id).
     async fn role_assign(

@@ -5,8 +5,10 @@
 mod blob;
 mod error;
 mod identity;
+mod kind;
 pub mod memory;
 mod metadata;
+mod settings;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 mod trust;
@@ -21,4 +23,6 @@ pub use metadata::{
     ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, RepoDeleted, TagDetail,
     UploadRecord,
 };
+pub use kind::{ChangeCategory, IdentityKind, ServerKeyRole, UnknownKind};
+pub use settings::SettingsStore;
 pub use trust::{Change, NewTufFile, ServerKeyRecord, TrustStore, TufFile};

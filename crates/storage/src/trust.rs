@@ -1,11 +1,13 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::Result;
+use crate::{ChangeCategory, Result, ServerKeyRole};
 
 /// One stored TUF metadata file: the exact bytes a client uploaded or the server generated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TufFile {
+    /// A string, not an enum: delegation roles (`targets/releases`) are open-ended, and
+    /// berth-tuf validates the name before it gets here.
     pub role: String,
     pub version: i64,
     /// Lowercase hex SHA-256 of `data`.
@@ -18,6 +20,7 @@ pub struct TufFile {
 /// A file to add to a GUN's trust data.
 #[derive(Debug, Clone)]
 pub struct NewTufFile {
+    /// Open-ended, as [`TufFile::role`].
     pub role: String,
     pub version: i64,
     /// Lowercase hex SHA-256 of `data` (computed by the caller, which has the bytes at hand).
@@ -36,16 +39,14 @@ pub struct Change {
     pub version: i64,
     /// Timestamp sha256 hex ("" for deletions).
     pub sha256: String,
-    /// `update` or `deletion`.
-    pub category: String,
+    pub category: ChangeCategory,
 }
 
 /// A server-held signing key (timestamp or snapshot) of one GUN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerKeyRecord {
     pub key_id: String,
-    /// `timestamp` or `snapshot`.
-    pub role: String,
+    pub role: ServerKeyRole,
     /// Notary key type of the public key (`ecdsa`, `ed25519`).
     pub algorithm: String,
     /// The public key as its metadata JSON object (`{"keytype":..,"keyval":{..}}`).
@@ -57,8 +58,8 @@ pub struct ServerKeyRecord {
     pub created: i64,
 }
 
-/// Notary v1 trust data: append-only TUF files per GUN, the changefeed, server-held keys and
-/// registry-wide settings.
+/// Notary v1 trust data: append-only TUF files per GUN, the changefeed, server-held keys (the
+/// registry-wide settings are [`crate::SettingsStore`]'s).
 #[async_trait]
 pub trait TrustStore: Send + Sync + 'static {
     /// The highest version of every role stored for `gun`.
@@ -102,14 +103,5 @@ pub trait TrustStore: Send + Sync + 'static {
         key: &ServerKeyRecord,
     ) -> Result<ServerKeyRecord>;
     /// Keys held for (gun, role), oldest first.
-    async fn server_keys(&self, gun: &str, role: &str) -> Result<Vec<ServerKeyRecord>>;
-
-    async fn setting_get(&self, name: &str) -> Result<Option<String>>;
-    /// Every setting as (name, value), ordered by name.
-    async fn settings_list(&self) -> Result<Vec<(String, String)>>;
-    async fn setting_set(&self, name: &str, value: &str) -> Result<()>;
-    /// Stores `value` under `name` unless a value is there already; returns the stored value
-    /// (this one or the earlier one). Two processes creating a setting at once (the vault salt on
-    /// an empty database) end up agreeing on one value.
-    async fn setting_insert_if_absent(&self, name: &str, value: &str) -> Result<String>;
+    async fn server_keys(&self, gun: &str, role: ServerKeyRole) -> Result<Vec<ServerKeyRecord>>;
 }

@@ -15,6 +15,11 @@ async fn memory_store_passes_the_trust_conformance_suite() {
 }
 
 #[tokio::test]
+async fn memory_store_passes_the_settings_conformance_suite() {
+    berth_storage::testsuite::run_settings(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
 async fn memory_store_passes_the_identity_conformance_suite() {
     berth_storage::testsuite::run_identity(&MemoryStore::new()).await;
 }

@@ -103,7 +103,7 @@ pub(crate) fn render(changes: &[Change]) -> Vec<u8> {
                 gun: &c.gun,
                 version: c.version,
                 sha256: &c.sha256,
-                category: &c.category,
+                category: c.category.as_str(),
             }
         })
         .collect();
@@ -155,7 +155,7 @@ mod tests {
             gun: "example.com/foo".into(),
             version: 1,
             sha256: "55f7".into(),
-            category: "update".into(),
+            category: berth_storage::ChangeCategory::Update,
         };
         assert_eq!(
             String::from_utf8(render(&[c])).unwrap(),

@@ -6,17 +6,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use berth_crypto::{PrivateKey, PublicKey};
-use berth_storage::ServerKeyRecord;
+use berth_storage::{ServerKeyRecord, ServerKeyRole};
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::options::KeyAlgorithm;
 use crate::vault::KeyVault;
-
-/// The roles whose keys the server holds.
-pub(crate) fn is_server_role(role: &str) -> bool {
-    matches!(role, "timestamp" | "snapshot")
-}
 
 /// The public key as Notary's `.key` endpoints write it: Go's struct order, not canonical.
 pub(crate) fn public_json(key: &PublicKey) -> Vec<u8> {
@@ -38,7 +33,7 @@ fn aad(gun: &str, role: &str, key_id: &str) -> Vec<u8> {
 pub(crate) fn create(
     vault: &KeyVault,
     gun: &str,
-    role: &str,
+    role: ServerKeyRole,
     alg: KeyAlgorithm,
     now: SystemTime,
 ) -> Result<ServerKeyRecord> {
@@ -52,10 +47,10 @@ pub(crate) fn create(
         .to_pkcs8_der()
         .map_err(|e| Error::Crypto(e.to_string()))?;
     Ok(ServerKeyRecord {
-        sealed_private: Bytes::from(vault.seal(&der, &aad(gun, role, &key_id))?),
+        sealed_private: Bytes::from(vault.seal(&der, &aad(gun, role.as_str(), &key_id))?),
         public: Bytes::from(public_json(key.public_key())),
         algorithm: key.key_type().as_str().to_owned(),
-        role: role.to_owned(),
+        role,
         key_id,
         created: now
             .duration_since(UNIX_EPOCH)
@@ -66,7 +61,7 @@ pub(crate) fn create(
 /// Opens a held key, checking it is the key its record names.
 pub(crate) fn unseal(vault: &KeyVault, gun: &str, rec: &ServerKeyRecord) -> Result<PrivateKey> {
     let der = vault
-        .unseal(&rec.sealed_private, &aad(gun, &rec.role, &rec.key_id))
+        .unseal(&rec.sealed_private, &aad(gun, rec.role.as_str(), &rec.key_id))
         .map_err(|_| Error::Unseal(rec.key_id.clone()))?;
     let key = PrivateKey::from_pkcs8_der(&der).map_err(|_| Error::Unseal(rec.key_id.clone()))?;
     if key.key_id() != rec.key_id {

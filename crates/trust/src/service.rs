@@ -1,11 +1,12 @@
-//! The trust service: Notary server behaviour over a [`TrustStore`].
+//! The trust service: Notary server behaviour over a [`TrustStore`] (and the content-trust
+//! switch in a [`SettingsStore`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use berth_crypto::{PrivateKey, x509};
-use berth_storage::{NewTufFile, TrustStore, TufFile};
+use berth_storage::{NewTufFile, ServerKeyRole, SettingsStore, TrustStore, TufFile};
 use berth_tuf::validate::{
     SnapshotPlan, certified_root_role, check_version_numbers, missing_snapshot_key, next_snapshot,
     next_timestamp, validate_update,
@@ -28,6 +29,8 @@ const NO_TIMESTAMP_KEYS: &str = "no  timestamp keys exist on the server";
 /// Notary's trust server logic for every GUN of the registry.
 pub struct TrustService {
     store: Arc<dyn TrustStore>,
+    /// Holds the registry-wide switch ([`SETTING`]).
+    settings: Arc<dyn SettingsStore>,
     vault: KeyVault,
     opts: TrustOptions,
     /// Serialises this process's writes (updates, lazy re-signs, key creation, deletes) so
@@ -121,9 +124,15 @@ fn repository_of(gun: &str) -> &str {
 }
 
 impl TrustService {
-    pub fn new(store: Arc<dyn TrustStore>, vault: KeyVault, opts: TrustOptions) -> Self {
+    pub fn new(
+        store: Arc<dyn TrustStore>,
+        settings: Arc<dyn SettingsStore>,
+        vault: KeyVault,
+        opts: TrustOptions,
+    ) -> Self {
         TrustService {
             store,
+            settings,
             vault,
             opts,
             write: tokio::sync::Mutex::new(()),
@@ -139,7 +148,7 @@ impl TrustService {
     /// Whether content trust is on (off until enabled).
     pub async fn enabled(&self) -> Result<bool> {
         Ok(self
-            .store
+            .settings
             .setting_get(SETTING)
             .await
             .map_err(storage)?
@@ -152,7 +161,7 @@ impl TrustService {
     /// were wiped (0 when enabling).
     pub async fn set_enabled(&self, on: bool) -> Result<u64> {
         let value = if on { "enabled" } else { "disabled" };
-        self.store
+        self.settings
             .setting_set(SETTING, value)
             .await
             .map_err(storage)?;
@@ -202,6 +211,9 @@ impl TrustService {
         let Some(listed) = root.roles.get(role.as_str()) else {
             return Ok(None);
         };
+        let Ok(key_role) = role.as_str().parse::<ServerKeyRole>() else {
+            return Ok(None); // the server holds no keys of other roles
+        };
         let cache_key = (gun.to_owned(), role.as_str().to_owned());
         let cached = self.held_map().get(&cache_key).cloned();
         // Server keys are only ever added (or wiped with the whole GUN), so a cached set that
@@ -218,7 +230,7 @@ impl TrustService {
             _ => {
                 let recs = self
                     .store
-                    .server_keys(gun, role.as_str())
+                    .server_keys(gun, key_role)
                     .await
                     .map_err(storage)?;
                 let mut keys = Vec::with_capacity(recs.len());
@@ -538,12 +550,16 @@ impl TrustService {
     /// server holds; without a root, the newest held key (so repeated calls agree); otherwise
     /// a new key. Returns the public key JSON.
     pub async fn get_key(&self, gun: &str, role: &str) -> Result<Bytes> {
-        if !keys::is_server_role(role) {
+        let Ok(key_role) = role.parse::<ServerKeyRole>() else {
             return Err(Error::NotFound);
-        }
+        };
         let _w = self.write.lock().await;
         self.writable().await?;
-        let held = self.store.server_keys(gun, role).await.map_err(storage)?;
+        let held = self
+            .store
+            .server_keys(gun, key_role)
+            .await
+            .map_err(storage)?;
         match self.store.tuf_current(gun, "root").await.map_err(storage)? {
             Some(root_file) => {
                 let root = Signed::<Root>::parse(&root_file.data).map_err(corrupt(gun))?;
@@ -566,7 +582,7 @@ impl TrustService {
                 }
                 // The GUN's first key: insert-if-absent, so servers asked at once agree on one.
                 let rec =
-                    keys::create(&self.vault, gun, role, self.opts.key_algorithm, self.now())?;
+                    keys::create(&self.vault, gun, key_role, self.opts.key_algorithm, self.now())?;
                 let first = self
                     .store
                     .server_key_insert_first(gun, &rec)
@@ -578,26 +594,26 @@ impl TrustService {
                 return Ok(first.public);
             }
         }
-        self.create_key(gun, role).await
+        self.create_key(gun, key_role).await
     }
 
     /// `POST {timestamp|snapshot}.key`: a new pending key, used once a root lists it.
     pub async fn rotate_key(&self, gun: &str, role: &str) -> Result<Bytes> {
-        if !keys::is_server_role(role) {
+        let Ok(key_role) = role.parse::<ServerKeyRole>() else {
             return Err(Error::NotFound);
-        }
+        };
         let _w = self.write.lock().await;
         self.writable().await?;
-        self.create_key(gun, role).await
+        self.create_key(gun, key_role).await
     }
 
-    async fn create_key(&self, gun: &str, role: &str) -> Result<Bytes> {
+    async fn create_key(&self, gun: &str, role: ServerKeyRole) -> Result<Bytes> {
         let rec = keys::create(&self.vault, gun, role, self.opts.key_algorithm, self.now())?;
         self.store
             .server_key_insert(gun, &rec)
             .await
             .map_err(storage)?;
-        tracing::info!(gun, role, key_id = rec.key_id, "created server key");
+        tracing::info!(gun, role = role.as_str(), key_id = rec.key_id, "created server key");
         Ok(rec.public)
     }
 

@@ -8,7 +8,7 @@
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use argon2::{Algorithm, Argon2, Params, Version};
-use berth_storage::TrustStore;
+use berth_storage::SettingsStore;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -77,7 +77,7 @@ impl KeyVault {
     /// Opens the vault of `store`: reads its salt (creating one on first use), derives the key
     /// and checks it against the stored check value (written on first use). A wrong passphrase
     /// fails here with [`Error::VaultPassphrase`].
-    pub async fn open(store: &dyn TrustStore, passphrase: &[u8]) -> Result<Self> {
+    pub async fn open(store: &dyn SettingsStore, passphrase: &[u8]) -> Result<Self> {
         let salt = match store
             .setting_get(SALT_SETTING)
             .await

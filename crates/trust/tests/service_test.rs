@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use berth_crypto::{PrivateKey, x509};
-use berth_storage::{NewTufFile, TrustStore};
+use berth_storage::{ChangeCategory, NewTufFile, ServerKeyRole, TrustStore};
 use berth_trust::{Error, KeyVault, TrustOptions, TrustService};
 use berth_tuf::{
     DelegationRole, Delegations, Envelope, RoleBody, RoleKeys, RoleName, Signed, Snapshot,
@@ -31,7 +31,7 @@ on_both_stores!(
     first_start_races_agree,
 );
 
-async fn first_publish_chains_and_serves(store: Arc<dyn TrustStore>) {
+async fn first_publish_chains_and_serves(store: Arc<dyn Store>) {
     let h = Harness::new(store).await;
     let now = h.now();
     // Notary's `.key` body: Go struct order, not canonical.
@@ -104,7 +104,7 @@ async fn first_publish_chains_and_serves(store: Arc<dyn TrustStore>) {
     assert!(feed["records"][1]["ID"].is_string());
 }
 
-async fn server_keys_idempotent_and_rotation(store: Arc<dyn TrustStore>) {
+async fn server_keys_idempotent_and_rotation(store: Arc<dyn Store>) {
     let h = Harness::new(store).await;
     let now = h.now();
     // No root yet: the same key on every call (Notary makes a new one each time).
@@ -151,6 +151,7 @@ async fn server_keys_idempotent_and_rotation(store: Arc<dyn TrustStore>) {
     let vault = KeyVault::open(h.store.as_ref(), PASSPHRASE).await.unwrap();
     let svc = TrustService::new(
         h.store.clone(),
+        h.store.clone(),
         vault,
         TrustOptions {
             key_algorithm: "ed25519".parse().unwrap(),
@@ -175,7 +176,7 @@ fn invalid(r: Result<(), Error>, name: &str) -> String {
     d["Error"]["Msg"].as_str().unwrap().to_owned()
 }
 
-async fn rejected_updates_change_nothing(store: Arc<dyn TrustStore>) {
+async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
     let h = Harness::new(store).await;
     let now = h.now();
     let p = Publisher::new(
@@ -370,7 +371,7 @@ impl CloneForTest for PrivateKey {
     }
 }
 
-async fn delegations(store: Arc<dyn TrustStore>) {
+async fn delegations(store: Arc<dyn Store>) {
     let h = Harness::new(store).await;
     let now = h.now();
     let p = Publisher::new(
@@ -434,7 +435,7 @@ async fn delegations(store: Arc<dyn TrustStore>) {
     );
 }
 
-async fn client_managed_snapshot(store: Arc<dyn TrustStore>) {
+async fn client_managed_snapshot(store: Arc<dyn Store>) {
     let h = Harness::new(store).await;
     let now = h.now();
     let snap_key = PrivateKey::generate_ecdsa().unwrap();
@@ -500,7 +501,7 @@ async fn client_managed_snapshot(store: Arc<dyn TrustStore>) {
     assert_eq!(m, "no  timestamp keys exist on the server");
 }
 
-async fn lazy_resign(store: Arc<dyn TrustStore>) {
+async fn lazy_resign(store: Arc<dyn Store>) {
     let h = Harness::new(store).await;
     let now = h.now();
     let p = Publisher::new(
@@ -577,7 +578,7 @@ async fn lazy_resign(store: Arc<dyn TrustStore>) {
     assert_eq!(s.body.version, 3);
 }
 
-async fn expired_stored_root_certificate(store: Arc<dyn TrustStore>) {
+async fn expired_stored_root_certificate(store: Arc<dyn Store>) {
     let h = Harness::new(store).await;
     let now = h.now();
     let mut p = Publisher::new(
@@ -625,7 +626,7 @@ async fn expired_stored_root_certificate(store: Arc<dyn TrustStore>) {
     h.svc.update(GUN, parts(&[("targets", &t3)])).await.unwrap();
 }
 
-async fn switch_disables_and_wipes(store: Arc<dyn TrustStore>) {
+async fn switch_disables_and_wipes(store: Arc<dyn Store>) {
     let h = Harness::disabled_at(store, std::time::SystemTime::now()).await;
     let now = h.now();
     assert!(!h.svc.enabled().await.unwrap());
@@ -667,7 +668,7 @@ async fn switch_disables_and_wipes(store: Arc<dyn TrustStore>) {
     assert_eq!(h.svc.set_enabled(false).await.unwrap(), 1);
     assert!(
         h.store
-            .server_keys(other, "timestamp")
+            .server_keys(other, ServerKeyRole::Timestamp)
             .await
             .unwrap()
             .is_empty()
@@ -683,7 +684,7 @@ async fn switch_disables_and_wipes(store: Arc<dyn TrustStore>) {
     ));
     assert!(
         h.store
-            .server_keys(GUN, "timestamp")
+            .server_keys(GUN, ServerKeyRole::Timestamp)
             .await
             .unwrap()
             .is_empty()
@@ -711,13 +712,13 @@ async fn switch_disables_and_wipes(store: Arc<dyn TrustStore>) {
     let feed = h.store.changefeed(Some(GUN), 0, 100).await.unwrap();
     assert!(
         feed.iter()
-            .any(|c| c.category == "deletion" && c.version == 0 && c.sha256.is_empty())
+            .any(|c| c.category == ChangeCategory::Deletion && c.version == 0 && c.sha256.is_empty())
     );
 }
 
 /// The reference server's stored state, replayed into our store, served back; updates on top
 /// of it validate but cannot be signed, since its timestamp key is not ours.
-async fn fixture_replay(store: Arc<dyn TrustStore>) {
+async fn fixture_replay(store: Arc<dyn Store>) {
     let fx = fixtures();
     let mut by_role: std::collections::BTreeMap<&RoleName, Vec<(i64, &Vec<u8>)>> =
         Default::default();
@@ -813,7 +814,7 @@ async fn fixture_replay(store: Arc<dyn TrustStore>) {
     assert_eq!(h.state().await, before);
 }
 
-async fn changefeed_rules(store: Arc<dyn TrustStore>) {
+async fn changefeed_rules(store: Arc<dyn Store>) {
     let h = Harness::new(store).await;
     let now = h.now();
     let p = Publisher::new(
@@ -885,7 +886,7 @@ async fn changefeed_rules(store: Arc<dyn TrustStore>) {
     assert_eq!(e.detail(), Some(json!({})));
 }
 
-async fn wrong_vault_passphrase(store: Arc<dyn TrustStore>) {
+async fn wrong_vault_passphrase(store: Arc<dyn Store>) {
     let h = Harness::new(store).await;
     let now = h.now();
     let p = Publisher::new(
@@ -900,7 +901,7 @@ async fn wrong_vault_passphrase(store: Arc<dyn TrustStore>) {
         .unwrap_err();
     assert!(matches!(e, Error::VaultPassphrase));
     // Sealed keys: not the key in clear, and bound to their record.
-    let rec = &h.store.server_keys(GUN, "timestamp").await.unwrap()[0];
+    let rec = &h.store.server_keys(GUN, ServerKeyRole::Timestamp).await.unwrap()[0];
     assert!(rec.sealed_private.starts_with(b"BKV1"));
     let vault = KeyVault::open(h.store.as_ref(), PASSPHRASE).await.unwrap();
     let aad = format!("berth-trust-key\0{GUN}\0timestamp\0{}", rec.key_id);
@@ -922,7 +923,7 @@ async fn wrong_vault_passphrase(store: Arc<dyn TrustStore>) {
     // A vault with another salt/passphrase cannot sign: the update fails, nothing is written.
     let salt = KeyVault::generate_salt().unwrap();
     let other = KeyVault::from_passphrase(b"another passphrase", &salt).unwrap();
-    let svc = TrustService::new(h.store.clone(), other, TrustOptions::default());
+    let svc = TrustService::new(h.store.clone(), h.store.clone(), other, TrustOptions::default());
     let before = h.state().await;
     let t2 = p.targets(2, now, &["v2"]);
     let e = svc
@@ -935,7 +936,7 @@ async fn wrong_vault_passphrase(store: Arc<dyn TrustStore>) {
 
 /// Servers starting at once on an empty store (nodes of a cluster) derive one vault key, and
 /// servers asked for a GUN's first server key at once hand out the same key.
-async fn first_start_races_agree(store: Arc<dyn TrustStore>) {
+async fn first_start_races_agree(store: Arc<dyn Store>) {
     let opens =
         futures::future::join_all((0..4).map(|_| KeyVault::open(store.as_ref(), PASSPHRASE))).await;
     let vaults: Vec<KeyVault> = opens.into_iter().map(|v| v.unwrap()).collect();
@@ -946,7 +947,7 @@ async fn first_start_races_agree(store: Arc<dyn TrustStore>) {
     // Separate service instances over one store, as separate nodes are.
     let services: Vec<TrustService> = vaults
         .into_iter()
-        .map(|v| TrustService::new(store.clone(), v, TrustOptions::default()))
+        .map(|v| TrustService::new(store.clone(), store.clone(), v, TrustOptions::default()))
         .collect();
     services[0].set_enabled(true).await.unwrap();
     let keys =
@@ -959,7 +960,7 @@ async fn first_start_races_agree(store: Arc<dyn TrustStore>) {
             "every node hands out the same first key"
         );
     }
-    assert_eq!(store.server_keys(GUN, "timestamp").await.unwrap().len(), 1);
+    assert_eq!(store.server_keys(GUN, ServerKeyRole::Timestamp).await.unwrap().len(), 1);
 }
 
 /// The same first start as [`first_start_races_agree`], with each node on its own PostgreSQL
@@ -967,7 +968,7 @@ async fn first_start_races_agree(store: Arc<dyn TrustStore>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_start_races_agree_across_postgres_nodes() {
     let db = berth_storage_postgres::testing::fresh_database().await;
-    let mut stores: Vec<Arc<dyn TrustStore>> = Vec::new();
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
     for _ in 0..4 {
         stores.push(Arc::new(
             berth_storage_postgres::PgStore::connect(&db.url)
@@ -989,7 +990,7 @@ async fn first_start_races_agree_across_postgres_nodes() {
     let services: Vec<TrustService> = vaults
         .into_iter()
         .zip(&stores)
-        .map(|(v, s)| TrustService::new(s.clone(), v, TrustOptions::default()))
+        .map(|(v, s)| TrustService::new(s.clone(), s.clone(), v, TrustOptions::default()))
         .collect();
     services[0].set_enabled(true).await.unwrap();
     let keys =
@@ -1003,7 +1004,7 @@ async fn first_start_races_agree_across_postgres_nodes() {
         );
     }
     assert_eq!(
-        stores[3].server_keys(GUN, "timestamp").await.unwrap().len(),
+        stores[3].server_keys(GUN, ServerKeyRole::Timestamp).await.unwrap().len(),
         1
     );
 }
@@ -1017,7 +1018,7 @@ async fn concurrent_publishes_across_postgres_nodes_keep_one_history() {
     let now = std::time::SystemTime::now();
     let mut nodes = Vec::new();
     for _ in 0..4 {
-        let store: Arc<dyn TrustStore> = Arc::new(
+        let store: Arc<dyn Store> = Arc::new(
             berth_storage_postgres::PgStore::connect(&db.url)
                 .await
                 .unwrap(),
@@ -1070,8 +1071,8 @@ async fn concurrent_publishes_across_postgres_nodes_keep_one_history() {
 /// one is used by the other; a GUN deleted through one is not signed for by the other with keys
 /// it still held.
 async fn nodes_agree_on_publishes_key_rotation_and_deletion(
-    store_a: Arc<dyn TrustStore>,
-    store_b: Arc<dyn TrustStore>,
+    store_a: Arc<dyn Store>,
+    store_b: Arc<dyn Store>,
 ) {
     let now = std::time::SystemTime::now();
     let a = Harness::at(store_a, now).await;
@@ -1128,19 +1129,19 @@ async fn nodes_agree_on_publishes_key_rotation_and_deletion(
 
 #[tokio::test]
 async fn two_nodes_over_one_memory_store_agree() {
-    let store: Arc<dyn TrustStore> = Arc::new(berth_storage::memory::MemoryStore::new());
+    let store: Arc<dyn Store> = Arc::new(berth_storage::memory::MemoryStore::new());
     nodes_agree_on_publishes_key_rotation_and_deletion(store.clone(), store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_postgres_nodes_agree() {
     let db = berth_storage_postgres::testing::fresh_database().await;
-    let a: Arc<dyn TrustStore> = Arc::new(
+    let a: Arc<dyn Store> = Arc::new(
         berth_storage_postgres::PgStore::connect(&db.url)
             .await
             .unwrap(),
     );
-    let b: Arc<dyn TrustStore> = Arc::new(
+    let b: Arc<dyn Store> = Arc::new(
         berth_storage_postgres::PgStore::connect(&db.url)
             .await
             .unwrap(),

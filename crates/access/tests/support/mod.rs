@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use berth_access::{AccessService, Clock};
-use berth_storage::{IdentityStore, TrustStore};
+use berth_storage::{IdentityStore, SettingsStore};
 use berth_trust::KeyVault;
 
 pub const PASSPHRASE: &[u8] = b"test vault passphrase";
@@ -17,10 +17,10 @@ pub const OWNER_PW: &str = "correct horse battery staple";
 /// One store as both traits the access service reads.
 pub struct Stores {
     pub ids: Arc<dyn IdentityStore>,
-    pub settings: Arc<dyn TrustStore>,
+    pub settings: Arc<dyn SettingsStore>,
 }
 
-fn both<T: IdentityStore + TrustStore>(s: Arc<T>) -> Stores {
+fn both<T: IdentityStore + SettingsStore>(s: Arc<T>) -> Stores {
     Stores {
         ids: s.clone(),
         settings: s,

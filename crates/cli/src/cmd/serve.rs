@@ -240,6 +240,7 @@ pub(crate) fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::F
 struct Opened {
     registry: Arc<Registry>,
     trust: Arc<dyn berth_storage::TrustStore>,
+    settings: Arc<dyn berth_storage::SettingsStore>,
     ids: Arc<dyn berth_storage::IdentityStore>,
     passphrase: Vec<u8>,
     /// The embedded store's data dir lock, held until the process exits.
@@ -274,6 +275,7 @@ fn open_embedded(data: &std::path::Path) -> anyhow::Result<Opened> {
     Ok(Opened {
         registry: Arc::new(Registry::new(Arc::new(blobs), meta.clone())),
         trust: meta.clone(),
+        settings: meta.clone(),
         ids: meta,
         passphrase: trust_passphrase(data)?,
         _lock: Some(lock),
@@ -346,6 +348,7 @@ async fn open_distributed(
     Ok(Opened {
         registry: Arc::new(Registry::new(Arc::new(blobs), pg.clone())),
         trust: pg.clone(),
+        settings: pg.clone(),
         ids: pg,
         passphrase,
         _lock: None,
@@ -369,7 +372,7 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
         Store::Distributed(d) => open_distributed(d, data, &cfg.tls).await?,
     };
     let registry = opened.registry.clone();
-    let vault = berth_trust::KeyVault::open(opened.trust.as_ref(), &opened.passphrase)
+    let vault = berth_trust::KeyVault::open(opened.settings.as_ref(), &opened.passphrase)
         .await
         .context(match &cfg.store {
             Store::Embedded => "unlocking the trust key vault (is BERTH_TRUST_KEY_PASSPHRASE the one this data dir was created with?)",
@@ -379,12 +382,13 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
     let access_vault = vault.clone();
     let trust = Arc::new(berth_trust::TrustService::new(
         opened.trust.clone(),
+        opened.settings.clone(),
         vault,
         berth_trust::TrustOptions::default(),
     ));
     let access = Arc::new(berth_access::AccessService::new(
         opened.ids.clone(),
-        opened.trust.clone(),
+        opened.settings.clone(),
         access_vault,
         cert_names(&cfg),
         cfg.auth_disabled,

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use berth_oci::{Digest, RepoName, Tag, TagOrDigest};
 use berth_registry::Registry;
-use berth_storage::{BlobStore, IdentityStore, MetadataStore, TrustStore};
+use berth_storage::{
+    BlobStore, IdentityStore, MetadataStore, ServerKeyRole, SettingsStore, TrustStore,
+};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 
@@ -315,9 +317,6 @@ async fn copy_settings_and_identities(
     Ok(())
 }
 
-/// Server-managed key roles (the only ones the server holds keys for).
-const SERVER_KEY_ROLES: [&str; 2] = ["timestamp", "snapshot"];
-
 async fn copy_trust(
     s: &berth_storage_embedded::SqliteMetadataStore,
     d: &berth_storage_postgres::PgStore,
@@ -325,7 +324,7 @@ async fn copy_trust(
 ) -> anyhow::Result<()> {
     for gun in s.tuf_guns().await? {
         // Keys first: a GUN's files never name a server key the store lacks.
-        for role in SERVER_KEY_ROLES {
+        for &role in ServerKeyRole::ALL {
             for key in s.server_keys(&gun, role).await? {
                 d.server_key_insert(&gun, &key).await?;
                 n.server_keys += 1;
@@ -564,7 +563,7 @@ async fn verify_tables(
             files(s.tuf_history(gun).await?),
             files(d.tuf_history(gun).await?),
         )?;
-        for role in SERVER_KEY_ROLES {
+        for &role in ServerKeyRole::ALL {
             let keys = |v: Vec<berth_storage::ServerKeyRecord>| {
                 v.into_iter()
                     .map(|k| (k.key_id, k.algorithm, k.public, k.sealed_private))

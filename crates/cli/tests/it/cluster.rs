@@ -63,9 +63,15 @@ where
     .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
-/// Identities and trust data, as a server keeps them.
-pub trait ServerMeta: berth_storage::IdentityStore + berth_storage::TrustStore {}
-impl<T: berth_storage::IdentityStore + berth_storage::TrustStore> ServerMeta for T {}
+/// Identities, trust data and settings, as a server keeps them.
+pub trait ServerMeta:
+    berth_storage::IdentityStore + berth_storage::TrustStore + berth_storage::SettingsStore
+{
+}
+impl<T> ServerMeta for T where
+    T: berth_storage::IdentityStore + berth_storage::TrustStore + berth_storage::SettingsStore
+{
+}
 
 /// The store `srv` keeps its identities, token keys and trust keys in, opened as the server
 /// opens it, and its vault passphrase: SQLite and the passphrase file in its data dir

@@ -905,7 +905,7 @@ async fn server_key(srv: &Server, gun: &str, role: &str) -> berth_crypto::Privat
     let (meta, pass) = crate::cluster::server_meta(srv).await;
     let vault = berth_trust::KeyVault::open(&*meta, &pass).await.unwrap();
     let rec = meta
-        .server_keys(gun, role)
+        .server_keys(gun, role.parse().expect("a server key role"))
         .await
         .unwrap()
         .pop()

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use berth_auth::policy::{RepositoryPattern, ScopeMap, ScopeMapAction, ScopeMapRule};
 use berth_auth::{Action, IdentityKind, Resource};
 use berth_oci::RepoName;
-use berth_storage::{IdentityRecord, ScopeMapRecord};
+use berth_storage::{IdentityKind as StoredKind, IdentityRecord, ScopeMapRecord};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -119,7 +119,7 @@ where
 
 fn identity_json(r: &IdentityRecord) -> Value {
     json!({
-        "name": r.name, "kind": r.kind, "label": r.label, "disabled": r.disabled,
+        "name": r.name, "kind": r.kind.as_str(), "label": r.label, "disabled": r.disabled,
         "expires": r.expires.map(rfc3339), "scopeMap": r.scope_map, "created": rfc3339(r.created),
     })
 }
@@ -179,21 +179,21 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
             anonymous_pull_update(&cx, &body).await
         }
         (Method::DELETE, ["trust", ..]) => trust_reset(&cx, path.strip_prefix("trust/")).await,
-        (Method::GET, ["users"]) => list(&cx, Some("user")).await,
-        (Method::POST, ["users"]) => create_identity(&cx, &body, "user").await,
-        (Method::DELETE, ["users", name]) => delete_identity(&cx, name, "user").await,
+        (Method::GET, ["users"]) => list(&cx, Some(StoredKind::User)).await,
+        (Method::POST, ["users"]) => create_identity(&cx, &body, StoredKind::User).await,
+        (Method::DELETE, ["users", name]) => delete_identity(&cx, name, StoredKind::User).await,
         (Method::POST, ["users", name, op @ ("disable" | "enable")]) => {
             set_disabled(&cx, name, *op == "disable").await
         }
         (Method::POST, ["users", name, "password"]) => {
             user_password(&cx, name, &body, caller.as_ref()).await
         }
-        (Method::GET, ["service-principals"]) => list(&cx, Some("service-principal")).await,
+        (Method::GET, ["service-principals"]) => list(&cx, Some(StoredKind::ServicePrincipal)).await,
         (Method::POST, ["service-principals"]) => {
-            create_identity(&cx, &body, "service-principal").await
+            create_identity(&cx, &body, StoredKind::ServicePrincipal).await
         }
         (Method::DELETE, ["service-principals", name]) => {
-            delete_identity(&cx, name, "service-principal").await
+            delete_identity(&cx, name, StoredKind::ServicePrincipal).await
         }
         (Method::GET, ["admin-user"]) => admin_user(&cx, None).await,
         (Method::POST, ["admin-user", op @ ("enable" | "disable")]) => {
@@ -205,9 +205,9 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
         (Method::GET, ["scope-maps"]) => scope_map_list(&cx).await,
         (Method::POST, ["scope-maps"]) => scope_map_create(&cx, &body).await,
         (Method::DELETE, ["scope-maps", name]) => scope_map_delete(&cx, name).await,
-        (Method::GET, ["tokens"]) => list(&cx, Some("token")).await,
+        (Method::GET, ["tokens"]) => list(&cx, Some(StoredKind::Token)).await,
         (Method::POST, ["tokens"]) => token_create(&cx, &body).await,
-        (Method::DELETE, ["tokens", name]) => delete_identity(&cx, name, "token").await,
+        (Method::DELETE, ["tokens", name]) => delete_identity(&cx, name, StoredKind::Token).await,
         (Method::POST, ["tokens", name, op @ ("disable" | "enable")]) => {
             set_disabled(&cx, name, *op == "disable").await
         }
@@ -307,7 +307,7 @@ async fn trust_reset(cx: &Ctx<'_>, name: Option<&str>) -> R {
     Ok(Json(json!({"repository": repo.as_str(), "wipedTrustCollections": wiped})).into_response())
 }
 
-async fn list(cx: &Ctx<'_>, kind: Option<&str>) -> R {
+async fn list(cx: &Ctx<'_>, kind: Option<StoredKind>) -> R {
     let v = cx.state.access.identities().identity_list(kind).await?;
     Ok(Json(json!(v.iter().map(identity_json).collect::<Vec<_>>())).into_response())
 }
@@ -319,7 +319,7 @@ struct CreateIdentity {
     password: Option<String>,
 }
 
-async fn create_identity(cx: &Ctx<'_>, body: &Bytes, kind: &str) -> R {
+async fn create_identity(cx: &Ctx<'_>, body: &Bytes, kind: StoredKind) -> R {
     let c: CreateIdentity = body_json(body)?;
     if !valid_identity_name(&c.name) || c.name == ADMIN_ACCOUNT {
         return Err(AdminError::invalid(
@@ -331,7 +331,7 @@ async fn create_identity(cx: &Ctx<'_>, body: &Bytes, kind: &str) -> R {
         ));
     }
     // Service principals log in with a generated id; their name is a label.
-    let login = if kind == "service-principal" {
+    let login = if kind == StoredKind::ServicePrincipal {
         let secret = berth_auth::password::generate_secret()?;
         format!(
             "sp-{}",
@@ -340,7 +340,7 @@ async fn create_identity(cx: &Ctx<'_>, body: &Bytes, kind: &str) -> R {
     } else {
         c.name.clone()
     };
-    let (password, generated) = match c.password.filter(|p| !p.is_empty() && kind == "user") {
+    let (password, generated) = match c.password.filter(|p| !p.is_empty() && kind == StoredKind::User) {
         Some(p) => {
             if let Some(why) = berth_auth::password::user_password_problem(&p) {
                 return Err(AdminError::invalid("password", why));
@@ -399,7 +399,7 @@ async fn user_password(
     }
     let ids = cx.state.access.identities();
     let rec = match ids.identity_get(name).await? {
-        Some(r) if r.kind == "user" && name != REFRESH_TOKEN_USER => r,
+        Some(r) if r.kind == StoredKind::User && name != REFRESH_TOKEN_USER => r,
         _ => return Err(AdminError::not_found(format!("no user named {name}"))),
     };
     let (password, generated) = match c.password.filter(|p| !p.is_empty()) {
@@ -466,13 +466,13 @@ async fn user_password(
     Ok(Json(out).into_response())
 }
 
-async fn delete_identity(cx: &Ctx<'_>, name: &str, kind: &str) -> R {
+async fn delete_identity(cx: &Ctx<'_>, name: &str, kind: StoredKind) -> R {
     let ids = cx.state.access.identities();
     match ids.identity_get(name).await? {
         Some(r) if r.kind == kind => {}
         _ => return Err(AdminError::not_found(format!("no {kind} named {name}"))),
     }
-    if name == OWNER && kind == "user" && cx.actor == OWNER {
+    if name == OWNER && kind == StoredKind::User && cx.actor == OWNER {
         return Err(AdminError::invalid(
             "name",
             "the owner cannot delete itself",
@@ -524,7 +524,7 @@ async fn admin_user(cx: &Ctx<'_>, enable: Option<bool>) -> R {
         Some(true) => {
             let password = berth_auth::password::generate_secret()?;
             let rec = (cx.state.access)
-                .new_identity(ADMIN_ACCOUNT, "admin", ADMIN_ACCOUNT, &password)
+                .new_identity(ADMIN_ACCOUNT, StoredKind::Admin, ADMIN_ACCOUNT, &password)
                 .await?;
             if existing.is_some() {
                 ids.identity_update(&rec).await?;
@@ -672,7 +672,7 @@ async fn scope_map_delete(cx: &Ctx<'_>, name: &str) -> R {
         return Err(AdminError::not_found(format!("no scope map named {name}")));
     }
     let users: Vec<String> = ids
-        .identity_list(Some("token"))
+        .identity_list(Some(StoredKind::Token))
         .await?
         .into_iter()
         .filter(|t| t.scope_map.as_deref() == Some(name))
@@ -737,7 +737,7 @@ async fn token_create(cx: &Ctx<'_>, body: &Bytes) -> R {
         expires,
         scope_map: Some(c.scope_map.clone()),
         ..(cx.state.access)
-            .new_identity(&c.name, "token", &c.name, &password)
+            .new_identity(&c.name, StoredKind::Token, &c.name, &password)
             .await?
     };
     match ids.identity_insert(&rec).await {

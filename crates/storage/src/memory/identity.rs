@@ -6,12 +6,9 @@ use async_trait::async_trait;
 
 use super::{MemoryStore, lock};
 use crate::{
-    AuditRecord, Error, IdentityRecord, IdentityStore, Result, RoleAssignmentRecord,
-    ScopeMapRecord, SigningKeyRecord,
+    AuditRecord, Error, IdentityKind, IdentityRecord, IdentityStore, Result,
+    RoleAssignmentRecord, ScopeMapRecord, SigningKeyRecord,
 };
-
-/// The kinds the embedded schema allows (its CHECK constraint).
-const KINDS: [&str; 4] = ["user", "service-principal", "admin", "token"];
 
 #[derive(Default)]
 pub(super) struct IdentityState {
@@ -24,18 +21,9 @@ pub(super) struct IdentityState {
     last_audit_id: i64,
 }
 
-fn check_kind(kind: &str) -> Result<()> {
-    if KINDS.contains(&kind) {
-        Ok(())
-    } else {
-        Err(Error::Backend(format!("unknown identity kind {kind:?}")))
-    }
-}
-
 #[async_trait]
 impl IdentityStore for MemoryStore {
     async fn identity_insert(&self, rec: &IdentityRecord) -> Result<()> {
-        check_kind(&rec.kind)?;
         let mut st = lock(&self.ids);
         if st.identities.contains_key(&rec.name) {
             return Err(Error::Conflict(format!("identity {:?}", rec.name)));
@@ -45,7 +33,6 @@ impl IdentityStore for MemoryStore {
     }
 
     async fn identity_update(&self, rec: &IdentityRecord) -> Result<bool> {
-        check_kind(&rec.kind)?;
         let mut st = lock(&self.ids);
         let Some(existing) = st.identities.get_mut(&rec.name) else {
             return Ok(false);
@@ -70,7 +57,7 @@ impl IdentityStore for MemoryStore {
         Ok(removed)
     }
 
-    async fn identity_list(&self, kind: Option<&str>) -> Result<Vec<IdentityRecord>> {
+    async fn identity_list(&self, kind: Option<IdentityKind>) -> Result<Vec<IdentityRecord>> {
         Ok(lock(&self.ids)
             .identities
             .values()

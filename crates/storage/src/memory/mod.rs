@@ -6,26 +6,28 @@
 //! multi-role TUF update or a manifest with missing references stores nothing). The conformance
 //! suite in [`crate::testsuite`] holds both backends to that contract.
 //!
-//! Each area (blobs, metadata, identities, trust data) sits behind its own lock, taken only for
+//! Each area (blobs, metadata, identities, trust data, settings) sits behind its own lock, taken only for
 //! the instant of a read or a write and never across an `.await`: a request body is gathered
 //! outside the lock and appended under it after a second offset check.
 
 mod blob;
 mod identity;
 mod metadata;
+mod settings;
 mod trust;
 
 use std::sync::{Mutex, MutexGuard};
 
 /// One store implementing every storage trait. Share it as `Arc<MemoryStore>`: it coerces to
-/// `Arc<dyn BlobStore>`, `Arc<dyn MetadataStore>`, `Arc<dyn IdentityStore>` and
-/// `Arc<dyn TrustStore>`, all views of the same data.
+/// `Arc<dyn BlobStore>`, `Arc<dyn MetadataStore>`, `Arc<dyn IdentityStore>`,
+/// `Arc<dyn TrustStore>` and `Arc<dyn SettingsStore>`, all views of the same data.
 #[derive(Default)]
 pub struct MemoryStore {
     blobs: Mutex<blob::BlobState>,
     meta: Mutex<metadata::MetaState>,
     ids: Mutex<identity::IdentityState>,
     trust: Mutex<trust::TrustState>,
+    settings: Mutex<settings::SettingsState>,
 }
 
 impl MemoryStore {

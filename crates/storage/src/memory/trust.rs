@@ -1,11 +1,14 @@
-//! Notary trust data: append-only TUF files, the changefeed, server keys, settings.
+//! Notary trust data: append-only TUF files, the changefeed, server keys.
 
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
 use super::{MemoryStore, lock, now_nanos, now_secs};
-use crate::{Change, Error, NewTufFile, Result, ServerKeyRecord, TrustStore, TufFile};
+use crate::{
+    Change, ChangeCategory, Error, NewTufFile, Result, ServerKeyRecord, ServerKeyRole, TrustStore,
+    TufFile,
+};
 
 #[derive(Default)]
 pub(super) struct TrustState {
@@ -16,11 +19,10 @@ pub(super) struct TrustState {
     last_change_id: i64,
     /// GUN → keys in insertion order.
     keys: HashMap<String, Vec<ServerKeyRecord>>,
-    settings: HashMap<String, String>,
 }
 
 impl TrustState {
-    fn change(&mut self, gun: &str, version: i64, sha256: &str, category: &str) {
+    fn change(&mut self, gun: &str, version: i64, sha256: &str, category: ChangeCategory) {
         self.last_change_id = self.last_change_id.saturating_add(1);
         self.changes.push(Change {
             id: self.last_change_id,
@@ -28,7 +30,7 @@ impl TrustState {
             gun: gun.to_owned(),
             version,
             sha256: sha256.to_owned(),
-            category: category.to_owned(),
+            category,
         });
     }
 
@@ -105,7 +107,7 @@ impl TrustStore for MemoryStore {
         let created = now_secs();
         for f in files {
             if f.role == "timestamp" {
-                st.change(gun, f.version, &f.sha256, "update");
+                st.change(gun, f.version, &f.sha256, ChangeCategory::Update);
             }
             st.files
                 .entry(gun.to_owned())
@@ -131,7 +133,7 @@ impl TrustStore for MemoryStore {
             .is_some_and(|g| g.values().any(|v| !v.is_empty()));
         st.keys.remove(gun);
         if had_files {
-            st.change(gun, 0, "", "deletion");
+            st.change(gun, 0, "", ChangeCategory::Deletion);
         }
         Ok(had_files)
     }
@@ -145,7 +147,7 @@ impl TrustStore for MemoryStore {
             .collect();
         st.keys.clear();
         for g in &guns {
-            st.change(g, 0, "", "deletion");
+            st.change(g, 0, "", ChangeCategory::Deletion);
         }
         Ok(u64::try_from(guns.len()).unwrap_or(u64::MAX))
     }
@@ -232,7 +234,7 @@ impl TrustStore for MemoryStore {
         Ok(key.clone())
     }
 
-    async fn server_keys(&self, gun: &str, role: &str) -> Result<Vec<ServerKeyRecord>> {
+    async fn server_keys(&self, gun: &str, role: ServerKeyRole) -> Result<Vec<ServerKeyRecord>> {
         Ok(lock(&self.trust)
             .keys
             .get(gun)
@@ -243,32 +245,4 @@ impl TrustStore for MemoryStore {
             .collect())
     }
 
-    async fn setting_get(&self, name: &str) -> Result<Option<String>> {
-        Ok(lock(&self.trust).settings.get(name).cloned())
-    }
-
-    async fn settings_list(&self) -> Result<Vec<(String, String)>> {
-        let mut all: Vec<(String, String)> = lock(&self.trust)
-            .settings
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        all.sort();
-        Ok(all)
-    }
-
-    async fn setting_insert_if_absent(&self, name: &str, value: &str) -> Result<String> {
-        Ok(lock(&self.trust)
-            .settings
-            .entry(name.to_owned())
-            .or_insert_with(|| value.to_owned())
-            .clone())
-    }
-
-    async fn setting_set(&self, name: &str, value: &str) -> Result<()> {
-        lock(&self.trust)
-            .settings
-            .insert(name.to_owned(), value.to_owned());
-        Ok(())
-    }
 }

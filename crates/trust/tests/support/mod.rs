@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use berth_crypto::{PrivateKey, PublicKey, x509};
-use berth_storage::{Change, TrustStore, TufFile};
+use berth_storage::{Change, SettingsStore, TrustStore, TufFile};
 use berth_trust::{Clock, KeyVault, TrustOptions, TrustService};
 use berth_tuf::root::RoleKeys;
 use berth_tuf::{
@@ -22,13 +22,17 @@ pub const GUN: &str = "localhost:5000/berth/demo";
 pub const DAY: Duration = Duration::from_secs(86400);
 pub const PASSPHRASE: &[u8] = b"test vault passphrase";
 
+/// What one backend gives the trust service: its trust data and its settings.
+pub trait Store: TrustStore + SettingsStore {}
+impl<T: TrustStore + SettingsStore> Store for T {}
+
 /// The stores the service is tested against.
 pub enum Backend {
     Mem,
     Sqlite(tempfile::TempDir),
 }
 
-pub fn store(backend: &Backend) -> Arc<dyn TrustStore> {
+pub fn store(backend: &Backend) -> Arc<dyn Store> {
     match backend {
         Backend::Mem => Arc::new(berth_storage::memory::MemoryStore::new()),
         Backend::Sqlite(dir) => Arc::new(
@@ -39,7 +43,7 @@ pub fn store(backend: &Backend) -> Arc<dyn TrustStore> {
 }
 
 /// A store on a fresh PostgreSQL database (a real server: see `berth_storage_postgres::testing`).
-pub async fn postgres_store() -> Arc<dyn TrustStore> {
+pub async fn postgres_store() -> Arc<dyn Store> {
     let db = berth_storage_postgres::testing::fresh_database().await;
     Arc::new(
         berth_storage_postgres::PgStore::connect(&db.url)
@@ -48,7 +52,7 @@ pub async fn postgres_store() -> Arc<dyn TrustStore> {
     )
 }
 
-/// Runs a scenario `fn(Arc<dyn TrustStore>)` against the in-memory backend, SQLite and
+/// Runs a scenario `fn(Arc<dyn Store>)` against the in-memory backend, SQLite and
 /// PostgreSQL.
 #[macro_export]
 macro_rules! on_both_stores {
@@ -74,23 +78,23 @@ macro_rules! on_both_stores {
 
 /// A service with a clock the test moves.
 pub struct Harness {
-    pub store: Arc<dyn TrustStore>,
+    pub store: Arc<dyn Store>,
     pub svc: TrustService,
     pub clock: Arc<Mutex<SystemTime>>,
 }
 
 impl Harness {
-    pub async fn new(store: Arc<dyn TrustStore>) -> Self {
+    pub async fn new(store: Arc<dyn Store>) -> Self {
         Self::at(store, SystemTime::now()).await
     }
 
-    pub async fn at(store: Arc<dyn TrustStore>, now: SystemTime) -> Self {
+    pub async fn at(store: Arc<dyn Store>, now: SystemTime) -> Self {
         let h = Self::disabled_at(store, now).await;
         h.svc.set_enabled(true).await.unwrap();
         h
     }
 
-    pub async fn disabled_at(store: Arc<dyn TrustStore>, now: SystemTime) -> Self {
+    pub async fn disabled_at(store: Arc<dyn Store>, now: SystemTime) -> Self {
         let clock = Arc::new(Mutex::new(now));
         let c = clock.clone();
         let vault = KeyVault::open(store.as_ref(), PASSPHRASE).await.unwrap();
@@ -98,7 +102,7 @@ impl Harness {
             clock: Clock::from_fn(move || *c.lock().unwrap()),
             ..TrustOptions::default()
         };
-        let svc = TrustService::new(store.clone(), vault, opts);
+        let svc = TrustService::new(store.clone(), store.clone(), vault, opts);
         Harness { store, svc, clock }
     }
 

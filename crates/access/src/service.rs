@@ -30,8 +30,8 @@ use berth_auth::{
     Claims, Grants, IdentityKind, ResourceActions, TokenSigningKey, TokenVerifyingKey, Validation,
 };
 use berth_storage::{
-    AuditRecord, IdentityKind as StoredKind, IdentityRecord, IdentityStore, SettingsStore,
-    SigningKeyRecord,
+    AssignedRole, AuditRecord, IdentityKind as StoredKind, IdentityRecord, IdentityStore,
+    SettingsStore, SigningKeyRecord,
 };
 use sha2::Digest as _;
 
@@ -160,10 +160,10 @@ pub async fn reset_owner(
     let roles = ids.role_list(Some(OWNER)).await.map_err(internal)?;
     if !roles
         .iter()
-        .any(|r| r.role == "Owner" && r.repository.is_none())
+        .any(|r| r.role == AssignedRole::Owner && r.repository.is_none())
     {
         out.role_restored = true;
-        ids.role_assign("Owner", OWNER, None)
+        ids.role_assign(AssignedRole::Owner, OWNER, None)
             .await
             .map_err(internal)?;
     }
@@ -290,13 +290,35 @@ fn bind(claims: &mut Claims, caller: &Caller) {
 fn parse_roles(recs: &[berth_storage::RoleAssignmentRecord]) -> Vec<RoleAssignment> {
     recs.iter()
         .filter_map(|r| {
-            let role = r.role.parse().ok()?;
+            let role = policy_role(r.role);
             match &r.repository {
                 None => Some(RoleAssignment::registry(role)),
                 Some(p) => RoleAssignment::on(role, p).ok(),
             }
         })
         .collect()
+}
+
+/// The policy's role for a stored assignment: the same five roles.
+pub fn policy_role(r: AssignedRole) -> berth_auth::Role {
+    match r {
+        AssignedRole::AcrPull => berth_auth::Role::AcrPull,
+        AssignedRole::AcrPush => berth_auth::Role::AcrPush,
+        AssignedRole::AcrDelete => berth_auth::Role::AcrDelete,
+        AssignedRole::AcrImageSigner => berth_auth::Role::AcrImageSigner,
+        AssignedRole::Owner => berth_auth::Role::Owner,
+    }
+}
+
+/// The stored form of a policy role.
+pub fn stored_role(r: berth_auth::Role) -> AssignedRole {
+    match r {
+        berth_auth::Role::AcrPull => AssignedRole::AcrPull,
+        berth_auth::Role::AcrPush => AssignedRole::AcrPush,
+        berth_auth::Role::AcrDelete => AssignedRole::AcrDelete,
+        berth_auth::Role::AcrImageSigner => AssignedRole::AcrImageSigner,
+        berth_auth::Role::Owner => AssignedRole::Owner,
+    }
 }
 
 /// The policy's kind of a stored identity (the policy's set adds `Anonymous`, which is never
@@ -434,7 +456,9 @@ impl AccessService {
                 true,
             ),
         };
-        let rec = self.new_identity(OWNER, StoredKind::User, OWNER, &password).await?;
+        let rec = self
+            .new_identity(OWNER, StoredKind::User, OWNER, &password)
+            .await?;
         match self.ids.identity_insert(&rec).await {
             Ok(()) => {}
             // Another node starting on the same empty store made it first.
@@ -442,7 +466,7 @@ impl AccessService {
             Err(e) => return Err(internal(e)),
         }
         self.ids
-            .role_assign("Owner", OWNER, None)
+            .role_assign(AssignedRole::Owner, OWNER, None)
             .await
             .map_err(internal)?;
         Ok(Bootstrap::Created(generated.then_some(password)))

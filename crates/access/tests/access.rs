@@ -16,7 +16,12 @@ fn pull(repo: &str) -> Vec<ResourceActions> {
 }
 
 /// A user `name` with `password`, holding `role` registry-wide.
-async fn add_user(svc: &berth_access::AccessService, name: &str, password: &str, role: &str) {
+async fn add_user(
+    svc: &berth_access::AccessService,
+    name: &str,
+    password: &str,
+    role: berth_storage::AssignedRole,
+) {
     let rec = svc
         .new_identity(name, berth_storage::IdentityKind::User, name, password)
         .await
@@ -74,8 +79,8 @@ async fn bootstrap_creates_the_owner_once(b: Backend) {
     let roles = a.identities().role_list(Some(OWNER)).await.unwrap();
     assert_eq!(roles.len(), 1);
     assert_eq!(
-        (roles[0].role.as_str(), &roles[0].repository),
-        ("Owner", &None)
+        (roles[0].role, &roles[0].repository),
+        (berth_storage::AssignedRole::Owner, &None)
     );
 }
 
@@ -94,7 +99,13 @@ async fn passwords_are_checked_and_a_new_one_replaces_the_old(b: Backend) {
     let clock = TestClock::new();
     let a = node(&b, &clock).await;
     a.init(Some(OWNER_PW.into())).await.unwrap();
-    add_user(&a, "alice", "alice's long password", "AcrPull").await;
+    add_user(
+        &a,
+        "alice",
+        "alice's long password",
+        berth_storage::AssignedRole::AcrPull,
+    )
+    .await;
     a.authenticate("alice", "alice's long password", None)
         .await
         .unwrap();
@@ -140,7 +151,13 @@ async fn disabled_and_expired_identities_are_refused(b: Backend) {
     let clock = TestClock::new();
     let a = node(&b, &clock).await;
     a.init(Some(OWNER_PW.into())).await.unwrap();
-    add_user(&a, "bob", "bob's long password", "AcrPull").await;
+    add_user(
+        &a,
+        "bob",
+        "bob's long password",
+        berth_storage::AssignedRole::AcrPull,
+    )
+    .await;
     let bob = a
         .authenticate("bob", "bob's long password", None)
         .await
@@ -187,7 +204,13 @@ async fn disabled_and_expired_identities_are_refused(b: Backend) {
 
     // A deleted identity's tokens never pass for a namesake created later.
     assert!(ids.identity_delete("bob").await.unwrap());
-    add_user(&a, "bob", "bob's long password", "AcrPull").await;
+    add_user(
+        &a,
+        "bob",
+        "bob's long password",
+        berth_storage::AssignedRole::AcrPull,
+    )
+    .await;
     assert!(matches!(a.refresh(&refresh).await, Err(Error::BadToken(_))));
 }
 
@@ -353,4 +376,18 @@ async fn failed_logins_are_throttled_per_source() {
         Err(Error::Throttled(s)) if (1..=61).contains(&s)
     ));
     a.authenticate(OWNER, OWNER_PW, there).await.unwrap();
+}
+
+/// Every policy role has a stored form and comes back from it as itself, under the same name.
+#[test]
+fn policy_and_stored_roles_are_the_same_set() {
+    for r in berth_auth::Role::ALL {
+        let stored = berth_access::stored_role(r);
+        assert_eq!(stored.as_str(), r.as_str());
+        assert_eq!(berth_access::policy_role(stored), r);
+    }
+    assert_eq!(
+        berth_storage::AssignedRole::ALL.len(),
+        berth_auth::Role::ALL.len()
+    );
 }

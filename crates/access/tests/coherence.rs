@@ -144,7 +144,7 @@ async fn identity_changes_on_one_node_hold_on_the_other_at_once(b: Backend) {
         .unwrap();
     a.identities().identity_insert(&rec).await.unwrap();
     a.identities()
-        .role_assign("AcrPush", "alice", None)
+        .role_assign(berth_storage::AssignedRole::AcrPush, "alice", None)
         .await
         .unwrap();
 
@@ -186,12 +186,12 @@ async fn identity_changes_on_one_node_hold_on_the_other_at_once(b: Backend) {
     // A takes AcrPush away: B grants her pull only.
     assert!(
         a.identities()
-            .role_unassign("AcrPush", "alice", None)
+            .role_unassign(berth_storage::AssignedRole::AcrPush, "alice", None)
             .await
             .unwrap()
     );
     a.identities()
-        .role_assign("AcrPull", "alice", None)
+        .role_assign(berth_storage::AssignedRole::AcrPull, "alice", None)
         .await
         .unwrap();
     let alice = other

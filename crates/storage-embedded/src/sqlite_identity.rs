@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use berth_storage::{
-    AuditRecord, Error, IdentityKind, IdentityRecord, IdentityStore, Result,
+    AssignedRole, AuditRecord, Error, IdentityKind, IdentityRecord, IdentityStore, Result,
     RoleAssignmentRecord, ScopeMapRecord, SigningKeyRecord,
 };
 use bytes::Bytes;
@@ -77,7 +77,7 @@ fn role_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RoleAssignmentRecord> {
     let repo: String = r.get(3)?;
     Ok(RoleAssignmentRecord {
         id: r.get(0)?,
-        role: r.get(1)?,
+        role: kind_col(r, 1)?,
         assignee: r.get(2)?,
         repository: (!repo.is_empty()).then_some(repo),
     })
@@ -252,12 +252,12 @@ impl IdentityStore for SqliteMetadataStore {
 
     async fn role_assign(
         &self,
-        role: &str,
+        role: AssignedRole,
         assignee: &str,
         repository: Option<&str>,
     ) -> Result<i64> {
         let (role, assignee, repo) = (
-            role.to_owned(),
+            role.as_str(),
             assignee.to_owned(),
             repository.unwrap_or("").to_owned(),
         );
@@ -279,12 +279,12 @@ impl IdentityStore for SqliteMetadataStore {
 
     async fn role_unassign(
         &self,
-        role: &str,
+        role: AssignedRole,
         assignee: &str,
         repository: Option<&str>,
     ) -> Result<bool> {
         let (role, assignee, repo) = (
-            role.to_owned(),
+            role.as_str(),
             assignee.to_owned(),
             repository.unwrap_or("").to_owned(),
         );

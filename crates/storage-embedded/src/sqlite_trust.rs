@@ -396,5 +396,4 @@ impl TrustStore for SqliteMetadataStore {
         })
         .await
     }
-
 }

@@ -1,9 +1,9 @@
-//! Rows holding a name outside its closed set (an identity kind, a changefeed category), as
+//! Rows holding a name outside its closed set (an identity kind, a role, a changefeed category), as
 //! damage or a newer Berth would leave them: reading one is a store error naming the value,
 //! never a panic and never a default. The stored strings of known names read back as before.
 
 use berth_storage::{
-    ChangeCategory, Error, IdentityKind, IdentityStore, ServerKeyRole, TrustStore,
+    AssignedRole, ChangeCategory, Error, IdentityKind, IdentityStore, ServerKeyRole, TrustStore,
 };
 use berth_storage_embedded::SqliteMetadataStore;
 
@@ -45,12 +45,36 @@ async fn an_unknown_identity_kind_is_a_store_error() {
 }
 
 #[tokio::test]
+async fn an_unknown_role_is_a_store_error() {
+    let (_dir, s) = store_after(
+        "INSERT INTO role_assignments(role, assignee, repository)
+           VALUES ('AcrQuarantineReader', 'robo', ''), ('AcrPush', 'alice', 'team/app');",
+    );
+    assert_unknown(
+        s.role_list(Some("robo")).await,
+        r#"role "AcrQuarantineReader""#,
+    );
+    assert_unknown(s.role_list(None).await, r#"role "AcrQuarantineReader""#);
+    let alice = s.role_list(Some("alice")).await.unwrap();
+    assert_eq!(
+        alice
+            .iter()
+            .map(|r| (r.role, r.repository.as_deref()))
+            .collect::<Vec<_>>(),
+        [(AssignedRole::AcrPush, Some("team/app"))]
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_changefeed_category_is_a_store_error() {
     let (_dir, s) = store_after(
         "INSERT INTO changefeed(created_at, gun, version, sha256, category)
            VALUES (1, 'a/gun', 1, 'ab', 'update'), (2, 'b/gun', 0, '', 'archived');",
     );
-    assert_unknown(s.changefeed(None, 0, 10).await, r#"changefeed category "archived""#);
+    assert_unknown(
+        s.changefeed(None, 0, 10).await,
+        r#"changefeed category "archived""#,
+    );
     let a = s.changefeed(Some("a/gun"), 0, 10).await.unwrap();
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].category, ChangeCategory::Update);
@@ -73,7 +97,9 @@ async fn a_server_key_of_another_role_is_never_read() {
     );
     let snap = s.server_keys("g", ServerKeyRole::Snapshot).await.unwrap();
     assert_eq!(
-        snap.iter().map(|k| (k.key_id.as_str(), k.role)).collect::<Vec<_>>(),
+        snap.iter()
+            .map(|k| (k.key_id.as_str(), k.role))
+            .collect::<Vec<_>>(),
         [("k2", ServerKeyRole::Snapshot)]
     );
 }

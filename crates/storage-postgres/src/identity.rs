@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use berth_storage::{
-    AuditRecord, Error, IdentityKind, IdentityRecord, IdentityStore, Result,
+    AssignedRole, AuditRecord, Error, IdentityKind, IdentityRecord, IdentityStore, Result,
     RoleAssignmentRecord, ScopeMapRecord, SigningKeyRecord,
 };
 use bytes::Bytes;
@@ -30,7 +30,7 @@ fn role_row(r: &tokio_postgres::Row) -> Result<RoleAssignmentRecord> {
     let repo: String = col(r, 3)?;
     Ok(RoleAssignmentRecord {
         id: col(r, 0)?,
-        role: col(r, 1)?,
+        role: kind_col(r, 1)?,
         assignee: col(r, 2)?,
         repository: (!repo.is_empty()).then_some(repo),
     })
@@ -163,10 +163,11 @@ impl IdentityStore for PgStore {
 
     async fn role_assign(
         &self,
-        role: &str,
+        role: AssignedRole,
         assignee: &str,
         repository: Option<&str>,
     ) -> Result<i64> {
+        let role = role.as_str();
         let c = self.conn().await?;
         let repo = repository.unwrap_or("");
         // Insert if absent; a concurrent identical assignment from another node makes this
@@ -195,10 +196,11 @@ impl IdentityStore for PgStore {
 
     async fn role_unassign(
         &self,
-        role: &str,
+        role: AssignedRole,
         assignee: &str,
         repository: Option<&str>,
     ) -> Result<bool> {
+        let role = role.as_str();
         let c = self.conn().await?;
         let n = c
             .execute(

@@ -390,5 +390,4 @@ impl TrustStore for PgStore {
         let rows = c.query(&st, &[&gun, &role]).await.map_err(backend)?;
         rows.iter().map(key_row).collect()
     }
-
 }

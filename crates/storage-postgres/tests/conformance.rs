@@ -240,7 +240,7 @@ async fn two_postgres_stores_record_upload_parts_with_the_offset() {
 /// the value, never a panic and never a default; known names read back as before.
 #[tokio::test]
 async fn unknown_stored_kinds_are_store_errors() {
-    use berth_storage::{ChangeCategory, Error, IdentityKind, ServerKeyRole};
+    use berth_storage::{AssignedRole, ChangeCategory, Error, IdentityKind, ServerKeyRole};
     let db = fresh_database().await;
     let s = PgStore::connect(&db.url).await.unwrap();
     let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
@@ -253,6 +253,8 @@ async fn unknown_stored_kinds_are_store_errors() {
              ALTER TABLE changefeed DROP CONSTRAINT changefeed_category_check;
              INSERT INTO identities(name, kind, label, secret_hash, created)
                VALUES ('robo', 'robot', 'robo', 'h', 1), ('alice', 'user', 'alice', 'h', 1);
+             INSERT INTO role_assignments(role, assignee, repository)
+               VALUES ('AcrQuarantineReader', 'robo', ''), ('AcrPush', 'alice', 'team/app');
              INSERT INTO changefeed(created_at, gun, version, sha256, category)
                VALUES (1, 'a/gun', 1, 'ab', 'update'), (2, 'b/gun', 0, '', 'archived');
              INSERT INTO server_keys(gun, role, key_id, algorithm, public, sealed_private, created)
@@ -274,6 +276,19 @@ async fn unknown_stored_kinds_are_store_errors() {
     assert_eq!(
         s.identity_list(Some(IdentityKind::User)).await.unwrap(),
         vec![alice]
+    );
+    assert_unknown(
+        s.role_list(Some("robo")).await,
+        r#"role "AcrQuarantineReader""#,
+    );
+    assert_unknown(s.role_list(None).await, r#"role "AcrQuarantineReader""#);
+    let roles = s.role_list(Some("alice")).await.unwrap();
+    assert_eq!(
+        roles
+            .iter()
+            .map(|r| (r.role, r.repository.as_deref()))
+            .collect::<Vec<_>>(),
+        [(AssignedRole::AcrPush, Some("team/app"))]
     );
     assert_unknown(
         s.changefeed(None, 0, 10).await,

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{IdentityKind, Result};
+use crate::{AssignedRole, IdentityKind, Result};
 
 /// Something that can authenticate: a user, a service principal, the shared admin account or a
 /// repository-scoped token. Secrets are stored only as password hashes (PHC strings).
@@ -26,7 +26,7 @@ pub struct IdentityRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleAssignmentRecord {
     pub id: i64,
-    pub role: String,
+    pub role: AssignedRole,
     pub assignee: String,
     /// `None`: the whole registry.
     pub repository: Option<String>,
@@ -84,13 +84,13 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Adds an assignment (idempotent: an identical one returns its id).
     async fn role_assign(
         &self,
-        role: &str,
+        role: AssignedRole,
         assignee: &str,
         repository: Option<&str>,
     ) -> Result<i64>;
     async fn role_unassign(
         &self,
-        role: &str,
+        role: AssignedRole,
         assignee: &str,
         repository: Option<&str>,
     ) -> Result<bool>;

@@ -1,5 +1,5 @@
-//! The closed sets of names records carry (identity kinds, changefeed categories, server key
-//! roles): enums in memory, their exact stored strings in the databases.
+//! The closed sets of names records carry (identity kinds, assigned roles, changefeed
+//! categories, server key roles): enums in memory, their exact stored strings in the databases.
 
 /// A stored name outside its set: damage, or a row written by a newer Berth. Reading one is a
 /// store error ([`crate::Error::Backend`]), never a panic or a default.
@@ -78,6 +78,18 @@ stored_kind! {
 }
 
 stored_kind! {
+    /// A role assigned to an identity, registry-wide or on repositories. The set is closed:
+    /// berth-auth's policy says what each grants, and the admin API accepts only these.
+    AssignedRole("role") {
+        AcrPull => "AcrPull",
+        AcrPush => "AcrPush",
+        AcrDelete => "AcrDelete",
+        AcrImageSigner => "AcrImageSigner",
+        Owner => "Owner",
+    }
+}
+
+stored_kind! {
     /// What a changefeed entry records (Notary's `Category`).
     ChangeCategory("changefeed category") {
         /// A timestamp was written.
@@ -108,6 +120,15 @@ mod tests {
         assert_eq!(cats, ["update", "deletion"]);
         let roles: Vec<&str> = ServerKeyRole::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(roles, ["timestamp", "snapshot"]);
+        let assigned: Vec<&str> = AssignedRole::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            assigned,
+            ["AcrPull", "AcrPush", "AcrDelete", "AcrImageSigner", "Owner"]
+        );
+        for k in AssignedRole::ALL {
+            assert_eq!(k.as_str().parse::<AssignedRole>(), Ok(*k));
+            assert_eq!(k.to_string(), k.as_str());
+        }
         for k in IdentityKind::ALL {
             assert_eq!(k.as_str().parse::<IdentityKind>(), Ok(*k));
             assert_eq!(k.to_string(), k.as_str());
@@ -134,6 +155,8 @@ mod tests {
             );
         }
         assert!("Update".parse::<ChangeCategory>().is_err());
+        assert!("owner".parse::<AssignedRole>().is_err());
+        assert!("Reader".parse::<AssignedRole>().is_err());
         assert!("created".parse::<ChangeCategory>().is_err());
         // Other roles' keys are the clients' own, never the server's.
         for s in ["root", "targets", "targets/releases", "Timestamp"] {

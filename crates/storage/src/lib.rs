@@ -19,10 +19,10 @@ pub use identity::{
     AuditRecord, IdentityRecord, IdentityStore, RoleAssignmentRecord, ScopeMapRecord,
     SigningKeyRecord,
 };
+pub use kind::{AssignedRole, ChangeCategory, IdentityKind, ServerKeyRole, UnknownKind};
 pub use metadata::{
     ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, RepoDeleted, TagDetail,
     UploadRecord,
 };
-pub use kind::{ChangeCategory, IdentityKind, ServerKeyRole, UnknownKind};
 pub use settings::SettingsStore;
 pub use trust::{Change, NewTufFile, ServerKeyRecord, TrustStore, TufFile};

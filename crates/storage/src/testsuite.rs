@@ -8,8 +8,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::{
-    BlobStore, ByteStream, ChangeCategory, Error, IdentityKind, MetadataStore, NewManifest,
-    ServerKeyRole, UploadPart, UploadRecord,
+    AssignedRole, BlobStore, ByteStream, ChangeCategory, Error, IdentityKind, MetadataStore,
+    NewManifest, ServerKeyRole, UploadPart, UploadRecord,
 };
 
 fn stream_of(parts: &[&'static [u8]]) -> ByteStream {
@@ -1108,7 +1108,12 @@ pub async fn run_trust(t: &dyn crate::TrustStore) {
         keys.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
         vec!["k1", "k2"]
     );
-    assert!(t.server_keys(gun, ServerKeyRole::Snapshot).await.unwrap().is_empty());
+    assert!(
+        t.server_keys(gun, ServerKeyRole::Snapshot)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A first key goes in only when the role holds none; the held one wins otherwise.
     let s1 = crate::ServerKeyRecord {
         key_id: "s1".into(),
@@ -1128,7 +1133,13 @@ pub async fn run_trust(t: &dyn crate::TrustStore) {
         .await
         .unwrap();
     assert_eq!(again.key_id, "s1", "the key already held wins");
-    assert_eq!(t.server_keys(gun, ServerKeyRole::Snapshot).await.unwrap().len(), 1);
+    assert_eq!(
+        t.server_keys(gun, ServerKeyRole::Snapshot)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(
         t.server_key_insert_first(gun, &key).await.unwrap().key_id,
         "k2",
@@ -1143,16 +1154,15 @@ pub async fn run_trust(t: &dyn crate::TrustStore) {
     assert!(!t.tuf_delete(gun).await.unwrap());
     assert!(t.tuf_current(gun, "root").await.unwrap().is_none());
     assert!(
-        t.server_keys(gun, ServerKeyRole::Timestamp).await.unwrap().is_empty(),
+        t.server_keys(gun, ServerKeyRole::Timestamp)
+            .await
+            .unwrap()
+            .is_empty(),
         "keys go with the GUN"
     );
     let del = t.changefeed(Some(gun), 0, -1).await.unwrap();
     assert_eq!(
-        (
-            del[0].category,
-            del[0].version,
-            del[0].sha256.as_str()
-        ),
+        (del[0].category, del[0].version, del[0].sha256.as_str()),
         (ChangeCategory::Deletion, 0, "")
     );
     assert_eq!(t.tuf_delete_all().await.unwrap(), 1);
@@ -1412,7 +1422,13 @@ async fn trust_edge_rules(t: &dyn crate::TrustStore) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(t.server_keys(gun, ServerKeyRole::Snapshot).await.unwrap().len(), 1);
+    assert_eq!(
+        t.server_keys(gun, ServerKeyRole::Snapshot)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(t.tuf_guns().await.unwrap(), vec![gun.to_string()]);
 }
 
@@ -1461,26 +1477,36 @@ pub async fn run_identity(s: &dyn crate::IdentityStore) {
     assert_eq!(s.identity_list(None).await.unwrap().len(), 2);
 
     let id = s
-        .role_assign("AcrPush", "alice", Some("team/app"))
+        .role_assign(AssignedRole::AcrPush, "alice", Some("team/app"))
         .await
         .unwrap();
     assert_eq!(
-        s.role_assign("AcrPush", "alice", Some("team/app"))
+        s.role_assign(AssignedRole::AcrPush, "alice", Some("team/app"))
             .await
             .unwrap(),
         id,
         "idempotent"
     );
-    s.role_assign("AcrPull", "alice", None).await.unwrap();
+    s.role_assign(AssignedRole::AcrPull, "alice", None)
+        .await
+        .unwrap();
     let roles = s.role_list(Some("alice")).await.unwrap();
     assert_eq!(roles.len(), 2);
     assert!(
         roles
             .iter()
-            .any(|r| r.role == "AcrPull" && r.repository.is_none())
+            .any(|r| r.role == AssignedRole::AcrPull && r.repository.is_none())
     );
-    assert!(s.role_unassign("AcrPull", "alice", None).await.unwrap());
-    assert!(!s.role_unassign("AcrPull", "alice", None).await.unwrap());
+    assert!(
+        s.role_unassign(AssignedRole::AcrPull, "alice", None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.role_unassign(AssignedRole::AcrPull, "alice", None)
+            .await
+            .unwrap()
+    );
     assert!(s.identity_delete("alice").await.unwrap());
     assert!(
         s.role_list(Some("alice")).await.unwrap().is_empty(),
@@ -1601,13 +1627,19 @@ async fn identity_edge_rules(s: &dyn crate::IdentityStore) {
 
     // Roles: listed by assignee, role, then repository (registry-wide first); ids are stable.
     let r1 = s
-        .role_assign("Reader", "zed", Some("b/repo"))
+        .role_assign(AssignedRole::AcrPull, "zed", Some("b/repo"))
         .await
         .unwrap();
-    let r2 = s.role_assign("Reader", "zed", None).await.unwrap();
-    let r3 = s.role_assign("Owner", "amy", None).await.unwrap();
+    let r2 = s
+        .role_assign(AssignedRole::AcrPull, "zed", None)
+        .await
+        .unwrap();
+    let r3 = s
+        .role_assign(AssignedRole::Owner, "amy", None)
+        .await
+        .unwrap();
     assert!(r1 != r2 && r2 != r3 && r1 != r3);
-    let all: Vec<(String, String, Option<String>)> = s
+    let all: Vec<(String, AssignedRole, Option<String>)> = s
         .role_list(None)
         .await
         .unwrap()
@@ -1617,22 +1649,39 @@ async fn identity_edge_rules(s: &dyn crate::IdentityStore) {
     assert_eq!(
         all,
         vec![
-            ("amy".into(), "Owner".into(), None),
-            ("zed".into(), "Reader".into(), None),
-            ("zed".into(), "Reader".into(), Some("b/repo".into())),
+            ("amy".into(), AssignedRole::Owner, None),
+            ("zed".into(), AssignedRole::AcrPull, None),
+            ("zed".into(), AssignedRole::AcrPull, Some("b/repo".into())),
         ]
     );
     assert!(
-        !s.role_unassign("Reader", "zed", Some("c/repo"))
+        !s.role_unassign(AssignedRole::AcrPull, "zed", Some("c/repo"))
             .await
             .unwrap()
     );
     assert!(
-        s.role_unassign("Reader", "zed", Some("b/repo"))
+        s.role_unassign(AssignedRole::AcrPull, "zed", Some("b/repo"))
             .await
             .unwrap()
     );
     assert_eq!(s.role_list(Some("zed")).await.unwrap()[0].id, r2);
+    // Every role reads back as itself, in the stored names' order.
+    for role in AssignedRole::ALL {
+        s.role_assign(*role, "kinds-roles", None).await.unwrap();
+    }
+    let mut want: Vec<AssignedRole> = AssignedRole::ALL.to_vec();
+    want.sort_by_key(|r| r.as_str());
+    let got: Vec<AssignedRole> = s
+        .role_list(Some("kinds-roles"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.role)
+        .collect();
+    assert_eq!(got, want);
+    for role in AssignedRole::ALL {
+        assert!(s.role_unassign(*role, "kinds-roles", None).await.unwrap());
+    }
 
     // A scope map put again keeps its creation time; listings are by name.
     let map = |name: &str, rules: &str, created: i64| crate::ScopeMapRecord {
@@ -1879,7 +1928,10 @@ async fn race_tuf_update<S: crate::TrustStore + crate::SettingsStore>(a: &S, b: 
         );
         let (ka, kb) = (ka.unwrap(), kb.unwrap());
         assert_eq!(ka, kb, "round {i}: both get the one first key");
-        assert_eq!(a.server_keys(&g, ServerKeyRole::Timestamp).await.unwrap(), vec![ka]);
+        assert_eq!(
+            a.server_keys(&g, ServerKeyRole::Timestamp).await.unwrap(),
+            vec![ka]
+        );
         let name = format!("race_salt_{i}");
         let (sa, sb) = tokio::join!(
             a.setting_insert_if_absent(&name, "from-a"),
@@ -1941,8 +1993,8 @@ where
         // The same role assignment: one row, one id.
         let who = format!("race-user-{i}");
         let (ra, rb) = tokio::join!(
-            a.role_assign("AcrPull", &who, Some("race/repo")),
-            b.role_assign("AcrPull", &who, Some("race/repo"))
+            a.role_assign(AssignedRole::AcrPull, &who, Some("race/repo")),
+            b.role_assign(AssignedRole::AcrPull, &who, Some("race/repo"))
         );
         assert_eq!(ra.unwrap(), rb.unwrap(), "one assignment");
         assert_eq!(a.role_list(Some(&who)).await.unwrap().len(), 1);
@@ -2042,11 +2094,13 @@ where
     assert_eq!(b.identity_get("race-alice").await.unwrap(), Some(disabled));
 
     assert!(a.role_list(Some("race-alice")).await.unwrap().is_empty());
-    b.role_assign("AcrPush", "race-alice", None).await.unwrap();
+    b.role_assign(AssignedRole::AcrPush, "race-alice", None)
+        .await
+        .unwrap();
     let roles = a.role_list(Some("race-alice")).await.unwrap();
     assert_eq!(roles.len(), 1, "an assignment made on b is seen on a");
     assert!(
-        a.role_unassign("AcrPush", "race-alice", None)
+        a.role_unassign(AssignedRole::AcrPush, "race-alice", None)
             .await
             .unwrap()
     );

@@ -61,7 +61,10 @@ pub(crate) fn create(
 /// Opens a held key, checking it is the key its record names.
 pub(crate) fn unseal(vault: &KeyVault, gun: &str, rec: &ServerKeyRecord) -> Result<PrivateKey> {
     let der = vault
-        .unseal(&rec.sealed_private, &aad(gun, rec.role.as_str(), &rec.key_id))
+        .unseal(
+            &rec.sealed_private,
+            &aad(gun, rec.role.as_str(), &rec.key_id),
+        )
         .map_err(|_| Error::Unseal(rec.key_id.clone()))?;
     let key = PrivateKey::from_pkcs8_der(&der).map_err(|_| Error::Unseal(rec.key_id.clone()))?;
     if key.key_id() != rec.key_id {

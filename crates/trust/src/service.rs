@@ -581,8 +581,13 @@ impl TrustService {
                     return Ok(rec.public.clone());
                 }
                 // The GUN's first key: insert-if-absent, so servers asked at once agree on one.
-                let rec =
-                    keys::create(&self.vault, gun, key_role, self.opts.key_algorithm, self.now())?;
+                let rec = keys::create(
+                    &self.vault,
+                    gun,
+                    key_role,
+                    self.opts.key_algorithm,
+                    self.now(),
+                )?;
                 let first = self
                     .store
                     .server_key_insert_first(gun, &rec)
@@ -613,7 +618,12 @@ impl TrustService {
             .server_key_insert(gun, &rec)
             .await
             .map_err(storage)?;
-        tracing::info!(gun, role = role.as_str(), key_id = rec.key_id, "created server key");
+        tracing::info!(
+            gun,
+            role = role.as_str(),
+            key_id = rec.key_id,
+            "created server key"
+        );
         Ok(rec.public)
     }
 

@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use berth_crypto::{PrivateKey, x509};
-use berth_storage::{ChangeCategory, NewTufFile, ServerKeyRole, TrustStore};
+use berth_storage::{ChangeCategory, NewTufFile, ServerKeyRole};
 use berth_trust::{Error, KeyVault, TrustOptions, TrustService};
 use berth_tuf::{
     DelegationRole, Delegations, Envelope, RoleBody, RoleKeys, RoleName, Signed, Snapshot,
@@ -711,8 +711,9 @@ async fn switch_disables_and_wipes(store: Arc<dyn Store>) {
     h.svc.update(GUN, p.initial(now)).await.unwrap();
     let feed = h.store.changefeed(Some(GUN), 0, 100).await.unwrap();
     assert!(
-        feed.iter()
-            .any(|c| c.category == ChangeCategory::Deletion && c.version == 0 && c.sha256.is_empty())
+        feed.iter().any(|c| c.category == ChangeCategory::Deletion
+            && c.version == 0
+            && c.sha256.is_empty())
     );
 }
 
@@ -901,7 +902,11 @@ async fn wrong_vault_passphrase(store: Arc<dyn Store>) {
         .unwrap_err();
     assert!(matches!(e, Error::VaultPassphrase));
     // Sealed keys: not the key in clear, and bound to their record.
-    let rec = &h.store.server_keys(GUN, ServerKeyRole::Timestamp).await.unwrap()[0];
+    let rec = &h
+        .store
+        .server_keys(GUN, ServerKeyRole::Timestamp)
+        .await
+        .unwrap()[0];
     assert!(rec.sealed_private.starts_with(b"BKV1"));
     let vault = KeyVault::open(h.store.as_ref(), PASSPHRASE).await.unwrap();
     let aad = format!("berth-trust-key\0{GUN}\0timestamp\0{}", rec.key_id);
@@ -923,7 +928,12 @@ async fn wrong_vault_passphrase(store: Arc<dyn Store>) {
     // A vault with another salt/passphrase cannot sign: the update fails, nothing is written.
     let salt = KeyVault::generate_salt().unwrap();
     let other = KeyVault::from_passphrase(b"another passphrase", &salt).unwrap();
-    let svc = TrustService::new(h.store.clone(), h.store.clone(), other, TrustOptions::default());
+    let svc = TrustService::new(
+        h.store.clone(),
+        h.store.clone(),
+        other,
+        TrustOptions::default(),
+    );
     let before = h.state().await;
     let t2 = p.targets(2, now, &["v2"]);
     let e = svc
@@ -960,7 +970,14 @@ async fn first_start_races_agree(store: Arc<dyn Store>) {
             "every node hands out the same first key"
         );
     }
-    assert_eq!(store.server_keys(GUN, ServerKeyRole::Timestamp).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .server_keys(GUN, ServerKeyRole::Timestamp)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// The same first start as [`first_start_races_agree`], with each node on its own PostgreSQL
@@ -1004,7 +1021,11 @@ async fn first_start_races_agree_across_postgres_nodes() {
         );
     }
     assert_eq!(
-        stores[3].server_keys(GUN, ServerKeyRole::Timestamp).await.unwrap().len(),
+        stores[3]
+            .server_keys(GUN, ServerKeyRole::Timestamp)
+            .await
+            .unwrap()
+            .len(),
         1
     );
 }

@@ -285,7 +285,7 @@ async fn copy_settings_and_identities(
         n.identities += 1;
     }
     for r in s.role_list(None).await? {
-        d.role_assign(&r.role, &r.assignee, r.repository.as_deref())
+        d.role_assign(r.role, &r.assignee, r.repository.as_deref())
             .await?;
         n.role_assignments += 1;
     }
@@ -592,7 +592,7 @@ async fn verify_tables(
     )?;
     let roles = |v: Vec<berth_storage::RoleAssignmentRecord>| {
         v.into_iter()
-            .map(|r| (r.role, r.assignee, r.repository))
+            .map(|r| (r.role.as_str(), r.assignee, r.repository))
             .collect::<BTreeSet<_>>()
     };
     same(

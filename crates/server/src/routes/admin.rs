@@ -188,7 +188,9 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
         (Method::POST, ["users", name, "password"]) => {
             user_password(&cx, name, &body, caller.as_ref()).await
         }
-        (Method::GET, ["service-principals"]) => list(&cx, Some(StoredKind::ServicePrincipal)).await,
+        (Method::GET, ["service-principals"]) => {
+            list(&cx, Some(StoredKind::ServicePrincipal)).await
+        }
         (Method::POST, ["service-principals"]) => {
             create_identity(&cx, &body, StoredKind::ServicePrincipal).await
         }
@@ -340,7 +342,10 @@ async fn create_identity(cx: &Ctx<'_>, body: &Bytes, kind: StoredKind) -> R {
     } else {
         c.name.clone()
     };
-    let (password, generated) = match c.password.filter(|p| !p.is_empty() && kind == StoredKind::User) {
+    let (password, generated) = match c
+        .password
+        .filter(|p| !p.is_empty() && kind == StoredKind::User)
+    {
         Some(p) => {
             if let Some(why) = berth_auth::password::user_password_problem(&p) {
                 return Err(AdminError::invalid("password", why));
@@ -558,7 +563,7 @@ async fn role_list(cx: &Ctx<'_>, assignee: Option<String>) -> R {
         .await?;
     let out: Vec<Value> = v
         .iter()
-        .map(|r| json!({"id": r.id, "role": r.role, "assignee": r.assignee, "repository": r.repository}))
+        .map(|r| json!({"id": r.id, "role": r.role.as_str(), "assignee": r.assignee, "repository": r.repository}))
         .collect();
     Ok(Json(json!(out)).into_response())
 }
@@ -579,7 +584,7 @@ async fn role_change(cx: &Ctx<'_>, body: &Bytes, assign: bool) -> R {
             c.assignee
         )));
     }
-    let role = role.as_str();
+    let role = berth_access::stored_role(role);
     let repo = c.repository.as_deref();
     let detail = format!("{role} on {}", repo.unwrap_or("the registry"));
     if assign {
@@ -587,7 +592,7 @@ async fn role_change(cx: &Ctx<'_>, body: &Bytes, assign: bool) -> R {
         cx.audit("role.assigned", &c.assignee, &detail).await;
         Ok((
             StatusCode::CREATED,
-            Json(json!({"id": id, "role": role, "assignee": c.assignee, "repository": repo})),
+            Json(json!({"id": id, "role": role.as_str(), "assignee": c.assignee, "repository": repo})),
         )
             .into_response())
     } else if ids.role_unassign(role, &c.assignee, repo).await? {

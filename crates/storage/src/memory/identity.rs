@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::{MemoryStore, lock};
 use crate::{
-    AuditRecord, Error, IdentityKind, IdentityRecord, IdentityStore, Result,
+    AssignedRole, AuditRecord, Error, IdentityKind, IdentityRecord, IdentityStore, Result,
     RoleAssignmentRecord, ScopeMapRecord, SigningKeyRecord,
 };
 
@@ -68,7 +68,7 @@ impl IdentityStore for MemoryStore {
 
     async fn role_assign(
         &self,
-        role: &str,
+        role: AssignedRole,
         assignee: &str,
         repository: Option<&str>,
     ) -> Result<i64> {
@@ -88,7 +88,7 @@ impl IdentityStore for MemoryStore {
             .saturating_add(1);
         st.roles.push(RoleAssignmentRecord {
             id,
-            role: role.to_owned(),
+            role,
             assignee: assignee.to_owned(),
             repository: repository.map(str::to_owned),
         });
@@ -97,7 +97,7 @@ impl IdentityStore for MemoryStore {
 
     async fn role_unassign(
         &self,
-        role: &str,
+        role: AssignedRole,
         assignee: &str,
         repository: Option<&str>,
     ) -> Result<bool> {
@@ -118,11 +118,16 @@ impl IdentityStore for MemoryStore {
             .collect();
         // Registry-wide assignments (no repository) sort first, as '' does in the embedded store.
         out.sort_by(|a, b| {
-            (&a.assignee, &a.role, a.repository.as_deref().unwrap_or("")).cmp(&(
-                &b.assignee,
-                &b.role,
-                b.repository.as_deref().unwrap_or(""),
-            ))
+            (
+                &a.assignee,
+                a.role.as_str(),
+                a.repository.as_deref().unwrap_or(""),
+            )
+                .cmp(&(
+                    &b.assignee,
+                    b.role.as_str(),
+                    b.repository.as_deref().unwrap_or(""),
+                ))
         });
         Ok(out)
     }

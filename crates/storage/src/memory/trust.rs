@@ -244,5 +244,4 @@ impl TrustStore for MemoryStore {
             .cloned()
             .collect())
     }
-
 }

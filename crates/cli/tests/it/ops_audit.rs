@@ -162,13 +162,18 @@ async fn ops_audit_times_filters_and_trust_changes() {
     );
     assert_eq!(later, Vec::<Value>::new());
     let first_at = all[0]["at"].as_str().unwrap();
-    // An RFC 3339 time with an offset: the first entry's second, written in UTC+02:00.
+    // An RFC 3339 time with an offset: the first entry's second, written in UTC+02:00, or in
+    // UTC-02:00 late in the day, so the local hour stays on the same date at any time of day.
     let hour: u32 = first_at[11..13].parse().unwrap();
-    assert!(hour < 22, "the test does not carry days");
+    let (local_hour, offset) = if hour < 22 {
+        (hour + 2, "+02:00")
+    } else {
+        (hour - 2, "-02:00")
+    };
     let shifted = format!(
-        "{}{:02}{}+02:00",
+        "{}{:02}{}{offset}",
         &first_at[..11],
-        hour + 2,
+        local_hour,
         &first_at[13..19]
     );
     let from_first = entries(&berth(&srv, h, &["audit", "list", "--since", &shifted]).ok());

@@ -1058,7 +1058,23 @@ impl AccessService {
         client: Option<IpAddr>,
         detail: &str,
     ) {
-        let rec = AuditRecord {
+        let rec = self.audit_record(actor, action, target, client, detail);
+        if let Err(e) = self.ids.audit_append(&rec).await {
+            tracing::warn!(error = %e, "writing the audit log");
+        }
+    }
+
+    /// The entry [`Self::audit`] would append, for a write that stores it in its own
+    /// transaction (a trust publish).
+    pub fn audit_record(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        client: Option<IpAddr>,
+        detail: &str,
+    ) -> AuditRecord {
+        AuditRecord {
             id: 0,
             at: self.clock.millis(),
             actor: if actor.is_empty() {
@@ -1070,9 +1086,6 @@ impl AccessService {
             target: target.to_owned(),
             client: client.map(|c| c.to_string()).unwrap_or_default(),
             detail: detail.to_owned(),
-        };
-        if let Err(e) = self.ids.audit_append(&rec).await {
-            tracing::warn!(error = %e, "writing the audit log");
         }
     }
 

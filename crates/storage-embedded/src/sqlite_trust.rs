@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 use berth_storage::{
-    Change, Error, NewTufFile, Result, ServerKeyRecord, ServerKeyRole, TrustStore, TufFile,
+    AuditRecord, Change, Error, NewTufFile, Result, ServerKeyRecord, ServerKeyRole, TrustStore,
+    TufFile,
 };
 use bytes::Bytes;
 use rusqlite::{OptionalExtension, params};
@@ -172,8 +173,14 @@ impl TrustStore for SqliteMetadataStore {
         .await
     }
 
-    async fn tuf_update(&self, gun: &str, files: Vec<NewTufFile>) -> Result<()> {
+    async fn tuf_update(
+        &self,
+        gun: &str,
+        files: Vec<NewTufFile>,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let gun = gun.to_owned();
+        let audit = audit.cloned();
         let cache = self.cache.clone();
         self.write(move |c| {
             let tx = c.transaction().map_err(backend)?;
@@ -209,6 +216,15 @@ impl TrustStore for SqliteMetadataStore {
                     .execute(params![now_nanos(), gun, f.version, f.sha256])
                     .map_err(backend)?;
                 }
+            }
+            // The audit log shares this database: the record commits with the files.
+            if let Some(r) = &audit {
+                tx.prepare_cached(
+                    "INSERT INTO audit_log(at, actor, action, target, client, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(backend)?
+                .execute(params![r.at, r.actor, r.action, r.target, r.client, r.detail])
+                .map_err(backend)?;
             }
             tx.commit().map_err(backend)?;
             cache.apply_update(

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use berth_storage::{
-    Change, Error, NewTufFile, Result, ServerKeyRecord, ServerKeyRole, TrustStore, TufFile,
+    AuditRecord, Change, Error, NewTufFile, Result, ServerKeyRecord, ServerKeyRole, TrustStore,
+    TufFile,
 };
 use bytes::Bytes;
 
@@ -150,7 +151,12 @@ impl TrustStore for PgStore {
         row.as_ref().map(tuf_row).transpose()
     }
 
-    async fn tuf_update(&self, gun: &str, files: Vec<NewTufFile>) -> Result<()> {
+    async fn tuf_update(
+        &self,
+        gun: &str,
+        files: Vec<NewTufFile>,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(backend)?;
         lock_gun(&tx, gun).await?;
@@ -200,6 +206,23 @@ impl TrustStore for PgStore {
                 .await
                 .map_err(backend)?;
             }
+        }
+        if let Some(r) = audit {
+            // Taken last (after the GUN and changefeed locks, which no audit writer holds), so
+            // the lock order stays acyclic; held to commit as `audit_append`'s is.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)",
+                &[&locks::AUDIT.0, &locks::AUDIT.1],
+            )
+            .await
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO audit_log(at, actor, action, target, client, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&r.at, &r.actor, &r.action, &r.target, &r.client, &r.detail],
+            )
+            .await
+            .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)
     }

@@ -78,6 +78,7 @@ async fn eight_publishers_on_one_gun_keep_a_linear_history() {
             n.tuf_update(
                 gun,
                 vec![file("targets", v, who), file("timestamp", v, who)],
+                None,
             )
         }))
         .await;

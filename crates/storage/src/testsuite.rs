@@ -996,8 +996,80 @@ fn tuf(role: &str, version: i64, data: &'static [u8]) -> crate::NewTufFile {
     }
 }
 
+/// A TUF update's audit record is written with the files, exactly as given, and not at all when
+/// the update is refused.
+async fn trust_update_audit_rules<S: crate::TrustStore + crate::IdentityStore>(s: &S) {
+    let gun = "localhost:5000/audited/app";
+    let start = s
+        .audit_list(0, usize::MAX)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |e| e.id);
+    let rec = |detail: &str| crate::AuditRecord {
+        id: 0,
+        at: 1_700_000_000_123,
+        actor: "alice".into(),
+        action: "trust.updated".into(),
+        target: gun.into(),
+        client: "192.0.2.7".into(),
+        detail: detail.into(),
+    };
+    let first = rec("targets -->v1 [+v1@sha256:0123456789ab]");
+    s.tuf_update(
+        gun,
+        vec![tuf("root", 1, b"ar1"), tuf("targets", 1, b"at1")],
+        Some(&first),
+    )
+    .await
+    .unwrap();
+    let log = s.audit_list(start, usize::MAX).await.unwrap();
+    assert_eq!(log.len(), 1, "one record per audited update: {log:?}");
+    assert!(log[0].id > start);
+    assert_eq!(
+        crate::AuditRecord {
+            id: 0,
+            ..log[0].clone()
+        },
+        first,
+        "the record is stored as given"
+    );
+
+    // A version check that fails writes neither the files nor the record.
+    let e = s
+        .tuf_update(
+            gun,
+            vec![tuf("snapshot", 1, b"as1"), tuf("targets", 1, b"at1b")],
+            Some(&rec("refused")),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::TufVersion { .. }), "{e}");
+    assert_eq!(s.audit_list(start, usize::MAX).await.unwrap().len(), 1);
+    assert!(s.tuf_current(gun, "snapshot").await.unwrap().is_none());
+
+    // Without a record nothing is audited; ids keep growing across both ways of appending.
+    s.tuf_update(gun, vec![tuf("targets", 2, b"at2")], None)
+        .await
+        .unwrap();
+    assert_eq!(s.audit_list(start, usize::MAX).await.unwrap().len(), 1);
+    let direct = s.audit_append(&rec("direct")).await.unwrap();
+    s.tuf_update(gun, vec![tuf("targets", 3, b"at3")], Some(&rec("second")))
+        .await
+        .unwrap();
+    let log = s.audit_list(start, usize::MAX).await.unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>(),
+        [first.detail.as_str(), "direct", "second"]
+    );
+    assert!(log[1].id == direct && log[2].id > direct);
+}
+
 /// Trust-data rules: append-only versions, atomic multi-role updates, changefeed, keys.
-pub async fn run_trust(t: &dyn crate::TrustStore) {
+/// The store holds the audit log too (every backend keeps both in one database), so a TUF
+/// update can commit its audit record with it.
+pub async fn run_trust<S: crate::TrustStore + crate::IdentityStore>(store: &S) {
+    let t: &dyn crate::TrustStore = store;
     let gun = "localhost:5000/team/app";
     assert!(t.tuf_current(gun, "root").await.unwrap().is_none());
     t.tuf_update(
@@ -1007,12 +1079,14 @@ pub async fn run_trust(t: &dyn crate::TrustStore) {
             tuf("targets", 1, b"t1"),
             tuf("timestamp", 1, b"ts1"),
         ],
+        None,
     )
     .await
     .unwrap();
     t.tuf_update(
         gun,
         vec![tuf("targets", 2, b"t2"), tuf("timestamp", 2, b"ts2")],
+        None,
     )
     .await
     .unwrap();
@@ -1049,6 +1123,7 @@ pub async fn run_trust(t: &dyn crate::TrustStore) {
         .tuf_update(
             gun,
             vec![tuf("snapshot", 1, b"s1"), tuf("targets", 2, b"t2b")],
+            None,
         )
         .await
         .unwrap_err();
@@ -1062,7 +1137,7 @@ pub async fn run_trust(t: &dyn crate::TrustStore) {
     );
 
     // Changefeed: one row per timestamp, forward and backward paging, per GUN and global.
-    t.tuf_update("other/gun", vec![tuf("timestamp", 1, b"o1")])
+    t.tuf_update("other/gun", vec![tuf("timestamp", 1, b"o1")], None)
         .await
         .unwrap();
     let feed = t.changefeed(Some(gun), 0, 100).await.unwrap();
@@ -1175,6 +1250,7 @@ pub async fn run_trust(t: &dyn crate::TrustStore) {
     );
     trust_edge_rules(t).await;
     trust_export_rules(t).await;
+    trust_update_audit_rules(store).await;
     trust_kinds_read_back(t).await;
 }
 
@@ -1193,7 +1269,7 @@ async fn trust_kinds_read_back(t: &dyn crate::TrustStore) {
         t.server_key_insert(gun, &key).await.unwrap();
         assert_eq!(t.server_keys(gun, *role).await.unwrap(), vec![key]);
     }
-    t.tuf_update(gun, vec![tuf("timestamp", 1, b"kts1")])
+    t.tuf_update(gun, vec![tuf("timestamp", 1, b"kts1")], None)
         .await
         .unwrap();
     assert!(t.tuf_delete(gun).await.unwrap());
@@ -1270,16 +1346,18 @@ async fn trust_export_rules(t: &dyn crate::TrustStore) {
             tuf("root", 1, b"xr1"),
             tuf("timestamp", 1, b"xts1"),
         ],
+        None,
     )
     .await
     .unwrap();
     t.tuf_update(
         gun,
         vec![tuf("targets", 2, b"xt2"), tuf("timestamp", 2, b"xts2")],
+        None,
     )
     .await
     .unwrap();
-    t.tuf_update("export/other", vec![tuf("root", 1, b"other")])
+    t.tuf_update("export/other", vec![tuf("root", 1, b"other")], None)
         .await
         .unwrap();
     let h = t.tuf_history(gun).await.unwrap();
@@ -1316,6 +1394,7 @@ async fn trust_edge_rules(t: &dyn crate::TrustStore) {
     t.tuf_update(
         gun,
         vec![file("targets", 1, "aa"), file("targets", 2, "bb")],
+        None,
     )
     .await
     .unwrap();
@@ -1328,7 +1407,11 @@ async fn trust_edge_rules(t: &dyn crate::TrustStore) {
         2
     );
     let e = t
-        .tuf_update(gun, vec![file("root", 1, "cc"), file("root", 1, "dd")])
+        .tuf_update(
+            gun,
+            vec![file("root", 1, "cc"), file("root", 1, "dd")],
+            None,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -1344,7 +1427,7 @@ async fn trust_edge_rules(t: &dyn crate::TrustStore) {
     );
     assert!(t.tuf_current(gun, "root").await.unwrap().is_none());
     // Checksums are matched case-insensitively; the newest version with that sum wins.
-    t.tuf_update(gun, vec![file("targets", 3, "aa")])
+    t.tuf_update(gun, vec![file("targets", 3, "aa")], None)
         .await
         .unwrap();
     let f = t
@@ -1374,7 +1457,7 @@ async fn trust_edge_rules(t: &dyn crate::TrustStore) {
     // Changefeed edges: nothing for records = 0; backwards from an id; negative ids go back
     // from the newest.
     for v in 1..=4 {
-        t.tuf_update(gun, vec![file("timestamp", v, &format!("{v:02}"))])
+        t.tuf_update(gun, vec![file("timestamp", v, &format!("{v:02}"))], None)
             .await
             .unwrap();
     }
@@ -1854,6 +1937,7 @@ async fn race_tuf_update<S: crate::TrustStore + crate::SettingsStore>(a: &S, b: 
             file("snapshot", 1, "a"),
             file("timestamp", 1, "a"),
         ],
+        None,
     )
     .await
     .unwrap();
@@ -1867,8 +1951,8 @@ async fn race_tuf_update<S: crate::TrustStore + crate::SettingsStore>(a: &S, b: 
             ]
         };
         let (ra, rb) = tokio::join!(
-            a.tuf_update(gun, update("a")),
-            b.tuf_update(gun, update("b"))
+            a.tuf_update(gun, update("a"), None),
+            b.tuf_update(gun, update("b"), None)
         );
         let (winner, loser) = match (ra, rb) {
             (Ok(()), Err(e)) => ("a", e),

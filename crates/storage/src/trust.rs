@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{ChangeCategory, Result, ServerKeyRole};
+use crate::{AuditRecord, ChangeCategory, Result, ServerKeyRole};
 
 /// One stored TUF metadata file: the exact bytes a client uploaded or the server generated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +71,15 @@ pub trait TrustStore: Send + Sync + 'static {
     async fn tuf_by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<TufFile>>;
     /// Adds `files` in one transaction. If any role already has a version >= the new one,
     /// nothing is written and [`crate::Error::TufVersion`] is returned. Every `timestamp` file
-    /// written adds an `update` changefeed row.
-    async fn tuf_update(&self, gun: &str, files: Vec<NewTufFile>) -> Result<()>;
+    /// written adds an `update` changefeed row. `audit` (its `id` ignored) is appended to the
+    /// audit log in the same transaction, as [`crate::IdentityStore::audit_append`] would: a
+    /// publish and its record commit together (one durable write) or not at all.
+    async fn tuf_update(
+        &self,
+        gun: &str,
+        files: Vec<NewTufFile>,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()>;
     /// Removes every version of every role of `gun`, and its server keys, in one transaction;
     /// adds a `deletion` changefeed row if anything was removed. Returns whether it was.
     async fn tuf_delete(&self, gun: &str) -> Result<bool>;

@@ -4,7 +4,8 @@
 //! ```text
 //!  POST parts ─▶ parse_parts ─▶ validate_update (berth-tuf) ─▶ snapshot (uploaded | signed here)
 //!                                                            ─▶ timestamp (always signed here)
-//!                                                            ─▶ TrustStore::tuf_update (one tx)
+//!                                                            ─▶ TrustStore::tuf_update (one tx,
+//!                                                               with the audit record)
 //!  GET {role}.json ─▶ store; timestamp/snapshot ─▶ lazily re-signed when expired
 //!  GET/POST {timestamp|snapshot}.key ─▶ server keys, sealed by the KeyVault
 //! ```
@@ -32,6 +33,7 @@
 //! - Writes within one process are serialised (updates are rare; it avoids spurious `VERSION`
 //!   answers between concurrent publishes); the store's version check guards across processes.
 
+mod audit;
 mod changefeed;
 mod error;
 mod keys;
@@ -39,7 +41,7 @@ mod options;
 mod service;
 pub mod vault;
 
-pub use berth_storage::TufFile;
+pub use berth_storage::{AuditRecord, TufFile};
 pub use changefeed::DEFAULT_PAGE_SIZE;
 pub use error::{DISABLED_MSG, Error, NO_SPACE_MSG, Result};
 pub use options::{Clock, KeyAlgorithm, TrustOptions};

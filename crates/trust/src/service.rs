@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use berth_crypto::{PrivateKey, x509};
-use berth_storage::{NewTufFile, ServerKeyRole, SettingsStore, TrustStore, TufFile};
+use berth_storage::{AuditRecord, NewTufFile, ServerKeyRole, SettingsStore, TrustStore, TufFile};
 use berth_tuf::validate::{
-    SnapshotPlan, certified_root_role, check_version_numbers, missing_snapshot_key, next_snapshot,
-    next_timestamp, validate_update,
+    SnapshotPlan, StoredRoles, ValidatedFile, certified_root_role, check_version_numbers,
+    missing_snapshot_key, next_snapshot, next_timestamp, validate_update,
 };
-use berth_tuf::{RoleBody, RoleName, Root, Signed, Snapshot, Timestamp};
+use berth_tuf::{RoleBody, RoleName, Root, Signed, Snapshot, Targets, Timestamp};
 use bytes::Bytes;
 use sha2::Digest as _;
 
+use crate::audit::{self, RoleSummary};
 use crate::error::{Error, Result};
 use crate::options::TrustOptions;
 use crate::vault::KeyVault;
@@ -49,12 +50,126 @@ pub struct TrustService {
     /// lists is re-read; a GUN deleted through another node drops its set here at its next
     /// first publish (see `update`).
     held: std::sync::Mutex<HeldKeys>,
+    /// Per GUN, the current metadata as parsed at the last publish, each under the sha256 of
+    /// the stored file it was parsed from: a publish validates against the stored root, the
+    /// stored targets chain, snapshot and timestamp, and parsing those bytes again each time
+    /// was a large share of its time (targets.json grows with every tag). A file whose stored
+    /// sha256 differs (written by another node, or by a re-sign) is parsed again, so an entry
+    /// is never used for bytes it was not parsed from.
+    parsed: std::sync::Mutex<std::collections::HashMap<String, Arc<ParsedRoles>>>,
+}
+
+/// Role name -> (sha256 hex of the stored file, the file parsed).
+type ParsedRoles = std::collections::HashMap<String, (String, Parsed)>;
+
+/// One parsed metadata file.
+#[derive(Clone)]
+enum Parsed {
+    Root(Arc<Signed<Root>>),
+    Targets(Arc<Signed<Targets>>),
+    Snapshot(Arc<Signed<Snapshot>>),
+    Timestamp(Arc<Signed<Timestamp>>),
+}
+
+/// The role bodies kept parsed, and their [`Parsed`] variant.
+trait Kept: RoleBody + Sized {
+    fn wrap(s: Arc<Signed<Self>>) -> Parsed;
+    fn pick(p: &Parsed) -> Option<Arc<Signed<Self>>>;
+}
+
+macro_rules! kept {
+    ($t:ident) => {
+        impl Kept for $t {
+            fn wrap(s: Arc<Signed<Self>>) -> Parsed {
+                Parsed::$t(s)
+            }
+            fn pick(p: &Parsed) -> Option<Arc<Signed<Self>>> {
+                match p {
+                    Parsed::$t(s) => Some(s.clone()),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+kept!(Root);
+kept!(Targets);
+kept!(Snapshot);
+kept!(Timestamp);
+
+/// A GUN's current files as the store returned them, parsed on first use: from the kept
+/// parsed form when its sha256 matches the stored file's, else from the bytes (then kept).
+struct Current {
+    files: BTreeMap<RoleName, TufFile>,
+    parsed: std::sync::Mutex<ParsedRoles>,
+}
+
+impl Current {
+    fn parsed<T: Kept>(
+        &self,
+        role: &RoleName,
+    ) -> Option<std::result::Result<Arc<Signed<T>>, berth_tuf::Error>> {
+        let file = self.files.get(role)?;
+        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((sha, p)) = parsed.get(role.as_str())
+            && *sha == file.sha256
+            && let Some(hit) = T::pick(p)
+        {
+            return Some(Ok(hit));
+        }
+        Some(Signed::<T>::parse(&file.data).map(|s| {
+            let s = Arc::new(s);
+            parsed.insert(
+                role.as_str().to_owned(),
+                (file.sha256.clone(), T::wrap(s.clone())),
+            );
+            s
+        }))
+    }
+
+    /// The summary of `role`'s current file for the audit detail.
+    fn summary(&self, role: &str) -> Option<RoleSummary> {
+        let name = RoleName::parse(role).ok()?;
+        let file = self.files.get(&name)?;
+        if audit::is_targets_like(role) {
+            match self.parsed::<Targets>(&name) {
+                Some(Ok(t)) => Some(audit::summarize_targets(&t)),
+                _ => audit::summarize(role, &file.data),
+            }
+        } else {
+            // Every file is stored under the version it carries.
+            Some(RoleSummary {
+                version: Some(file.version),
+                tags: None,
+            })
+        }
+    }
+}
+
+impl StoredRoles for Current {
+    fn has(&self, role: &RoleName) -> bool {
+        self.files.contains_key(role)
+    }
+
+    fn root(&self) -> Option<std::result::Result<Arc<Signed<Root>>, berth_tuf::Error>> {
+        self.parsed(&RoleName::Root)
+    }
+
+    fn targets(
+        &self,
+        role: &RoleName,
+    ) -> Option<std::result::Result<Arc<Signed<Targets>>, berth_tuf::Error>> {
+        self.parsed(role)
+    }
 }
 
 type HeldKeys = std::collections::HashMap<(String, String), Arc<Vec<(String, Arc<PrivateKey>)>>>;
 
 /// Bound on [`TrustService::served`]; past it the map starts over (a refill is one parse).
 const SERVED_ENTRIES: usize = 4096;
+/// Bound on [`TrustService::parsed`], lower: a parsed targets file with many tags takes a few
+/// times its size in memory. Past it the map starts over (a refill is one parse per file).
+const PARSED_GUNS: usize = 1024;
 
 struct HotServed {
     ts_file: TufFile,
@@ -138,6 +253,7 @@ impl TrustService {
             write: tokio::sync::Mutex::new(()),
             served: Default::default(),
             held: Default::default(),
+            parsed: Default::default(),
         }
     }
 
@@ -172,6 +288,7 @@ impl TrustService {
         let wiped = self.store.tuf_delete_all().await.map_err(storage)?;
         self.served_map().clear();
         self.held_map().clear();
+        self.parsed_map().clear();
         tracing::warn!(
             guns = wiped,
             "content trust disabled: all trust data deleted"
@@ -262,24 +379,40 @@ impl TrustService {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn parsed_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<ParsedRoles>>> {
+        self.parsed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Accepts a client update (`parts`: multipart filename and bytes, in request order).
-    pub async fn update(&self, gun: &str, parts: Vec<(String, Bytes)>) -> Result<()> {
+    /// `audit`, when given, is written in the update's own transaction, with its `detail` set
+    /// here to what the update changed (see [`crate::audit`]): it is stored if and only if the
+    /// update is.
+    pub async fn update(
+        &self,
+        gun: &str,
+        parts: Vec<(String, Bytes)>,
+        audit: Option<AuditRecord>,
+    ) -> Result<()> {
         self.writable().await?;
+        // Only the audit detail needs the parts as sent (duplicates and timestamp included).
+        let sent: Vec<(String, Bytes)> = if audit.is_some() {
+            parts.clone()
+        } else {
+            Vec::new()
+        };
         let uploaded = parse_parts(parts)?;
-        // Read once: checked against storage below and stored with each file.
-        let new_versions = berth_tuf::validate::uploaded_versions(&uploaded);
         let _w = self.write.lock().await;
         // Checked under the lock: a concurrent disable either sees this update's data and
         // wipes it, or this update sees the switch off.
         self.writable().await?;
         let now = self.now();
-        let mut stored = BTreeMap::new();
-        let mut versions = BTreeMap::new();
+        let mut files = BTreeMap::new();
         for f in self.store.tuf_current_all(gun).await.map_err(storage)? {
             match RoleName::parse(&f.role) {
                 Ok(role) => {
-                    versions.insert(role.clone(), f.version);
-                    stored.insert(role, f.data.to_vec());
+                    files.insert(role, f);
                 }
                 Err(_) => tracing::warn!(
                     gun,
@@ -288,41 +421,81 @@ impl TrustService {
                 ),
             }
         }
-        if stored.is_empty() {
+        if files.is_empty() {
             // A GUN starting (again): keys held from an earlier life of it may have been
             // deleted since, through another node; sign only with what the store holds now.
             self.held_map().retain(|(g, _), _| g != gun);
         }
+        let versions: BTreeMap<RoleName, i64> =
+            files.iter().map(|(r, f)| (r.clone(), f.version)).collect();
+        let kept = self.parsed_map().get(gun).cloned().unwrap_or_default();
+        let current = Current {
+            files,
+            parsed: std::sync::Mutex::new(Arc::unwrap_or_clone(kept)),
+        };
         if !uploaded.contains_key(&RoleName::Root)
-            && let Some(raw) = stored.get(&RoleName::Root)
+            && let Some(root) = current.root()
         {
-            check_stored_root(gun, raw, now)?;
+            let root = root.map_err(corrupt(gun))?;
+            check_stored_root(gun, &root, now)?;
         }
-        let valid = validate_update(gun, now, &stored, &uploaded).map_err(Error::Validation)?;
+        let valid = validate_update(gun, now, &current, &uploaded).map_err(Error::Validation)?;
+        // What this update leaves current, parsed, for the next one: role -> (sha256, parsed).
+        let mut fresh: Vec<(String, (String, Parsed))> = Vec::new();
+        let mut uploaded_snapshot_sha = String::new();
         // Each file is stored under the version its validation read: nothing is re-parsed here.
-        let mut files: Vec<NewTufFile> = valid
+        let mut new_files: Vec<NewTufFile> = Vec::with_capacity(valid.files.len() + 2);
+        for f in &valid.files {
+            let nf = new_file(f.role.as_str(), &f.raw, f.version);
+            let parsed = match &f.role {
+                RoleName::Root => Some(Parsed::Root(valid.root.clone())),
+                RoleName::Snapshot => {
+                    uploaded_snapshot_sha.clone_from(&nf.sha256);
+                    None
+                }
+                role => valid.targets.get(role).cloned().map(Parsed::Targets),
+            };
+            if let Some(p) = parsed {
+                fresh.push((nf.role.clone(), (nf.sha256.clone(), p)));
+            }
+            new_files.push(nf);
+        }
+        // Every uploaded role passed validation, which read its version.
+        let new_versions: BTreeMap<RoleName, Option<i64>> = valid
             .files
             .iter()
-            .map(|f| new_file(f.role.as_str(), &f.raw, f.version))
+            .map(|f| (f.role.clone(), Some(f.version)))
             .collect();
         let snapshot_raw = match valid.snapshot {
-            SnapshotPlan::Uploaded(s) => s.envelope.into_raw(),
+            SnapshotPlan::Uploaded(s) => {
+                let raw = s.raw().to_vec();
+                fresh.push((
+                    "snapshot".to_owned(),
+                    (uploaded_snapshot_sha, Parsed::Snapshot(Arc::new(s))),
+                ));
+                raw
+            }
             SnapshotPlan::Generate { updates } => {
                 let keys = self
                     .signers(gun, &valid.root.body, &RoleName::Snapshot)
                     .await?
                     .ok_or_else(|| Error::Validation(missing_snapshot_key()))?;
-                let prev = stored
-                    .get(&RoleName::Snapshot)
-                    .map(|raw| Signed::<Snapshot>::parse(raw))
+                let prev = current
+                    .parsed::<Snapshot>(&RoleName::Snapshot)
                     .transpose()
                     .map_err(corrupt(gun))?;
                 let body = next_snapshot(prev.as_ref().map(|p| &p.body), &updates, now);
                 let signed =
                     Signed::sign(body, &keys.iter().map(|k| k.as_ref()).collect::<Vec<_>>())
                         .map_err(crypto)?;
-                files.push(new_file("snapshot", signed.raw(), signed.body.version));
-                signed.envelope.into_raw()
+                let nf = new_file("snapshot", signed.raw(), signed.body.version);
+                let raw = signed.raw().to_vec();
+                fresh.push((
+                    nf.role.clone(),
+                    (nf.sha256.clone(), Parsed::Snapshot(Arc::new(signed))),
+                ));
+                new_files.push(nf);
+                raw
             }
         };
         let keys = self
@@ -331,18 +504,41 @@ impl TrustService {
             .ok_or_else(|| {
                 Error::Validation(berth_tuf::Error::BadRoot(NO_TIMESTAMP_KEYS.into()))
             })?;
-        let prev = stored
-            .get(&RoleName::Timestamp)
-            .map(|raw| Signed::<Timestamp>::parse(raw))
+        let prev = current
+            .parsed::<Timestamp>(&RoleName::Timestamp)
             .transpose()
             .map_err(corrupt(gun))?;
         let body = next_timestamp(prev.as_ref().map(|p| &p.body), &snapshot_raw, now);
         let ts = Signed::sign(body, &keys.iter().map(|k| k.as_ref()).collect::<Vec<_>>())
             .map_err(crypto)?;
-        files.push(new_file("timestamp", ts.raw(), ts.body.version));
+        let nf = new_file("timestamp", ts.raw(), ts.body.version);
+        fresh.push((
+            nf.role.clone(),
+            (nf.sha256.clone(), Parsed::Timestamp(Arc::new(ts))),
+        ));
+        new_files.push(nf);
         // Notary checks versions in storage, after validation: keep its error precedence.
         check_version_numbers(&versions, &new_versions)?;
-        self.store.tuf_update(gun, files).await.map_err(writing)?;
+        let audit = audit.map(|rec| AuditRecord {
+            detail: update_detail(&current, &valid.files, &valid.targets, &sent),
+            ..rec
+        });
+        self.store
+            .tuf_update(gun, new_files, audit.as_ref())
+            .await
+            .map_err(writing)?;
+        let mut kept = current
+            .parsed
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        kept.extend(fresh);
+        {
+            let mut map = self.parsed_map();
+            if map.len() >= PARSED_GUNS && !map.contains_key(gun) {
+                map.clear();
+            }
+            map.insert(gun.to_owned(), Arc::new(kept));
+        }
         tracing::info!(gun, roles = ?uploaded.keys().map(RoleName::as_str).collect::<Vec<_>>(), "trust data updated");
         Ok(())
     }
@@ -536,7 +732,7 @@ impl TrustService {
         if files.is_empty() {
             return Ok(s.pick(want_snapshot));
         }
-        match self.store.tuf_update(gun, files).await {
+        match self.store.tuf_update(gun, files, None).await {
             Ok(()) => tracing::info!(gun, "re-signed expired server metadata"),
             // Another server process re-signed first: serve what it stored.
             Err(berth_storage::Error::TufVersion { .. }) => {}
@@ -634,6 +830,7 @@ impl TrustService {
         let existed = self.store.tuf_delete(gun).await.map_err(storage)?;
         self.served_map().remove(gun);
         self.held_map().retain(|(g, _), _| g != gun);
+        self.parsed_map().remove(gun);
         if existed {
             tracing::warn!(gun, "trust data deleted");
         }
@@ -686,8 +883,7 @@ impl Served {
 /// such updates with an opaque error forever; Berth still accepts a root rotation (checked by
 /// `validate_root`, which trusts the old root's keys regardless of certificate expiry) and
 /// says so.
-fn check_stored_root(gun: &str, raw: &[u8], now: SystemTime) -> Result<()> {
-    let root = Signed::<Root>::parse(raw).map_err(corrupt(gun))?;
+fn check_stored_root(gun: &str, root: &Signed<Root>, now: SystemTime) -> Result<()> {
     if certified_root_role(&root.body, gun, Some(now)).is_ok()
         || certified_root_role(&root.body, gun, None).is_err()
     {
@@ -711,6 +907,37 @@ fn check_stored_root(gun: &str, raw: &[u8], now: SystemTime) -> Result<()> {
         "the stored root certificate of {gun} {when}: publish a root rotation signed with the current root key (`notary key rotate {gun} root`), or reset the repository's trust data (`berth trust reset {}`)",
         repository_of(gun)
     ))))
+}
+
+/// The audit detail of an update: each part as sent, against the file that was current. A part
+/// validation read (the last of its role) is summarised from what validation parsed.
+fn update_detail(
+    current: &Current,
+    validated: &[ValidatedFile],
+    targets: &BTreeMap<RoleName, Arc<Signed<Targets>>>,
+    sent: &[(String, Bytes)],
+) -> String {
+    let rows: Vec<_> = sent
+        .iter()
+        .map(|(name, data)| {
+            let role = audit::role_of(name);
+            let new = match validated
+                .iter()
+                .find(|f| f.role.as_str() == role && f.raw[..] == data[..])
+            {
+                Some(f) => Some(match targets.get(&f.role) {
+                    Some(t) => audit::summarize_targets(t),
+                    None => RoleSummary {
+                        version: Some(f.version),
+                        tags: None,
+                    },
+                }),
+                None => audit::summarize(role, data),
+            };
+            (role, current.summary(role), new)
+        })
+        .collect();
+    audit::change_detail(&rows)
 }
 
 /// Parses the multipart parts with Notary's rules: `.json` stripped, empty name, invalid role,

@@ -44,7 +44,7 @@ async fn first_publish_chains_and_serves(store: Arc<dyn Store>) {
         h.server_key("snapshot").await,
     );
     let init = p.initial(now);
-    h.svc.update(GUN, init.clone()).await.unwrap();
+    h.svc.update(GUN, init.clone(), None).await.unwrap();
 
     let (ts, snap) = assert_chain(&h.svc, now).await;
     assert_eq!((ts.body.version, snap.body.version), (1, 1));
@@ -85,7 +85,7 @@ async fn first_publish_chains_and_serves(store: Arc<dyn Store>) {
     // A second publish: targets v2 only; the server signs snapshot v2 and timestamp v2.
     let t2 = p.targets(2, now, &["v1", "v2"]);
     h.svc
-        .update(GUN, parts(&[("targets.json", &t2)]))
+        .update(GUN, parts(&[("targets.json", &t2)]), None)
         .await
         .unwrap();
     let (ts, snap) = assert_chain(&h.svc, now).await;
@@ -130,7 +130,7 @@ async fn server_keys_idempotent_and_rotation(store: Arc<dyn Store>) {
     );
 
     let p = Publisher::new(now, parse_key(&a), parse_key(&s));
-    h.svc.update(GUN, p.initial(now)).await.unwrap();
+    h.svc.update(GUN, p.initial(now), None).await.unwrap();
     // Rotation: a new pending key; GET still answers the key the root lists.
     let pending = h.svc.rotate_key(GUN, "timestamp").await.unwrap();
     assert_ne!(pending, a);
@@ -141,7 +141,10 @@ async fn server_keys_idempotent_and_rotation(store: Arc<dyn Store>) {
         ..p
     };
     let r2 = p2.sign_root(p2.root(2, now));
-    h.svc.update(GUN, parts(&[("root", &r2)])).await.unwrap();
+    h.svc
+        .update(GUN, parts(&[("root", &r2)]), None)
+        .await
+        .unwrap();
     let (ts, snap) = assert_chain(&h.svc, now).await;
     assert_eq!(ts.envelope.signatures()[0].keyid, p2.timestamp.key_id());
     assert_eq!(snap.body.version, 2, "root change re-signs the snapshot");
@@ -188,14 +191,14 @@ async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
     // Nothing stored and no root.
     let t1 = p.targets(1, now, &["v1"]);
     let m = invalid(
-        h.svc.update(GUN, parts(&[("targets", &t1)])).await,
+        h.svc.update(GUN, parts(&[("targets", &t1)]), None).await,
         "ErrValidation",
     );
     assert_eq!(m, "no pre-existing root and no root provided in update.");
     // First publish without targets: the server cannot build the first snapshot.
     let r1 = p.sign_root(p.root(1, now));
     invalid(
-        h.svc.update(GUN, parts(&[("root", &r1)])).await,
+        h.svc.update(GUN, parts(&[("root", &r1)]), None).await,
         "ErrBadHierarchy",
     );
     // A root for another GUN.
@@ -207,13 +210,13 @@ async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
     let r_other = other.sign_root(other.root(1, now));
     invalid(
         h.svc
-            .update(GUN, parts(&[("root", &r_other), ("targets", &t1)]))
+            .update(GUN, parts(&[("root", &r_other), ("targets", &t1)]), None)
             .await,
         "ErrBadRoot",
     );
     assert!(h.state().await.0.is_empty() && h.state().await.1.is_empty());
 
-    h.svc.update(GUN, p.initial(now)).await.unwrap();
+    h.svc.update(GUN, p.initial(now), None).await.unwrap();
     let before = h.state().await;
 
     // Tampered signature.
@@ -225,14 +228,16 @@ async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
         .unwrap()
         .into_raw();
     invalid(
-        h.svc.update(GUN, parts(&[("targets", &tampered)])).await,
+        h.svc
+            .update(GUN, parts(&[("targets", &tampered)]), None)
+            .await,
         "ErrBadTargets",
     );
     // Signed by a key the root does not list for targets.
     let stranger = PrivateKey::generate_ecdsa().unwrap();
     let wrong = sign(p.targets_body(2, now, &["v2"]), &stranger);
     invalid(
-        h.svc.update(GUN, parts(&[("targets", &wrong)])).await,
+        h.svc.update(GUN, parts(&[("targets", &wrong)]), None).await,
         "ErrBadTargets",
     );
     // Below threshold: a root requiring two targets signatures, then targets with one.
@@ -248,7 +253,7 @@ async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
     let r2 = p.sign_root(r2);
     let m = invalid(
         h.svc
-            .update(GUN, parts(&[("root", &r2), ("targets", &t2)]))
+            .update(GUN, parts(&[("root", &r2), ("targets", &t2)]), None)
             .await,
         "ErrBadTargets",
     );
@@ -266,7 +271,7 @@ async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
     body.roles.get_mut("targets").unwrap().keyids = vec![p.targets_key.key_id()];
     let only_new = rotated.sign_root(body);
     let m = invalid(
-        h.svc.update(GUN, parts(&[("root", &only_new)])).await,
+        h.svc.update(GUN, parts(&[("root", &only_new)]), None).await,
         "ErrBadRoot",
     );
     assert!(
@@ -276,7 +281,7 @@ async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
     // Root version jump.
     let r3 = p.sign_root(p.root(3, now));
     let m = invalid(
-        h.svc.update(GUN, parts(&[("root", &r3)])).await,
+        h.svc.update(GUN, parts(&[("root", &r3)]), None).await,
         "ErrBadRoot",
     );
     assert_eq!(
@@ -287,7 +292,7 @@ async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
     let deleg = sign(p.targets_body(1, now, &["x"]), &p.targets_key);
     let m = invalid(
         h.svc
-            .update(GUN, parts(&[("targets/releases", &deleg)]))
+            .update(GUN, parts(&[("targets/releases", &deleg)]), None)
             .await,
         "ErrBadTargets",
     );
@@ -296,7 +301,7 @@ async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
     let t1_again = p.targets(1, now, &["other"]);
     let e = h
         .svc
-        .update(GUN, parts(&[("targets", &t1_again)]))
+        .update(GUN, parts(&[("targets", &t1_again)]), None)
         .await
         .unwrap_err();
     assert!(
@@ -309,13 +314,13 @@ async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
     );
     let r1_again = p.sign_root(p.root(1, now));
     assert!(matches!(
-        h.svc.update(GUN, parts(&[("root", &r1_again)])).await,
+        h.svc.update(GUN, parts(&[("root", &r1_again)]), None).await,
         Err(Error::Version { .. })
     ));
     // Request-shape errors.
     let e = h
         .svc
-        .update(GUN, parts(&[("targets", b"not json")]))
+        .update(GUN, parts(&[("targets", b"not json")]), None)
         .await
         .unwrap_err();
     assert_eq!(
@@ -324,7 +329,7 @@ async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
     );
     let e = h
         .svc
-        .update(GUN, parts(&[("bogus", &t2)]))
+        .update(GUN, parts(&[("bogus", &t2)]), None)
         .await
         .unwrap_err();
     assert_eq!(
@@ -335,7 +340,11 @@ async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
         e.message(),
         "The role you are attempting to operate on is invalid."
     );
-    let e = h.svc.update(GUN, parts(&[("", &t2)])).await.unwrap_err();
+    let e = h
+        .svc
+        .update(GUN, parts(&[("", &t2)]), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "NO_FILENAME");
     // A client timestamp is ignored, not stored.
     let fake_ts = sign(
@@ -347,6 +356,7 @@ async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
         .update(
             GUN,
             parts(&[("timestamp", &fake_ts), ("targets", &t1_again)]),
+            None,
         )
         .await;
     assert!(matches!(e, Err(Error::Version { .. })));
@@ -354,7 +364,11 @@ async fn rejected_updates_change_nothing(store: Arc<dyn Store>) {
     assert_eq!(h.state().await, before, "rejected updates must not write");
     // And a good update still goes through afterwards.
     h.svc
-        .update(GUN, parts(&[("timestamp", &fake_ts), ("targets", &t2)]))
+        .update(
+            GUN,
+            parts(&[("timestamp", &fake_ts), ("targets", &t2)]),
+            None,
+        )
         .await
         .unwrap();
     let (ts, _) = assert_chain(&h.svc, now).await;
@@ -379,7 +393,7 @@ async fn delegations(store: Arc<dyn Store>) {
         h.server_key("timestamp").await,
         h.server_key("snapshot").await,
     );
-    h.svc.update(GUN, p.initial(now)).await.unwrap();
+    h.svc.update(GUN, p.initial(now), None).await.unwrap();
     let rel_key = PrivateKey::generate_ecdsa().unwrap();
     let mut t2 = p.targets_body(2, now, &["v1"]);
     t2.delegations = Delegations {
@@ -398,13 +412,17 @@ async fn delegations(store: Arc<dyn Store>) {
     let t2 = sign(t2, &p.targets_key);
     let rel1 = sign(p.targets_body(1, now, &["r1"]), &rel_key);
     h.svc
-        .update(GUN, parts(&[("targets", &t2), ("targets/releases", &rel1)]))
+        .update(
+            GUN,
+            parts(&[("targets", &t2), ("targets/releases", &rel1)]),
+            None,
+        )
         .await
         .unwrap();
     // Later the delegate publishes alone: its parent comes from the store.
     let rel2 = sign(p.targets_body(2, now, &["r1", "r2"]), &rel_key);
     h.svc
-        .update(GUN, parts(&[("targets/releases.json", &rel2)]))
+        .update(GUN, parts(&[("targets/releases.json", &rel2)]), None)
         .await
         .unwrap();
     let (_, snap) = assert_chain(&h.svc, now).await;
@@ -421,7 +439,7 @@ async fn delegations(store: Arc<dyn Store>) {
     let wrong = sign(p.targets_body(3, now, &["r3"]), &p.targets_key);
     invalid(
         h.svc
-            .update(GUN, parts(&[("targets/releases", &wrong)]))
+            .update(GUN, parts(&[("targets/releases", &wrong)]), None)
             .await,
         "ErrBadTargets",
     );
@@ -429,7 +447,7 @@ async fn delegations(store: Arc<dyn Store>) {
     let qa = sign(p.targets_body(1, now, &["qa"]), &rel_key);
     invalid(
         h.svc
-            .update(GUN, parts(&[("targets/releases/qa", &qa)]))
+            .update(GUN, parts(&[("targets/releases/qa", &qa)]), None)
             .await,
         "ErrBadTargets",
     );
@@ -449,7 +467,7 @@ async fn client_managed_snapshot(store: Arc<dyn Store>) {
     // No snapshot uploaded, and the server does not hold the one the root lists.
     let e = h
         .svc
-        .update(GUN, parts(&[("root", &root), ("targets", &targets)]))
+        .update(GUN, parts(&[("root", &root), ("targets", &targets)]), None)
         .await
         .unwrap_err();
     assert_eq!(
@@ -474,6 +492,7 @@ async fn client_managed_snapshot(store: Arc<dyn Store>) {
             .update(
                 GUN,
                 parts(&[("root", &root), ("targets", &targets), ("snapshot", &bad)]),
+                None,
             )
             .await,
         "ErrBadSnapshot",
@@ -483,6 +502,7 @@ async fn client_managed_snapshot(store: Arc<dyn Store>) {
         .update(
             GUN,
             parts(&[("root", &root), ("targets", &targets), ("snapshot", &good)]),
+            None,
         )
         .await
         .unwrap();
@@ -497,7 +517,10 @@ async fn client_managed_snapshot(store: Arc<dyn Store>) {
         foreign.public_key().clone(),
         h2.server_key("snapshot").await,
     );
-    let m = invalid(h2.svc.update(GUN, p2.initial(now)).await, "ErrBadRoot");
+    let m = invalid(
+        h2.svc.update(GUN, p2.initial(now), None).await,
+        "ErrBadRoot",
+    );
     assert_eq!(m, "no  timestamp keys exist on the server");
 }
 
@@ -509,7 +532,7 @@ async fn lazy_resign(store: Arc<dyn Store>) {
         h.server_key("timestamp").await,
         h.server_key("snapshot").await,
     );
-    h.svc.update(GUN, p.initial(now)).await.unwrap();
+    h.svc.update(GUN, p.initial(now), None).await.unwrap();
     let first_ts = h.svc.get_current(GUN, "timestamp").await.unwrap();
     let first_snap = h.svc.get_current(GUN, "snapshot").await.unwrap();
 
@@ -568,6 +591,7 @@ async fn lazy_resign(store: Arc<dyn Store>) {
                 sha256: hex::encode(sha2::Sha256::digest(stale.raw())),
                 data: stale.raw().to_vec().into(),
             }],
+            None,
         )
         .await
         .unwrap();
@@ -590,12 +614,12 @@ async fn expired_stored_root_certificate(store: Arc<dyn Store>) {
     let pem = x509::root_certificate(&p.root_key, GUN, now - DAY, now + 2 * DAY).unwrap();
     p.root_pub =
         berth_crypto::PublicKey::new(berth_crypto::KeyType::EcdsaX509, pem.into_bytes()).unwrap();
-    h.svc.update(GUN, p.initial(now)).await.unwrap();
+    h.svc.update(GUN, p.initial(now), None).await.unwrap();
     h.advance(3 * DAY);
     let later = h.now();
     let t2 = p.targets(2, later, &["v2"]);
     let m = invalid(
-        h.svc.update(GUN, parts(&[("targets", &t2)])).await,
+        h.svc.update(GUN, parts(&[("targets", &t2)]), None).await,
         "ErrBadRoot",
     );
     assert!(
@@ -618,12 +642,15 @@ async fn expired_stored_root_certificate(store: Arc<dyn Store>) {
         .envelope
         .into_raw();
     h.svc
-        .update(GUN, parts(&[("root", &r2), ("targets", &t2)]))
+        .update(GUN, parts(&[("root", &r2), ("targets", &t2)]), None)
         .await
         .unwrap();
     assert_chain(&h.svc, later).await;
     let t3 = p.targets(3, later, &["v3"]);
-    h.svc.update(GUN, parts(&[("targets", &t3)])).await.unwrap();
+    h.svc
+        .update(GUN, parts(&[("targets", &t3)]), None)
+        .await
+        .unwrap();
 }
 
 async fn switch_disables_and_wipes(store: Arc<dyn Store>) {
@@ -646,7 +673,7 @@ async fn switch_disables_and_wipes(store: Arc<dyn Store>) {
         Err(Error::Disabled)
     ));
     assert!(matches!(
-        h.svc.update(GUN, vec![]).await,
+        h.svc.update(GUN, vec![], None).await,
         Err(Error::Disabled)
     ));
     let e = h.svc.get_current(GUN, "root").await.unwrap_err();
@@ -660,7 +687,7 @@ async fn switch_disables_and_wipes(store: Arc<dyn Store>) {
     assert_eq!(h.svc.set_enabled(true).await.unwrap(), 0);
     let ts_key = h.svc.get_key(GUN, "timestamp").await.unwrap();
     let p = Publisher::new(now, parse_key(&ts_key), h.server_key("snapshot").await);
-    h.svc.update(GUN, p.initial(now)).await.unwrap();
+    h.svc.update(GUN, p.initial(now), None).await.unwrap();
     let other = "localhost:5000/other";
     h.svc.get_key(other, "timestamp").await.unwrap();
 
@@ -697,7 +724,7 @@ async fn switch_disables_and_wipes(store: Arc<dyn Store>) {
         h.server_key("timestamp").await,
         h.server_key("snapshot").await,
     );
-    h.svc.update(GUN, p.initial(now)).await.unwrap();
+    h.svc.update(GUN, p.initial(now), None).await.unwrap();
     assert!(h.svc.delete(GUN).await.unwrap());
     assert!(matches!(
         h.svc.get_current(GUN, "timestamp").await,
@@ -708,7 +735,7 @@ async fn switch_disables_and_wipes(store: Arc<dyn Store>) {
         h.server_key("timestamp").await,
         h.server_key("snapshot").await,
     );
-    h.svc.update(GUN, p.initial(now)).await.unwrap();
+    h.svc.update(GUN, p.initial(now), None).await.unwrap();
     let feed = h.store.changefeed(Some(GUN), 0, 100).await.unwrap();
     assert!(
         feed.iter().any(|c| c.category == ChangeCategory::Deletion
@@ -738,6 +765,7 @@ async fn fixture_replay(store: Arc<dyn Store>) {
                         sha256: hex::encode(sha2::Sha256::digest(b)),
                         data: b.clone().into(),
                     }],
+                    None,
                 )
                 .await
                 .unwrap();
@@ -780,6 +808,7 @@ async fn fixture_replay(store: Arc<dyn Store>) {
         .update(
             GUN,
             parts(&[("targets", &hostile("targets-wrong-key.json"))]),
+            None,
         )
         .await;
     invalid(e, "ErrBadTargets");
@@ -788,6 +817,7 @@ async fn fixture_replay(store: Arc<dyn Store>) {
         .update(
             GUN,
             parts(&[("root", &hostile("root-tampered-signature.json"))]),
+            None,
         )
         .await;
     invalid(e, "ErrBadRoot");
@@ -801,7 +831,7 @@ async fn fixture_replay(store: Arc<dyn Store>) {
         .unwrap();
     let e = h
         .svc
-        .update(GUN, parts(&[("targets/releases", last_rel.1)]))
+        .update(GUN, parts(&[("targets/releases", last_rel.1)]), None)
         .await;
     invalid(e, "ErrBadHierarchy");
     assert_eq!(h.state().await, before);
@@ -823,10 +853,13 @@ async fn changefeed_rules(store: Arc<dyn Store>) {
         h.server_key("timestamp").await,
         h.server_key("snapshot").await,
     );
-    h.svc.update(GUN, p.initial(now)).await.unwrap();
+    h.svc.update(GUN, p.initial(now), None).await.unwrap();
     for v in 2..=4 {
         let t = p.targets(v, now, &["x"]);
-        h.svc.update(GUN, parts(&[("targets", &t)])).await.unwrap();
+        h.svc
+            .update(GUN, parts(&[("targets", &t)]), None)
+            .await
+            .unwrap();
     }
     let ids = |b: bytes::Bytes| -> Vec<String> {
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
@@ -895,7 +928,7 @@ async fn wrong_vault_passphrase(store: Arc<dyn Store>) {
         h.server_key("timestamp").await,
         h.server_key("snapshot").await,
     );
-    h.svc.update(GUN, p.initial(now)).await.unwrap();
+    h.svc.update(GUN, p.initial(now), None).await.unwrap();
     // The check value catches a wrong passphrase at startup.
     let e = KeyVault::open(h.store.as_ref(), b"not the passphrase")
         .await
@@ -937,7 +970,7 @@ async fn wrong_vault_passphrase(store: Arc<dyn Store>) {
     let before = h.state().await;
     let t2 = p.targets(2, now, &["v2"]);
     let e = svc
-        .update(GUN, parts(&[("targets", &t2)]))
+        .update(GUN, parts(&[("targets", &t2)]), None)
         .await
         .unwrap_err();
     assert_eq!((e.code(), e.status(), e.detail()), ("UNKNOWN", 500, None));
@@ -1051,7 +1084,11 @@ async fn concurrent_publishes_across_postgres_nodes_keep_one_history() {
         nodes[1].server_key("timestamp").await,
         nodes[2].server_key("snapshot").await,
     );
-    nodes[0].svc.update(GUN, p.initial(now)).await.unwrap();
+    nodes[0]
+        .svc
+        .update(GUN, p.initial(now), None)
+        .await
+        .unwrap();
     for v in 2..=5 {
         let bodies: Vec<Vec<u8>> = (0..nodes.len())
             .map(|i| p.targets(v, now, &[format!("node{i}-v{v}").as_str()]))
@@ -1060,7 +1097,7 @@ async fn concurrent_publishes_across_postgres_nodes_keep_one_history() {
             nodes
                 .iter()
                 .zip(&bodies)
-                .map(|(n, b)| n.svc.update(GUN, parts(&[("targets", b)]))),
+                .map(|(n, b)| n.svc.update(GUN, parts(&[("targets", b)]), None)),
         )
         .await;
         let winners: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
@@ -1103,20 +1140,28 @@ async fn nodes_agree_on_publishes_key_rotation_and_deletion(
         a.server_key("timestamp").await,
         b.server_key("snapshot").await,
     );
-    a.svc.update(GUN, p.initial(now)).await.unwrap();
+    a.svc.update(GUN, p.initial(now), None).await.unwrap();
     let (ts, _) = assert_chain(&b.svc, now).await;
     assert_eq!(ts.body.version, 1);
 
     // Published through A: B serves it at once, though it served (and memoised) v1.
     a.svc
-        .update(GUN, parts(&[("targets", &p.targets(2, now, &["v2"]))]))
+        .update(
+            GUN,
+            parts(&[("targets", &p.targets(2, now, &["v2"]))]),
+            None,
+        )
         .await
         .unwrap();
     let (ts, snap) = assert_chain(&b.svc, now).await;
     assert_eq!((ts.body.version, snap.body.version), (2, 2));
     // B signs once through its own publish, so it holds the current timestamp key.
     b.svc
-        .update(GUN, parts(&[("targets", &p.targets(3, now, &["v3"]))]))
+        .update(
+            GUN,
+            parts(&[("targets", &p.targets(3, now, &["v3"]))]),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(assert_chain(&a.svc, now).await.0.body.version, 3);
@@ -1126,7 +1171,7 @@ async fn nodes_agree_on_publishes_key_rotation_and_deletion(
     let rotated = parse_key(&a.svc.rotate_key(GUN, "timestamp").await.unwrap());
     p.timestamp = rotated.clone();
     b.svc
-        .update(GUN, parts(&[("root", &p.sign_root(p.root(2, now)))]))
+        .update(GUN, parts(&[("root", &p.sign_root(p.root(2, now)))]), None)
         .await
         .unwrap();
     for n in [&a, &b] {
@@ -1139,7 +1184,10 @@ async fn nodes_agree_on_publishes_key_rotation_and_deletion(
     // the deleted key, refuses as A does instead of signing with the key it still held.
     assert!(a.svc.delete(GUN).await.unwrap());
     for n in [&b, &a] {
-        let m = invalid(n.svc.update(GUN, p.initial(now)).await, "ErrBadHierarchy");
+        let m = invalid(
+            n.svc.update(GUN, p.initial(now), None).await,
+            "ErrBadHierarchy",
+        );
         assert!(
             m.contains("server does not hold current snapshot key"),
             "{m}"
@@ -1168,4 +1216,127 @@ async fn two_postgres_nodes_agree() {
             .unwrap(),
     );
     nodes_agree_on_publishes_key_rotation_and_deletion(a, b).await;
+}
+
+/// Publishes through two services ("nodes") over one store, each writing its audit record with
+/// the update: the detail says what changed against what was current in the store, even when
+/// the other node wrote it (so metadata a node keeps parsed is never used for bytes it was not
+/// parsed from), and a refused update audits nothing.
+async fn audited_publishes_across_nodes<S>(a: Arc<S>, b: Arc<S>)
+where
+    S: support::Store + berth_storage::IdentityStore,
+{
+    let now = std::time::SystemTime::now();
+    let ha = Harness::at(a.clone(), now).await;
+    let hb = Harness::at(b.clone(), now).await;
+    let p = Publisher::new(
+        now,
+        ha.server_key("timestamp").await,
+        ha.server_key("snapshot").await,
+    );
+    let rec = |actor: &str| berth_storage::AuditRecord {
+        id: 0,
+        at: 1_700_000_000_042,
+        actor: actor.into(),
+        action: "trust.updated".into(),
+        target: GUN.into(),
+        client: "192.0.2.1".into(),
+        detail: "replaced by the service".into(),
+    };
+    let tag = |name: &str| {
+        let h = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+        format!("{name}@sha256:{}", &h[..12])
+    };
+    let details = || async {
+        a.audit_list(0, usize::MAX)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.actor, e.detail))
+            .collect::<Vec<_>>()
+    };
+
+    ha.svc
+        .update(GUN, p.initial(now), Some(rec("alice")))
+        .await
+        .unwrap();
+    let t2 = p.targets(2, now, &["v1", "v2"]);
+    hb.svc
+        .update(GUN, parts(&[("targets", &t2)]), Some(rec("bob")))
+        .await
+        .unwrap();
+    // Node a last saw targets v1 (and the snapshot and timestamp it signed then).
+    let t3 = p.targets(3, now, &["v2", "v3"]);
+    ha.svc
+        .update(GUN, parts(&[("targets.json", &t3)]), Some(rec("alice")))
+        .await
+        .unwrap();
+    assert_eq!(
+        details().await,
+        vec![
+            (
+                "alice".to_owned(),
+                format!("root -->v1; targets -->v1 [+{}]", tag("v1"))
+            ),
+            ("bob".to_owned(), format!("targets v1->v2 [+{}]", tag("v2"))),
+            (
+                "alice".to_owned(),
+                format!("targets v2->v3 [+{} -v1]", tag("v3"))
+            ),
+        ]
+    );
+    let e = hb
+        .svc
+        .update(
+            GUN,
+            parts(&[("targets", &p.targets(3, now, &["other"]))]),
+            Some(rec("bob")),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Version { .. }), "{e:?}");
+    assert_eq!(details().await.len(), 3, "a refused update audits nothing");
+    // Without a record nothing is audited; the chain stays whole on both nodes.
+    hb.svc
+        .update(
+            GUN,
+            parts(&[("targets", &p.targets(4, now, &["v4"]))]),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(details().await.len(), 3);
+    let (ts, snap) = assert_chain(&ha.svc, now).await;
+    assert_eq!((ts.body.version, snap.body.version), (4, 4));
+}
+
+#[tokio::test]
+async fn audited_publishes_across_nodes_mem() {
+    let s = Arc::new(berth_storage::memory::MemoryStore::new());
+    audited_publishes_across_nodes(s.clone(), s).await;
+}
+
+#[tokio::test]
+async fn audited_publishes_across_nodes_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(
+        berth_storage_embedded::SqliteMetadataStore::open(dir.path().join("metadata.db")).unwrap(),
+    );
+    audited_publishes_across_nodes(s.clone(), s).await;
+}
+
+#[tokio::test]
+async fn audited_publishes_across_nodes_postgres() {
+    let db = berth_storage_postgres::testing::fresh_database().await;
+    let a = Arc::new(
+        berth_storage_postgres::PgStore::connect(&db.url)
+            .await
+            .unwrap(),
+    );
+    let b = Arc::new(
+        berth_storage_postgres::PgStore::connect(&db.url)
+            .await
+            .unwrap(),
+    );
+    audited_publishes_across_nodes(a, b).await;
 }

@@ -9,6 +9,7 @@
 //! transaction.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_crypto::x509;
@@ -40,10 +41,39 @@ pub enum SnapshotPlan {
 #[derive(Debug)]
 pub struct Validated {
     /// The root in force after the update (uploaded or stored).
-    pub root: Signed<Root>,
+    pub root: Arc<Signed<Root>>,
     /// Uploaded files to store, in validation order (root first, timestamp excluded).
     pub files: Vec<ValidatedFile>,
+    /// The uploaded targets and delegations as parsed here, for a caller that keeps them.
+    pub targets: BTreeMap<RoleName, Arc<Signed<Targets>>>,
     pub snapshot: SnapshotPlan,
+}
+
+/// The current stored files validation reads, parsed when asked for: a server can answer from
+/// metadata it keeps parsed instead of parsing the same stored bytes on every update. A map of
+/// raw files (role -> bytes) parses on each call.
+pub trait StoredRoles {
+    /// Whether a current file of `role` is stored.
+    fn has(&self, role: &RoleName) -> bool;
+    /// The stored root, parsed (`None`: there is none).
+    fn root(&self) -> Option<Result<Arc<Signed<Root>>, Error>>;
+    /// A stored targets-like role, parsed (`None`: there is none).
+    fn targets(&self, role: &RoleName) -> Option<Result<Arc<Signed<Targets>>, Error>>;
+}
+
+impl StoredRoles for BTreeMap<RoleName, Vec<u8>> {
+    fn has(&self, role: &RoleName) -> bool {
+        self.contains_key(role)
+    }
+
+    fn root(&self) -> Option<Result<Arc<Signed<Root>>, Error>> {
+        self.get(&RoleName::Root)
+            .map(|raw| Signed::parse(raw).map(Arc::new))
+    }
+
+    fn targets(&self, role: &RoleName) -> Option<Result<Arc<Signed<Targets>>, Error>> {
+        self.get(role).map(|raw| Signed::parse(raw).map(Arc::new))
+    }
 }
 
 /// One uploaded file that passed validation, with the version read while validating it (so the
@@ -68,27 +98,24 @@ pub fn missing_snapshot_key() -> Error {
 pub fn validate_update(
     gun: &str,
     now: SystemTime,
-    stored: &BTreeMap<RoleName, Vec<u8>>,
+    stored: &dyn StoredRoles,
     uploaded: &BTreeMap<RoleName, Vec<u8>>,
 ) -> Result<Validated, Error> {
     let mut files = Vec::new();
     // 1. The stored root may be expired; a stored root that does not even parse is an error
     //    of the repository, not of this update.
-    let stored_root = stored
-        .get(&RoleName::Root)
-        .map(|r| Signed::<Root>::parse(r))
-        .transpose()?;
+    let stored_root = stored.root().transpose()?;
 
     // 2. Root.
     let root = match (uploaded.get(&RoleName::Root), stored_root) {
         (Some(raw), prev) => {
-            let root = validate_root(gun, raw, prev.as_ref(), now)?;
+            let root = validate_root(gun, raw, prev.as_deref(), now)?;
             files.push(ValidatedFile {
                 role: RoleName::Root,
                 raw: raw.clone(),
                 version: root.body.version,
             });
-            root
+            Arc::new(root)
         }
         (None, Some(prev)) => prev,
         (None, None) => {
@@ -99,8 +126,9 @@ pub fn validate_update(
     };
 
     // 3. Targets and delegations, shallowest first; ancestors come from the store.
-    let mut loaded: BTreeMap<RoleName, Signed<Targets>> = BTreeMap::new();
+    let mut loaded: BTreeMap<RoleName, Arc<Signed<Targets>>> = BTreeMap::new();
     let mut loaded_raw: BTreeMap<RoleName, Vec<u8>> = BTreeMap::new();
+    let mut uploaded_targets = BTreeMap::new();
     let mut order: Vec<&RoleName> = uploaded.keys().filter(|r| r.is_targets_like()).collect();
     order.sort_by_key(|r| (r.depth(), (*r).clone()));
     for role in order {
@@ -136,6 +164,8 @@ pub fn validate_update(
             raw: raw.clone(),
             version: t.body.version,
         });
+        let t = Arc::new(t);
+        uploaded_targets.insert(role.clone(), t.clone());
         loaded.insert(role.clone(), t);
         loaded_raw.insert(role.clone(), raw.clone());
     }
@@ -170,8 +200,7 @@ pub fn validate_update(
             SnapshotPlan::Uploaded(s)
         }
         None => {
-            if !stored.contains_key(&RoleName::Snapshot) && !loaded.contains_key(&RoleName::Targets)
-            {
+            if !stored.has(&RoleName::Snapshot) && !loaded.contains_key(&RoleName::Targets) {
                 // Notary cannot build a first snapshot without targets.
                 return Err(Error::BadHierarchy {
                     missing: "targets".into(),
@@ -189,6 +218,7 @@ pub fn validate_update(
     Ok(Validated {
         root,
         files,
+        targets: uploaded_targets,
         snapshot,
     })
 }
@@ -215,19 +245,20 @@ fn check_paths(role: &RoleName, declared: &DelegationRole, body: &Targets) -> Re
 /// Loads the stored ancestors of `role` that the update did not bring (expiry not checked).
 fn load_ancestors(
     role: &RoleName,
-    stored: &BTreeMap<RoleName, Vec<u8>>,
-    loaded: &mut BTreeMap<RoleName, Signed<Targets>>,
+    stored: &dyn StoredRoles,
+    loaded: &mut BTreeMap<RoleName, Arc<Signed<Targets>>>,
     loaded_raw: &mut BTreeMap<RoleName, Vec<u8>>,
 ) -> Result<(), Error> {
     for a in role.ancestors().into_iter().rev() {
         if loaded.contains_key(&a) {
             continue;
         }
-        let Some(raw) = stored.get(&a) else { continue };
-        let t = Signed::<Targets>::parse(raw)
-            .map_err(|e| Error::BadTargets(format!("stored {a}: {e}")))?;
-        loaded.insert(a.clone(), t);
-        loaded_raw.insert(a, raw.clone());
+        let Some(t) = stored.targets(&a) else {
+            continue;
+        };
+        let t = t.map_err(|e| Error::BadTargets(format!("stored {a}: {e}")))?;
+        loaded_raw.insert(a.clone(), t.raw().to_vec());
+        loaded.insert(a, t);
     }
     Ok(())
 }

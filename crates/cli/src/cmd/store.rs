@@ -341,6 +341,7 @@ async fn copy_trust(
                     sha256: f.sha256.clone(),
                     data: f.data.clone(),
                 }],
+                None,
             )
             .await
             .with_context(|| format!("copying {gun} {} v{}", f.role, f.version))?;

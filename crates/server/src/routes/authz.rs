@@ -358,20 +358,20 @@ pub(crate) async fn layer(State(state): State<AppState>, mut req: Request, next:
     {
         state.access.audit(&actor, action, &target, ip, "").await;
     }
+    // A publish audits itself in its own transaction; key rotations and wipes are audited here.
     if let Some((gun, method)) = trust_write
         && resp.status().is_success()
+        && resp
+            .extensions()
+            .get::<super::trust::TrustAudited>()
+            .is_none()
     {
         let action = if method == Method::DELETE {
             "trust.deleted"
         } else {
             "trust.updated"
         };
-        let detail = resp
-            .extensions()
-            .get::<super::trust::TrustAuditDetail>()
-            .map(|d| d.0.clone())
-            .unwrap_or_default();
-        state.access.audit(&actor, action, &gun, ip, &detail).await;
+        state.access.audit(&actor, action, &gun, ip, "").await;
     }
     resp
 }

@@ -320,15 +320,21 @@ pub(crate) async fn handle(
             let Ok(_turn) = state.trust_publishes().acquire().await else {
                 return not_found();
             };
+            // Audited with the update, in its transaction (the authorization layer attached
+            // the caller); the detail is filled in by the trust service.
+            let audit = req.extensions().get::<berth_access::Caller>().map(|c| {
+                let ip = super::authz::client_ip(&req);
+                state
+                    .access
+                    .audit_record(&c.name, "trust.updated", gun, ip, "")
+            });
             let parts = match read_parts(req).await {
                 Ok(p) => p,
                 Err(resp) => return resp,
             };
-            let before = trust_summaries(state, gun, &parts).await;
-            let detail = change_detail(&before, &parts);
-            trust.update(gun, parts).await.map(|()| {
+            trust.update(gun, parts, audit).await.map(|()| {
                 let mut resp = empty_ok();
-                resp.extensions_mut().insert(TrustAuditDetail(detail));
+                resp.extensions_mut().insert(TrustAudited);
                 resp
             })
         }
@@ -453,93 +459,7 @@ mod tests {
     }
 }
 
-/// What a successful publish changed, for its audit entry (set on the response, written by the
-/// authorization layer): roles with their versions, and for targets-like roles the tags added,
-/// changed and removed.
-#[derive(Clone, Debug)]
-pub(crate) struct TrustAuditDetail(pub String);
-
-/// A role file's version and, for targets-like roles, its tags (name -> sha256 hex).
-struct RoleSummary {
-    version: Option<i64>,
-    tags: Option<std::collections::BTreeMap<String, String>>,
-}
-
-fn summarize(role: &str, data: &[u8]) -> Option<RoleSummary> {
-    use berth_tuf::RoleBody as _;
-    let env = berth_tuf::Envelope::parse(data).ok()?;
-    let version = env.version();
-    let tags = (role == "targets" || role.starts_with("targets/"))
-        .then(|| berth_tuf::Targets::from_signed(env.signed()).ok())
-        .flatten()
-        .map(|t| {
-            t.targets
-                .iter()
-                .map(|(name, m)| {
-                    let hex = m
-                        .hashes
-                        .get("sha256")
-                        .map(|h| h.iter().map(|b| format!("{b:02x}")).collect())
-                        .unwrap_or_default();
-                    (name.clone(), hex)
-                })
-                .collect()
-        });
-    Some(RoleSummary { version, tags })
-}
-
-fn role_of(part: &str) -> &str {
-    part.strip_suffix(".json").unwrap_or(part)
-}
-
-/// The current files of the roles a publish replaces.
-async fn trust_summaries(
-    state: &AppState,
-    gun: &str,
-    parts: &[(String, Bytes)],
-) -> Vec<Option<RoleSummary>> {
-    let mut out = Vec::with_capacity(parts.len());
-    for (name, _) in parts {
-        let role = role_of(name);
-        let current = match state.trust.get_current(gun, role).await {
-            Ok(f) => summarize(role, &f.data),
-            Err(_) => None,
-        };
-        out.push(current);
-    }
-    out
-}
-
-fn change_detail(before: &[Option<RoleSummary>], parts: &[(String, Bytes)]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    for (old, (name, data)) in before.iter().zip(parts) {
-        let role = role_of(name);
-        let new = summarize(role, data);
-        let v = |s: Option<&RoleSummary>| {
-            s.and_then(|s| s.version)
-                .map_or_else(|| "-".to_owned(), |v| format!("v{v}"))
-        };
-        let mut line = format!("{role} {}->{}", v(old.as_ref()), v(new.as_ref()));
-        if let Some(new_tags) = new.as_ref().and_then(|n| n.tags.as_ref()) {
-            let empty = std::collections::BTreeMap::new();
-            let old_tags = old.as_ref().and_then(|o| o.tags.as_ref()).unwrap_or(&empty);
-            let short = |h: &str| h.get(..12).unwrap_or(h).to_owned();
-            let mut changes = Vec::new();
-            for (tag, hex) in new_tags {
-                match old_tags.get(tag) {
-                    None => changes.push(format!("+{tag}@sha256:{}", short(hex))),
-                    Some(o) if o != hex => changes.push(format!("~{tag}@sha256:{}", short(hex))),
-                    Some(_) => {}
-                }
-            }
-            for tag in old_tags.keys().filter(|t| !new_tags.contains_key(*t)) {
-                changes.push(format!("-{tag}"));
-            }
-            if !changes.is_empty() {
-                line.push_str(&format!(" [{}]", changes.join(" ")));
-            }
-        }
-        out.push(line);
-    }
-    out.join("; ")
-}
+/// Set on a publish's response when its audit record was written with the update, so the
+/// authorization layer does not write another.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TrustAudited;

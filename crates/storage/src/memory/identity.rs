@@ -21,6 +21,16 @@ pub(super) struct IdentityState {
     last_audit_id: i64,
 }
 
+impl IdentityState {
+    /// Appends `rec` under the next id (also used by a TUF update auditing itself).
+    pub(super) fn append_audit(&mut self, rec: &AuditRecord) -> i64 {
+        self.last_audit_id = self.last_audit_id.saturating_add(1);
+        let id = self.last_audit_id;
+        self.audit.push(AuditRecord { id, ..rec.clone() });
+        id
+    }
+}
+
 #[async_trait]
 impl IdentityStore for MemoryStore {
     async fn identity_insert(&self, rec: &IdentityRecord) -> Result<()> {
@@ -197,11 +207,7 @@ impl IdentityStore for MemoryStore {
     }
 
     async fn audit_append(&self, rec: &AuditRecord) -> Result<i64> {
-        let mut st = lock(&self.ids);
-        st.last_audit_id = st.last_audit_id.saturating_add(1);
-        let id = st.last_audit_id;
-        st.audit.push(AuditRecord { id, ..rec.clone() });
-        Ok(id)
+        Ok(lock(&self.ids).append_audit(rec))
     }
 
     async fn audit_set_detail(&self, id: i64, detail: &str) -> Result<bool> {

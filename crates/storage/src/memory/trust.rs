@@ -6,8 +6,8 @@ use async_trait::async_trait;
 
 use super::{MemoryStore, lock, now_nanos, now_secs};
 use crate::{
-    Change, ChangeCategory, Error, NewTufFile, Result, ServerKeyRecord, ServerKeyRole, TrustStore,
-    TufFile,
+    AuditRecord, Change, ChangeCategory, Error, NewTufFile, Result, ServerKeyRecord, ServerKeyRole,
+    TrustStore, TufFile,
 };
 
 #[derive(Default)]
@@ -83,7 +83,12 @@ impl TrustStore for MemoryStore {
             .cloned())
     }
 
-    async fn tuf_update(&self, gun: &str, files: Vec<NewTufFile>) -> Result<()> {
+    async fn tuf_update(
+        &self,
+        gun: &str,
+        files: Vec<NewTufFile>,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
         let mut st = lock(&self.trust);
         // Checked in full before anything is written, counting earlier files of this same
         // update, so a stale role anywhere rejects all of it.
@@ -103,6 +108,11 @@ impl TrustStore for MemoryStore {
                 });
             }
             newest.insert(&f.role, f.version);
+        }
+        // Taken while the trust lock is held (the only place both are), so a reader never sees
+        // the files without their record; nothing below can fail.
+        if let Some(rec) = audit {
+            lock(&self.ids).append_audit(rec);
         }
         let created = now_secs();
         for f in files {

@@ -139,10 +139,7 @@ async fn unknown_identity_kind_and_corrupt_scope_map_fail_loudly() {
         assert_eq!(r.status, 500, "{r}");
     }
     let logs = srv.logs();
-    assert!(
-        logs.contains("unknown kind") && logs.contains("robot"),
-        "{logs}"
-    );
+    assert!(logs.contains(r#"unknown identity kind "robot""#), "{logs}");
     assert!(logs.contains("scope map ro"), "{logs}");
     // Nothing was rewritten: the damage is still there to be repaired.
     srv.stop();

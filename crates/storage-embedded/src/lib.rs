@@ -9,10 +9,9 @@
 //! never leaves a partial blob visible.
 //!
 //! One `berth serve` process owns a data directory (it holds a lock on it): the store keeps
-//! exact in-memory copies of its hottest reads (see `cache`), which another writer to the same
+//! exact in-memory copies of its hottest reads (see `berth_storage::cache`), which another writer to the same
 //! database would make stale.
 
-mod cache;
 mod fs_blobs;
 mod sqlite;
 mod sqlite_identity;

@@ -147,7 +147,7 @@ pub struct SqliteMetadataStore {
     /// with its page cache: the server's resident memory stayed ~30 MiB higher afterwards.
     read_slots: Arc<tokio::sync::Semaphore>,
     path: Arc<std::path::PathBuf>,
-    pub(crate) cache: Arc<crate::cache::HotCache>,
+    pub(crate) cache: Arc<berth_storage::cache::HotCache>,
 }
 
 /// The one mapping of SQLite failures. A full disk (SQLITE_FULL, which SQLite reports for
@@ -257,9 +257,9 @@ impl SqliteMetadataStore {
             readers: Arc::new(Mutex::new(Vec::new())),
             read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             path: Arc::new(path),
-            cache: Arc::new(crate::cache::HotCache::new(
-                settings,
-                crate::cache::TUF_CACHE_BYTES,
+            cache: Arc::new(berth_storage::cache::HotCache::new(
+                Some(settings),
+                berth_storage::cache::TUF_CACHE_BYTES,
             )),
         })
     }

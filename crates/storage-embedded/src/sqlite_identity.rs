@@ -9,8 +9,8 @@ use bytes::Bytes;
 use rusqlite::{OptionalExtension, params};
 
 use crate::SqliteMetadataStore;
-use crate::cache::IdentEntry;
 use crate::sqlite::{backend, kind_col};
+use berth_storage::cache::IdentEntry;
 
 pub(crate) const IDENTITY_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS identities (

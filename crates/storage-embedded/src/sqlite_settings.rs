@@ -11,7 +11,8 @@ use crate::sqlite::backend;
 #[async_trait]
 impl SettingsStore for SqliteMetadataStore {
     async fn setting_get(&self, name: &str) -> Result<Option<String>> {
-        Ok(self.cache.setting(name))
+        // Loaded at open and kept by every write: always there.
+        Ok(self.cache.setting(name).flatten())
     }
 
     async fn settings_list(&self) -> Result<Vec<(String, String)>> {

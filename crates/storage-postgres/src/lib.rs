@@ -8,9 +8,9 @@
 //! compare-and-set, and a GUN's TUF updates are serialised by a transaction-scoped advisory
 //! lock, so two nodes publishing the same version cannot both win.
 //!
-//! This crate keeps **no in-memory copies** of what it stores: every call reads the database.
-//! Caching (and keeping caches coherent across nodes) is a separate layer above the storage
-//! traits.
+//! In memory it keeps only settings and each GUN's current TUF files (the hot read path), in
+//! the shared [`berth_storage::cache::HotCache`], coherent across nodes by `NOTIFY` (see
+//! `coherence`); every other call reads the database.
 //!
 //! The connection to PostgreSQL is plain TCP for now (`NoTls`): run it on a trusted network or
 //! loopback until TLS to PostgreSQL lands.
@@ -22,6 +22,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
+mod coherence;
 mod identity;
 mod metadata;
 mod migrate;
@@ -43,6 +44,9 @@ pub struct PgOptions {
     pub connect_timeout: Duration,
     /// Server-side bound on one statement, and on a transaction left idle.
     pub statement_timeout: Duration,
+    /// Keep settings and current TUF files in memory, dropped by other nodes' notifications
+    /// (a listener connection per store). Off: every read goes to the database.
+    pub cache: bool,
 }
 
 impl Default for PgOptions {
@@ -52,6 +56,7 @@ impl Default for PgOptions {
             acquire_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(60),
+            cache: true,
         }
     }
 }
@@ -61,6 +66,7 @@ impl Default for PgOptions {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    pub(crate) co: Option<std::sync::Arc<coherence::Coherence>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -101,6 +107,7 @@ impl PgStore {
         };
         config.options(options);
         config.keepalives(true);
+        let listen_config = config.clone();
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -116,9 +123,13 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Backend(format!("postgres pool: {e}")))?;
-        let store = PgStore { pool };
+        let mut store = PgStore { pool, co: None };
         let mut conn = store.conn().await?;
         migrate::migrate(&mut conn).await?;
+        drop(conn);
+        if opts.cache {
+            store.co = Some(coherence::Coherence::start(listen_config));
+        }
         Ok(store)
     }
 
@@ -140,6 +151,59 @@ impl PgStore {
             .await
             .map_err(backend)?;
         Ok(StartupLock { conn: Some(conn) })
+    }
+
+    /// Commits `tx` with the notification that `stale` changed (delivered at commit, never for
+    /// a rollback), then lets every node's copies follow before returning (see `coherence`).
+    pub(crate) async fn commit_notifying(
+        &self,
+        tx: deadpool_postgres::Transaction<'_>,
+        stale: coherence::Stale<'_>,
+    ) -> Result<(), Error> {
+        let Some(co) = &self.co else {
+            return tx.commit().await.map_err(backend);
+        };
+        let notice = co.notice(stale);
+        // The nodes listening now are the ones whose acknowledgements the write waits for (one
+        // that starts listening later starts with no copies).
+        let sent = tx
+            .query_one(
+                "SELECT pg_notify($1, $2), (SELECT count(*) FROM pg_stat_activity
+                   WHERE application_name = $3 AND datname = current_database())",
+                &[
+                    &coherence::CHANNEL,
+                    &notice.payload,
+                    &coherence::LISTENER_NAME,
+                ],
+            )
+            .await;
+        let listeners = match sent {
+            Ok(row) => col::<i64>(&row, 1),
+            Err(e) => Err(backend(e)),
+        };
+        let listeners = match listeners {
+            Ok(n) => n,
+            Err(e) => {
+                co.abandoned(notice);
+                return Err(e);
+            }
+        };
+        match tx.commit().await {
+            Ok(()) => {
+                co.committed(stale, notice, listeners).await;
+                Ok(())
+            }
+            Err(e) => {
+                co.abandoned(notice);
+                Err(backend(e))
+            }
+        }
+    }
+
+    /// Whether settings and current TUF files are served from memory now: the cache is on and
+    /// its listener connected (see `coherence`).
+    pub fn caching(&self) -> bool {
+        self.co.as_ref().is_some_and(|co| co.usable())
     }
 
     /// The schema version the database is at (the highest migration applied).

@@ -7,6 +7,7 @@ use berth_storage::{
 };
 use bytes::Bytes;
 
+use crate::coherence::Stale;
 use crate::{PgStore, backend, col, kind_col, locks};
 
 fn now_secs() -> i64 {
@@ -86,6 +87,21 @@ async fn lock_sequence(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
+impl PgStore {
+    async fn tuf_current_read(&self, gun: &str, role: &str) -> Result<Option<TufFile>> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(&format!(
+                "SELECT {TUF_COLS} FROM tuf_files WHERE gun = $1 AND role = $2
+                 ORDER BY version DESC LIMIT 1"
+            ))
+            .await
+            .map_err(backend)?;
+        let row = c.query_opt(&st, &[&gun, &role]).await.map_err(backend)?;
+        row.as_ref().map(tuf_row).transpose()
+    }
+}
+
 #[async_trait]
 impl TrustStore for PgStore {
     async fn tuf_current_all(&self, gun: &str) -> Result<Vec<TufFile>> {
@@ -103,16 +119,17 @@ impl TrustStore for PgStore {
     }
 
     async fn tuf_current(&self, gun: &str, role: &str) -> Result<Option<TufFile>> {
-        let c = self.conn().await?;
-        let st = c
-            .prepare_cached(&format!(
-                "SELECT {TUF_COLS} FROM tuf_files WHERE gun = $1 AND role = $2
-                 ORDER BY version DESC LIMIT 1"
-            ))
-            .await
-            .map_err(backend)?;
-        let row = c.query_opt(&st, &[&gun, &role]).await.map_err(backend)?;
-        row.as_ref().map(tuf_row).transpose()
+        // The hot path (every trust GET): from memory while the cache listener runs.
+        let Some(co) = self.co.as_ref().filter(|co| co.usable()) else {
+            return self.tuf_current_read(gun, role).await;
+        };
+        if let Some(hit) = co.cache.tuf_current(gun, role) {
+            return Ok(hit);
+        }
+        let generation = co.cache.generation();
+        let found = self.tuf_current_read(gun, role).await?;
+        co.cache.fill(generation, gun, role, found.clone());
+        Ok(found)
     }
 
     async fn tuf_by_checksum(
@@ -224,7 +241,7 @@ impl TrustStore for PgStore {
             .await
             .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        self.commit_notifying(tx, Stale::Gun(gun)).await
     }
 
     async fn tuf_delete(&self, gun: &str) -> Result<bool> {
@@ -248,7 +265,7 @@ impl TrustStore for PgStore {
             .await
             .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)?;
+        self.commit_notifying(tx, Stale::Gun(gun)).await?;
         Ok(n > 0)
     }
 
@@ -274,7 +291,7 @@ impl TrustStore for PgStore {
         tx.batch_execute("DELETE FROM tuf_files; DELETE FROM server_keys")
             .await
             .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        self.commit_notifying(tx, Stale::AllGuns).await?;
         Ok(n)
     }
 

@@ -3,6 +3,7 @@
 //! [`memory::MemoryStore`] keeps everything in the process, for fast in-process tests.
 
 mod blob;
+pub mod cache;
 mod error;
 mod identity;
 mod kind;

@@ -1,22 +1,25 @@
-//! In-memory copies of the hottest reads: settings and each GUN's current TUF files.
+//! In-memory copies of the hottest reads: settings, each GUN's current TUF files, identity
+//! lookups. This is the coherence seam: the stores decide when a copy may be kept and who
+//! drops it.
 //!
-//! Every trust GET (and every anonymous request, for the anonymous-pull switch) used to cost a
-//! blocking-pool hand-off and a SQLite query per lookup; profiles showed the server spending
-//! most of its time switching threads rather than answering. The embedded store belongs to one
-//! `berth serve` process (it locks the data directory), and every write goes through this
-//! store, so these copies are exact, not eventually consistent.
+//! Every trust GET (and every anonymous request, for the anonymous-pull switch) would otherwise
+//! cost a database round trip per lookup; profiles showed the server spending most of its time
+//! on those rather than answering. The embedded store belongs to one `berth serve` process (it
+//! locks the data directory) and every write goes through it, so its copies are exact. The
+//! PostgreSQL store keeps settings and current TUF files here too, dropped by the notification
+//! each committing write sends to every node (`berth-storage-postgres`, `coherence`).
 //!
-//! Races between a reader filling the cache from SQLite and a writer committing are settled by
-//! a generation counter: a writer bumps it after committing, and a reader only stores what it
-//! read if the generation is still the one it saw before reading.
+//! Races between a reader filling the cache from the database and a writer committing are
+//! settled by a generation counter: a writer (or a notification) bumps it after the commit, and
+//! a reader only stores what it read if the generation is still the one it saw before reading.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use berth_storage::{IdentityRecord, RoleAssignmentRecord, ScopeMapRecord, TufFile};
+use crate::{IdentityRecord, RoleAssignmentRecord, ScopeMapRecord, TufFile};
 
 /// Upper bound on the TUF bytes kept (the least recently used GUNs go first).
-pub(crate) const TUF_CACHE_BYTES: usize = 8 << 20;
+pub const TUF_CACHE_BYTES: usize = 8 << 20;
 
 #[derive(Default)]
 struct GunEntry {
@@ -41,28 +44,28 @@ const IDENTITY_ENTRIES: usize = 10_000;
 
 /// What every authenticated request looks up about its caller.
 #[derive(Clone)]
-pub(crate) enum IdentEntry {
+pub enum IdentEntry {
     Identity(Option<IdentityRecord>),
     Roles(Vec<RoleAssignmentRecord>),
     ScopeMap(Option<ScopeMapRecord>),
 }
 
 impl IdentEntry {
-    pub(crate) fn identity(self) -> Option<Option<IdentityRecord>> {
+    pub fn identity(self) -> Option<Option<IdentityRecord>> {
         match self {
             IdentEntry::Identity(v) => Some(v),
             _ => None,
         }
     }
 
-    pub(crate) fn roles(self) -> Option<Vec<RoleAssignmentRecord>> {
+    pub fn roles(self) -> Option<Vec<RoleAssignmentRecord>> {
         match self {
             IdentEntry::Roles(v) => Some(v),
             _ => None,
         }
     }
 
-    pub(crate) fn scope_map(self) -> Option<Option<ScopeMapRecord>> {
+    pub fn scope_map(self) -> Option<Option<ScopeMapRecord>> {
         match self {
             IdentEntry::ScopeMap(v) => Some(v),
             _ => None,
@@ -71,14 +74,21 @@ impl IdentEntry {
 }
 
 #[derive(Default)]
+struct SettingsState {
+    generation: u64,
+    map: Option<HashMap<String, String>>,
+}
+
+#[derive(Default)]
 struct IdentState {
     generation: u64,
     entries: HashMap<String, IdentEntry>,
 }
 
-pub(crate) struct HotCache {
-    /// Every setting, loaded at open and updated by each write: authoritative in memory.
-    settings: Mutex<HashMap<String, String>>,
+pub struct HotCache {
+    /// Every setting (`None`: not loaded). The embedded store loads them at open and updates
+    /// them with each write; the PostgreSQL store loads them on first use.
+    settings: Mutex<SettingsState>,
     tuf: Mutex<TufState>,
     limit: usize,
     /// Identity, role and scope-map lookups by key; any identity write clears them all
@@ -98,25 +108,30 @@ fn file_bytes(f: &Option<TufFile>) -> usize {
 }
 
 impl HotCache {
-    pub(crate) fn new(settings: HashMap<String, String>, limit: usize) -> Self {
+    /// `settings`: every setting, when the caller has them all (`None`: loaded on first use
+    /// through [`Self::fill_settings`]).
+    pub fn new(settings: Option<HashMap<String, String>>, limit: usize) -> Self {
         HotCache {
-            settings: Mutex::new(settings),
+            settings: Mutex::new(SettingsState {
+                generation: 0,
+                map: settings,
+            }),
             tuf: Mutex::new(TufState::default()),
             limit,
             ident: Mutex::new(IdentState::default()),
         }
     }
 
-    pub(crate) fn ident(&self, key: &str) -> Option<IdentEntry> {
+    pub fn ident(&self, key: &str) -> Option<IdentEntry> {
         lock(&self.ident).entries.get(key).cloned()
     }
 
-    pub(crate) fn ident_generation(&self) -> u64 {
+    pub fn ident_generation(&self) -> u64 {
         lock(&self.ident).generation
     }
 
     /// Stores a lookup's result unless an identity write happened since `generation`.
-    pub(crate) fn ident_fill(&self, generation: u64, key: String, entry: IdentEntry) {
+    pub fn ident_fill(&self, generation: u64, key: String, entry: IdentEntry) {
         let mut st = lock(&self.ident);
         if st.generation != generation {
             return;
@@ -128,23 +143,57 @@ impl HotCache {
     }
 
     /// Called after any write to identities, role assignments or scope maps.
-    pub(crate) fn invalidate_identities(&self) {
+    pub fn invalidate_identities(&self) {
         let mut st = lock(&self.ident);
         st.generation += 1;
         st.entries.clear();
     }
 
-    pub(crate) fn setting(&self, name: &str) -> Option<String> {
-        lock(&self.settings).get(name).cloned()
+    /// The setting's value (outer `None`: the settings are not loaded).
+    pub fn setting(&self, name: &str) -> Option<Option<String>> {
+        lock(&self.settings)
+            .map
+            .as_ref()
+            .map(|m| m.get(name).cloned())
     }
 
-    /// Called after the setting is committed.
-    pub(crate) fn set_setting(&self, name: &str, value: &str) {
-        lock(&self.settings).insert(name.to_owned(), value.to_owned());
+    /// Called after the setting is committed (a no-op while the settings are not loaded).
+    pub fn set_setting(&self, name: &str, value: &str) {
+        if let Some(m) = &mut lock(&self.settings).map {
+            m.insert(name.to_owned(), value.to_owned());
+        }
+    }
+
+    /// The generation to hand back to [`Self::fill_settings`] after reading them.
+    pub fn settings_generation(&self) -> u64 {
+        lock(&self.settings).generation
+    }
+
+    /// Stores every setting as read, unless a write committed since `generation`.
+    pub fn fill_settings(&self, generation: u64, all: HashMap<String, String>) {
+        let mut st = lock(&self.settings);
+        if st.generation == generation {
+            st.map = Some(all);
+        }
+    }
+
+    /// Called after some setting changed elsewhere: the next read loads them again.
+    pub fn invalidate_settings(&self) {
+        let mut st = lock(&self.settings);
+        st.generation += 1;
+        st.map = None;
+    }
+
+    /// Drops every copy (settings, TUF files, identity lookups), e.g. when notifications of
+    /// other nodes' writes may have been missed.
+    pub fn invalidate_all(&self) {
+        self.invalidate_settings();
+        self.invalidate(None);
+        self.invalidate_identities();
     }
 
     /// The cached current file of `role` (outer `None`: not cached).
-    pub(crate) fn tuf_current(&self, gun: &str, role: &str) -> Option<Option<TufFile>> {
+    pub fn tuf_current(&self, gun: &str, role: &str) -> Option<Option<TufFile>> {
         let mut st = lock(&self.tuf);
         st.tick += 1;
         let tick = st.tick;
@@ -155,7 +204,7 @@ impl HotCache {
     }
 
     /// The cached current files of every role of `gun`.
-    pub(crate) fn tuf_current_all(&self, gun: &str) -> Option<Vec<TufFile>> {
+    pub fn tuf_current_all(&self, gun: &str) -> Option<Vec<TufFile>> {
         let mut st = lock(&self.tuf);
         st.tick += 1;
         let tick = st.tick;
@@ -167,7 +216,7 @@ impl HotCache {
 
     /// Stores what `tuf_current_all` read, and each role's file from it, unless a write
     /// committed since `generation`.
-    pub(crate) fn fill_all(&self, generation: u64, gun: &str, files: &[TufFile]) {
+    pub fn fill_all(&self, generation: u64, gun: &str, files: &[TufFile]) {
         for f in files {
             self.fill(generation, gun, &f.role, Some(f.clone()));
         }
@@ -189,12 +238,12 @@ impl HotCache {
     }
 
     /// The generation to hand back to [`Self::fill`] after reading SQLite.
-    pub(crate) fn generation(&self) -> u64 {
+    pub fn generation(&self) -> u64 {
         lock(&self.tuf).generation
     }
 
     /// Stores what a read found, unless a write committed since `generation` was taken.
-    pub(crate) fn fill(&self, generation: u64, gun: &str, role: &str, file: Option<TufFile>) {
+    pub fn fill(&self, generation: u64, gun: &str, role: &str, file: Option<TufFile>) {
         let mut st = lock(&self.tuf);
         if st.generation != generation {
             return;
@@ -225,7 +274,7 @@ impl HotCache {
 
     /// Called after new versions of some of `gun`'s roles committed: they become the current
     /// ones in place (each publish would otherwise empty the cache it is about to need).
-    pub(crate) fn apply_update(&self, gun: &str, files: Vec<TufFile>) {
+    pub fn apply_update(&self, gun: &str, files: Vec<TufFile>) {
         let mut st = lock(&self.tuf);
         // Reads that started before the commit must not store what they saw.
         st.generation += 1;
@@ -253,7 +302,7 @@ impl HotCache {
     }
 
     /// Called after a write to `gun`'s TUF files committed (`None`: every GUN).
-    pub(crate) fn invalidate(&self, gun: Option<&str>) {
+    pub fn invalidate(&self, gun: Option<&str>) {
         let mut st = lock(&self.tuf);
         st.generation += 1;
         match gun {
@@ -287,7 +336,7 @@ mod tests {
 
     #[test]
     fn a_fill_that_raced_a_write_is_dropped() {
-        let c = HotCache::new(HashMap::new(), 1 << 20);
+        let c = HotCache::new(Some(HashMap::new()), 1 << 20);
         let g = c.generation();
         c.invalidate(Some("a/b"));
         c.fill(g, "a/b", "targets", file("targets", 10));
@@ -304,7 +353,7 @@ mod tests {
 
     #[test]
     fn the_list_of_current_files_is_cached_and_dropped_with_its_gun() {
-        let c = HotCache::new(HashMap::new(), 1 << 20);
+        let c = HotCache::new(Some(HashMap::new()), 1 << 20);
         let files = vec![file("root", 10).unwrap(), file("targets", 20).unwrap()];
         c.fill_all(c.generation(), "g", &files);
         assert_eq!(c.tuf_current_all("g").unwrap().len(), 2);
@@ -323,7 +372,7 @@ mod tests {
 
     #[test]
     fn an_update_replaces_the_current_files_in_place() {
-        let c = HotCache::new(HashMap::new(), 1 << 20);
+        let c = HotCache::new(Some(HashMap::new()), 1 << 20);
         let files = vec![file("root", 10).unwrap(), file("targets", 20).unwrap()];
         c.fill_all(c.generation(), "g", &files);
         let stale = c.generation();
@@ -351,7 +400,7 @@ mod tests {
 
     #[test]
     fn absence_is_cached_too() {
-        let c = HotCache::new(HashMap::new(), 1 << 20);
+        let c = HotCache::new(Some(HashMap::new()), 1 << 20);
         c.fill(c.generation(), "g", "root", None);
         assert_eq!(c.tuf_current("g", "root"), Some(None));
         assert_eq!(c.tuf_current("g", "targets"), None);
@@ -359,7 +408,7 @@ mod tests {
 
     #[test]
     fn the_least_recently_used_gun_is_evicted_over_the_limit() {
-        let c = HotCache::new(HashMap::new(), 1000);
+        let c = HotCache::new(Some(HashMap::new()), 1000);
         c.fill(c.generation(), "old", "targets", file("targets", 400));
         c.fill(c.generation(), "mid", "targets", file("targets", 400));
         assert!(c.tuf_current("old", "targets").is_some()); // now "mid" is the oldest
@@ -377,7 +426,7 @@ mod tests {
 
     #[test]
     fn identity_lookups_race_and_clear_like_tuf_files() {
-        let c = HotCache::new(HashMap::new(), 0);
+        let c = HotCache::new(Some(HashMap::new()), 0);
         let g = c.ident_generation();
         c.invalidate_identities();
         c.ident_fill(g, "i:alice".into(), IdentEntry::Identity(None));
@@ -400,12 +449,34 @@ mod tests {
 
     #[test]
     fn settings_follow_writes() {
-        let c = HotCache::new(HashMap::from([("a".into(), "1".into())]), 0);
-        assert_eq!(c.setting("a").as_deref(), Some("1"));
+        let c = HotCache::new(Some(HashMap::from([("a".into(), "1".into())])), 0);
+        assert_eq!(c.setting("a"), Some(Some("1".into())));
         c.set_setting("a", "2");
         c.set_setting("b", "3");
-        assert_eq!(c.setting("a").as_deref(), Some("2"));
-        assert_eq!(c.setting("b").as_deref(), Some("3"));
-        assert_eq!(c.setting("c"), None);
+        assert_eq!(c.setting("a"), Some(Some("2".into())));
+        assert_eq!(c.setting("b"), Some(Some("3".into())));
+        assert_eq!(c.setting("c"), Some(None));
+    }
+
+    #[test]
+    fn settings_loaded_on_demand_and_dropped_by_invalidation() {
+        let c = HotCache::new(None, 0);
+        assert_eq!(c.setting("a"), None, "not loaded");
+        c.set_setting("a", "lost");
+        assert_eq!(c.setting("a"), None, "a write does not load a partial map");
+        let g = c.settings_generation();
+        c.invalidate_settings();
+        c.fill_settings(g, HashMap::from([("a".into(), "stale".into())]));
+        assert_eq!(c.setting("a"), None, "a fill that raced a write is dropped");
+        c.fill_settings(
+            c.settings_generation(),
+            HashMap::from([("a".into(), "1".into())]),
+        );
+        assert_eq!(c.setting("a"), Some(Some("1".into())));
+        assert_eq!(c.setting("b"), Some(None));
+        c.fill(c.generation(), "g", "root", None);
+        c.invalidate_all();
+        assert_eq!(c.setting("a"), None);
+        assert_eq!(c.tuf_current("g", "root"), None);
     }
 }

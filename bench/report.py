@@ -65,11 +65,27 @@ ROWS = [
     ("rss_stream_pull_mib", "MiB", "registry", False, ("abs", 64)),
     ("rss_end_mib", "MiB", None, False, None),
     ("rss_hwm_mib", "MiB", None, False, None),
+    # The distributed column (issue 12): Berth on PostgreSQL + Garage against docker-registry
+    # with its S3 driver on the same Garage, and against Berth embedded for the trust hot path.
+    ("blob_push_mb_s", "MB/s", "registry_s3", True, ("ratio", 1.5), "berth_dist"),
+    ("blob_pull_mb_s", "MB/s", "registry_s3", True, None, "berth_dist"),
+    ("manifest_get_c16_rps", "req/s", "registry_s3", True, ("ratio", 3), "berth_dist"),
+    ("manifest_get_c128_rps", "req/s", "registry_s3", True, ("ratio", 3), "berth_dist"),
+    ("manifest_get_c16_p99_ms", "ms", "registry_s3", False, None, "berth_dist"),
+    ("tags_page_p99_ms", "ms", "registry_s3", False, None, "berth_dist"),
+    ("trust_get_timestamp_c16_rps", "req/s", "berth", True, ("ratio", 0.8), "berth_dist"),
+    ("trust_get_timestamp_c128_rps", "req/s", "berth", True, ("ratio", 0.8), "berth_dist"),
+    ("trust_get_targets_c16_rps", "req/s", "berth", True, ("ratio", 0.8), "berth_dist"),
+    ("trust_get_targets_c128_rps", "req/s", "berth", True, ("ratio", 0.8), "berth_dist"),
+    ("publish_post_median_ms", "ms", "berth", False, None, "berth_dist"),
+    ("rss_idle_mib", "MiB", "registry_s3", False, None, "berth_dist"),
 ]
 
 rows = []
-for metric, unit, ref, higher, target in ROWS:
-    b = med.get(metric, {}).get("berth")
+for metric, unit, ref, higher, target, *who in ROWS:
+    # Rows compare Berth embedded unless they name another subject (the distributed column).
+    subject = who[0] if who else "berth"
+    b = med.get(metric, {}).get(subject)
     r = med.get(metric, {}).get(ref) if ref else None
     ratio = b / r if b is not None and r else None
     met = None
@@ -85,9 +101,9 @@ for metric, unit, ref, higher, target in ROWS:
                  else (">= " if higher else "<= ") + (f"{bound:.2f}x" if bound < 1 else f"{bound:g}x"))
     else:
         tdesc = ""
-    rows.append({"metric": metric, "unit": unit, "berth": b, "reference": ref, "ref_value": r,
+    rows.append({"metric": metric, "subject": subject, "unit": unit, "berth": b, "reference": ref, "ref_value": r,
                  "ratio": ratio, "target": tdesc, "met": met,
-                 "runs": len(raw.get(metric, {}).get("berth", []))})
+                 "runs": len(raw.get(metric, {}).get(subject, []))})
 
 
 def cpu():
@@ -128,7 +144,8 @@ for r in rows:
     refcell = f"{fmt(r['ref_value'])} ({r['reference']})" if r["reference"] else "-"
     ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
     met = {True: "yes", False: "**no**", None: ""}[r["met"]]
-    print(f"| {r['metric']} | {r['unit']} | {fmt(r['berth'])} | {refcell} | {ratio} | {r['target']} | {met} |")
+    name = r["metric"] if r["subject"] == "berth" else f"{r['metric']} ({r['subject']})"
+    print(f"| {name} | {r['unit']} | {fmt(r['berth'])} | {refcell} | {ratio} | {r['target']} | {met} |")
 print(f"\n{mode} mode: {runs} run(s) per figure (median), wrk {secs}s per load, blob {big} MiB, "
       f"stream {stream} MiB, {small} small blobs, {tags} tags, {pubs} publishes per run; "
       f"machine: {machine['nproc']} cpu, {machine['mem_gib']} GiB, {machine['cpu']}; JSON: {out}")

@@ -67,8 +67,8 @@ pub(crate) struct Coherence {
     /// Tells this node's notifications apart from other nodes'.
     node: u64,
     seq: AtomicU64,
-    /// Writes waiting for acknowledgements: how many are still due, and whom to tell.
-    echoes: Mutex<HashMap<u64, (i64, oneshot::Sender<()>)>>,
+    /// This node's writes waiting for acknowledgements, by sequence number.
+    echoes: Mutex<HashMap<u64, Pending>>,
     listener: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -82,6 +82,23 @@ impl Drop for Coherence {
         {
             h.abort();
         }
+    }
+}
+
+/// Acknowledgements of one write: they may arrive before the write knows how many to expect.
+struct Pending {
+    acked: i64,
+    expected: Option<i64>,
+    done: oneshot::Sender<()>,
+}
+
+/// Tells the write `seq` once every expected acknowledgement has arrived.
+fn settle(echoes: &mut HashMap<u64, Pending>, seq: u64) {
+    let ready = echoes
+        .get(&seq)
+        .is_some_and(|p| p.expected.is_some_and(|n| p.acked >= n));
+    if ready && let Some(p) = echoes.remove(&seq) {
+        let _ = p.done.send(());
     }
 }
 
@@ -117,11 +134,17 @@ impl Coherence {
     pub(crate) fn notice(&self, stale: Stale<'_>) -> Notice {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let (tx, echo) = oneshot::channel();
-        // Not due until the write knows how many nodes listen (see `committed`).
         self.echoes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(seq, (i64::MAX, tx));
+            .insert(
+                seq,
+                Pending {
+                    acked: 0,
+                    expected: None,
+                    done: tx,
+                },
+            );
         let tag = format!("{:x}:{seq}", self.node);
         let payload = match stale {
             Stale::Settings => format!("s {tag}"),
@@ -137,15 +160,10 @@ impl Coherence {
         self.drop_copies(stale);
         {
             let mut echoes = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(due) = echoes.get_mut(&notice.seq) {
-                // Acknowledgements may have arrived before the count did.
-                due.0 = listeners - (i64::MAX - due.0);
-                if due.0 <= 0
-                    && let Some((_, tx)) = echoes.remove(&notice.seq)
-                {
-                    let _ = tx.send(());
-                }
+            if let Some(p) = echoes.get_mut(&notice.seq) {
+                p.expected = Some(listeners);
             }
+            settle(&mut echoes, notice.seq);
         }
         if self.usable() && tokio::time::timeout(ECHO_WAIT, notice.echo).await.is_err() {
             tracing::warn!(
@@ -199,14 +217,10 @@ impl Coherence {
             return; // another node's write
         };
         let mut echoes = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(due) = echoes.get_mut(&seq) {
-            due.0 -= 1;
-            if due.0 <= 0
-                && let Some((_, tx)) = echoes.remove(&seq)
-            {
-                let _ = tx.send(());
-            }
+        if let Some(p) = echoes.get_mut(&seq) {
+            p.acked += 1;
         }
+        settle(&mut echoes, seq);
     }
 
     /// The listener lost (or regained) its connection: either way what was kept may have

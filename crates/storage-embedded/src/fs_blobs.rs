@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use berth_oci::Digest;
-use berth_storage::{BlobStore, ByteStream, Error, Result, UploadPart};
+use berth_oci::{Algorithm, Digest};
+use berth_storage::{BlobStore, ByteStream, Error, Result, StoredBlob, TempObject, UploadPart};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::fs::{self, File, OpenOptions};
@@ -193,6 +193,166 @@ fn not_found_as<T>(r: io::Result<T>, e: Error) -> Result<T> {
             Error::from(err)
         }
     })
+}
+
+fn mtime(m: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    m.mtime()
+}
+
+/// A directory's entries as (name, metadata), sorted by name; names that are not UTF-8 are
+/// kept lossily (they can only be leftovers).
+fn sorted_entries(dir: &Path) -> io::Result<Vec<(String, std::fs::Metadata)>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry?;
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            // Gone meanwhile (a commit or an abort): nothing to list.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        out.push((entry.file_name().to_string_lossy().into_owned(), meta));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// The blob a path under `blobs/` names (`<algorithm>/<first two hex>/<hex>`), if any.
+fn blob_at(alg: &str, shard: &str, name: &str) -> Option<Digest> {
+    let d: Digest = format!("{alg}:{name}").parse().ok()?;
+    (d.hex().get(..2) == Some(shard) && d.algorithm().as_str() == alg).then_some(d)
+}
+
+/// Stored blobs after `after`, at most `limit`, walking the shard directories in order (both
+/// algorithm names and hex sort as the digest text does).
+fn list_blobs_in(root: &Path, after: Option<&Digest>, limit: usize) -> io::Result<Vec<StoredBlob>> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    for (alg, am) in sorted_entries(root)? {
+        if !am.is_dir() || after.is_some_and(|a| alg.as_str() < a.algorithm().as_str()) {
+            continue;
+        }
+        let same_alg = after.filter(|a| a.algorithm().as_str() == alg);
+        for (shard, sm) in sorted_entries(&root.join(&alg))? {
+            if !sm.is_dir()
+                || same_alg.is_some_and(|a| shard.as_str() < a.hex().get(..2).unwrap_or(""))
+            {
+                continue;
+            }
+            for (name, m) in sorted_entries(&root.join(&alg).join(&shard))? {
+                if !m.is_file() {
+                    continue;
+                }
+                let Some(digest) = blob_at(&alg, &shard, &name) else {
+                    continue;
+                };
+                if after.is_some_and(|a| &digest <= a) {
+                    continue;
+                }
+                out.push(StoredBlob {
+                    digest,
+                    size: m.len(),
+                    modified: mtime(&m),
+                });
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Uploads with anything stored: a directory per upload (the last write is the newest of the
+/// directory and its parts), or one file for an upload from before part lists.
+fn list_uploads_in(dir: &Path) -> io::Result<Vec<(String, i64)>> {
+    let mut out = Vec::new();
+    for (id, m) in sorted_entries(dir)? {
+        if !UploadPart::valid_name(&id) {
+            continue;
+        }
+        let mut modified = mtime(&m);
+        if m.is_dir() {
+            for (_, pm) in sorted_entries(&dir.join(&id))? {
+                modified = modified.max(mtime(&pm));
+            }
+        }
+        out.push((id, modified));
+    }
+    Ok(out)
+}
+
+fn size_of_tree(path: &Path, m: &std::fs::Metadata) -> io::Result<(u64, i64)> {
+    if !m.is_dir() {
+        return Ok((m.len(), mtime(m)));
+    }
+    let (mut size, mut modified) = (0u64, mtime(m));
+    for (name, em) in sorted_entries(path)? {
+        let (s, t) = size_of_tree(&path.join(name), &em)?;
+        size = size.saturating_add(s);
+        modified = modified.max(t);
+    }
+    Ok((size, modified))
+}
+
+/// Whatever is under `blobs/` and `uploads/` that names no blob and no upload: a file an
+/// interrupted write (or a hand) left beside the blobs, an upload entry with a name the
+/// registry never makes. Names are relative to the store's root.
+fn list_temp_in(root: &Path) -> io::Result<Vec<TempObject>> {
+    let mut out = Vec::new();
+    let mut push = |name: String, path: &Path, m: &std::fs::Metadata| -> io::Result<()> {
+        let (size, modified) = size_of_tree(path, m)?;
+        out.push(TempObject {
+            name,
+            size,
+            modified,
+        });
+        Ok(())
+    };
+    let blobs = root.join("blobs");
+    for (alg, am) in sorted_entries(&blobs)? {
+        let alg_path = blobs.join(&alg);
+        if !am.is_dir() || Algorithm::parse(&alg).is_err() {
+            push(format!("blobs/{alg}"), &alg_path, &am)?;
+            continue;
+        }
+        for (shard, sm) in sorted_entries(&alg_path)? {
+            let shard_path = alg_path.join(&shard);
+            let shard_ok = shard.len() == 2
+                && shard
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !sm.is_dir() || !shard_ok {
+                push(format!("blobs/{alg}/{shard}"), &shard_path, &sm)?;
+                continue;
+            }
+            for (name, m) in sorted_entries(&shard_path)? {
+                if m.is_file() && blob_at(&alg, &shard, &name).is_some() {
+                    continue;
+                }
+                push(
+                    format!("blobs/{alg}/{shard}/{name}"),
+                    &shard_path.join(&name),
+                    &m,
+                )?;
+            }
+        }
+    }
+    let uploads = root.join("uploads");
+    for (id, m) in sorted_entries(&uploads)? {
+        if !UploadPart::valid_name(&id) {
+            push(format!("uploads/{id}"), &uploads.join(&id), &m)?;
+        }
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -384,6 +544,50 @@ impl BlobStore for FsBlobStore {
         } else {
             // An upload from before part lists: one file.
             fs::remove_file(path).await?;
+        }
+        Ok(())
+    }
+
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredBlob>> {
+        let (root, after) = (self.root.join("blobs"), after.cloned());
+        let listed =
+            tokio::task::spawn_blocking(move || list_blobs_in(&root, after.as_ref(), limit))
+                .await
+                .map_err(io::Error::other)??;
+        Ok(listed)
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<(String, i64)>> {
+        let dir = self.root.join("uploads");
+        let listed = tokio::task::spawn_blocking(move || list_uploads_in(&dir))
+            .await
+            .map_err(io::Error::other)??;
+        Ok(listed)
+    }
+
+    async fn list_temp(&self) -> Result<Vec<TempObject>> {
+        let root = self.root.clone();
+        let listed = tokio::task::spawn_blocking(move || list_temp_in(&root))
+            .await
+            .map_err(io::Error::other)??;
+        Ok(listed)
+    }
+
+    async fn remove_temp(&self, name: &str) -> Result<()> {
+        // Only what the listing names now: never a blob, an upload or a path outside.
+        let root = self.root.clone();
+        let listed = tokio::task::spawn_blocking(move || list_temp_in(&root))
+            .await
+            .map_err(io::Error::other)??;
+        if !listed.iter().any(|t| t.name == name) {
+            return Err(Error::Backend(format!("{name:?} is not a temporary file")));
+        }
+        let path = self.root.join(name);
+        let meta = fs::symlink_metadata(&path).await?;
+        if meta.is_dir() {
+            fs::remove_dir_all(&path).await?;
+        } else {
+            fs::remove_file(&path).await?;
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_oci::Digest;
-use berth_storage::{BlobStore, ByteStream, Error, Result, UploadPart};
+use berth_storage::{BlobStore, ByteStream, Error, Result, StoredBlob, TempObject, UploadPart};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use sha2::Digest as _;
@@ -184,6 +184,65 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
         .unwrap_or(0)
+}
+
+/// Unix seconds of an S3 timestamp (`2026-12-01T05:30:00.000Z`, as listings give them); 0 when
+/// it cannot be read (an age of "long ago" only makes a leftover eligible for a check's
+/// removal sooner, never a blob: blobs are only reported).
+fn parse_s3_time(s: &str) -> i64 {
+    let num = |a: usize, b: usize| s.get(a..b).and_then(|t| t.parse::<u32>().ok());
+    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(se)) = (
+        num(0, 4),
+        num(5, 7),
+        num(8, 10),
+        num(11, 13),
+        num(14, 16),
+        num(17, 19),
+    ) else {
+        return 0;
+    };
+    let date = time::Month::try_from(u8::try_from(mo).unwrap_or(0))
+        .ok()
+        .and_then(|m| {
+            time::Date::from_calendar_date(
+                i32::try_from(y).unwrap_or(0),
+                m,
+                u8::try_from(d).unwrap_or(0),
+            )
+            .ok()
+        });
+    let clock = time::Time::from_hms(
+        u8::try_from(h).unwrap_or(99),
+        u8::try_from(mi).unwrap_or(99),
+        u8::try_from(se).unwrap_or(99),
+    )
+    .ok();
+    match (date, clock) {
+        (Some(date), Some(clock)) => time::PrimitiveDateTime::new(date, clock)
+            .assume_utc()
+            .unix_timestamp(),
+        _ => 0,
+    }
+}
+
+/// One listed object.
+struct Listed {
+    key: String,
+    size: u64,
+    modified: i64,
+}
+
+/// A multipart upload begun and neither completed nor aborted.
+struct Pending {
+    key: String,
+    upload_id: String,
+    initiated: i64,
+}
+
+/// A [`TempObject`] name for an unfinished multipart upload: `multipart:<key>#<upload id>`
+/// (`#` never appears in the keys this store writes).
+fn multipart_name(rel_key: &str, upload_id: &str) -> String {
+    format!("multipart:{rel_key}#{upload_id}")
 }
 
 /// A failed answer as an error, with S3's code and message when the body has them.
@@ -353,6 +412,20 @@ impl S3BlobStore {
             .collect())
     }
 
+    /// Writes `data` at `rel_key` (under the prefix) as it is, bypassing every rule of the
+    /// store: for tests that damage a blob or leave what a crash leaves.
+    #[cfg(feature = "test-support")]
+    pub async fn put_raw(&self, rel_key: &str, data: Bytes) -> Result<()> {
+        self.put(&self.key(rel_key), data).await
+    }
+
+    /// Begins a multipart upload at `rel_key` and leaves it unfinished, as a writer killed
+    /// mid-object does: for tests.
+    #[cfg(feature = "test-support")]
+    pub async fn begin_multipart_raw(&self, rel_key: &str) -> Result<String> {
+        self.mp_create(&self.key(rel_key)).await
+    }
+
     fn key(&self, rest: &str) -> String {
         format!("{}{rest}", self.cfg.prefix)
     }
@@ -371,6 +444,25 @@ impl S3BlobStore {
 
     fn marker_key(&self, id: &str) -> Result<String> {
         Ok(format!("{}{SESSION_MARKER}", self.upload_prefix(id)?))
+    }
+
+    /// The blob an object key names (`<prefix>blobs/<algorithm>/<hex>`), if any.
+    fn blob_of_key(&self, key: &str) -> Option<Digest> {
+        let rest = key
+            .strip_prefix(self.cfg.prefix.as_str())?
+            .strip_prefix("blobs/")?;
+        let (alg, hex) = rest.split_once('/')?;
+        let d: Digest = format!("{alg}:{hex}").parse().ok()?;
+        (d.algorithm().as_str() == alg).then_some(d)
+    }
+
+    /// The upload an object key belongs to (`<prefix>uploads/<id>/…`, a well-formed id).
+    fn upload_of_key(&self, key: &str) -> Option<String> {
+        let rest = key
+            .strip_prefix(self.cfg.prefix.as_str())?
+            .strip_prefix("uploads/")?;
+        let (id, _) = rest.split_once('/')?;
+        UploadPart::valid_name(id).then(|| id.to_owned())
     }
 
     /// The object path as the URL and the signature carry it.
@@ -499,17 +591,42 @@ impl S3BlobStore {
 
     /// Every object under `prefix`: (key, size), in key order.
     async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .list_from(prefix, None, None)
+            .await?
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect())
+    }
+
+    /// Objects under `prefix` after key `start_after`, in key order, at most `limit` (all when
+    /// `None`).
+    async fn list_from(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Listed>> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut r = Req::bucket(reqwest::Method::GET)
                 .query("list-type", "2")
                 .query("prefix", prefix);
-            if let Some(n) = self.list_page {
+            let want = limit.map(|l| l.saturating_sub(out.len()));
+            let page = match (self.list_page, want) {
+                (Some(n), Some(w)) => Some(u64::from(n).min(w as u64)),
+                (Some(n), None) => Some(u64::from(n)),
+                (None, Some(w)) => Some((w as u64).min(1000)),
+                (None, None) => None,
+            };
+            if let Some(n) = page {
                 r = r.query("max-keys", n.to_string());
             }
             if let Some(t) = &token {
                 r = r.query("continuation-token", t.clone());
+            } else if let Some(a) = start_after {
+                r = r.query("start-after", a);
             }
             let xml = self.expect_ok("LIST", r).await?;
             for contents in xml_all(&xml, "Contents") {
@@ -517,7 +634,12 @@ impl S3BlobStore {
                 let size = xml_one(&contents, "Size")
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| backend("LIST", "no Size"))?;
-                out.push((key, size));
+                let modified = xml_one(&contents, "LastModified").map_or(0, |t| parse_s3_time(&t));
+                out.push(Listed {
+                    key,
+                    size,
+                    modified,
+                });
             }
             token = match xml_one(&xml, "IsTruncated").as_deref() {
                 Some("true") => Some(
@@ -526,16 +648,19 @@ impl S3BlobStore {
                 ),
                 _ => None,
             };
-            if token.is_none() {
+            if token.is_none() || limit.is_some_and(|l| out.len() >= l) {
                 break;
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        if let Some(l) = limit {
+            out.truncate(l);
+        }
         Ok(out)
     }
 
     /// Multipart uploads begun under `prefix` and never completed nor aborted: (key, upload id).
-    async fn pending_multiparts(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+    async fn pending_multiparts(&self, prefix: &str) -> Result<Vec<Pending>> {
         let mut out = Vec::new();
         let mut markers: Option<(String, String)> = None;
         loop {
@@ -549,9 +674,15 @@ impl S3BlobStore {
             }
             let xml = self.expect_ok("ListMultipartUploads", r).await?;
             for upload in xml_all(&xml, "Upload") {
-                if let (Some(k), Some(u)) = (xml_one(&upload, "Key"), xml_one(&upload, "UploadId"))
+                if let (Some(key), Some(upload_id)) =
+                    (xml_one(&upload, "Key"), xml_one(&upload, "UploadId"))
                 {
-                    out.push((k, u));
+                    let initiated = xml_one(&upload, "Initiated").map_or(0, |t| parse_s3_time(&t));
+                    out.push(Pending {
+                        key,
+                        upload_id,
+                        initiated,
+                    });
                 }
             }
             markers = match xml_one(&xml, "IsTruncated").as_deref() {
@@ -581,8 +712,8 @@ impl S3BlobStore {
             .filter(|k| *k != marker)
             .collect();
         self.delete_all(others).await?;
-        for (key, upload_id) in self.pending_multiparts(prefix).await? {
-            self.mp_abort(&key, &upload_id).await;
+        for p in self.pending_multiparts(prefix).await? {
+            self.mp_abort(&p.key, &p.upload_id).await;
         }
         self.delete_key(&marker).await
     }
@@ -989,9 +1120,126 @@ impl BlobStore for S3BlobStore {
         let prefix = self.upload_prefix(id)?;
         let all = self.list(&prefix).await?;
         if all.is_empty() {
-            return Err(Error::UploadUnknown);
+            // A writer that died mid-chunk after the session went leaves only a multipart
+            // upload: that too is the upload's, and goes with it.
+            let pending = self.pending_multiparts(&prefix).await?;
+            if pending.is_empty() {
+                return Err(Error::UploadUnknown);
+            }
+            for p in pending {
+                self.mp_abort(&p.key, &p.upload_id).await;
+            }
+            return Ok(());
         }
         self.remove_session(&prefix, all).await
+    }
+
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredBlob>> {
+        let prefix = self.key("blobs/");
+        let mut out = Vec::new();
+        let mut start = after.map(|d| self.blob_key(d));
+        // Keys that name no blob are skipped (list_temp names them), so a page may need more.
+        while out.len() < limit {
+            let page = self
+                .list_from(&prefix, start.as_deref(), Some(limit - out.len()))
+                .await?;
+            let Some(last) = page.last() else { break };
+            start = Some(last.key.clone());
+            for o in page {
+                if let Some(digest) = self.blob_of_key(&o.key) {
+                    out.push(StoredBlob {
+                        digest,
+                        size: o.size,
+                        modified: o.modified,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<(String, i64)>> {
+        let prefix = self.key("uploads/");
+        let mut ids: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+        let mut note = |key: &str, at: i64| {
+            if let Some(id) = key
+                .strip_prefix(prefix.as_str())
+                .and_then(|rest| rest.split_once('/'))
+                .map(|(id, _)| id)
+                .filter(|id| UploadPart::valid_name(id))
+            {
+                let t = ids.entry(id.to_owned()).or_insert(at);
+                *t = (*t).max(at);
+            }
+        };
+        for o in self.list_from(&prefix, None, None).await? {
+            note(&o.key, o.modified);
+        }
+        for p in self.pending_multiparts(&prefix).await? {
+            note(&p.key, p.initiated);
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    async fn list_temp(&self) -> Result<Vec<TempObject>> {
+        let root = self.key("");
+        let rel = |k: &str| k.get(root.len()..).unwrap_or("").to_owned();
+        let mut out = Vec::new();
+        // Objects that are neither a blob nor under a well-named upload.
+        for o in self.list_from(&self.key("blobs/"), None, None).await? {
+            if self.blob_of_key(&o.key).is_none() {
+                out.push(TempObject {
+                    name: rel(&o.key),
+                    size: o.size,
+                    modified: o.modified,
+                });
+            }
+        }
+        let uploads = self.key("uploads/");
+        for o in self.list_from(&uploads, None, None).await? {
+            if self.upload_of_key(&o.key).is_none() {
+                out.push(TempObject {
+                    name: rel(&o.key),
+                    size: o.size,
+                    modified: o.modified,
+                });
+            }
+        }
+        // Multipart uploads nobody finished, except an upload's own (they go with it).
+        for p in self.pending_multiparts(&root).await? {
+            if self.upload_of_key(&p.key).is_none() {
+                out.push(TempObject {
+                    name: multipart_name(&rel(&p.key), &p.upload_id),
+                    size: 0,
+                    modified: p.initiated,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn remove_temp(&self, name: &str) -> Result<()> {
+        // Only what the listing names now: never a blob or an upload's object.
+        if !self.list_temp().await?.iter().any(|t| t.name == name) {
+            return Err(backend(
+                "remove",
+                format!("{name:?} is not a temporary object"),
+            ));
+        }
+        match name
+            .strip_prefix("multipart:")
+            .and_then(|r| r.rsplit_once('#'))
+        {
+            Some((rel_key, upload_id)) => {
+                let key = self.key(rel_key);
+                let abort = Req::new(reqwest::Method::DELETE, &key).query("uploadId", upload_id);
+                self.expect_ok("AbortMultipartUpload", abort)
+                    .await
+                    .map(drop)
+            }
+            None => self.delete_key(&self.key(name)).await,
+        }
     }
 }
 

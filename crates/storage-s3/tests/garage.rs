@@ -285,3 +285,78 @@ async fn a_writer_killed_mid_chunk_leaves_nothing_once_the_session_goes() {
         assert_eq!(s.keys().await.unwrap(), Vec::<String>::new(), "{id}");
     }
 }
+
+/// The blob listing in pages smaller than the blobs (so `start-after` and continuation meet),
+/// and what a crash leaves on S3: an unfinished multipart upload of a blob, an object beside
+/// the blobs, an upload's parts without its session. Leftovers are listed and removed one by
+/// one; an upload's unfinished multipart goes with the upload.
+#[tokio::test]
+async fn the_conformance_listing_in_small_pages_and_leftovers_of_a_crash() {
+    let s = fresh_store().with_list_page_size(2);
+    berth_storage::testsuite::run_blobs(&s).await;
+    assert_eq!(s.keys().await.unwrap(), Vec::<String>::new());
+
+    let d = Digest::sha256_of(b"kept");
+    s.upload_start("u1").await.unwrap();
+    let data: ByteStream = Box::pin(futures::stream::once(async {
+        Ok(Bytes::from_static(b"kept"))
+    }));
+    s.upload_write("u1", "p", 0, None, data).await.unwrap();
+    let part = UploadPart {
+        name: "p".into(),
+        offset: 0,
+        size: 4,
+    };
+    s.upload_commit("u1", &[part], &d).await.unwrap();
+    let other = Digest::sha256_of(b"never finished");
+    let blob_key = format!("blobs/sha256/{}", other.hex());
+    let mp = s.begin_multipart_raw(&blob_key).await.unwrap();
+    s.put_raw("blobs/sha256/junk.tmp", Bytes::from_static(b"odd"))
+        .await
+        .unwrap();
+    s.put_raw("uploads/crashed-1/p0", Bytes::from_static(b"12"))
+        .await
+        .unwrap();
+    s.begin_multipart_raw("uploads/crashed-2/p0").await.unwrap();
+
+    let temp = s.list_temp().await.unwrap();
+    let names: Vec<&str> = temp.iter().map(|t| t.name.as_str()).collect();
+    let mp_name = format!("multipart:{blob_key}#{mp}");
+    assert_eq!(names, ["blobs/sha256/junk.tmp", mp_name.as_str()]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for t in &temp {
+        assert!((now - 300..=now + 300).contains(&t.modified), "{t:?}");
+    }
+    let listed = s.list_blobs(None, 10).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|b| (&b.digest, b.size))
+            .collect::<Vec<_>>(),
+        [(&d, 4)]
+    );
+    let uploads: Vec<String> = s
+        .list_uploads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
+    assert_eq!(uploads, ["crashed-1", "crashed-2"]);
+
+    for name in &names {
+        s.remove_temp(name).await.unwrap();
+    }
+    assert!(s.list_temp().await.unwrap().is_empty());
+    assert!(s.remove_temp(&mp_name).await.is_err(), "gone already");
+    for id in ["crashed-1", "crashed-2"] {
+        s.upload_abort(id).await.unwrap();
+    }
+    assert!(s.list_uploads().await.unwrap().is_empty());
+    s.delete(&d).await.unwrap();
+    assert_eq!(s.keys().await.unwrap(), Vec::<String>::new());
+    assert_eq!(s.open_multiparts().await.unwrap(), 0);
+}

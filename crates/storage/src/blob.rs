@@ -95,6 +95,28 @@ impl UploadPart {
     }
 }
 
+/// A blob as the blob store holds it, for listings (checks and garbage collection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub digest: Digest,
+    pub size: u64,
+    /// Unix seconds of the last write of its bytes.
+    pub modified: i64,
+}
+
+/// Something an interrupted write left in the blob store that is neither a blob nor part of an
+/// upload (a file beside the blobs, an object store's unfinished multipart upload). Only a
+/// check may remove one, and only when it is old enough that no write can still be under way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempObject {
+    /// Where it is, in the backend's words (a path under the data dir, an object key): shown to
+    /// people and given back to [`BlobStore::remove_temp`].
+    pub name: String,
+    pub size: u64,
+    /// Unix seconds of its last write.
+    pub modified: i64,
+}
+
 /// Content-addressed blob bytes and the in-progress uploads that become them.
 ///
 /// An upload is a set of parts, each written once under a fresh name by whoever received that
@@ -143,6 +165,17 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn upload_commit(&self, id: &str, parts: &[UploadPart], digest: &Digest) -> Result<u64>;
     /// Removes the upload and all its parts.
     async fn upload_abort(&self, id: &str) -> Result<()>;
+
+    /// Stored blobs ordered by digest text, after `after` (exclusive), at most `limit`.
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredBlob>>;
+    /// Every upload that has anything stored here (open, or left by a crash), with the unix
+    /// seconds of its last write, ordered by id. [`BlobStore::upload_abort`] removes each.
+    async fn list_uploads(&self) -> Result<Vec<(String, i64)>>;
+    /// What interrupted writes left that is neither a blob nor an upload's.
+    async fn list_temp(&self) -> Result<Vec<TempObject>>;
+    /// Removes a [`TempObject`] by its name. A name [`BlobStore::list_temp`] would not list
+    /// (a blob, an upload, nothing) is refused with an error and nothing is removed.
+    async fn remove_temp(&self, name: &str) -> Result<()>;
 }
 
 #[cfg(test)]

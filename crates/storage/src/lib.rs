@@ -14,7 +14,7 @@ mod settings;
 pub mod testsuite;
 mod trust;
 
-pub use blob::{BlobStore, ByteStream, MAX_UPLOAD_PARTS, UploadPart};
+pub use blob::{BlobStore, ByteStream, MAX_UPLOAD_PARTS, StoredBlob, TempObject, UploadPart};
 pub use error::{Error, Result, io_is_no_space};
 pub use identity::{
     AuditRecord, IdentityRecord, IdentityStore, RoleAssignmentRecord, ScopeMapRecord,

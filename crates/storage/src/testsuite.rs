@@ -56,6 +56,199 @@ pub async fn run_blobs(blobs: &dyn BlobStore) {
     blob_upload_roundtrip(blobs).await;
     blob_append_rules(blobs).await;
     blob_edge_rules(blobs).await;
+    blob_listing_rules(blobs).await;
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// Every stored blob, in pages of `page`.
+async fn all_blobs(b: &dyn BlobStore, page: usize) -> Vec<crate::StoredBlob> {
+    let mut out: Vec<crate::StoredBlob> = Vec::new();
+    loop {
+        let next = b
+            .list_blobs(out.last().map(|s| &s.digest), page)
+            .await
+            .unwrap();
+        assert!(next.len() <= page, "a page holds at most its limit");
+        if next.is_empty() {
+            return out;
+        }
+        out.extend(next);
+    }
+}
+
+/// What checks and garbage collection read: blobs in digest-text order with sizes and write
+/// times, in pages; uploads with anything stored, gone once committed or aborted; no leftovers
+/// in a store nobody interrupted, and removing a leftover never removes anything else.
+async fn blob_listing_rules(b: &dyn BlobStore) {
+    let before = all_blobs(b, 1000).await;
+    let t0 = unix_now();
+    let mut made = Vec::new();
+    for i in 0..5u8 {
+        let data: &'static [u8] = match i {
+            0 => b"listing zero",
+            1 => b"listing one!",
+            2 => b"listing two, longer",
+            3 => b"",
+            _ => b"listing four",
+        };
+        let id = format!("listing-{i}");
+        b.upload_start(&id).await.unwrap();
+        assert!(
+            b.list_uploads()
+                .await
+                .unwrap()
+                .iter()
+                .any(|(u, _)| *u == id),
+            "an opened upload is listed before any byte is written"
+        );
+        let n = b
+            .upload_write(&id, "p0", 0, None, stream_of(&[data]))
+            .await
+            .unwrap();
+        let (listed_id, at) = b
+            .list_uploads()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(u, _)| *u == id)
+            .expect("an upload with a part is listed");
+        assert_eq!(listed_id, id);
+        assert!(
+            (t0 - 5..=unix_now() + 5).contains(&at),
+            "upload write time {at} is now ({t0})"
+        );
+        let parts = [UploadPart {
+            name: "p0".into(),
+            offset: 0,
+            size: n,
+        }];
+        let d = Digest::sha256_of(data);
+        b.upload_commit(&id, &parts, &d).await.unwrap();
+        assert!(
+            !b.list_uploads()
+                .await
+                .unwrap()
+                .iter()
+                .any(|(u, _)| *u == id),
+            "a committed upload is not listed"
+        );
+        made.push((d, data.len() as u64));
+    }
+    let all = all_blobs(b, 1000).await;
+    let texts: Vec<String> = all.iter().map(|s| s.digest.to_string()).collect();
+    let mut sorted = texts.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        texts, sorted,
+        "blobs are listed once each, in digest-text order"
+    );
+    for (d, size) in &made {
+        let s = all
+            .iter()
+            .find(|s| s.digest == *d)
+            .unwrap_or_else(|| panic!("committed blob {d} is listed"));
+        assert_eq!(s.size, *size, "listed size of {d}");
+        assert!(
+            (t0 - 5..=unix_now() + 5).contains(&s.modified),
+            "write time {} of {d} is now ({t0})",
+            s.modified
+        );
+    }
+    assert_eq!(all.len(), before.len() + made.len());
+    // Pages of two give the same listing; a page after the last blob is empty.
+    assert_eq!(all_blobs(b, 2).await, all);
+    assert_eq!(all_blobs(b, 1).await, all);
+    let last = &all.last().unwrap().digest;
+    assert!(b.list_blobs(Some(last), 10).await.unwrap().is_empty());
+    assert!(b.list_blobs(None, 0).await.unwrap().is_empty());
+    // `after` need not be stored: the listing goes on from where it would sort.
+    let mut missing = made[1].0.to_string();
+    missing.pop();
+    missing.push('0');
+    let missing: Digest = missing.parse().unwrap();
+    let from_missing = b.list_blobs(Some(&missing), 1000).await.unwrap();
+    let expect: Vec<_> = all
+        .iter()
+        .filter(|s| s.digest.to_string() > missing.to_string())
+        .cloned()
+        .collect();
+    assert_eq!(
+        from_missing, expect,
+        "a listing after a digest that is not stored"
+    );
+
+    // An aborted upload is no longer listed.
+    b.upload_start("listing-aborted").await.unwrap();
+    b.upload_write("listing-aborted", "p0", 0, None, stream_of(&[b"x"]))
+        .await
+        .unwrap();
+    assert!(
+        b.list_uploads()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(u, _)| u == "listing-aborted")
+    );
+    b.upload_abort("listing-aborted").await.unwrap();
+    assert!(
+        !b.list_uploads()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(u, _)| u == "listing-aborted")
+    );
+    let ids: Vec<String> = b
+        .list_uploads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
+    let mut sorted_ids = ids.clone();
+    sorted_ids.sort();
+    assert_eq!(ids, sorted_ids, "uploads are listed in id order");
+
+    // Nothing was interrupted, so nothing is left over; a name that is not a leftover (a blob's
+    // digest, a path out, nothing) is refused and removes nothing.
+    assert_eq!(b.list_temp().await.unwrap(), vec![]);
+    let d0 = made[0].0.clone();
+    for name in [
+        d0.to_string(),
+        format!("blobs/sha256/{}/{}", &d0.hex()[..2], d0.hex()),
+        "../outside".to_owned(),
+        "uploads".to_owned(),
+        "blobs".to_owned(),
+        String::new(),
+    ] {
+        assert!(
+            b.remove_temp(&name).await.is_err(),
+            "{name:?} is no leftover"
+        );
+    }
+    assert_eq!(
+        all_blobs(b, 1000).await,
+        all,
+        "refused removals removed nothing"
+    );
+
+    for (d, _) in &made {
+        b.delete(d).await.unwrap();
+    }
+    assert_eq!(
+        all_blobs(b, 1000).await,
+        before,
+        "deleted blobs are not listed"
+    );
 }
 
 /// The metadata rules alone (an empty store), for backends that hold only metadata.

@@ -8,8 +8,8 @@ use berth_oci::Digest;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
-use super::{MemoryStore, lock};
-use crate::{BlobStore, ByteStream, Error, Result, UploadPart};
+use super::{MemoryStore, lock, now_secs};
+use crate::{BlobStore, ByteStream, Error, Result, StoredBlob, TempObject, UploadPart};
 
 /// Chunk size when streaming a blob out (the embedded store reads files in pieces this size).
 const READ_CHUNK: usize = 256 << 10;
@@ -18,6 +18,8 @@ const READ_CHUNK: usize = 256 << 10;
 pub(super) struct BlobState {
     /// Committed blobs by digest text; immutable once there.
     blobs: HashMap<String, Bytes>,
+    /// When each blob was committed (unix seconds), by digest text.
+    committed: HashMap<String, i64>,
     /// Upload id → the chunks received, in order (kept as received: no copy per append).
     uploads: HashMap<String, Upload>,
 }
@@ -26,6 +28,8 @@ pub(super) struct BlobState {
 #[derive(Default)]
 struct Upload {
     parts: HashMap<String, Vec<Bytes>>,
+    /// Unix seconds of the last write.
+    modified: i64,
 }
 
 /// The ids the embedded store accepts (what the registry generates: uuid text); anything else
@@ -110,8 +114,9 @@ impl BlobStore for MemoryStore {
     }
 
     async fn delete(&self, digest: &Digest) -> Result<()> {
-        lock(&self.blobs)
-            .blobs
+        let mut st = lock(&self.blobs);
+        st.committed.remove(&digest.to_string());
+        st.blobs
             .remove(&digest.to_string())
             .map(|_| ())
             .ok_or(Error::BlobUnknown)
@@ -126,7 +131,13 @@ impl BlobStore for MemoryStore {
                 format!("upload {id} already exists"),
             )));
         }
-        st.uploads.insert(id.to_owned(), Upload::default());
+        st.uploads.insert(
+            id.to_owned(),
+            Upload {
+                parts: HashMap::new(),
+                modified: now_secs(),
+            },
+        );
         Ok(())
     }
 
@@ -167,6 +178,7 @@ impl BlobStore for MemoryStore {
         let mut st = lock(&self.blobs);
         let up = st.uploads.get_mut(id).ok_or(Error::UploadUnknown)?;
         up.parts.insert(part.to_owned(), chunks);
+        up.modified = now_secs();
         Ok(received)
     }
 
@@ -196,6 +208,9 @@ impl BlobStore for MemoryStore {
             .ok_or(Error::UploadUnknown)?
             .assemble(parts)?;
         st.uploads.remove(id);
+        if !st.blobs.contains_key(&digest.to_string()) {
+            st.committed.insert(digest.to_string(), now_secs());
+        }
         // Content-addressed: identical bytes already stored stay as they are.
         st.blobs.entry(digest.to_string()).or_insert_with(|| {
             let mut whole = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
@@ -214,5 +229,48 @@ impl BlobStore for MemoryStore {
             .remove(id)
             .map(|_| ())
             .ok_or(Error::UploadUnknown)
+    }
+
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredBlob>> {
+        let st = lock(&self.blobs);
+        let after = after.map(Digest::to_string);
+        let mut names: Vec<&String> = st
+            .blobs
+            .keys()
+            .filter(|k| after.as_ref().is_none_or(|a| *k > a))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .take(limit)
+            .map(|k| {
+                Ok(StoredBlob {
+                    digest: k.parse().map_err(|e| Error::Backend(format!("{e}")))?,
+                    size: st.blobs.get(k).map_or(0, len_of),
+                    modified: st.committed.get(k).copied().unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<(String, i64)>> {
+        let mut out: Vec<(String, i64)> = lock(&self.blobs)
+            .uploads
+            .iter()
+            .map(|(id, u)| (id.clone(), u.modified))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Writes here are never cut short halfway: nothing is ever left.
+    async fn list_temp(&self) -> Result<Vec<TempObject>> {
+        Ok(Vec::new())
+    }
+
+    async fn remove_temp(&self, name: &str) -> Result<()> {
+        Err(Error::Backend(format!(
+            "{name:?} is not a temporary object"
+        )))
     }
 }

@@ -85,6 +85,11 @@ pub enum Command {
     /// The registry's store, offline (migrating a single-node registry into a cluster).
     #[command(subcommand)]
     Store(crate::cmd::store::StoreCommand),
+    /// Back up an embedded store while its server runs: a consistent copy of the database, the
+    /// blobs, the TLS material and the trust-key passphrase file, checked by BACKUP.json.
+    Backup(crate::cmd::backup::BackupArgs),
+    /// Put a backup back on a STOPPED server's data dir, after checking every file of it.
+    Restore(crate::cmd::backup::RestoreArgs),
 }
 
 #[derive(Subcommand, Debug)]

@@ -27,6 +27,8 @@ fn main() -> std::process::ExitCode {
         args::Command::Audit(c) => cmd::admin::audit(c),
         args::Command::Repository(c) => cmd::repository::run(c),
         args::Command::Store(c) => cmd::store::run(c),
+        args::Command::Backup(a) => cmd::backup::backup(a),
+        args::Command::Restore(a) => cmd::backup::restore(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

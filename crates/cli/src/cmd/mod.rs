@@ -1,4 +1,5 @@
 pub mod admin;
+pub mod backup;
 pub mod config;
 pub mod pull;
 pub mod push;

@@ -13,6 +13,7 @@ mod cluster_nodes;
 mod harness;
 mod owner;
 
+mod backup;
 mod base;
 mod big;
 mod blobs;

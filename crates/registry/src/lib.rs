@@ -2,6 +2,7 @@
 //! storage backend. The server crate translates requests into these calls and errors into wire
 //! responses; the storage crates keep the bytes.
 
+mod check;
 mod error;
 mod manifests;
 mod uploads;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use berth_storage::{BlobStore, MetadataStore};
 
+pub use check::{CheckOptions, CheckReport, DEFAULT_MIN_AGE_SECS, Finding, FindingKind};
 pub use error::{Error, Result};
 pub use manifests::{PutManifest, Referrer};
 pub use uploads::{ChunkRange, parse_content_range};

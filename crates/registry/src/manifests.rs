@@ -28,7 +28,7 @@ pub struct Referrer {
 }
 
 /// Layers that registries never hold (foreign / non-distributable): not required at push.
-fn is_nondistributable(media_type: &str) -> bool {
+pub(crate) fn is_nondistributable(media_type: &str) -> bool {
     media_type.contains("nondistributable") || media_type.contains(".foreign.")
 }
 

@@ -8,6 +8,7 @@ pub mod repository;
 pub mod serve;
 pub mod signing;
 pub mod store;
+pub mod store_check;
 pub mod transfer;
 pub mod trust;
 

@@ -454,6 +454,30 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
             let _ = tokio::task::spawn_blocking(trim_heap).await;
         }
     });
+    // The start-up self-check, in the background so a big store does not delay serving: what
+    // crashes leave (upload data without a record, records without data, temp files), removed
+    // once older than an hour. On the distributed store it stays off the blobs' listing (every
+    // node starts it): `berth store check` walks everything.
+    let check_registry = registry.clone();
+    let leftovers = matches!(cfg.store, Store::Embedded);
+    tokio::spawn(async move {
+        let opts = berth_registry::CheckOptions {
+            repair: true,
+            quick: true,
+            leftovers,
+            ..berth_registry::CheckOptions::default()
+        };
+        match check_registry.check_store(opts).await {
+            Ok(r) => tracing::info!(
+                "store check at start: {} found ({} uploads looked at), {} repaired, {} remaining",
+                r.counts(),
+                r.uploads,
+                r.repaired(),
+                r.remaining()
+            ),
+            Err(e) => tracing::warn!(error = %e, "store check at start could not finish"),
+        }
+    });
     let purge_registry = registry.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PURGE_EVERY);

@@ -29,6 +29,17 @@ pub enum StoreCommand {
     /// already holds anything. The cluster's nodes must then run with the passphrase DIR's
     /// server used (BERTH_TRUST_KEY_PASSPHRASE, or the file DIR/trust-key-passphrase).
     Migrate(MigrateArgs),
+    /// Check the store: records against bytes, and what interrupted writes left
+    ///
+    /// Reports links whose bytes are missing, bytes of another size than recorded (and, with
+    /// --verify-digests, bytes that do not hash to their digest), manifests missing content,
+    /// tags naming missing manifests, blobs nobody links (garbage collection reclaims them),
+    /// upload data without a record and temp files of interrupted writes. With --repair it
+    /// deletes and unlinks corrupt blobs, removes links to missing bytes and dangling tags, and
+    /// removes abandoned upload data and temp files older than an hour. Through the server
+    /// (--server, Owner only), or on the data dir of a STOPPED embedded server (--data-dir).
+    /// Exits non-zero when problems remain.
+    Check(super::store_check::CheckArgs),
 }
 
 #[derive(Args, Debug)]
@@ -45,6 +56,7 @@ pub struct MigrateArgs {
 pub fn run(c: StoreCommand) -> anyhow::Result<()> {
     match c {
         StoreCommand::Migrate(a) => migrate(a),
+        StoreCommand::Check(a) => super::store_check::run(a),
     }
 }
 

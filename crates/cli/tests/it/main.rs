@@ -34,6 +34,7 @@ mod referrers;
 mod restart;
 mod robustness;
 mod skopeo;
+mod store_check;
 mod tags_catalog;
 mod uploads;
 

@@ -214,6 +214,7 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
             set_disabled(&cx, name, *op == "disable").await
         }
         (Method::GET, ["audit"]) => audit_list(&cx, &query).await,
+        (Method::POST, ["store", "check"]) => store_check(&cx, &body).await,
         (Method::POST, ["signing-keys", "rotate"]) => {
             match state.access.load_or_rotate_keys(true).await {
                 Ok(()) => {
@@ -229,6 +230,52 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
 }
 
 type R = Result<Response, AdminError>;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StoreCheckBody {
+    #[serde(default)]
+    repair: bool,
+    #[serde(default)]
+    verify_digests: bool,
+    /// Seconds: younger upload data and temp files are left alone (default an hour).
+    #[serde(default)]
+    min_age_secs: Option<i64>,
+}
+
+/// `berth store check` through the server: the report as JSON. A repair that did anything is
+/// audited (one entry with the counts).
+async fn store_check(cx: &Ctx<'_>, body: &Bytes) -> R {
+    let b: StoreCheckBody = if body.is_empty() {
+        StoreCheckBody::default()
+    } else {
+        body_json(body)?
+    };
+    let report = cx
+        .state
+        .registry
+        .check_store(berth_registry::CheckOptions {
+            repair: b.repair,
+            verify_digests: b.verify_digests,
+            min_age_secs: b
+                .min_age_secs
+                .unwrap_or(berth_registry::DEFAULT_MIN_AGE_SECS)
+                .max(0),
+            ..berth_registry::CheckOptions::default()
+        })
+        .await
+        .map_err(AdminError::internal)?;
+    if report.repaired() > 0 {
+        let detail = format!(
+            "repaired {} of {} findings ({})",
+            report.repaired(),
+            report.findings.len(),
+            report.counts()
+        );
+        cx.audit("store.repaired", "registry", &detail).await;
+    }
+    Ok(Json(report).into_response())
+}
 
 async fn content_trust_show(cx: &Ctx<'_>) -> R {
     let on = cx.state.trust.enabled().await?;

@@ -448,12 +448,21 @@ impl Registry {
                     if crate::manifests::is_nondistributable(&b.media_type) {
                         continue;
                     }
-                    if !repo_links.contains_key(&b.digest) || !stored.contains_key(&b.digest) {
+                    if (!repo_links.contains_key(&b.digest) || !stored.contains_key(&b.digest))
+                        && !self.blob_present(r, &b.digest).await?
+                    {
                         absent.push(format!("blob {}", b.digest));
                     }
                 }
                 for c in &view.manifests {
-                    if !manifests.contains(&c.digest) {
+                    // Listed before this manifest was read: one pushed meanwhile is looked up.
+                    if !manifests.contains(&c.digest)
+                        && self
+                            .meta
+                            .get_manifest(r, &TagOrDigest::Digest(c.digest.clone()))
+                            .await?
+                            .is_none()
+                    {
                         absent.push(format!("manifest {}", c.digest));
                     }
                 }
@@ -526,6 +535,12 @@ impl Registry {
             }
         }
         Ok(())
+    }
+
+    /// Whether `d` is linked into `r` and its bytes are stored, asked now: the listings were
+    /// taken earlier, and a push may have brought it meanwhile.
+    async fn blob_present(&self, r: &RepoName, d: &Digest) -> Result<bool> {
+        Ok(self.meta.blob_linked(r, d).await?.is_some() && self.blobs.stat(d).await?.is_some())
     }
 
     /// Reads a blob to its end and hashes it (streamed).

@@ -118,6 +118,7 @@ on_both_stores!(
     a_stalled_chunk_landing_late_changes_nothing,
     a_session_from_before_part_lists_is_refused,
     an_empty_closing_chunk_is_checked_but_stores_nothing,
+    store_check_reports_and_repairs,
 );
 
 fn repo(s: &str) -> RepoName {
@@ -881,4 +882,107 @@ async fn an_empty_closing_chunk_is_checked_but_stores_nothing(s: &Stores) {
         3
     );
     assert_eq!(read_all(&r, &app, &d).await, b"abc");
+}
+
+/// `store check` on every backend: a clean store has nothing to say but the blob nobody links
+/// (a note for garbage collection); bytes deleted under a link, and upload data without a
+/// record, are reported and, with `repair`, unlinked and removed, while an upload in progress
+/// (it has a record) and young upload data are left alone; what is lost stays reported.
+async fn store_check_reports_and_repairs(s: &Stores) {
+    use berth_registry::{CheckOptions, FindingKind};
+    let r = s.registry();
+    let app = repo("check/app");
+    let config = push_blob(&r, &app, b"{\"check\":1}").await;
+    let layer = push_blob(&r, &app, b"a layer the check will miss").await;
+    let m = image_manifest((&config, 11), &[(&layer, 27)], "");
+    let md = put(&r, &app, "v1", &m).await;
+    let other = repo("check/other");
+    let loose = push_blob(&r, &other, b"unlinked later").await;
+    r.delete_blob(&other, &loose).await.unwrap();
+    let live = r
+        .start_upload(&app, Algorithm::Sha256, "alice", None)
+        .await
+        .unwrap();
+
+    let all_now = CheckOptions {
+        min_age_secs: 0,
+        ..CheckOptions::default()
+    };
+    let report = r.check_store(all_now).await.unwrap();
+    let kinds: Vec<FindingKind> = report.findings.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, [FindingKind::UnreferencedBlob], "{report:#?}");
+    assert_eq!(report.findings[0].digest, Some(loose.to_string()));
+    assert_eq!(report.remaining(), 0, "a note is no problem");
+    assert_eq!(
+        (report.repositories, report.manifests, report.tags),
+        (2, 1, 1)
+    );
+    assert_eq!(report.uploads, 1, "the upload in progress");
+
+    s.blobs.delete(&layer).await.unwrap();
+    s.blobs.upload_start("orphan-1").await.unwrap();
+    let young = r.check_store(CheckOptions::default()).await.unwrap();
+    assert!(
+        !young
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::OrphanedUpload),
+        "young upload data is left alone: {young:#?}"
+    );
+    let report = r.check_store(all_now).await.unwrap();
+    let mut kinds: Vec<FindingKind> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind.is_problem())
+        .map(|f| f.kind)
+        .collect();
+    kinds.sort_by_key(|k| k.as_str());
+    assert_eq!(
+        kinds,
+        [
+            FindingKind::IncompleteManifest,
+            FindingKind::MissingBlob,
+            FindingKind::OrphanedUpload
+        ],
+        "{report:#?}"
+    );
+    assert_eq!(report.repaired(), 0);
+    assert!(
+        s.blobs.upload_exists("orphan-1").await.unwrap(),
+        "nothing changed"
+    );
+
+    let repaired = r
+        .check_store(CheckOptions {
+            repair: true,
+            ..all_now
+        })
+        .await
+        .unwrap();
+    assert_eq!(repaired.repaired(), 2, "{repaired:#?}");
+    assert_eq!(
+        repaired.remaining(),
+        1,
+        "the manifest's lost layer: {repaired:#?}"
+    );
+    assert_eq!(s.meta.blob_linked(&app, &layer).await.unwrap(), None);
+    assert!(!s.blobs.upload_exists("orphan-1").await.unwrap());
+    assert!(
+        s.blobs.upload_exists(&live).await.unwrap(),
+        "in progress: untouched"
+    );
+    assert_eq!(r.upload_status(&app, &live).await.unwrap(), 0);
+
+    let again = r.check_store(all_now).await.unwrap();
+    let problems: Vec<_> = again.findings.iter().filter(|f| f.remains()).collect();
+    assert_eq!(problems.len(), 1, "{again:#?}");
+    assert_eq!(
+        (problems[0].kind, problems[0].digest.clone()),
+        (FindingKind::IncompleteManifest, Some(md.to_string()))
+    );
+    // Pushing the layer again completes the image.
+    push_blob(&r, &app, b"a layer the check will miss").await;
+    assert_eq!(r.check_store(all_now).await.unwrap().remaining(), 0);
+    r.cancel_upload(&app, &live).await.unwrap();
+    s.blobs.delete(&loose).await.unwrap();
 }

@@ -621,6 +621,21 @@ async fn a_damaged_or_unfinished_backup_is_refused_and_nothing_is_written() {
         &[],
     )
     .ok();
+    // The passphrase file, kept apart as the backup's warning asks, is the one file that may
+    // be missing: restore says to put it back.
+    let apart = work.path().join("passphrase-apart");
+    copy_dir(&dest, &apart);
+    std::fs::remove_file(apart.join("trust-key-passphrase")).unwrap();
+    let target = parent.path().join("data2");
+    let out = berth(
+        work.path(),
+        &["restore", s(&apart), "--data-dir", s(&target)],
+        &[],
+    )
+    .ok();
+    assert!(out.stderr.contains("has no trust-key-passphrase"), "{out}");
+    assert!(target.join("metadata.db").exists());
+    assert!(!target.join("trust-key-passphrase").exists());
 }
 
 #[tokio::test]

@@ -509,6 +509,15 @@ impl Server {
         self.spawn();
     }
 
+    /// Starts the server again after it died (`signal("KILL")` and [`Server::wait_exit`]), on
+    /// its data directory and on the port it had: clients keep their URLs, and trust GUNs,
+    /// which name host:port, stay the same. Panics if it does not start.
+    pub fn restart_on_same_port(&mut self) {
+        assert!(self.child.is_none(), "the server still runs");
+        self.listen = format!("127.0.0.1:{}", self.port);
+        self.spawn();
+    }
+
     pub fn url(&self, path: &str) -> String {
         if path.starts_with("http://") || path.starts_with("https://") {
             path.to_string()

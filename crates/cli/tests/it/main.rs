@@ -23,6 +23,7 @@ mod cli_trust_reset;
 mod client;
 mod concurrency;
 mod corrupt_state;
+mod crash;
 mod distributed;
 mod errors;
 mod manifests;

@@ -114,7 +114,7 @@ impl Berth {
 }
 
 /// An OCI image layout in `dir` holding `img` under `tag`.
-fn layout(dir: &Path, img: &Image, tag: &str) {
+pub(crate) fn layout(dir: &Path, img: &Image, tag: &str) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();

@@ -942,8 +942,9 @@ fn update_detail(
 
 /// Parses the multipart parts with Notary's rules: `.json` stripped, empty name, invalid role,
 /// JSON that does not decode into Notary's `SignedMeta`; the last duplicate wins; a timestamp
-/// is checked and then dropped (the server makes its own).
-fn parse_parts(parts: Vec<(String, Bytes)>) -> Result<BTreeMap<RoleName, Vec<u8>>> {
+/// is checked and then dropped (the server makes its own). Public for the fuzz target
+/// `multipart` (fuzz/), which drives it with what multer reads from a publish body.
+pub fn parse_parts(parts: Vec<(String, Bytes)>) -> Result<BTreeMap<RoleName, Vec<u8>>> {
     let mut out = BTreeMap::new();
     for (name, data) in parts {
         let name = name.strip_suffix(".json").unwrap_or(&name);

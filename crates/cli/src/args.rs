@@ -90,6 +90,9 @@ pub enum Command {
     Backup(crate::cmd::backup::BackupArgs),
     /// Put a backup back on a STOPPED server's data dir, after checking every file of it.
     Restore(crate::cmd::backup::RestoreArgs),
+    /// Garbage collection now, on a running server: blobs no manifest references, abandoned
+    /// uploads, and with --untagged manifests no tag reaches. Safe while pushes go on.
+    Gc(crate::cmd::gc::GcArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -168,8 +171,8 @@ pub struct ServeArgs {
     /// auth_disabled, audit_every_token, and a [limits] table: max_connections, header_timeout, idle_timeout,
     /// body_timeout, send_timeout, uploads_per_identity, sessions_per_identity (timeouts in
     /// seconds), and a [store] table: kind, postgres_url, s3_endpoint, s3_bucket, s3_region,
-    /// s3_access_key_id, s3_secret_access_key, s3_path_style, s3_prefix, redirect.
-    /// packaging/berth.toml in the source is an example with every default.
+    /// s3_access_key_id, s3_secret_access_key, s3_path_style, s3_prefix, redirect, and a [gc]
+    /// table: interval, grace (seconds), untagged. packaging/berth.toml in the source is an example with every default.
     #[arg(long, env = "BERTH_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where blobs, metadata and generated TLS material live [default: $STATE_DIRECTORY when
@@ -249,6 +252,18 @@ pub struct ServeArgs {
     /// URL, after authorization ([store] redirect) [default: false].
     #[arg(long, env = "BERTH_S3_REDIRECT", value_name = "BOOL", action = clap::ArgAction::Set)]
     pub s3_redirect: Option<bool>,
+    /// Seconds between scheduled garbage collections; 0 turns the schedule off (`berth gc`
+    /// still runs one) ([gc] interval) [default: 0].
+    #[arg(long, env = "BERTH_GC_INTERVAL", value_name = "SECS")]
+    pub gc_interval: Option<u64>,
+    /// Seconds garbage collection leaves anything pushed, uploaded or mounted alone: longer
+    /// than any push takes from its first blob to its manifest ([gc] grace) [default: 86400].
+    #[arg(long, env = "BERTH_GC_GRACE", value_name = "SECS")]
+    pub gc_grace: Option<u64>,
+    /// Scheduled collections also delete manifests no tag reaches, except signed ones
+    /// ([gc] untagged).
+    #[arg(long, env = "BERTH_GC_UNTAGGED")]
+    pub gc_untagged: bool,
 }
 
 #[cfg(test)]

@@ -24,6 +24,52 @@ struct FileConfig {
     limits: FileLimits,
     #[serde(default)]
     store: FileStore,
+    #[serde(default)]
+    gc: FileGc,
+}
+
+/// `[gc]` in the config file; times in seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGc {
+    interval: Option<u64>,
+    grace: Option<u64>,
+    untagged: Option<bool>,
+}
+
+/// Garbage collection on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcConfig {
+    /// Collect on this schedule; `None`: only when asked (`berth gc`).
+    pub interval: Option<Duration>,
+    /// Nothing pushed, pinned or mounted more recently is collected.
+    pub grace: Duration,
+    /// Scheduled runs also delete manifests no tag reaches (never signed ones).
+    pub untagged: bool,
+}
+
+/// Default grace: a day, as long as an upload session may stay open, so no push in progress
+/// (first blob to manifest) can lose a blob it uploaded.
+pub const GC_GRACE_DEFAULT: Duration = Duration::from_secs(24 * 3600);
+
+fn resolve_gc(a: &ServeArgs, f: &FileGc) -> anyhow::Result<GcConfig> {
+    let interval = match a.gc_interval.or(f.interval) {
+        None | Some(0) => None,
+        Some(n) if n < 60 => bail!("gc interval must be 0 (off) or at least 60 seconds"),
+        Some(n) => Some(Duration::from_secs(n)),
+    };
+    let grace = match a.gc_grace.or(f.grace) {
+        None => GC_GRACE_DEFAULT,
+        Some(0) => bail!(
+            "gc grace must be at least 1 second (0 would collect blobs of pushes in progress)"
+        ),
+        Some(n) => Duration::from_secs(n),
+    };
+    Ok(GcConfig {
+        interval,
+        grace,
+        untagged: a.gc_untagged || f.untagged.unwrap_or(false),
+    })
 }
 
 /// `[store]` in the config file.
@@ -78,6 +124,7 @@ pub struct ServeConfig {
     pub audit_every_token: bool,
     pub limits: berth_server::Limits,
     pub store: Store,
+    pub gc: GcConfig,
 }
 
 /// Where registry data lives.
@@ -436,6 +483,7 @@ impl ServeConfig {
         };
         let limits = resolve_limits(&a, &file.limits)?;
         let store = resolve_store(&StoreArgs::of(&a), &file.store, env)?;
+        let gc = resolve_gc(&a, &file.gc)?;
         let insecure = a.insecure_http || file.insecure_http.unwrap_or(false);
         let cert = a.tls_cert.or(file.tls_cert);
         let key = a.tls_key.or(file.tls_key);
@@ -461,6 +509,7 @@ impl ServeConfig {
             audit_every_token: a.audit_every_token || file.audit_every_token.unwrap_or(false),
             limits,
             store,
+            gc,
         })
     }
 }
@@ -574,6 +623,8 @@ mod tests {
             let key = match long {
                 "s3-redirect" => "redirect".to_owned(),
                 "store" => "kind".to_owned(),
+                // [gc] interval, grace, untagged.
+                g if g.starts_with("gc-") => g.trim_start_matches("gc-").to_owned(),
                 _ => long.replace('-', "_"),
             };
             assert!(

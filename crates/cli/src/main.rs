@@ -29,6 +29,7 @@ fn main() -> std::process::ExitCode {
         args::Command::Store(c) => cmd::store::run(c),
         args::Command::Backup(a) => cmd::backup::backup(a),
         args::Command::Restore(a) => cmd::backup::restore(a),
+        args::Command::Gc(a) => cmd::gc::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

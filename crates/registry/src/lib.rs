@@ -4,6 +4,7 @@
 
 mod check;
 mod error;
+mod gc;
 mod manifests;
 mod uploads;
 
@@ -13,6 +14,7 @@ use berth_storage::{BlobStore, MetadataStore};
 
 pub use check::{CheckOptions, CheckReport, DEFAULT_MIN_AGE_SECS, Finding, FindingKind};
 pub use error::{Error, Result};
+pub use gc::{GcOptions, GcReport};
 pub use manifests::{PutManifest, Referrer};
 pub use uploads::{ChunkRange, parse_content_range};
 
@@ -26,10 +28,24 @@ pub const CHUNK_MIN_LENGTH: u64 = 5 * 1024 * 1024;
 pub const DEFAULT_PAGE: usize = 1000;
 pub const MAX_PAGE: usize = 10_000;
 
+/// Unix seconds, as the registry records push and pin times.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetadataStore>,
     sessions: uploads::Sessions,
+    clock: Clock,
+    /// One collection at a time in this process (nodes may overlap: every step is safe
+    /// against the others, see the storage contract).
+    gc_running: tokio::sync::Mutex<()>,
+}
+
+fn system_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 impl Registry {
@@ -38,7 +54,20 @@ impl Registry {
             blobs,
             meta,
             sessions: uploads::Sessions::default(),
+            clock: Arc::new(system_clock),
+            gc_running: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The same registry reading time from `clock` (tests move time instead of waiting).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, by the registry's clock.
+    pub fn now(&self) -> i64 {
+        (self.clock)()
     }
 
     pub fn metadata(&self) -> &Arc<dyn MetadataStore> {

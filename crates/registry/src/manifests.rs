@@ -98,6 +98,7 @@ impl Registry {
             annotations,
             blobs,
             children,
+            pushed: self.now(),
         };
         self.meta.put_manifest(record, &tags).await?;
         Ok(PutManifest {

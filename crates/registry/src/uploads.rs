@@ -52,13 +52,6 @@ impl Sessions {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Feeds a body stream through a shared hasher on its way to the store.
 fn hashing(body: ByteStream, hasher: Arc<Mutex<Digester>>) -> ByteStream {
     Box::pin(body.inspect(move |chunk| {
@@ -92,7 +85,7 @@ impl Registry {
             id: id.clone(),
             repo: repo.clone(),
             algorithm,
-            created: now(),
+            created: self.now(),
             owner: owner.to_owned(),
             offset: Some(0),
             hash_state: Some(Digester::new(algorithm).save()),
@@ -269,7 +262,11 @@ impl Registry {
             self.discard(id).await;
             return Err(Error::DigestMismatch { computed });
         }
-        // Verified: only now may the bytes become the blob, exactly the recorded parts.
+        // Verified: only now may the bytes become the blob, exactly the recorded parts. Pinned
+        // first, so a collection running now cannot take these bytes once they are published.
+        self.meta
+            .blob_pin(digest, UploadPart::total(&parts)?, self.now())
+            .await?;
         let size = self.blobs.upload_commit(id, &parts, digest).await?;
         self.meta.link_blob(repo, digest, size).await?;
         self.meta.upload_delete(id).await?;
@@ -346,6 +343,9 @@ impl Registry {
         let Some(size) = self.meta.blob_linked(from, digest).await? else {
             return Ok(None);
         };
+        // Pinned before the bytes are checked: bytes still there now stay there (a collection
+        // that took them first is seen as missing bytes, and the client uploads instead).
+        self.meta.blob_pin(digest, size, self.now()).await?;
         if self.blobs.stat(digest).await?.is_none() {
             return Ok(None);
         }

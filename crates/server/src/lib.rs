@@ -16,6 +16,7 @@
 )]
 
 mod error;
+pub mod gc;
 mod limits;
 mod routes;
 mod serve;
@@ -42,6 +43,8 @@ pub struct AppParts {
     pub scheme: &'static str,
     /// Per-connection and per-identity bounds.
     pub limits: Limits,
+    /// Garbage collection's grace periods and backup exclusion.
+    pub gc: gc::GcSettings,
 }
 
 /// Where blob downloads may be sent instead of being streamed through this server: presigned

@@ -52,6 +52,7 @@ async fn app(auth_disabled: bool) -> (Router, Arc<MemoryStore>) {
         access,
         scheme: "http",
         limits: Limits::default(),
+        gc: Default::default(),
     }));
     (router, store)
 }

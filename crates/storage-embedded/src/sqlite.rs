@@ -82,6 +82,24 @@ const MIGRATIONS: &[(&str, Step)] = &[
     ("upload part lists", |c| {
         c.execute_batch("ALTER TABLE uploads ADD COLUMN parts TEXT")
     }),
+    // 5: garbage collection. `blobs` is the store's record of every blob whose bytes exist
+    // (seeded from the links; their last touch is the upgrade, so the grace period protects
+    // blobs of pushes in flight across it); manifests record their last push (NULL: before);
+    // references are found by child.
+    ("garbage collection records", |c| {
+        c.execute_batch(
+            "CREATE TABLE blobs (
+                 digest  TEXT PRIMARY KEY,
+                 size    INTEGER NOT NULL,
+                 touched INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             INSERT OR IGNORE INTO blobs(digest, size, touched)
+                 SELECT digest, max(size), CAST(strftime('%s','now') AS INTEGER)
+                 FROM repo_blobs GROUP BY digest;
+             ALTER TABLE manifests ADD COLUMN pushed INTEGER;
+             CREATE INDEX manifest_refs_by_child ON manifest_refs(child);",
+        )
+    }),
 ];
 
 /// Brings the database to the newest schema version, one transaction per step.
@@ -148,6 +166,11 @@ pub struct SqliteMetadataStore {
     read_slots: Arc<tokio::sync::Semaphore>,
     path: Arc<std::path::PathBuf>,
     pub(crate) cache: Arc<berth_storage::cache::HotCache>,
+    /// Held shared by pins and links, exclusively by a collection from its record check until
+    /// the blob's bytes are gone: a blob re-uploaded meanwhile waits, so its fresh bytes are
+    /// never the ones deleted. One process owns the data dir (`berth.lock`), so an in-process
+    /// lock is the whole story.
+    gc_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// The one mapping of SQLite failures. A full disk (SQLITE_FULL, which SQLite reports for
@@ -156,6 +179,19 @@ pub struct SqliteMetadataStore {
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
+
+/// Garbage collection's rule for a blob (see `MetadataStore::gc_blob_candidates`), on the
+/// `blobs` row aliased `b`.
+const BLOB_CANDIDATE: &str = "b.touched < ?1
+    AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = b.digest)";
+
+/// Garbage collection's rule for a manifest of repository `?1` (see
+/// `MetadataStore::gc_manifest_candidates`), on the `manifests` row aliased `m`.
+const MANIFEST_CANDIDATE: &str = "m.repo_id = ?1 AND COALESCE(m.pushed, 0) < ?2
+    AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)
+    AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo_id = m.repo_id AND r.child = m.digest)
+    AND (m.subject IS NULL OR NOT EXISTS
+         (SELECT 1 FROM manifests s WHERE s.repo_id = m.repo_id AND s.digest = m.subject))";
 
 pub(crate) fn backend(e: rusqlite::Error) -> Error {
     // A stored name outside its set (see `kind_col`) gets the error every backend gives it.
@@ -257,6 +293,7 @@ impl SqliteMetadataStore {
             readers: Arc::new(Mutex::new(Vec::new())),
             read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             path: Arc::new(path),
+            gc_gate: Arc::default(),
             cache: Arc::new(berth_storage::cache::HotCache::new(
                 Some(settings),
                 berth_storage::cache::TUF_CACHE_BYTES,
@@ -346,12 +383,18 @@ impl MetadataStore for SqliteMetadataStore {
 
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
         let (repo, digest) = (repo.clone(), digest.to_string());
+        let _gate = self.gc_gate.read().await;
         self.write(move |c| {
             let tx = c.transaction().map_err(backend)?;
             let id = ensure_repo(&tx, &repo).map_err(backend)?;
             tx.execute(
                 "INSERT OR IGNORE INTO repo_blobs(repo_id, digest, size) VALUES (?1, ?2, ?3)",
                 params![id, digest, size as i64],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO blobs(digest, size, touched) VALUES (?1, ?2, 0)",
+                params![digest, size as i64],
             )
             .map_err(backend)?;
             tx.commit().map_err(backend)
@@ -404,9 +447,10 @@ impl MetadataStore for SqliteMetadataStore {
             }
             let digest = m.digest.to_string();
             tx.execute(
-                "INSERT INTO manifests(repo_id, digest, media_type, body, subject, artifact_type, annotations)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(repo_id, digest) DO UPDATE SET media_type = excluded.media_type",
+                "INSERT INTO manifests(repo_id, digest, media_type, body, subject, artifact_type, annotations, pushed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(repo_id, digest) DO UPDATE
+                 SET media_type = excluded.media_type, pushed = excluded.pushed",
                 params![
                     id,
                     digest,
@@ -414,7 +458,8 @@ impl MetadataStore for SqliteMetadataStore {
                     &m.body[..],
                     m.subject.as_ref().map(|s| s.to_string()),
                     m.artifact_type,
-                    m.annotations
+                    m.annotations,
+                    m.pushed
                 ],
             )
             .map_err(backend)?;
@@ -432,10 +477,7 @@ impl MetadataStore for SqliteMetadataStore {
                          pushed = excluded.pushed",
                     )
                     .map_err(backend)?;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-                    .unwrap_or(0);
+                let now = m.pushed;
                 for t in &tags {
                     tag_q.execute(params![id, t, digest, now]).map_err(backend)?;
                 }
@@ -821,6 +863,170 @@ impl MetadataStore for SqliteMetadataStore {
             c.prepare_cached("SELECT count(*) FROM uploads WHERE owner = ?1")?
                 .query_row([owner], |r| r.get::<_, i64>(0))
                 .map(|n| u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn blob_pin(&self, digest: &Digest, size: u64, now: i64) -> Result<()> {
+        let digest = digest.to_string();
+        let _gate = self.gc_gate.read().await;
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO blobs(digest, size, touched) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(digest) DO UPDATE SET touched = max(touched, excluded.touched)",
+            )
+            .and_then(|mut s| s.execute(params![digest, to_i64(size), now]))
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn gc_blob_candidates(
+        &self,
+        cutoff: i64,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<(Digest, u64)>> {
+        let after = after.map(|d| d.to_string()).unwrap_or_default();
+        let limit = to_i64(limit as u64);
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT b.digest, b.size FROM blobs b WHERE b.digest > ?2 AND {BLOB_CANDIDATE}
+                 ORDER BY b.digest LIMIT ?3"
+            ))?
+            .query_map(params![cutoff, after, limit], |r| {
+                Ok((parse_digest(r.get(0)?)?, r.get::<_, i64>(1)? as u64))
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn gc_blob_remove(
+        &self,
+        digest: &Digest,
+        cutoff: i64,
+        blobs: &dyn berth_storage::BlobStore,
+    ) -> Result<Option<u64>> {
+        let key = digest.to_string();
+        let _gate = self.gc_gate.write().await;
+        let size = self
+            .write(move |c| {
+                // The single writer: no manifest can be stored between this check and the
+                // deletes, and one stored before is seen.
+                let tx = c.transaction().map_err(backend)?;
+                let size: Option<i64> = tx
+                    .query_row(
+                        &format!(
+                            "SELECT b.size FROM blobs b WHERE b.digest = ?2 AND {BLOB_CANDIDATE}"
+                        ),
+                        params![cutoff, key],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                if size.is_some() {
+                    tx.execute("DELETE FROM repo_blobs WHERE digest = ?1", [&key])
+                        .map_err(backend)?;
+                    tx.execute("DELETE FROM blobs WHERE digest = ?1", [&key])
+                        .map_err(backend)?;
+                }
+                tx.commit().map_err(backend)?;
+                Ok(size.map(|s| s as u64))
+            })
+            .await?;
+        if size.is_some() {
+            // The records went first: a crash here leaves bytes without a record, which the
+            // next collection removes; never a record without bytes.
+            match blobs.delete(digest).await {
+                Ok(()) | Err(Error::BlobUnknown) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(size)
+    }
+
+    async fn blobs_known(&self, digests: &[Digest]) -> Result<Vec<bool>> {
+        let keys: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
+        self.read(move |c| {
+            let mut q = c.prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1")?;
+            keys.iter().map(|k| q.exists([k])).collect()
+        })
+        .await
+    }
+
+    async fn gc_bytes_remove(
+        &self,
+        digest: &Digest,
+        blobs: &dyn berth_storage::BlobStore,
+    ) -> Result<bool> {
+        let key = digest.to_string();
+        let _gate = self.gc_gate.write().await;
+        let known = self
+            .read(move |c| {
+                c.prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1")?
+                    .exists([key])
+            })
+            .await?;
+        if known {
+            return Ok(false);
+        }
+        match blobs.delete(digest).await {
+            Ok(()) => Ok(true),
+            Err(Error::BlobUnknown) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn gc_manifest_candidates(&self, repo: &RepoName, cutoff: i64) -> Result<Vec<Digest>> {
+        let repo = repo.clone();
+        self.read(move |c| {
+            let Some(id) = repo_id(c, &repo)? else {
+                return Ok(Vec::new());
+            };
+            c.prepare_cached(&format!(
+                "SELECT m.digest FROM manifests m WHERE {MANIFEST_CANDIDATE} ORDER BY m.digest"
+            ))?
+            .query_map(params![id, cutoff], |r| parse_digest(r.get(0)?))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn gc_manifest_remove(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        cutoff: i64,
+    ) -> Result<bool> {
+        let (repo, key) = (repo.clone(), digest.to_string());
+        self.write(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let Some(id) = repo_id(&tx, &repo).map_err(backend)? else {
+                return Ok(false);
+            };
+            let still = tx
+                .prepare_cached(&format!(
+                    "SELECT 1 FROM manifests m WHERE {MANIFEST_CANDIDATE} AND m.digest = ?3"
+                ))
+                .and_then(|mut s| s.exists(params![id, cutoff, key]))
+                .map_err(backend)?;
+            if !still {
+                return Ok(false);
+            }
+            tx.execute(
+                "DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2",
+                params![id, key],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "DELETE FROM manifest_refs WHERE repo_id = ?1 AND parent = ?2",
+                params![id, key],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(true)
         })
         .await
     }

@@ -95,3 +95,12 @@ async fn leftovers_beside_the_blobs_are_listed_and_removed_one_by_one() {
     blobs.upload_abort("crashed-1").await.unwrap();
     assert!(blobs.list_uploads().await.unwrap().is_empty());
 }
+
+/// Collection racing pushes (the single writer and the collection gate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_the_gc_invariant_under_races() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = FsBlobStore::open(dir.path()).unwrap();
+    let meta = SqliteMetadataStore::open(dir.path().join("metadata.db")).unwrap();
+    berth_storage::testsuite::run_gc_race(&blobs, &meta, &meta).await;
+}

@@ -292,6 +292,9 @@ pub(crate) mod locks {
     /// and a reader paging by id never skips a row that commits late.
     pub const SEQUENCE: (i32, i32) = (0x6274_7371, 0);
     pub const AUDIT: (i32, i32) = (0x6274_7371, 1);
+    /// One blob digest (second key: `hashtext(digest)`): shared by pins and links,
+    /// exclusive (session-level) while garbage collection removes the blob.
+    pub const GC_BLOB: i32 = 0x6274_6762;
 }
 
 #[cfg(all(test, feature = "test-support"))]

@@ -11,7 +11,55 @@ use berth_storage::{
 use bytes::Bytes;
 use tokio_postgres::GenericClient;
 
-use crate::{PgStore, backend, col, page_limit, to_i64};
+use crate::{PgStore, backend, col, locks, page_limit, to_i64};
+
+/// Garbage collection's rule for a blob (see `MetadataStore::gc_blob_candidates`), on the
+/// `blobs` row aliased `b`, with the cutoff as `$1`.
+const BLOB_CANDIDATE: &str = "b.touched < $1
+    AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = b.digest)";
+
+/// Garbage collection's rule for a manifest of repository `$1` with the cutoff `$2` (see
+/// `MetadataStore::gc_manifest_candidates`), on the `manifests` row aliased `m`.
+const MANIFEST_CANDIDATE: &str = "m.repo_id = $1 AND COALESCE(m.pushed, 0) < $2
+    AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)
+    AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo_id = m.repo_id AND r.child = m.digest)
+    AND (m.subject IS NULL OR NOT EXISTS
+         (SELECT 1 FROM manifests s WHERE s.repo_id = m.repo_id AND s.digest = m.subject))";
+
+/// A pooled connection holding a session-level advisory lock. Dropped without
+/// [`SessionLocked::release`] (an error or a cancelled future), the connection is closed
+/// rather than pooled, which releases the lock; a pooled connection must never keep one.
+struct SessionLocked {
+    conn: Option<deadpool_postgres::Object>,
+}
+
+impl SessionLocked {
+    fn client(&self) -> &deadpool_postgres::Object {
+        self.conn.as_ref().expect("held until release or drop")
+    }
+
+    async fn release(mut self, key: &str) -> Result<()> {
+        if let Some(c) = &self.conn {
+            c.execute(
+                "SELECT pg_advisory_unlock($1, hashtext($2))",
+                &[&locks::GC_BLOB, &key],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        // Unlocked: the connection may go back to the pool.
+        drop(self.conn.take());
+        Ok(())
+    }
+}
+
+impl Drop for SessionLocked {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            drop(deadpool_postgres::Object::take(c));
+        }
+    }
+}
 
 fn parse_digest(s: &str) -> Result<Digest> {
     s.parse()
@@ -140,10 +188,24 @@ impl MetadataStore for PgStore {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(backend)?;
         let id = ensure_repo(&*tx, repo).await?;
+        let digest = digest.to_string();
+        tx.execute(
+            "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
+            &[&locks::GC_BLOB, &digest],
+        )
+        .await
+        .map_err(backend)?;
         tx.execute(
             "INSERT INTO repo_blobs(repo_id, digest, size) VALUES ($1, $2, $3)
              ON CONFLICT (repo_id, digest) DO NOTHING",
-            &[&id, &digest.to_string(), &to_i64(size)],
+            &[&id, &digest, &to_i64(size)],
+        )
+        .await
+        .map_err(backend)?;
+        tx.execute(
+            "INSERT INTO blobs(digest, size, touched) VALUES ($1, $2, 0)
+             ON CONFLICT (digest) DO NOTHING",
+            &[&digest, &to_i64(size)],
         )
         .await
         .map_err(backend)?;
@@ -200,10 +262,12 @@ impl MetadataStore for PgStore {
         }
         let digest = m.digest.to_string();
         let subject = m.subject.as_ref().map(|s| s.to_string());
+        let pushed = m.pushed;
         tx.execute(
-            "INSERT INTO manifests(repo_id, digest, media_type, body, subject, artifact_type, annotations)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (repo_id, digest) DO UPDATE SET media_type = excluded.media_type",
+            "INSERT INTO manifests(repo_id, digest, media_type, body, subject, artifact_type, annotations, pushed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (repo_id, digest) DO UPDATE
+             SET media_type = excluded.media_type, pushed = excluded.pushed",
             &[
                 &id,
                 &digest,
@@ -212,6 +276,7 @@ impl MetadataStore for PgStore {
                 &subject,
                 &m.artifact_type,
                 &m.annotations,
+                &pushed,
             ],
         )
         .await
@@ -239,10 +304,7 @@ impl MetadataStore for PgStore {
         tags.sort();
         tags.dedup();
         if !tags.is_empty() {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-                .unwrap_or(0);
+            let now = pushed;
             tx.execute(
                 "INSERT INTO tags(repo_id, name, digest, pushed)
                  SELECT $1, unnest($2::text[]), $3, $4
@@ -601,5 +663,231 @@ impl MetadataStore for PgStore {
             .await
             .map_err(backend)?;
         Ok(n == 1)
+    }
+
+    async fn blob_pin(&self, digest: &Digest, size: u64, now: i64) -> Result<()> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(backend)?;
+        let digest = digest.to_string();
+        tx.execute(
+            "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
+            &[&locks::GC_BLOB, &digest],
+        )
+        .await
+        .map_err(backend)?;
+        tx.execute(
+            "INSERT INTO blobs(digest, size, touched) VALUES ($1, $2, $3)
+             ON CONFLICT (digest) DO UPDATE SET touched = GREATEST(blobs.touched, excluded.touched)",
+            &[&digest, &to_i64(size), &now],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn gc_blob_candidates(
+        &self,
+        cutoff: i64,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<(Digest, u64)>> {
+        let c = self.conn().await?;
+        let after = after.map(|d| d.to_string()).unwrap_or_default();
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT b.digest, b.size FROM blobs b WHERE b.digest > $2 AND {BLOB_CANDIDATE}
+                     ORDER BY b.digest LIMIT $3"
+                ),
+                &[&cutoff, &after, &to_i64(limit as u64)],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    parse_digest(&col::<String>(r, 0)?)?,
+                    u64::try_from(col::<i64>(r, 1)?).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
+    async fn gc_blob_remove(
+        &self,
+        digest: &Digest,
+        cutoff: i64,
+        blobs: &dyn berth_storage::BlobStore,
+    ) -> Result<Option<u64>> {
+        let key = digest.to_string();
+        // Session-level, so it spans the commit and the deletion of the bytes: a pin or link of
+        // this digest (another upload publishing the same bytes) waits until both are done.
+        let mut held = SessionLocked {
+            conn: Some(self.conn().await?),
+        };
+        held.client()
+            .execute(
+                "SELECT pg_advisory_lock($1, hashtext($2))",
+                &[&locks::GC_BLOB, &key],
+            )
+            .await
+            .map_err(backend)?;
+        let size = {
+            let c = held.conn.as_mut().expect("held");
+            let tx = c.transaction().await.map_err(backend)?;
+            // Waits for any manifest write holding a link FOR SHARE (put_manifest); the next
+            // statement's snapshot then sees what that write committed.
+            tx.execute(
+                "SELECT 1 FROM repo_blobs WHERE digest = $1 FOR UPDATE",
+                &[&key],
+            )
+            .await
+            .map_err(backend)?;
+            let row = tx
+                .query_opt(
+                    &format!("SELECT b.size FROM blobs b WHERE b.digest = $2 AND {BLOB_CANDIDATE}"),
+                    &[&cutoff, &key],
+                )
+                .await
+                .map_err(backend)?;
+            let size = row
+                .map(|r| col::<i64>(&r, 0).map(|n| u64::try_from(n).unwrap_or(0)))
+                .transpose()?;
+            if size.is_some() {
+                tx.execute("DELETE FROM repo_blobs WHERE digest = $1", &[&key])
+                    .await
+                    .map_err(backend)?;
+                tx.execute("DELETE FROM blobs WHERE digest = $1", &[&key])
+                    .await
+                    .map_err(backend)?;
+            }
+            tx.commit().await.map_err(backend)?;
+            size
+        };
+        if size.is_some() {
+            // Records first, bytes second: a crash between leaves bytes without a record (the
+            // next collection removes them), never a record without bytes.
+            match blobs.delete(digest).await {
+                Ok(()) | Err(Error::BlobUnknown) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        held.release(&key).await?;
+        Ok(size)
+    }
+
+    async fn blobs_known(&self, digests: &[Digest]) -> Result<Vec<bool>> {
+        let keys: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
+        let c = self.conn().await?;
+        let rows = c
+            .query("SELECT digest FROM blobs WHERE digest = ANY($1)", &[&keys])
+            .await
+            .map_err(backend)?;
+        let known: HashSet<String> = rows
+            .iter()
+            .map(|r| col::<String>(r, 0))
+            .collect::<Result<_>>()?;
+        Ok(keys.iter().map(|k| known.contains(k)).collect())
+    }
+
+    async fn gc_bytes_remove(
+        &self,
+        digest: &Digest,
+        blobs: &dyn berth_storage::BlobStore,
+    ) -> Result<bool> {
+        let key = digest.to_string();
+        let held = SessionLocked {
+            conn: Some(self.conn().await?),
+        };
+        held.client()
+            .execute(
+                "SELECT pg_advisory_lock($1, hashtext($2))",
+                &[&locks::GC_BLOB, &key],
+            )
+            .await
+            .map_err(backend)?;
+        let known = held
+            .client()
+            .query_opt("SELECT 1 FROM blobs WHERE digest = $1", &[&key])
+            .await
+            .map_err(backend)?
+            .is_some();
+        let removed = if known {
+            false
+        } else {
+            match blobs.delete(digest).await {
+                Ok(()) => true,
+                Err(Error::BlobUnknown) => false,
+                Err(e) => return Err(e),
+            }
+        };
+        held.release(&key).await?;
+        Ok(removed)
+    }
+
+    async fn gc_manifest_candidates(&self, repo: &RepoName, cutoff: i64) -> Result<Vec<Digest>> {
+        let c = self.conn().await?;
+        let Some(id) = repo_id(&**c, repo).await? else {
+            return Ok(Vec::new());
+        };
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT m.digest FROM manifests m WHERE {MANIFEST_CANDIDATE} ORDER BY m.digest"
+                ),
+                &[&id, &cutoff],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| parse_digest(&col::<String>(r, 0)?))
+            .collect()
+    }
+
+    async fn gc_manifest_remove(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        cutoff: i64,
+    ) -> Result<bool> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(backend)?;
+        let Some(id) = repo_id(&*tx, repo).await? else {
+            return Ok(false);
+        };
+        let key = digest.to_string();
+        // Waits for a push that lists it (FOR SHARE) or stores it again (upsert); the check
+        // below then sees what that push committed. A push after this deletion finds it gone.
+        tx.execute(
+            "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2 FOR UPDATE",
+            &[&id, &key],
+        )
+        .await
+        .map_err(backend)?;
+        let still = tx
+            .query_opt(
+                &format!("SELECT 1 FROM manifests m WHERE {MANIFEST_CANDIDATE} AND m.digest = $3"),
+                &[&id, &cutoff, &key],
+            )
+            .await
+            .map_err(backend)?
+            .is_some();
+        if !still {
+            return Ok(false);
+        }
+        tx.execute(
+            "DELETE FROM manifests WHERE repo_id = $1 AND digest = $2",
+            &[&id, &key],
+        )
+        .await
+        .map_err(backend)?;
+        tx.execute(
+            "DELETE FROM manifest_refs WHERE repo_id = $1 AND parent = $2",
+            &[&id, &key],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 }

@@ -168,6 +168,22 @@ CREATE TABLE audit_log (
         // continued.
         sql: "ALTER TABLE uploads ADD COLUMN parts TEXT;",
     },
+    Migration {
+        version: 4,
+        name: "garbage collection records",
+        // `blobs` records every blob whose bytes exist (seeded from the links, last touched at
+        // the upgrade so the grace period covers pushes in flight across it); manifests record
+        // their last push (NULL: before); references are found by child.
+        sql: "CREATE TABLE blobs (
+    digest  TEXT PRIMARY KEY,
+    size    BIGINT NOT NULL,
+    touched BIGINT NOT NULL
+);
+INSERT INTO blobs(digest, size, touched)
+    SELECT digest, max(size), extract(epoch FROM now())::bigint FROM repo_blobs GROUP BY digest;
+ALTER TABLE manifests ADD COLUMN pushed BIGINT;
+CREATE INDEX manifest_refs_by_child ON manifest_refs(child);",
+    },
 ];
 
 /// The schema version this build creates and understands.

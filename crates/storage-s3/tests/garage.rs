@@ -38,6 +38,8 @@ async fn two_s3_and_postgres_nodes_pass_the_concurrency_rules() {
     let (a, b) = (store_at(&prefix), store_at(&prefix));
     berth_storage::testsuite::run_upload_race((&a, &ma), (&b, &mb)).await;
     berth_storage::testsuite::run_concurrency(&ma, &mb).await;
+    // Collection on one node racing pushes through the other (row and advisory locks).
+    berth_storage::testsuite::run_gc_race(&a, &ma, &mb).await;
     assert_eq!(a.keys().await.unwrap(), Vec::<String>::new());
     drop((ma, mb));
     db.drop_database().await;

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use berth_oci::{Algorithm, Digest, RepoName, Tag, TagOrDigest};
 use bytes::Bytes;
 
-use crate::{Result, UploadPart};
+use crate::{BlobStore, Result, UploadPart};
 
 /// A manifest to store, already validated by the registry.
 #[derive(Debug, Clone)]
@@ -20,6 +20,9 @@ pub struct NewManifest {
     pub blobs: Vec<Digest>,
     /// Manifests (index children) that must exist in the repository.
     pub children: Vec<Digest>,
+    /// Unix seconds of this push (the registry's clock): recorded for the manifest (garbage
+    /// collection's grace period) and for each tag it sets.
+    pub pushed: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +96,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn repo_exists(&self, repo: &RepoName) -> Result<bool>;
     /// Size of `digest` if it is linked into `repo`.
     async fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>>;
-    /// Links a stored blob into a repository (creating the repository on first use).
+    /// Links a stored blob into a repository (creating the repository on first use). Callers
+    /// [`MetadataStore::blob_pin`] the digest first (before its bytes are published, or before
+    /// checking they still exist for a mount); a link alone does not protect a blob from
+    /// garbage collection, a manifest referencing it does.
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()>;
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
 
@@ -151,5 +157,56 @@ pub trait MetadataStore: Send + Sync + 'static {
         id: &str,
         part: &UploadPart,
         hash_state: Option<Vec<u8>>,
+    ) -> Result<bool>;
+
+    // Garbage collection. The invariant every backend keeps (README, "Garbage collection"):
+    // blob bytes are deleted only while (a) no manifest of any repository references the
+    // digest, (b) nothing touched it (an upload about to publish it, a mount) since the
+    // sweep's cutoff, and (c) no writer can make either untrue until the bytes are gone. (a) is
+    // re-checked in the transaction that deletes the records, which conflicts with a
+    // concurrent `put_manifest` (that one then fails with `MissingReferences` and stores
+    // nothing); (b) and (c) hold because `blob_pin` and `link_blob` wait while
+    // `gc_blob_remove` holds the digest.
+
+    /// Protects `digest` (of `size` bytes) from collection for the grace period: called before
+    /// an upload publishes its bytes and before a mount links them. Creates the store's record
+    /// of the blob, or moves its last touch to `now`.
+    async fn blob_pin(&self, digest: &Digest, size: u64, now: i64) -> Result<()>;
+    /// Blobs the store knows (pinned or linked) that no manifest references and that nothing
+    /// touched since `cutoff` (Unix seconds), with their sizes, ordered by digest text, after
+    /// `after`, at most `limit`.
+    async fn gc_blob_candidates(
+        &self,
+        cutoff: i64,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<(Digest, u64)>>;
+    /// Collects `digest` if it is still a candidate: removes its record and every repository's
+    /// link to it, then its bytes from `blobs`, while writers of that digest wait. Returns the
+    /// size freed, or `None` when it was kept (referenced or touched meanwhile).
+    async fn gc_blob_remove(
+        &self,
+        digest: &Digest,
+        cutoff: i64,
+        blobs: &dyn BlobStore,
+    ) -> Result<Option<u64>>;
+    /// Which of `digests` the store has a record of (pinned or linked), in the same order: a
+    /// cheap first look before [`MetadataStore::gc_bytes_remove`] over a whole listing.
+    async fn blobs_known(&self, digests: &[Digest]) -> Result<Vec<bool>>;
+    /// Deletes the bytes of `digest` from `blobs` if the store has no record of the blob
+    /// (bytes a crash or an old version left behind), while writers of that digest wait.
+    async fn gc_bytes_remove(&self, digest: &Digest, blobs: &dyn BlobStore) -> Result<bool>;
+    /// Manifests of `repo` that nothing keeps: no tag points at one, no other manifest of the
+    /// repository lists it (index children), its subject (for a referrer) is gone or absent,
+    /// and it was last pushed before `cutoff`. Ordered by digest text. Deleting these and
+    /// asking again reaches every manifest no tag reaches.
+    async fn gc_manifest_candidates(&self, repo: &RepoName, cutoff: i64) -> Result<Vec<Digest>>;
+    /// Deletes a manifest of `repo` if it is still a candidate (checked again in the deleting
+    /// transaction, against concurrent pushes and tag moves). Whether it was deleted.
+    async fn gc_manifest_remove(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        cutoff: i64,
     ) -> Result<bool>;
 }

@@ -29,3 +29,9 @@ async fn memory_store_passes_the_concurrency_rules() {
     let s = MemoryStore::new();
     berth_storage::testsuite::run_concurrency(&s, &s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_keeps_the_gc_invariant_under_races() {
+    let s = MemoryStore::new();
+    berth_storage::testsuite::run_gc_race(&s, &s, &s).await;
+}

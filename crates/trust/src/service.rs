@@ -317,6 +317,30 @@ impl TrustService {
         self.store.tuf_guns().await.map_err(storage)
     }
 
+    /// The SHA-256 of every target the current targets role and its delegations of `gun` name,
+    /// valid or expired (garbage collection keeps what any signature names). A role that does
+    /// not parse names nothing; it was validated when stored, so this is a corrupt store, and
+    /// the collection goes on (logged) rather than stopping every collection for ever.
+    pub async fn signed_sha256(&self, gun: &str) -> Result<Vec<[u8; 32]>> {
+        let mut out = Vec::new();
+        for f in self.store.tuf_current_all(gun).await.map_err(storage)? {
+            if f.role != "targets" && !f.role.starts_with("targets/") {
+                continue;
+            }
+            match Signed::<Targets>::parse(&f.data) {
+                Ok(t) => out.extend(t.body.targets.values().filter_map(|m| {
+                    m.hashes
+                        .get("sha256")
+                        .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+                })),
+                Err(e) => {
+                    tracing::warn!(gun, role = %f.role, error = %e, "stored targets do not parse")
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The held private keys `root` lists for `role`, in the root's order, if they meet the
     /// role's threshold. Like Notary's signer, every held listed key signs.
     async fn signers(

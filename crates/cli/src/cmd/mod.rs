@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod backup;
 pub mod config;
+pub mod gc;
 pub mod pull;
 pub mod push;
 pub mod recovery;

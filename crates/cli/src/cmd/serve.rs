@@ -504,7 +504,16 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
         .redirect
         .take()
         .map(|p| Arc::new(PresignedBlobs(p)) as Arc<dyn berth_server::BlobRedirect>);
-    let app = berth_server::router(AppState::with_blob_redirect(
+    let gc = berth_server::gc::GcSettings {
+        grace: cfg.gc.grace,
+        // One grace period for everything a push leaves behind, upload sessions included
+        // (the hourly purge still ends sessions past a day).
+        upload_max_age: cfg.gc.grace.min(UPLOAD_MAX_AGE),
+        exclusion: matches!(cfg.store, Store::Embedded).then(|| {
+            Arc::new(BackupExclusion(data.clone())) as Arc<dyn berth_server::gc::GcExclusion>
+        }),
+    };
+    let state = AppState::with_blob_redirect(
         berth_server::AppParts {
             registry,
             trust,
@@ -512,9 +521,20 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
             access,
             scheme,
             limits: berth_server::Limits::clone(&cfg.limits),
+            gc,
         },
         redirect,
-    ));
+    );
+    if let Some(every) = cfg.gc.interval {
+        berth_server::gc::schedule(state.clone(), every, cfg.gc.untagged);
+        tracing::info!(
+            every_secs = every.as_secs(),
+            grace_secs = cfg.gc.grace.as_secs(),
+            untagged = cfg.gc.untagged,
+            "garbage collection scheduled"
+        );
+    }
+    let app = berth_server::router(state);
     // Tests and scripts parse this exact line.
     let mut out = std::io::stdout();
     writeln!(out, "listening on {scheme}://{addr}")?;
@@ -532,6 +552,26 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The embedded store's side of the backup protocol (berth_storage_embedded::backup): blobs
+/// are collected only under the exclusive lock on `DIR/gc.lock`.
+struct BackupExclusion(std::path::PathBuf);
+
+impl berth_server::gc::GcExclusion for BackupExclusion {
+    fn try_hold(&self) -> Result<Box<dyn Send>, String> {
+        match berth_storage_embedded::backup::GcLock::try_acquire(&self.0) {
+            Ok(Some(lock)) => Ok(Box::new(lock)),
+            Ok(None) => Err(
+                "a backup is being taken (it holds gc.lock); the next collection sweeps them"
+                    .into(),
+            ),
+            Err(e) => Err(format!(
+                "cannot lock {}: {e}",
+                self.0.join("gc.lock").display()
+            )),
+        }
+    }
 }
 
 /// How long a presigned blob URL is good for: long enough for a client to follow the redirect

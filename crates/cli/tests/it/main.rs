@@ -26,6 +26,7 @@ mod corrupt_state;
 mod crash;
 mod distributed;
 mod errors;
+mod gc;
 mod manifests;
 mod names;
 mod ops_audit;

@@ -215,6 +215,7 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
         }
         (Method::GET, ["audit"]) => audit_list(&cx, &query).await,
         (Method::POST, ["store", "check"]) => store_check(&cx, &body).await,
+        (Method::POST, ["gc"]) => gc_run(&cx, &body).await,
         (Method::POST, ["signing-keys", "rotate"]) => {
             match state.access.load_or_rotate_keys(true).await {
                 Ok(()) => {
@@ -313,6 +314,45 @@ async fn content_trust_update(cx: &Ctx<'_>, body: &Bytes) -> R {
     )
     .await;
     Ok(Json(json!({"status": u.status, "wipedTrustCollections": wiped})).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+struct GcBody {
+    dry_run: bool,
+    untagged: bool,
+    include_signed: bool,
+}
+
+/// `POST /api/v1/gc`: one collection now; answers with what it removed.
+async fn gc_run(cx: &Ctx<'_>, body: &Bytes) -> R {
+    let b: GcBody = if body.is_empty() {
+        GcBody::default()
+    } else {
+        body_json(body)?
+    };
+    if b.include_signed && !b.untagged {
+        return Err(AdminError::invalid(
+            "includeSigned",
+            "only means something with untagged",
+        ));
+    }
+    let req = crate::gc::GcRequest {
+        dry_run: b.dry_run,
+        untagged: b.untagged,
+        include_signed: b.include_signed,
+    };
+    let r = crate::gc::collect(cx.state, req, &cx.actor, cx.ip).await?;
+    Ok(Json(json!({
+        "dryRun": r.dry_run,
+        "manifests": r.manifests,
+        "blobs": r.blobs,
+        "bytes": r.bytes,
+        "orphanedBlobs": r.orphaned_blobs,
+        "uploads": r.uploads,
+        "blobsSkipped": r.blobs_skipped,
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,8 @@ pub(super) struct MetaState {
     /// By name: listings are lexical (byte order, as SQLite compares text).
     repos: BTreeMap<String, Repo>,
     uploads: BTreeMap<String, UploadRecord>,
+    /// Blobs the store knows: digest text → (size, last pin). Garbage collection's record.
+    known: BTreeMap<String, (u64, i64)>,
 }
 
 #[derive(Default)]
@@ -38,6 +40,44 @@ struct Manifest {
     subject: Option<String>,
     artifact_type: Option<String>,
     annotations: Option<String>,
+    /// Blobs and child manifests it lists (digest text).
+    refs: Vec<String>,
+    /// Unix seconds of its last push.
+    pushed: i64,
+}
+
+impl MetaState {
+    fn referenced(&self, digest: &str) -> bool {
+        self.repos.values().any(|r| {
+            r.manifests
+                .values()
+                .any(|m| m.refs.iter().any(|c| c == digest))
+        })
+    }
+
+    fn blob_candidate(&self, digest: &str, cutoff: i64) -> bool {
+        self.known
+            .get(digest)
+            .is_some_and(|(_, touched)| *touched < cutoff)
+            && !self.referenced(digest)
+    }
+}
+
+impl Repo {
+    fn manifest_candidate(&self, key: &str, cutoff: i64) -> bool {
+        let Some(m) = self.manifests.get(key) else {
+            return false;
+        };
+        m.pushed < cutoff
+            && !self.tags.values().any(|d| d == key)
+            && !self
+                .manifests
+                .values()
+                .any(|p| p.refs.iter().any(|c| c == key))
+            && m.subject
+                .as_ref()
+                .is_none_or(|s| !self.manifests.contains_key(s))
+    }
 }
 
 fn parse_digest(text: &str) -> Result<Digest> {
@@ -72,7 +112,9 @@ impl MetadataStore for MemoryStore {
     }
 
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        let _gate = self.gc_gate.read().await;
         let mut st = lock(&self.meta);
+        st.known.entry(digest.to_string()).or_insert((size, 0));
         let r = st.repos.entry(repo.as_str().to_owned()).or_default();
         // A link already there keeps its size (content-addressed: it cannot differ).
         r.blobs.entry(digest.to_string()).or_insert(size);
@@ -105,12 +147,24 @@ impl MetadataStore for MemoryStore {
         if !missing.is_empty() {
             return Err(Error::MissingReferences(missing));
         }
+        let now = m.pushed;
         let r = st.repos.entry(m.repo.as_str().to_owned()).or_default();
         let key = m.digest.to_string();
         match r.manifests.get_mut(&key) {
             // The same digest is the same bytes: only the media type may be restated.
-            Some(existing) => existing.media_type = m.media_type,
+            Some(existing) => {
+                existing.media_type = m.media_type;
+                existing.pushed = now;
+            }
             None => {
+                let mut refs: Vec<String> = m
+                    .blobs
+                    .iter()
+                    .chain(m.children.iter())
+                    .map(|d| d.to_string())
+                    .collect();
+                refs.sort();
+                refs.dedup();
                 r.manifests.insert(
                     key.clone(),
                     Manifest {
@@ -120,14 +174,12 @@ impl MetadataStore for MemoryStore {
                         subject: m.subject.map(|s| s.to_string()),
                         artifact_type: m.artifact_type,
                         annotations: m.annotations,
+                        refs,
+                        pushed: now,
                     },
                 );
             }
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
         for t in tags {
             r.tags.insert(t.to_string(), key.clone());
             r.pushed.insert(t.to_string(), now);
@@ -326,6 +378,104 @@ impl MetadataStore for MemoryStore {
             },
             _ => Ok(false),
         }
+    }
+
+    async fn blob_pin(&self, digest: &Digest, size: u64, now: i64) -> Result<()> {
+        let _gate = self.gc_gate.read().await;
+        let mut st = lock(&self.meta);
+        let e = st.known.entry(digest.to_string()).or_insert((size, now));
+        e.1 = e.1.max(now);
+        Ok(())
+    }
+
+    async fn gc_blob_candidates(
+        &self,
+        cutoff: i64,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<(Digest, u64)>> {
+        let st = lock(&self.meta);
+        let after = after.map(|d| d.to_string()).unwrap_or_default();
+        st.known
+            .iter()
+            .filter(|(d, _)| d.as_str() > after.as_str())
+            .filter(|(d, _)| st.blob_candidate(d, cutoff))
+            .take(limit)
+            .map(|(d, (size, _))| Ok((parse_digest(d)?, *size)))
+            .collect()
+    }
+
+    async fn gc_blob_remove(
+        &self,
+        digest: &Digest,
+        cutoff: i64,
+        blobs: &dyn crate::BlobStore,
+    ) -> Result<Option<u64>> {
+        let _gate = self.gc_gate.write().await;
+        let key = digest.to_string();
+        let size = {
+            let mut st = lock(&self.meta);
+            if !st.blob_candidate(&key, cutoff) {
+                return Ok(None);
+            }
+            for r in st.repos.values_mut() {
+                r.blobs.remove(&key);
+            }
+            st.known.remove(&key).map(|(size, _)| size)
+        };
+        match blobs.delete(digest).await {
+            Ok(()) | Err(Error::BlobUnknown) => Ok(size),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn blobs_known(&self, digests: &[Digest]) -> Result<Vec<bool>> {
+        let st = lock(&self.meta);
+        Ok(digests
+            .iter()
+            .map(|d| st.known.contains_key(&d.to_string()))
+            .collect())
+    }
+
+    async fn gc_bytes_remove(&self, digest: &Digest, blobs: &dyn crate::BlobStore) -> Result<bool> {
+        let _gate = self.gc_gate.write().await;
+        if lock(&self.meta).known.contains_key(&digest.to_string()) {
+            return Ok(false);
+        }
+        match blobs.delete(digest).await {
+            Ok(()) => Ok(true),
+            Err(Error::BlobUnknown) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn gc_manifest_candidates(&self, repo: &RepoName, cutoff: i64) -> Result<Vec<Digest>> {
+        let st = lock(&self.meta);
+        let Some(r) = st.repos.get(repo.as_str()) else {
+            return Ok(Vec::new());
+        };
+        Ok(r.manifests
+            .iter()
+            .filter(|(k, _)| r.manifest_candidate(k, cutoff))
+            .map(|(_, m)| m.digest.clone())
+            .collect())
+    }
+
+    async fn gc_manifest_remove(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        cutoff: i64,
+    ) -> Result<bool> {
+        let mut st = lock(&self.meta);
+        let Some(r) = st.repos.get_mut(repo.as_str()) else {
+            return Ok(false);
+        };
+        let key = digest.to_string();
+        if !r.manifest_candidate(&key, cutoff) {
+            return Ok(false);
+        }
+        Ok(r.manifests.remove(&key).is_some())
     }
 
     async fn uploads_owned_by(&self, owner: &str) -> Result<u64> {

@@ -28,6 +28,9 @@ pub struct MemoryStore {
     ids: Mutex<identity::IdentityState>,
     trust: Mutex<trust::TrustState>,
     settings: Mutex<settings::SettingsState>,
+    /// Held shared by pins and links, exclusively by a collection from its record check until
+    /// the bytes are gone (the embedded store's gate, same rule).
+    gc_gate: tokio::sync::RwLock<()>,
 }
 
 impl MemoryStore {

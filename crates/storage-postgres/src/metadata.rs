@@ -34,6 +34,21 @@ struct SessionLocked {
 }
 
 impl SessionLocked {
+    /// A pooled connection holding the collection lock of the digest `key`.
+    async fn acquire(store: &PgStore, key: &str) -> Result<SessionLocked> {
+        let held = SessionLocked {
+            conn: Some(store.conn().await?),
+        };
+        held.client()
+            .execute(
+                "SELECT pg_advisory_lock($1, hashtext($2))",
+                &[&locks::GC_BLOB, &key],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(held)
+    }
+
     fn client(&self) -> &deadpool_postgres::Object {
         self.conn.as_ref().expect("held until release or drop")
     }
@@ -722,16 +737,7 @@ impl MetadataStore for PgStore {
         let key = digest.to_string();
         // Session-level, so it spans the commit and the deletion of the bytes: a pin or link of
         // this digest (another upload publishing the same bytes) waits until both are done.
-        let mut held = SessionLocked {
-            conn: Some(self.conn().await?),
-        };
-        held.client()
-            .execute(
-                "SELECT pg_advisory_lock($1, hashtext($2))",
-                &[&locks::GC_BLOB, &key],
-            )
-            .await
-            .map_err(backend)?;
+        let mut held = SessionLocked::acquire(self, &key).await?;
         let size = {
             let c = held.conn.as_mut().expect("held");
             let tx = c.transaction().await.map_err(backend)?;
@@ -796,16 +802,7 @@ impl MetadataStore for PgStore {
         blobs: &dyn berth_storage::BlobStore,
     ) -> Result<bool> {
         let key = digest.to_string();
-        let held = SessionLocked {
-            conn: Some(self.conn().await?),
-        };
-        held.client()
-            .execute(
-                "SELECT pg_advisory_lock($1, hashtext($2))",
-                &[&locks::GC_BLOB, &key],
-            )
-            .await
-            .map_err(backend)?;
+        let held = SessionLocked::acquire(self, &key).await?;
         let known = held
             .client()
             .query_opt("SELECT 1 FROM blobs WHERE digest = $1", &[&key])

@@ -40,6 +40,7 @@ mod keys;
 mod options;
 mod service;
 pub mod vault;
+pub mod view;
 
 pub use berth_storage::{AuditRecord, TufFile};
 pub use changefeed::DEFAULT_PAGE_SIZE;
@@ -47,3 +48,4 @@ pub use error::{DISABLED_MSG, Error, NO_SPACE_MSG, Result};
 pub use options::{Clock, KeyAlgorithm, TrustOptions};
 pub use service::{SETTING, TrustService, parse_parts};
 pub use vault::KeyVault;
+pub use view::{RoleState, SignedTag, Signer, TrustView};

@@ -19,6 +19,7 @@ use crate::audit::{self, RoleSummary};
 use crate::error::{Error, Result};
 use crate::options::TrustOptions;
 use crate::vault::KeyVault;
+use crate::view::{self, TrustView};
 use crate::{changefeed, keys};
 
 /// The setting that holds the registry-wide switch (`enabled` / `disabled`).
@@ -57,7 +58,29 @@ pub struct TrustService {
     /// sha256 differs (written by another node, or by a re-sign) is parsed again, so an entry
     /// is never used for bytes it was not parsed from.
     parsed: std::sync::Mutex<std::collections::HashMap<String, Arc<ParsedRoles>>>,
+    /// Per GUN, the [`TrustView`] built from the files the served timestamp (by its sha256)
+    /// leads to, `None` when they hold no targets. A policy check per manifest GET then costs
+    /// one timestamp read, not a parse of every role.
+    views: std::sync::Mutex<Views>,
+    /// Every GUN with trust data, under the newest changefeed row when it was listed: every
+    /// publish, re-sign and deletion adds a row, so an unchanged newest row means an unchanged
+    /// list (one indexed read instead of a scan of all GUNs).
+    guns_memo: std::sync::Mutex<Option<GunsMemo>>,
 }
+
+/// The GUN list under the changefeed row it was read at, and the subsets callers asked for.
+struct GunsMemo {
+    key: ChangeKey,
+    all: Arc<Vec<String>>,
+    /// Caller's key (a repository) -> the GUNs its filter kept.
+    subsets: std::collections::HashMap<String, Arc<Vec<String>>>,
+}
+
+/// GUN -> (sha256 of the served timestamp, the view built from it).
+type Views = std::collections::HashMap<String, (String, Option<Arc<TrustView>>)>;
+
+/// What identifies the newest changefeed row (`None`: the feed is empty).
+type ChangeKey = Option<(i64, i128, String)>;
 
 /// Role name -> (sha256 hex of the stored file, the file parsed).
 type ParsedRoles = std::collections::HashMap<String, (String, Parsed)>;
@@ -254,6 +277,8 @@ impl TrustService {
             served: Default::default(),
             held: Default::default(),
             parsed: Default::default(),
+            views: Default::default(),
+            guns_memo: Default::default(),
         }
     }
 
@@ -289,6 +314,7 @@ impl TrustService {
         self.served_map().clear();
         self.held_map().clear();
         self.parsed_map().clear();
+        self.views_map().clear();
         tracing::warn!(
             guns = wiped,
             "content trust disabled: all trust data deleted"
@@ -315,6 +341,157 @@ impl TrustService {
     /// GUNs that have trust data.
     pub async fn guns(&self) -> Result<Vec<String>> {
         self.store.tuf_guns().await.map_err(storage)
+    }
+
+    /// GUNs that have trust data, from a list kept while the changefeed's newest row stays the
+    /// same (see `TrustService::guns_memo`): for checks on every request.
+    pub async fn guns_cached(&self) -> Result<Arc<Vec<String>>> {
+        self.guns_matching(None, |_| true).await
+    }
+
+    /// The GUNs `keep` keeps, kept under `key` (when given) until the GUN list changes: `keep`
+    /// must give the same answers for the same `key` (the server keys on a repository and
+    /// keeps the GUNs naming it). Costs one indexed changefeed read when nothing changed.
+    pub async fn guns_matching(
+        &self,
+        key: Option<&str>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Arc<Vec<String>>> {
+        let newest: ChangeKey = self
+            .store
+            .changefeed(None, 0, -1)
+            .await
+            .map_err(storage)?
+            .pop()
+            .map(|c| (c.id, c.created_at, c.gun));
+        let all = {
+            let memo = self.guns_memo.lock().unwrap_or_else(|p| p.into_inner());
+            match &*memo {
+                Some(m) if m.key == newest => {
+                    if let Some(hit) = key.and_then(|k| m.subsets.get(k)) {
+                        return Ok(hit.clone());
+                    }
+                    Some(m.all.clone())
+                }
+                _ => None,
+            }
+        };
+        let all = match all {
+            Some(a) => a,
+            None => {
+                let all = Arc::new(self.guns().await?);
+                *self.guns_memo.lock().unwrap_or_else(|p| p.into_inner()) = Some(GunsMemo {
+                    key: newest.clone(),
+                    all: all.clone(),
+                    subsets: Default::default(),
+                });
+                all
+            }
+        };
+        let Some(key) = key else {
+            return Ok(all);
+        };
+        let subset = Arc::new(all.iter().filter(|g| keep(g)).cloned().collect::<Vec<_>>());
+        let mut memo = self.guns_memo.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = memo.as_mut()
+            && m.key == newest
+        {
+            if m.subsets.len() >= PARSED_GUNS {
+                m.subsets.clear();
+            }
+            m.subsets.insert(key.to_owned(), subset.clone());
+        }
+        Ok(subset)
+    }
+
+    /// What `gun`'s trust data says, as clients see it (see [`crate::view`]). `None` when
+    /// content trust is off or the GUN has no trust data (or no targets).
+    pub async fn view(&self, gun: &str) -> Result<Option<TrustView>> {
+        Ok(self.view_shared(gun).await?.map(Arc::unwrap_or_clone))
+    }
+
+    /// [`Self::view`], shared with the memo: no copy of the tags per call.
+    pub async fn view_shared(&self, gun: &str) -> Result<Option<Arc<TrustView>>> {
+        if !self.enabled().await? {
+            return Ok(None);
+        }
+        // As served: an expired server-signed timestamp or snapshot is re-signed here.
+        let ts_file = match self.server_signed(gun, false).await {
+            Ok(f) => f,
+            Err(Error::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if let Some((sha, v)) = self.views_map().get(gun)
+            && *sha == ts_file.sha256
+        {
+            return Ok(v.clone());
+        }
+        let ts = Arc::new(Signed::<Timestamp>::parse(&ts_file.data).map_err(corrupt(gun))?);
+        let snap_sha = ts
+            .body
+            .snapshot_meta()
+            .map_err(|m| corrupt(gun)(berth_tuf::Error::Validation(m)))?
+            .hashes
+            .get("sha256")
+            .map(hex::encode)
+            .unwrap_or_default();
+        let Some(snap_file) = self
+            .store
+            .tuf_by_checksum(gun, "snapshot", &snap_sha)
+            .await
+            .map_err(storage)?
+        else {
+            return Ok(None);
+        };
+        let snapshot = Arc::new(Signed::<Snapshot>::parse(&snap_file.data).map_err(corrupt(gun))?);
+        // Read after the timestamp: if a publish lands in between, these files are newer than
+        // the key they are kept under, and the next call (seeing the new timestamp) rebuilds.
+        let mut files = BTreeMap::new();
+        for f in self.store.tuf_current_all(gun).await.map_err(storage)? {
+            if let Ok(role) = RoleName::parse(&f.role) {
+                files.insert(role, f);
+            }
+        }
+        let kept = self.parsed_map().get(gun).cloned().unwrap_or_default();
+        let current = Current {
+            files,
+            parsed: std::sync::Mutex::new(Arc::unwrap_or_clone(kept)),
+        };
+        let Some(root) = current.root() else {
+            return Ok(None);
+        };
+        let root = root.map_err(corrupt(gun))?;
+        let mut targets = BTreeMap::new();
+        for role in current.files.keys().filter(|r| r.is_targets_like()) {
+            match current.parsed::<Targets>(role) {
+                Some(Ok(t)) => {
+                    targets.insert(role.clone(), t);
+                }
+                // Validated when stored: a corrupt store. Its tags are left out, not the GUN.
+                Some(Err(e)) => {
+                    tracing::warn!(gun, role = role.as_str(), error = %e, "stored targets do not parse")
+                }
+                None => {}
+            }
+        }
+        let v = view::build(&view::Files {
+            gun,
+            root,
+            targets,
+            snapshot,
+            timestamp: ts,
+        })
+        .map(Arc::new);
+        let mut map = self.views_map();
+        if map.len() >= PARSED_GUNS && !map.contains_key(gun) {
+            map.clear();
+        }
+        map.insert(gun.to_owned(), (ts_file.sha256, v.clone()));
+        Ok(v)
+    }
+
+    fn views_map(&self) -> std::sync::MutexGuard<'_, Views> {
+        self.views.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The SHA-256 of every target the current targets role and its delegations of `gun` name,
@@ -855,6 +1032,7 @@ impl TrustService {
         self.served_map().remove(gun);
         self.held_map().retain(|(g, _), _| g != gun);
         self.parsed_map().remove(gun);
+        self.views_map().remove(gun);
         if existed {
             tracing::warn!(gun, "trust data deleted");
         }

@@ -1212,76 +1212,36 @@ async fn repository_list(cx: &Ctx<'_>, caller: Option<&berth_access::Caller>) ->
     Ok(Json(json!(out)).into_response())
 }
 
-/// Who signed what in one GUN, docker's way: tags released in `targets` or `targets/releases`,
-/// each with the roles that list the same digest ("Repo Admin" for `targets`).
+/// Who signed what in one GUN, docker's way (see [`berth_trust::TrustView`]): per tag, the
+/// digest it resolves to and the roles listing that digest ("Repo Admin" for `targets`).
 struct Signatures {
     /// (tag, sha256 hex) -> signers (name, role, key ids)
     released: std::collections::BTreeMap<(String, String), Vec<Value>>,
 }
 
-async fn gun_signatures(cx: &Ctx<'_>, gun: &str) -> Result<Option<Signatures>, AdminError> {
-    use berth_tuf::RoleBody as _;
-    let parse = |data: &[u8]| -> Option<berth_tuf::Targets> {
-        let env = berth_tuf::Envelope::parse(data).ok()?;
-        berth_tuf::Targets::from_signed(env.signed()).ok()
-    };
-    let Ok(top) = cx.state.trust.get_current(gun, "targets").await else {
-        return Ok(None);
-    };
-    let Some(top) = parse(&top.data) else {
-        return Ok(None);
-    };
-    let admin_keys: Vec<String> = match cx.state.trust.get_current(gun, "root").await {
-        Ok(f) => berth_tuf::Envelope::parse(&f.data)
-            .ok()
-            .and_then(|e| berth_tuf::Root::from_signed(e.signed()).ok())
-            .and_then(|r| r.roles.get("targets").map(|k| k.keyids.clone()))
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
-    let hex = |m: &berth_tuf::FileMeta| -> Option<String> {
-        m.hashes
-            .get("sha256")
-            .map(|h| h.iter().map(|b| format!("{b:02x}")).collect())
-    };
-    // role name -> (its targets, its key ids)
-    let mut roles: Vec<(String, berth_tuf::Targets, Vec<String>)> = Vec::new();
-    for d in &top.delegations.roles {
-        if let Ok(f) = cx.state.trust.get_current(gun, &d.name).await
-            && let Some(t) = parse(&f.data)
-        {
-            roles.push((d.name.clone(), t, d.keys.keyids.clone()));
+async fn gun_signatures(cx: &Ctx<'_>, gun: &str) -> Option<Signatures> {
+    let view = match cx.state.trust.view_shared(gun).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return None,
+        // One GUN's unreadable trust data leaves its tags shown unsigned, not the listing failed.
+        Err(e) => {
+            tracing::warn!(gun, error = %e, "trust data unreadable");
+            return None;
         }
-    }
-    roles.push(("targets".into(), top, admin_keys));
-    let mut released = std::collections::BTreeMap::new();
-    for (role, t, _) in &roles {
-        if role == "targets" || role == "targets/releases" {
-            for (tag, m) in &t.targets {
-                if let Some(h) = hex(m) {
-                    released.insert((tag.clone(), h), Vec::new());
-                }
-            }
-        }
-    }
-    for (role, t, keys) in &roles {
-        if role == "targets/releases" {
-            continue;
-        }
-        let name = if role == "targets" {
-            "Repo Admin"
-        } else {
-            role.trim_start_matches("targets/")
-        };
-        for (tag, m) in &t.targets {
-            if let Some(h) = hex(m)
-                && let Some(v) = released.get_mut(&(tag.clone(), h))
-            {
-                v.push(json!({"name": name, "role": role, "keyIds": keys}));
-            }
-        }
-    }
-    Ok(Some(Signatures { released }))
+    };
+    let released = view
+        .tags
+        .iter()
+        .map(|(tag, t)| {
+            let signers = t
+                .signers
+                .iter()
+                .map(|s| json!({"name": s.name, "role": s.role, "keyIds": s.key_ids}))
+                .collect();
+            ((tag.clone(), hex::encode(t.sha256)), signers)
+        })
+        .collect();
+    Some(Signatures { released })
 }
 
 async fn show_tags(cx: &Ctx<'_>, caller: Option<&berth_access::Caller>, repo: &RepoName) -> R {
@@ -1306,7 +1266,7 @@ async fn show_tags(cx: &Ctx<'_>, caller: Option<&berth_access::Caller>, repo: &R
     if may_read_trust && trust_on {
         for g in cx.state.trust.guns().await? {
             if cx.state.guns.repository(&g).as_ref() == Some(repo)
-                && let Some(s) = gun_signatures(cx, &g).await?
+                && let Some(s) = gun_signatures(cx, &g).await
             {
                 sigs.push((g, s));
             }

@@ -93,6 +93,9 @@ pub enum Command {
     /// Garbage collection now, on a running server: blobs no manifest references, abandoned
     /// uploads, and with --untagged manifests no tag reaches. Safe while pushes go on.
     Gc(crate::cmd::gc::GcArgs),
+    /// Webhooks: push, delete, trust and policy events POSTed (signed) to a receiver.
+    #[command(subcommand)]
+    Webhook(crate::cmd::webhook::WebhookCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -264,6 +267,22 @@ pub struct ServeArgs {
     /// ([gc] untagged).
     #[arg(long, env = "BERTH_GC_UNTAGGED")]
     pub gc_untagged: bool,
+    /// Webhook events queued at most; beyond it the oldest are dropped
+    /// ([webhooks] max_pending) [default: 10000].
+    #[arg(long, env = "BERTH_WEBHOOK_MAX_PENDING", value_name = "N")]
+    pub webhook_max_pending: Option<u64>,
+    /// A webhook delivery is given up after this many attempts ([webhooks] max_attempts)
+    /// [default: 300].
+    #[arg(long, env = "BERTH_WEBHOOK_MAX_ATTEMPTS", value_name = "N")]
+    pub webhook_max_attempts: Option<u32>,
+    /// A webhook delivery is given up once this many seconds old ([webhooks] max_age)
+    /// [default: 86400].
+    #[arg(long, env = "BERTH_WEBHOOK_MAX_AGE", value_name = "SECS")]
+    pub webhook_max_age: Option<u64>,
+    /// Extra CA certificates (PEM) trusted for https webhook receivers, beside the system
+    /// roots ([webhooks] ca_file).
+    #[arg(long, env = "BERTH_WEBHOOK_CA_FILE", value_name = "FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -26,6 +26,51 @@ struct FileConfig {
     store: FileStore,
     #[serde(default)]
     gc: FileGc,
+    #[serde(default)]
+    webhooks: FileWebhooks,
+}
+
+/// `[webhooks]` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebhooks {
+    max_pending: Option<u64>,
+    max_attempts: Option<u32>,
+    max_age: Option<u64>,
+    ca_file: Option<PathBuf>,
+}
+
+fn resolve_webhooks(
+    a: &ServeArgs,
+    f: &FileWebhooks,
+) -> anyhow::Result<berth_server::webhooks::WebhookOptions> {
+    let d = berth_server::webhooks::WebhookOptions::default();
+    let max_pending = a
+        .webhook_max_pending
+        .or(f.max_pending)
+        .unwrap_or(d.max_pending);
+    if max_pending == 0 {
+        bail!("webhooks max_pending must be at least 1");
+    }
+    let max_attempts = a
+        .webhook_max_attempts
+        .or(f.max_attempts)
+        .unwrap_or(d.max_attempts);
+    if max_attempts == 0 {
+        bail!("webhooks max_attempts must be at least 1");
+    }
+    let max_age = match a.webhook_max_age.or(f.max_age) {
+        None => d.max_age,
+        Some(0) => bail!("webhooks max_age must be at least 1 second"),
+        Some(n) => Duration::from_secs(n),
+    };
+    Ok(berth_server::webhooks::WebhookOptions {
+        max_pending,
+        max_attempts,
+        max_age,
+        ca_file: a.webhook_ca_file.clone().or_else(|| f.ca_file.clone()),
+        ..d
+    })
 }
 
 /// `[gc]` in the config file; times in seconds.
@@ -125,6 +170,7 @@ pub struct ServeConfig {
     pub limits: berth_server::Limits,
     pub store: Store,
     pub gc: GcConfig,
+    pub webhooks: berth_server::webhooks::WebhookOptions,
 }
 
 /// Where registry data lives.
@@ -484,6 +530,7 @@ impl ServeConfig {
         let limits = resolve_limits(&a, &file.limits)?;
         let store = resolve_store(&StoreArgs::of(&a), &file.store, env)?;
         let gc = resolve_gc(&a, &file.gc)?;
+        let webhooks = resolve_webhooks(&a, &file.webhooks)?;
         let insecure = a.insecure_http || file.insecure_http.unwrap_or(false);
         let cert = a.tls_cert.or(file.tls_cert);
         let key = a.tls_key.or(file.tls_key);
@@ -510,6 +557,7 @@ impl ServeConfig {
             limits,
             store,
             gc,
+            webhooks,
         })
     }
 }
@@ -625,6 +673,10 @@ mod tests {
                 "store" => "kind".to_owned(),
                 // [gc] interval, grace, untagged.
                 g if g.starts_with("gc-") => g.trim_start_matches("gc-").to_owned(),
+                // [webhooks] max_pending, max_attempts, max_age, ca_file.
+                w if w.starts_with("webhook-") => {
+                    w.trim_start_matches("webhook-").replace('-', "_")
+                }
                 _ => long.replace('-', "_"),
             };
             assert!(

@@ -30,6 +30,7 @@ fn main() -> std::process::ExitCode {
         args::Command::Backup(a) => cmd::backup::backup(a),
         args::Command::Restore(a) => cmd::backup::restore(a),
         args::Command::Gc(a) => cmd::gc::run(a),
+        args::Command::Webhook(c) => cmd::webhook::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

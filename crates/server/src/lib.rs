@@ -21,6 +21,7 @@ mod limits;
 mod routes;
 mod serve;
 pub mod tls;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -67,6 +68,8 @@ struct Inner {
     /// Trust publishes being read and validated (each held in memory).
     trust_publishes: tokio::sync::Semaphore,
     blob_redirect: Option<Arc<dyn BlobRedirect>>,
+    /// Set once by the composition root ([`AppState::set_webhooks`]); unset, events go nowhere.
+    webhooks: std::sync::OnceLock<Arc<webhooks::Webhooks>>,
 }
 
 impl AppState {
@@ -80,8 +83,21 @@ impl AppState {
             uploads: limits::PerIdentity::new(parts.limits.uploads_per_identity),
             trust_publishes: tokio::sync::Semaphore::new(routes::trust::TRUST_PUBLISHES_AT_ONCE),
             blob_redirect: redirect,
+            webhooks: std::sync::OnceLock::new(),
             parts,
         }))
+    }
+
+    /// Sends registry events to the configured webhooks (call once, before serving).
+    pub fn set_webhooks(&self, w: Arc<webhooks::Webhooks>) {
+        if self.0.webhooks.set(w).is_err() {
+            tracing::warn!("webhooks were set already; keeping the first");
+        }
+    }
+
+    /// The webhook service, when this server runs one.
+    pub fn webhooks(&self) -> Option<&Arc<webhooks::Webhooks>> {
+        self.0.webhooks.get()
     }
 
     pub(crate) fn blob_redirect(&self) -> Option<&dyn BlobRedirect> {

@@ -19,6 +19,7 @@ mod sqlite;
 mod sqlite_identity;
 mod sqlite_settings;
 mod sqlite_trust;
+mod sqlite_webhooks;
 
 pub use fs_blobs::FsBlobStore;
 pub use sqlite::SqliteMetadataStore;

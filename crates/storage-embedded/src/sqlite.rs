@@ -100,6 +100,10 @@ const MIGRATIONS: &[(&str, Step)] = &[
              CREATE INDEX manifest_refs_by_child ON manifest_refs(child);",
         )
     }),
+    // 6: webhooks and their outgoing event queue.
+    ("webhooks", |c| {
+        c.execute_batch(crate::sqlite_webhooks::WEBHOOK_SCHEMA)
+    }),
 ];
 
 /// Brings the database to the newest schema version, one transaction per step.

@@ -104,3 +104,17 @@ async fn embedded_store_keeps_the_gc_invariant_under_races() {
     let meta = SqliteMetadataStore::open(dir.path().join("metadata.db")).unwrap();
     berth_storage::testsuite::run_gc_race(&blobs, &meta, &meta).await;
 }
+
+#[tokio::test]
+async fn embedded_store_passes_the_webhook_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMetadataStore::open(dir.path().join("metadata.db")).unwrap();
+    berth_storage::testsuite::run_webhooks(&meta).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_claims_each_webhook_delivery_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMetadataStore::open(dir.path().join("metadata.db")).unwrap();
+    berth_storage::testsuite::run_webhook_race(&meta, &meta).await;
+}

@@ -30,6 +30,7 @@ mod settings;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod trust;
+mod webhooks;
 
 pub use migrate::SCHEMA_VERSION;
 
@@ -295,6 +296,8 @@ pub(crate) mod locks {
     /// One blob digest (second key: `hashtext(digest)`): shared by pins and links,
     /// exclusive (session-level) while garbage collection removes the blob.
     pub const GC_BLOB: i32 = 0x6274_6762;
+    /// Enqueues to the webhook queue, so its bound holds across nodes.
+    pub const WEBHOOK_QUEUE: (i32, i32) = (0x6274_7768, 0);
 }
 
 #[cfg(all(test, feature = "test-support"))]

@@ -184,6 +184,39 @@ INSERT INTO blobs(digest, size, touched)
 ALTER TABLE manifests ADD COLUMN pushed BIGINT;
 CREATE INDEX manifest_refs_by_child ON manifest_refs(child);",
     },
+    Migration {
+        version: 5,
+        name: "webhooks",
+        // Webhooks and their outgoing event queue, shared by the nodes: a claim leases rows
+        // (`lease_until`, Unix ms) under FOR UPDATE SKIP LOCKED.
+        sql: r#"CREATE TABLE webhooks (
+    name         TEXT COLLATE "C" PRIMARY KEY,
+    uri          TEXT NOT NULL,
+    actions      TEXT NOT NULL,
+    scopes       TEXT NOT NULL,
+    secret       BYTEA NOT NULL,
+    created      BIGINT NOT NULL,
+    created_by   TEXT NOT NULL,
+    delivered    BIGINT NOT NULL DEFAULT 0,
+    failed       BIGINT NOT NULL DEFAULT 0,
+    last_attempt BIGINT,
+    last_success BIGINT,
+    last_error   TEXT
+);
+CREATE TABLE webhook_queue (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    webhook     TEXT COLLATE "C" NOT NULL,
+    event_id    TEXT NOT NULL,
+    payload     BYTEA NOT NULL,
+    created     BIGINT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL DEFAULT 0,
+    last_error  TEXT
+);
+CREATE INDEX webhook_queue_by_due ON webhook_queue(next_at);
+CREATE INDEX webhook_queue_by_webhook ON webhook_queue(webhook);"#,
+    },
 ];
 
 /// The schema version this build creates and understands.

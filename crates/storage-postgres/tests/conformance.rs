@@ -317,3 +317,23 @@ async fn unknown_stored_kinds_are_store_errors() {
     drop(s);
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn postgres_store_passes_the_webhook_conformance_suite() {
+    let db = fresh_database().await;
+    let s = PgStore::connect(&db.url).await.unwrap();
+    berth_storage::testsuite::run_webhooks(&s).await;
+    drop(s);
+    db.drop_database().await;
+}
+
+/// Two nodes claiming from one queue at once never both get the same delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_stores_claim_each_webhook_delivery_once() {
+    let db = fresh_database().await;
+    let a = PgStore::connect(&db.url).await.unwrap();
+    let b = PgStore::connect(&db.url).await.unwrap();
+    berth_storage::testsuite::run_webhook_race(&a, &b).await;
+    drop((a, b));
+    db.drop_database().await;
+}

@@ -13,6 +13,9 @@ mod settings;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 mod trust;
+mod webhook;
+#[cfg(feature = "testsuite")]
+mod webhook_testsuite;
 
 pub use blob::{BlobStore, ByteStream, MAX_UPLOAD_PARTS, StoredBlob, TempObject, UploadPart};
 pub use error::{Error, Result, io_is_no_space};
@@ -27,3 +30,6 @@ pub use metadata::{
 };
 pub use settings::SettingsStore;
 pub use trust::{Change, NewTufFile, ServerKeyRecord, TrustStore, TufFile};
+pub use webhook::{
+    Delivery, NewDelivery, WebhookRecord, WebhookStats, WebhookStore, join_list, split_list,
+};

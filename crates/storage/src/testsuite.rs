@@ -2723,3 +2723,5 @@ where
     assert!(b.identity_delete("race-alice").await.unwrap());
     assert!(a.identity_get("race-alice").await.unwrap().is_none());
 }
+
+pub use crate::webhook_testsuite::{run_webhook_race, run_webhooks};

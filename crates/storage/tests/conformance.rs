@@ -35,3 +35,14 @@ async fn memory_store_keeps_the_gc_invariant_under_races() {
     let s = MemoryStore::new();
     berth_storage::testsuite::run_gc_race(&s, &s, &s).await;
 }
+
+#[tokio::test]
+async fn memory_store_passes_the_webhook_conformance_suite() {
+    berth_storage::testsuite::run_webhooks(&MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_claims_each_webhook_delivery_once() {
+    let s = MemoryStore::new();
+    berth_storage::testsuite::run_webhook_race(&s, &s).await;
+}

@@ -46,6 +46,8 @@ pub use berth_storage::{AuditRecord, TufFile};
 pub use changefeed::DEFAULT_PAGE_SIZE;
 pub use error::{DISABLED_MSG, Error, NO_SPACE_MSG, Result};
 pub use options::{Clock, KeyAlgorithm, TrustOptions};
-pub use service::{SETTING, TrustService, parse_parts};
+pub use service::{
+    SETTING, TargetChange, TargetChangeKind, TrustService, UpdateChanges, parse_parts,
+};
 pub use vault::KeyVault;
 pub use view::{RoleState, SignedTag, Signer, TrustView};

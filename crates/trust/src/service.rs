@@ -596,6 +596,16 @@ impl TrustService {
         parts: Vec<(String, Bytes)>,
         audit: Option<AuditRecord>,
     ) -> Result<()> {
+        self.update_with_changes(gun, parts, audit).await.map(drop)
+    }
+
+    /// [`Self::update`], answering what the accepted update changed (for event notifications).
+    pub async fn update_with_changes(
+        &self,
+        gun: &str,
+        parts: Vec<(String, Bytes)>,
+        audit: Option<AuditRecord>,
+    ) -> Result<UpdateChanges> {
         self.writable().await?;
         // Only the audit detail needs the parts as sent (duplicates and timestamp included).
         let sent: Vec<(String, Bytes)> = if audit.is_some() {
@@ -724,6 +734,10 @@ impl TrustService {
             detail: update_detail(&current, &valid.files, &valid.targets, &sent),
             ..rec
         });
+        let changes = UpdateChanges {
+            roles: new_files.iter().map(|f| f.role.clone()).collect(),
+            targets: target_changes(&current, &valid.targets),
+        };
         self.store
             .tuf_update(gun, new_files, audit.as_ref())
             .await
@@ -741,7 +755,7 @@ impl TrustService {
             map.insert(gun.to_owned(), Arc::new(kept));
         }
         tracing::info!(gun, roles = ?uploaded.keys().map(RoleName::as_str).collect::<Vec<_>>(), "trust data updated");
-        Ok(())
+        Ok(changes)
     }
 
     /// The current version of `role` (`{role}.json`). Timestamp and snapshot are served as
@@ -1109,6 +1123,86 @@ fn check_stored_root(gun: &str, root: &Signed<Root>, now: SystemTime) -> Result<
         "the stored root certificate of {gun} {when}: publish a root rotation signed with the current root key (`notary key rotate {gun} root`), or reset the repository's trust data (`berth trust reset {}`)",
         repository_of(gun)
     ))))
+}
+
+/// What an accepted update changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateChanges {
+    /// The roles whose new files were stored: those uploaded, and the snapshot and timestamp
+    /// the server made.
+    pub roles: Vec<String>,
+    /// Targets added, changed or removed in targets-like roles the update replaced.
+    pub targets: Vec<TargetChange>,
+}
+
+/// One target (tag) of one role that an update added, changed or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetChange {
+    pub role: String,
+    pub name: String,
+    pub kind: TargetChangeKind,
+    /// The new target's sha256 (hex) and length; `None` for a removal.
+    pub sha256: Option<String>,
+    pub length: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetChangeKind {
+    Added,
+    Changed,
+    Removed,
+}
+
+impl TargetChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetChangeKind::Added => "added",
+            TargetChangeKind::Changed => "changed",
+            TargetChangeKind::Removed => "removed",
+        }
+    }
+}
+
+/// The targets each replaced targets-like role gained, changed or lost, from what validation
+/// parsed and the current files (parsed once and kept).
+fn target_changes(
+    current: &Current,
+    targets: &BTreeMap<RoleName, Arc<Signed<Targets>>>,
+) -> Vec<TargetChange> {
+    let sha = |m: &berth_tuf::FileMeta| m.hashes.get("sha256").map(hex::encode);
+    let mut out = Vec::new();
+    for (role, new) in targets {
+        let old = current.parsed::<Targets>(role).and_then(|r| r.ok());
+        let old_targets = old.as_ref().map(|o| &o.body.targets);
+        for (name, m) in &new.body.targets {
+            let kind = match old_targets.and_then(|o| o.get(name)) {
+                None => TargetChangeKind::Added,
+                Some(o) if sha(o) != sha(m) || o.length != m.length => TargetChangeKind::Changed,
+                Some(_) => continue,
+            };
+            out.push(TargetChange {
+                role: role.as_str().to_owned(),
+                name: name.clone(),
+                kind,
+                sha256: sha(m),
+                length: Some(m.length),
+            });
+        }
+        for name in old_targets
+            .into_iter()
+            .flat_map(|o| o.keys())
+            .filter(|n| !new.body.targets.contains_key(*n))
+        {
+            out.push(TargetChange {
+                role: role.as_str().to_owned(),
+                name: name.clone(),
+                kind: TargetChangeKind::Removed,
+                sha256: None,
+                length: None,
+            });
+        }
+    }
+    out
 }
 
 /// The audit detail of an update: each part as sent, against the file that was current. A part

@@ -12,6 +12,7 @@ pub mod store;
 pub mod store_check;
 pub mod transfer;
 pub mod trust;
+pub mod webhook;
 
 use std::io::{BufRead, IsTerminal, Write};
 

@@ -242,6 +242,7 @@ struct Opened {
     trust: Arc<dyn berth_storage::TrustStore>,
     settings: Arc<dyn berth_storage::SettingsStore>,
     ids: Arc<dyn berth_storage::IdentityStore>,
+    webhooks: Arc<dyn berth_storage::WebhookStore>,
     passphrase: Vec<u8>,
     /// The embedded store's data dir lock, held until the process exits.
     _lock: Option<std::fs::File>,
@@ -276,6 +277,7 @@ fn open_embedded(data: &std::path::Path) -> anyhow::Result<Opened> {
         registry: Arc::new(Registry::new(Arc::new(blobs), meta.clone())),
         trust: meta.clone(),
         settings: meta.clone(),
+        webhooks: meta.clone(),
         ids: meta,
         passphrase: trust_passphrase(data)?,
         _lock: Some(lock),
@@ -349,6 +351,7 @@ async fn open_distributed(
         registry: Arc::new(Registry::new(Arc::new(blobs), pg.clone())),
         trust: pg.clone(),
         settings: pg.clone(),
+        webhooks: pg.clone(),
         ids: pg,
         passphrase,
         _lock: None,
@@ -380,6 +383,8 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
         })?;
     // One argon2id derivation at start; the token service seals its keys with the same vault.
     let access_vault = vault.clone();
+    // Webhook secrets are sealed with the same vault.
+    let webhook_vault = vault.clone();
     let trust = Arc::new(berth_trust::TrustService::new(
         opened.trust.clone(),
         opened.settings.clone(),
@@ -525,6 +530,26 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
         },
         redirect,
     );
+    // Webhooks: events are queued in the store, delivered by a worker on this node.
+    let source_host = cfg
+        .hostname
+        .clone()
+        .or_else(|| {
+            hostname::get()
+                .ok()
+                .and_then(|h| h.to_str().map(str::to_lowercase))
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let webhooks = berth_server::webhooks::Webhooks::new(
+        opened.webhooks.clone(),
+        webhook_vault,
+        cfg.webhooks.clone(),
+        format!("{source_host}:{}", addr.port()),
+        scheme,
+    )
+    .map_err(|e| anyhow::anyhow!("webhooks: {e} (--webhook-ca-file / [webhooks] ca_file)"))?;
+    webhooks.start();
+    state.set_webhooks(webhooks);
     if let Some(every) = cfg.gc.interval {
         berth_server::gc::schedule(state.clone(), every, cfg.gc.untagged);
         tracing::info!(

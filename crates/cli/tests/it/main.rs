@@ -39,6 +39,7 @@ mod skopeo;
 mod store_check;
 mod tags_catalog;
 mod uploads;
+mod webhooks;
 
 mod trust_cli;
 mod trust_client;

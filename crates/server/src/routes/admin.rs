@@ -136,6 +136,14 @@ struct Ctx<'a> {
     state: &'a AppState,
     actor: String,
     ip: Option<IpAddr>,
+    /// The request, for webhook events of what the admin API changes.
+    event_cx: crate::webhooks::EventContext,
+}
+
+impl Ctx<'_> {
+    async fn emit(&self, event: crate::webhooks::Event) {
+        crate::webhooks::emit(self.state, event, &self.event_cx).await;
+    }
 }
 
 impl Ctx<'_> {
@@ -156,14 +164,26 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
     let actor = caller.as_ref().map(|c| c.name.clone()).unwrap_or_default();
     let method = req.method().clone();
     let query = query_pairs_str(req.uri().query().unwrap_or(""));
+    let event_cx = crate::webhooks::EventContext::of(&req);
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
         Ok(b) => b,
         Err(_) => return AdminError::too_large(MAX_BODY).into_response(),
     };
-    let cx = Ctx { state, actor, ip };
+    let cx = Ctx {
+        state,
+        actor,
+        ip,
+        event_cx,
+    };
     let segs: Vec<&str> = path.split('/').collect();
     if segs.first() == Some(&"repositories") {
         return repositories(&cx, caller.as_ref(), &method, path, &query)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
+    if let Some((&"webhooks", rest)) = segs.split_first() {
+        let rest: Vec<&str> = rest.iter().copied().filter(|s| !s.is_empty()).collect();
+        return crate::webhooks::admin(state, &method, &rest, &body, &cx.actor, ip)
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
@@ -391,6 +411,16 @@ async fn trust_reset(cx: &Ctx<'_>, name: Option<&str>) -> R {
         }
     }
     tracing::warn!(repository = %repo, guns = ?wiped, "trust data reset");
+    for gun in &wiped {
+        cx.emit(crate::webhooks::Event::Trust {
+            gun: gun.clone(),
+            repository: repo.to_string(),
+            roles: Vec::new(),
+            targets: Vec::new(),
+            deleted: true,
+        })
+        .await;
+    }
     cx.audit("trust.reset", repo.as_str(), &format!("{wiped:?}"))
         .await;
     Ok(Json(json!({"repository": repo.as_str(), "wipedTrustCollections": wiped})).into_response())
@@ -1124,6 +1154,11 @@ async fn repositories(
             );
             tracing::warn!(repository = %repo, actor = %cx.actor, "{detail}");
             cx.audit("repository.deleted", repo.as_str(), &detail).await;
+            cx.emit(crate::webhooks::Event::Delete {
+                repository: repo.to_string(),
+                deleted: crate::webhooks::Deleted::Repository,
+            })
+            .await;
             Ok(Json(json!({
                 "repository": repo.as_str(),
                 "deletedManifests": gone.manifests,
@@ -1136,11 +1171,39 @@ async fn repositories(
             let tag = t
                 .parse::<berth_oci::Tag>()
                 .map_err(|e| AdminError::invalid("tag", e.message))?;
+            // The tag's digest, for the webhook event (read only when one wants it).
+            let digest = if crate::webhooks::wanted(
+                cx.state,
+                crate::webhooks::Action::Delete,
+                repo.as_str(),
+            )
+            .await
+            {
+                let r = berth_oci::TagOrDigest::Tag(tag.clone());
+                cx.state
+                    .registry
+                    .metadata()
+                    .get_manifest(&repo, &r)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|m| m.digest.to_string())
+            } else {
+                None
+            };
             if !cx.state.registry.metadata().delete_tag(&repo, &tag).await? {
                 return Err(AdminError::not_found(format!("{repo} has no tag {t}")));
             }
             let target = format!("{repo}:{t}");
             cx.audit("tag.deleted", &target, "").await;
+            cx.emit(crate::webhooks::Event::Delete {
+                repository: repo.to_string(),
+                deleted: crate::webhooks::Deleted::Tag {
+                    tag: t.to_owned(),
+                    digest,
+                },
+            })
+            .await;
             Ok(Json(json!({"repository": repo.as_str(), "deletedTag": t})).into_response())
         }
         (&Method::DELETE, RepoTarget::Manifest(d)) => {
@@ -1164,6 +1227,13 @@ async fn repositories(
                 &target,
                 "the manifest and every tag pointing at it",
             )
+            .await;
+            cx.emit(crate::webhooks::Event::Delete {
+                repository: repo.to_string(),
+                deleted: crate::webhooks::Deleted::Manifest {
+                    digest: digest.to_string(),
+                },
+            })
             .await;
             Ok(
                 Json(json!({"repository": repo.as_str(), "deletedManifest": digest.to_string()}))

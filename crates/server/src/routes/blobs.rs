@@ -106,10 +106,22 @@ pub(super) async fn delete(
     state: &AppState,
     name: &str,
     digest: &str,
+    event_cx: crate::webhooks::EventContext,
 ) -> Result<Response, ApiError> {
     let repo = repo(name)?;
     let digest: Digest = digest.parse()?;
     state.registry.delete_blob(&repo, &digest).await?;
+    crate::webhooks::emit(
+        state,
+        crate::webhooks::Event::Delete {
+            repository: repo.to_string(),
+            deleted: crate::webhooks::Deleted::Blob {
+                digest: digest.to_string(),
+            },
+        },
+        &event_cx,
+    )
+    .await;
     Ok((
         StatusCode::ACCEPTED,
         [("docker-content-digest", digest.to_string())],

@@ -92,6 +92,7 @@ pub(super) async fn put(
         return Err(too_large());
     }
     let content_type = header_str(&req, header::CONTENT_TYPE).map(str::to_owned);
+    let event_cx = crate::webhooks::EventContext::of(&req);
     // Read at most one byte past the limit, so an oversized chunked body is cut off early.
     let body = axum::body::to_bytes(req.into_body(), MAX_MANIFEST_BYTES + 1)
         .await
@@ -99,10 +100,35 @@ pub(super) async fn put(
     if body.len() > MAX_MANIFEST_BYTES {
         return Err(too_large());
     }
+    let size = u64::try_from(body.len()).unwrap_or(u64::MAX);
+    let media_type = content_type
+        .as_deref()
+        .map(|t| essence(t).to_owned())
+        .filter(|t| !t.is_empty())
+        .or_else(|| body_media_type(&body))
+        .unwrap_or_default();
     let out = state
         .registry
-        .put_manifest(&repo, &reference, content_type.as_deref(), body, extra_tags)
+        .put_manifest(
+            &repo,
+            &reference,
+            content_type.as_deref(),
+            body.clone(),
+            extra_tags,
+        )
         .await?;
+    crate::webhooks::emit(
+        state,
+        crate::webhooks::Event::Push {
+            repository: repo.to_string(),
+            digest: out.digest.to_string(),
+            media_type,
+            size,
+            tags: out.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+        },
+        &event_cx,
+    )
+    .await;
     let mut resp = (
         StatusCode::CREATED,
         [
@@ -139,13 +165,59 @@ pub(super) async fn put(
     Ok(resp)
 }
 
+/// The `mediaType` member of a manifest body, for a PUT without a Content-Type.
+fn body_media_type(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct M {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<M>(body).ok()?.media_type
+}
+
 pub(super) async fn delete(
     state: &AppState,
     name: &str,
     reference: &str,
+    event_cx: crate::webhooks::EventContext,
 ) -> Result<Response, ApiError> {
+    use crate::webhooks::{Action, Deleted, Event};
     let repo = repo(name)?;
     let reference: TagOrDigest = reference.parse()?;
+    // A tag's digest is read before it goes, only when someone will be told.
+    let tag_digest = match &reference {
+        TagOrDigest::Tag(_)
+            if crate::webhooks::wanted(state, Action::Delete, repo.as_str()).await =>
+        {
+            state
+                .registry
+                .metadata()
+                .get_manifest(&repo, &reference)
+                .await
+                .ok()
+                .flatten()
+                .map(|m| m.digest.to_string())
+        }
+        _ => None,
+    };
     state.registry.delete_manifest(&repo, &reference).await?;
+    let deleted = match &reference {
+        TagOrDigest::Tag(t) => Deleted::Tag {
+            tag: t.as_str().to_owned(),
+            digest: tag_digest,
+        },
+        TagOrDigest::Digest(d) => Deleted::Manifest {
+            digest: d.to_string(),
+        },
+    };
+    crate::webhooks::emit(
+        state,
+        Event::Delete {
+            repository: repo.to_string(),
+            deleted,
+        },
+        &event_cx,
+    )
+    .await;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -96,12 +96,18 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
         Endpoint::Manifest(name, reference) => match m {
             Method::GET | Method::HEAD => manifests::get(&state, name, reference, req).await,
             Method::PUT => manifests::put(&state, name, reference, req).await,
-            Method::DELETE => manifests::delete(&state, name, reference).await,
+            Method::DELETE => {
+                let cx = crate::webhooks::EventContext::of(&req);
+                manifests::delete(&state, name, reference, cx).await
+            }
             _ => Err(method_not_allowed()),
         },
         Endpoint::Blob(name, digest) => match m {
             Method::GET | Method::HEAD => blobs::get(&state, name, digest, req).await,
-            Method::DELETE => blobs::delete(&state, name, digest).await,
+            Method::DELETE => {
+                let cx = crate::webhooks::EventContext::of(&req);
+                blobs::delete(&state, name, digest, cx).await
+            }
             _ => Err(method_not_allowed()),
         },
         Endpoint::Upload(name, "") if m == Method::POST => uploads::start(&state, name, req).await,

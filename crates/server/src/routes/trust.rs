@@ -328,17 +328,40 @@ pub(crate) async fn handle(
                     .access
                     .audit_record(&c.name, "trust.updated", gun, ip, "")
             });
+            let event_cx = crate::webhooks::EventContext::of(&req);
             let parts = match read_parts(req).await {
                 Ok(p) => p,
                 Err(resp) => return resp,
             };
-            trust.update(gun, parts, audit).await.map(|()| {
-                let mut resp = empty_ok();
-                resp.extensions_mut().insert(TrustAudited);
-                resp
-            })
+            match trust.update_with_changes(gun, parts, audit).await {
+                Ok(changes) => {
+                    trust_event(state, gun, changes, &event_cx).await;
+                    let mut resp = empty_ok();
+                    resp.extensions_mut().insert(TrustAudited);
+                    Ok(resp)
+                }
+                Err(e) => Err(e),
+            }
         }
-        TrustEndpoint::Delete(gun) => trust.delete(gun).await.map(|_| empty_ok()),
+        TrustEndpoint::Delete(gun) => {
+            let event_cx = crate::webhooks::EventContext::of(&req);
+            match trust.delete(gun).await {
+                Ok(wiped) => {
+                    if wiped && let Some(repo) = state.guns.repository(gun) {
+                        let event = crate::webhooks::Event::Trust {
+                            gun: gun.to_owned(),
+                            repository: repo.to_string(),
+                            roles: Vec::new(),
+                            targets: Vec::new(),
+                            deleted: true,
+                        };
+                        crate::webhooks::emit(state, event, &event_cx).await;
+                    }
+                    Ok(empty_ok())
+                }
+                Err(e) => Err(e),
+            }
+        }
         TrustEndpoint::Current(gun, role) => trust
             .get_current(gun, role)
             .await
@@ -364,6 +387,37 @@ pub(crate) async fn handle(
         }
     };
     result.unwrap_or_else(trust_error)
+}
+
+/// Tells the webhooks what an accepted update changed.
+async fn trust_event(
+    state: &AppState,
+    gun: &str,
+    changes: berth_trust::UpdateChanges,
+    cx: &crate::webhooks::EventContext,
+) {
+    let Some(repo) = state.guns.repository(gun) else {
+        return;
+    };
+    let targets = changes
+        .targets
+        .into_iter()
+        .map(|t| crate::webhooks::TrustTarget {
+            change: t.kind.as_str().to_owned(),
+            role: t.role,
+            name: t.name,
+            digest: t.sha256.map(|h| format!("sha256:{h}")),
+            size: t.length,
+        })
+        .collect();
+    let event = crate::webhooks::Event::Trust {
+        gun: gun.to_owned(),
+        repository: repo.to_string(),
+        roles: changes.roles,
+        targets,
+        deleted: false,
+    };
+    crate::webhooks::emit(state, event, cx).await;
 }
 
 fn json_bytes(b: Bytes) -> Response {

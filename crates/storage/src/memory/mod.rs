@@ -15,12 +15,13 @@ mod identity;
 mod metadata;
 mod settings;
 mod trust;
+mod webhook;
 
 use std::sync::{Mutex, MutexGuard};
 
 /// One store implementing every storage trait. Share it as `Arc<MemoryStore>`: it coerces to
 /// `Arc<dyn BlobStore>`, `Arc<dyn MetadataStore>`, `Arc<dyn IdentityStore>`,
-/// `Arc<dyn TrustStore>` and `Arc<dyn SettingsStore>`, all views of the same data.
+/// `Arc<dyn TrustStore>`, `Arc<dyn SettingsStore>` and `Arc<dyn WebhookStore>`, all views of the same data.
 #[derive(Default)]
 pub struct MemoryStore {
     blobs: Mutex<blob::BlobState>,
@@ -28,6 +29,7 @@ pub struct MemoryStore {
     ids: Mutex<identity::IdentityState>,
     trust: Mutex<trust::TrustState>,
     settings: Mutex<settings::SettingsState>,
+    webhooks: Mutex<webhook::WebhookState>,
     /// Held shared by pins and links, exclusively by a collection from its record check until
     /// the bytes are gone (the embedded store's gate, same rule).
     gc_gate: tokio::sync::RwLock<()>,

@@ -24,6 +24,7 @@ pub enum WebhookCommand {
     },
     /// Delete a webhook and the events queued for it.
     Delete {
+        /// The webhook to delete.
         name: String,
         #[command(flatten)]
         server: ServerArgs,

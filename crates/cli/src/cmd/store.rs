@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use berth_oci::{Digest, RepoName, Tag, TagOrDigest};
 use berth_registry::Registry;
 use berth_storage::{
-    BlobStore, IdentityStore, MetadataStore, ServerKeyRole, SettingsStore, TrustStore,
+    BlobStore, IdentityStore, MetadataStore, ServerKeyRole, SettingsStore, TrustStore, WebhookStore,
 };
 use clap::{Args, Subcommand};
 use futures::StreamExt;
@@ -25,7 +25,7 @@ pub enum StoreCommand {
     ///
     /// Copies blobs, repositories, manifests, tags and referrers, trust data (every version,
     /// sealed server keys), identities, roles, scope maps, tokens, token-signing keys,
-    /// settings and the audit log. Refused while a server uses DIR, and when the destination
+    /// settings, the audit log, webhooks and their queued events. Refused while a server uses DIR, and when the destination
     /// already holds anything. The cluster's nodes must then run with the passphrase DIR's
     /// server used (BERTH_TRUST_KEY_PASSPHRASE, or the file DIR/trust-key-passphrase).
     Migrate(MigrateArgs),
@@ -78,6 +78,8 @@ struct Counts {
     scope_maps: u64,
     signing_keys: u64,
     audit_entries: u64,
+    webhooks: u64,
+    webhook_events: u64,
 }
 
 fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
@@ -179,6 +181,7 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
         let mut counts = Counts::default();
         copy_settings_and_identities(src_meta.as_ref(), pg.as_ref(), &mut counts).await?;
         copy_trust(src_meta.as_ref(), pg.as_ref(), &mut counts).await?;
+        copy_webhooks(src_meta.as_ref(), pg.as_ref(), &mut counts).await?;
         let dst_registry = Registry::new(s3.clone(), pg.clone());
         let blobs =
             copy_registry(src_meta.as_ref(), src_blobs.as_ref(), &dst_registry, &mut counts)
@@ -195,7 +198,7 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
              {} manifests, {} tags\n  \
              {} trust GUNs with {} TUF files and {} server keys, {} settings\n  \
              {} identities, {} role assignments, {} scope maps, {} token-signing keys, \
-             {} audit entries\n\
+             {} audit entries, {} webhooks with {} queued events\n\
              Start every node with the trust-key passphrase {} used (BERTH_TRUST_KEY_PASSPHRASE{}).",
             dir.display(),
             counts.repositories,
@@ -213,6 +216,8 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
             counts.scope_maps,
             counts.signing_keys,
             counts.audit_entries,
+            counts.webhooks,
+            counts.webhook_events,
             dir.display(),
             if std::env::var("BERTH_TRUST_KEY_PASSPHRASE").is_ok_and(|p| !p.is_empty()) {
                 ", as now".to_owned()
@@ -273,6 +278,9 @@ async fn ensure_empty(d: &berth_storage_postgres::PgStore) -> anyhow::Result<()>
     if !d.audit_list(0, 1).await?.is_empty() {
         found.push("audit entries");
     }
+    if !d.webhook_list().await?.is_empty() {
+        found.push("webhooks");
+    }
     if !found.is_empty() {
         bail!("it holds {}", found.join(", "));
     }
@@ -325,6 +333,41 @@ async fn copy_settings_and_identities(
     eprintln!(
         "  {} settings, {} identities, {} role assignments, {} scope maps, {} signing keys, {} audit entries",
         n.settings, n.identities, n.role_assignments, n.scope_maps, n.signing_keys, n.audit_entries
+    );
+    Ok(())
+}
+
+/// Webhooks (their secrets stay sealed: the vault's salt and check value were copied with the
+/// settings) and the events queued for them, oldest first; attempts start again from zero.
+async fn copy_webhooks(
+    s: &berth_storage_embedded::SqliteMetadataStore,
+    d: &berth_storage_postgres::PgStore,
+    n: &mut Counts,
+) -> anyhow::Result<()> {
+    for (rec, _) in s.webhook_list().await? {
+        d.webhook_insert(&rec)
+            .await
+            .with_context(|| format!("copying webhook {}", rec.name))?;
+        n.webhooks += 1;
+    }
+    // Everything queued, claimed or not (nothing claims on a stopped registry); the lease
+    // written back to the source expires at once.
+    let queued = s.webhook_due(i64::MAX, 0, usize::MAX).await?;
+    let items: Vec<berth_storage::NewDelivery> = queued
+        .into_iter()
+        .map(|q| berth_storage::NewDelivery {
+            webhook: q.webhook,
+            event_id: q.event_id,
+            payload: q.payload,
+        })
+        .collect();
+    for chunk in items.chunks(500) {
+        d.webhook_enqueue(chunk, u64::MAX).await?;
+        n.webhook_events += chunk.len() as u64;
+    }
+    eprintln!(
+        "  {} webhooks, {} queued events",
+        n.webhooks, n.webhook_events
     );
     Ok(())
 }
@@ -630,6 +673,16 @@ async fn verify_tables(
         "token-signing keys",
         keys(s.signing_keys().await?),
         keys(d.signing_keys().await?),
+    )?;
+    let hooks = |v: Vec<(berth_storage::WebhookRecord, berth_storage::WebhookStats)>| {
+        v.into_iter()
+            .map(|(r, s)| (r, s.pending))
+            .collect::<Vec<_>>()
+    };
+    same(
+        "webhooks",
+        hooks(s.webhook_list().await?),
+        hooks(d.webhook_list().await?),
     )?;
     let audit = |v: Vec<berth_storage::AuditRecord>| {
         v.into_iter()

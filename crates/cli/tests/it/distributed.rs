@@ -7,6 +7,7 @@
 //! PostgreSQL and Garage: one each per test binary, shared (`crate::cluster`), a database and a
 //! key prefix (`BERTH_S3_PREFIX`) per test so tests share them without seeing each other.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -16,7 +17,7 @@ use berth_storage_s3::testing as s3;
 use serde_json::Value;
 
 use crate::auth_support::*;
-use crate::cluster::{CLUSTER_PASSPHRASE, Skopeo, owner_creds, store_env};
+use crate::cluster::{CLUSTER_PASSPHRASE, Skopeo, free_port, owner_creds, store_env};
 use crate::harness::*;
 use crate::trust_harness::{Out, isolated, run};
 
@@ -558,6 +559,16 @@ async fn migrate_a_single_node_registry_with_signed_tags_into_a_cluster() {
     let cluster = Cluster::new().await;
     let mut srv = Server::start_with_auth();
     enable_trust_as_owner(&srv).await;
+    // A webhook whose receiver is down until the cluster runs: its events stay queued.
+    let hook_port = free_port();
+    admin(
+        &srv,
+        reqwest::Method::POST,
+        "webhooks",
+        Some(serde_json::json!({"name": "moving", "actions": ["push"],
+            "uri": format!("http://127.0.0.1:{hook_port}/m"), "secret": "moving-secret-0123456789"})),
+    )
+    .await;
     let repo = crate::trust_harness::gun(&srv, "team/app");
     let sam = crate::trust_harness::signer(&srv, "sam", "team/*").await;
     let rita = crate::trust_harness::reader(&srv, "rita", "team/*").await;
@@ -660,6 +671,7 @@ async fn migrate_a_single_node_registry_with_signed_tags_into_a_cluster() {
         "2 repositories",
         "4 identities",
         "1 token-signing keys",
+        "1 webhooks with 5 queued events",
         "verified the copy",
         "trust-key-passphrase",
     ] {
@@ -704,6 +716,36 @@ async fn migrate_a_single_node_registry_with_signed_tags_into_a_cluster() {
         .ok();
         assert!(out.stdout.contains(&img.digest), "{out}");
         assert_eq!(pulled_digest(&dest), img.digest);
+    }
+    // The queued events, copied with the webhook, are delivered by the cluster, signed with the
+    // secret sealed on the single node.
+    let rx = crate::webhooks::Receiver::start_on(&format!("127.0.0.1:{hook_port}"), &[]).await;
+    let got = rx
+        .wait_for("/m", "the events queued before the migration", |g| {
+            g.len() >= 5
+        })
+        .await;
+    let pushed: BTreeSet<String> = got
+        .iter()
+        .map(|g| {
+            assert!(crate::webhooks::signed_by(g, "moving-secret-0123456789"));
+            let e = g.event();
+            format!(
+                "{}:{}@{}",
+                e["target"]["repository"].as_str().unwrap(),
+                e["target"]["tag"].as_str().unwrap_or(""),
+                e["target"]["digest"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        format!("team/app:v1@{}", img1.digest),
+        format!("team/app:v2@{}", img2.digest),
+        format!("team/plain:latest@{}", img2.digest),
+        format!("team/plain:gone@{}", loose.digest),
+        format!("team/plain:@{sbom_digest}"),
+    ] {
+        assert!(pushed.contains(&want), "{want} not in {pushed:?}");
     }
     // The signer signs on through the cluster with the keys and cache it has.
     let (l3, img3) = crate::trust_cli::new_layout(work.path(), "v3", &mut rng);

@@ -23,7 +23,7 @@ use crate::trust_harness::*;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Got {
+pub(crate) struct Got {
     path: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -39,7 +39,7 @@ impl Got {
             .map(|(_, v)| v.as_str())
     }
 
-    fn event(&self) -> Value {
+    pub(crate) fn event(&self) -> Value {
         let v: Value = serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body));
         assert_eq!(v["events"].as_array().map(Vec::len), Some(1), "{v}");
@@ -49,7 +49,7 @@ impl Got {
 
 /// An HTTP/1.1 receiver on 127.0.0.1 that records every request and answers with the next
 /// status of its script (200 once the script is used up).
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     got: Arc<Mutex<Vec<Got>>>,
     task: tokio::task::JoinHandle<()>,
@@ -60,7 +60,28 @@ impl Receiver {
         Self::start_on("127.0.0.1:0", script).await
     }
 
-    async fn start_on(addr: &str, script: &[u16]) -> Receiver {
+    pub(crate) async fn start_on(addr: &str, script: &[u16]) -> Receiver {
+        Self::serve(addr, script, None).await
+    }
+
+    /// An https receiver presenting `tls`'s server certificate (127.0.0.1, signed by its CA).
+    async fn start_tls(tls: &SharedTls, script: &[u16]) -> Receiver {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(tls.cert())
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(tls.key()).unwrap();
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Self::serve("127.0.0.1:0", script, Some(acceptor)).await
+    }
+
+    async fn serve(addr: &str, script: &[u16], tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let got: Arc<Mutex<Vec<Got>>> = Arc::default();
@@ -68,12 +89,21 @@ impl Receiver {
         let g = got.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else {
+                let Ok((sock, _)) = listener.accept().await else {
                     return;
                 };
                 let g = g.clone();
                 let script = script.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let mut sock: Box<dyn Stream> = match tls {
+                        Some(t) => match t.accept(sock).await {
+                            Ok(s) => Box::new(s),
+                            // A client that does not trust the certificate hangs up here.
+                            Err(_) => return,
+                        },
+                        None => Box::new(sock),
+                    };
                     let Some((path, headers, body)) = read_request(&mut sock).await else {
                         return;
                     };
@@ -84,8 +114,14 @@ impl Receiver {
                         body,
                         status,
                     });
+                    // A redirect points somewhere that records nothing.
+                    let location = if (300..400).contains(&status) {
+                        "location: http://127.0.0.1:9/elsewhere\r\n"
+                    } else {
+                        ""
+                    };
                     let reply = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        "HTTP/1.1 {status} X\r\n{location}content-length: 0\r\nconnection: close\r\n\r\n"
                     );
                     let _ = sock.write_all(reply.as_bytes()).await;
                     let _ = sock.shutdown().await;
@@ -112,7 +148,12 @@ impl Receiver {
     }
 
     /// Waits until `ok` holds for what `path` accepted, or fails with what arrived.
-    async fn wait_for(&self, path: &str, what: &str, ok: impl Fn(&[Got]) -> bool) -> Vec<Got> {
+    pub(crate) async fn wait_for(
+        &self,
+        path: &str,
+        what: &str,
+        ok: impl Fn(&[Got]) -> bool,
+    ) -> Vec<Got> {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let got = self.accepted(path);
@@ -142,9 +183,12 @@ impl Drop for Receiver {
     }
 }
 
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
 /// Reads one request: (path, headers, body).
 async fn read_request(
-    sock: &mut tokio::net::TcpStream,
+    sock: &mut Box<dyn Stream>,
 ) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -203,6 +247,12 @@ fn printed_secret(out: &Out) -> String {
         .find(|l| l.contains("shown only this once"))
         .unwrap_or_else(|| panic!("no secret notice: {out}"));
     lines.next().unwrap().trim().to_owned()
+}
+
+/// Whether the request's signature header verifies with `secret`.
+pub(crate) fn signed_by(g: &Got, secret: &str) -> bool {
+    g.header("x-berth-signature")
+        .is_some_and(|sig| berth_server::webhooks::verify(secret.as_bytes(), &g.body, sig))
 }
 
 /// The request is signed with `secret` (and with nothing else), and carries the event's id.
@@ -690,8 +740,18 @@ async fn events_queued_while_the_receiver_is_down_survive_sigterm_and_sigkill() 
     );
     for g in &got {
         assert_signed(g, "0123456789abcdef-secret");
-        assert!(g.header("x-berth-attempt").unwrap().parse::<u32>().unwrap() >= 2);
     }
+    // The first one was tried (and failed) before the stops: its attempts carried over.
+    let first = find(&got, "push", "keep/a", Some("v1")).unwrap();
+    assert!(
+        first
+            .header("x-berth-attempt")
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+            >= 2,
+        "{first:?}"
+    );
     // Each once: no event was lost, and none was doubled by the restarts.
     let mut ids: Vec<&str> = got
         .iter()
@@ -819,4 +879,84 @@ async fn only_owners_manage_webhooks_and_bad_ones_are_refused() {
     }
     admin(&srv, Method::DELETE, "webhooks/h", None).await;
     assert_eq!(webhooks_list(&srv).await, json!([]));
+}
+
+#[tokio::test]
+async fn https_receivers_are_checked_against_the_configured_ca_and_redirects_are_not_followed() {
+    let tls = SharedTls::generate();
+    let ca = tls.ca().to_str().unwrap().to_owned();
+    let mut srv = Server::start_with_auth_args(&["--webhook-ca-file", &ca]);
+    harness_acts_as(&mut srv, &Cred::owner());
+    let mut plain = Server::start_with_auth();
+    harness_acts_as(&mut plain, &Cred::owner());
+    let secure = Receiver::start_tls(&tls, &[]).await;
+    let redirecting = Receiver::start(&[307]).await;
+    let https_uri = format!("https://{}/s", secure.addr);
+    for (server, name, uri) in [
+        (&srv, "secure", https_uri.clone()),
+        (&srv, "redirecting", redirecting.uri("/r")),
+        (&plain, "untrusted", https_uri.clone()),
+    ] {
+        admin(
+            server,
+            Method::POST,
+            "webhooks",
+            Some(json!({"name": name, "uri": uri, "actions": ["push"],
+                        "secret": "0123456789abcdef-secret"})),
+        )
+        .await;
+    }
+    let mut rng = Rng::new();
+    let img = srv
+        .push_image("tls/app", Some("v1"), "amd64", &mut rng)
+        .await;
+    plain
+        .push_image("tls/app", Some("v1"), "amd64", &mut rng)
+        .await;
+
+    // Through TLS, trusting the configured CA.
+    let got = secure
+        .wait_for("/s", "the event over https", |g| !g.is_empty())
+        .await;
+    assert_signed(&got[0], "0123456789abcdef-secret");
+    assert_eq!(got[0].event()["target"]["digest"], img.digest.as_str());
+    // A redirect is a failed attempt (never followed), tried again.
+    redirecting
+        .wait_for("/r", "the retry after the redirect", |g| !g.is_empty())
+        .await;
+    assert_eq!(
+        redirecting
+            .got()
+            .iter()
+            .map(|g| g.status)
+            .collect::<Vec<_>>(),
+        [307, 200]
+    );
+    let l = webhooks_list(&srv).await;
+    let e = hook_entry(&l, "redirecting")["lastError"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        e.contains("307") && e.contains("redirects are not followed"),
+        "{e}"
+    );
+    // A server that was not given the CA refuses the receiver's certificate, and says so.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let l = webhooks_list(&plain).await;
+        let h = hook_entry(&l, "untrusted");
+        if let Some(e) = h["lastError"].as_str() {
+            assert!(e.to_lowercase().contains("certificate"), "{e}");
+            assert_eq!(h["delivered"], 0, "{l}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed attempt: {l}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        secure.got().len(),
+        1,
+        "only the server trusting the CA got through"
+    );
 }

@@ -106,6 +106,45 @@ pub enum ConfigCommand {
     /// The registry-wide anonymous-pull switch (off by default).
     #[command(subcommand, name = "anonymous-pull")]
     AnonymousPull(AnonymousPullCommand),
+    /// Signing policy enforced by the server, registry-wide and per repository (off by
+    /// default): signed-pulls-only, immutable-signed-tags.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Print the default and every repository's policy, or (with REPO) what applies to one
+    /// repository and what it sets itself.
+    Show {
+        /// `host[:port]/repository` (the host selects the server) or a repository name.
+        repo: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Change a repository's policy, or the registry-wide default (--default). A repository's
+    /// setting overrides the default's, one rule at a time; a rule it never set follows the
+    /// default.
+    #[command(group(clap::ArgGroup::new("rules").required(true).multiple(true)
+        .args(["signed_pulls_only", "immutable_signed_tags"])))]
+    #[command(group(clap::ArgGroup::new("scope").required(true).args(["repo", "default"])))]
+    Update {
+        /// `host[:port]/repository` or a repository name.
+        repo: Option<String>,
+        /// Change the registry-wide default instead of one repository's policy.
+        #[arg(long)]
+        default: bool,
+        /// true: a manifest pull by tag needs valid trust data for exactly the digest the tag
+        /// points to, and one by digest a valid signed tag (or signed index) naming it.
+        #[arg(long, action = clap::ArgAction::Set, value_name = "BOOL")]
+        signed_pulls_only: Option<bool>,
+        /// true: a push cannot point a tag with valid trust data at another digest (sign the
+        /// new digest, or revoke the signature, first).
+        #[arg(long, action = clap::ArgAction::Set, value_name = "BOOL")]
+        immutable_signed_tags: Option<bool>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -193,6 +193,11 @@ impl Error {
             Error::Unauthorized { .. } | Error::Token { .. } => {
                 "pass credentials with -u USER --password-stdin (or BERTH_USERNAME/BERTH_PASSWORD)"
             }
+            // A Berth signing policy names itself in the message (`(policy signed-pulls-only)`):
+            // no role helps there.
+            Error::Denied { detail, .. } if detail.contains("(policy ") => {
+                "the repository's signing policy refused it (`berth config policy show REPO`); the message says what is missing"
+            }
             Error::Denied { .. } => "ask an owner of the repository for the role you need",
             Error::NotFound { .. } => "check the repository, tag or digest",
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => {

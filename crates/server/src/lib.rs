@@ -18,6 +18,7 @@
 mod error;
 pub mod gc;
 mod limits;
+mod policy;
 mod routes;
 mod serve;
 pub mod tls;

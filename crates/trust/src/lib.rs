@@ -38,6 +38,7 @@ mod changefeed;
 mod error;
 mod keys;
 mod options;
+pub mod policy;
 mod service;
 pub mod vault;
 pub mod view;
@@ -46,6 +47,7 @@ pub use berth_storage::{AuditRecord, TufFile};
 pub use changefeed::DEFAULT_PAGE_SIZE;
 pub use error::{DISABLED_MSG, Error, NO_SPACE_MSG, Result};
 pub use options::{Clock, KeyAlgorithm, TrustOptions};
+pub use policy::{Policy, PolicyEntry};
 pub use service::{
     SETTING, TargetChange, TargetChangeKind, TrustService, UpdateChanges, parse_parts,
 };

@@ -18,6 +18,7 @@ use sha2::Digest as _;
 use crate::audit::{self, RoleSummary};
 use crate::error::{Error, Result};
 use crate::options::TrustOptions;
+use crate::policy::{self, Policy, PolicyEntry};
 use crate::vault::KeyVault;
 use crate::view::{self, TrustView};
 use crate::{changefeed, keys};
@@ -341,6 +342,37 @@ impl TrustService {
     /// GUNs that have trust data.
     pub async fn guns(&self) -> Result<Vec<String>> {
         self.store.tuf_guns().await.map_err(storage)
+    }
+
+    /// The stored policy entry of `repo`, or the registry-wide default (`None`).
+    pub async fn policy_entry(&self, repo: Option<&str>) -> Result<PolicyEntry> {
+        policy::read_entry(self.settings.as_ref(), repo)
+            .await
+            .map_err(storage)
+    }
+
+    /// Every repository's non-empty policy entry, by name.
+    pub async fn policy_entries(&self) -> Result<Vec<(String, PolicyEntry)>> {
+        policy::list_entries(self.settings.as_ref())
+            .await
+            .map_err(storage)
+    }
+
+    /// Stores `repo`'s entry (or the default's, `None`). Settings cannot be deleted: an entry
+    /// with no field set is stored as `{}` and means "the default throughout".
+    pub async fn set_policy_entry(&self, repo: Option<&str>, entry: &PolicyEntry) -> Result<()> {
+        let name = repo.map_or_else(|| policy::DEFAULT_SETTING.to_owned(), policy::repo_setting);
+        self.settings
+            .setting_set(&name, &entry.to_json())
+            .await
+            .map_err(storage)
+    }
+
+    /// The policy in force for `repo`: its entry over the default, field by field.
+    pub async fn policy(&self, repo: &str) -> Result<Policy> {
+        let default = self.policy_entry(None).await?;
+        let own = self.policy_entry(Some(repo)).await?;
+        Ok(policy::effective(&default, &own))
     }
 
     /// GUNs that have trust data, from a list kept while the changefeed's newest row stays the

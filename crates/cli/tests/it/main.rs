@@ -12,6 +12,7 @@ mod cluster;
 mod cluster_nodes;
 mod harness;
 mod owner;
+mod policy;
 
 mod backup;
 mod base;

@@ -187,6 +187,11 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
+    if segs.first() == Some(&"policy") {
+        return policy_route(&cx, &method, path, &body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
     let r = match (method.clone(), segs.as_slice()) {
         (Method::GET, ["config", "content-trust"]) => content_trust_show(&cx).await,
         (Method::PUT | Method::PATCH, ["config", "content-trust"]) => {
@@ -334,6 +339,133 @@ async fn content_trust_update(cx: &Ctx<'_>, body: &Bytes) -> R {
     )
     .await;
     Ok(Json(json!({"status": u.status, "wipedTrustCollections": wiped})).into_response())
+}
+
+/// The scope of a policy path: the registry-wide default, or one repository.
+const POLICY_DEFAULT: &str = "_default";
+
+fn policy_json(p: berth_trust::Policy) -> Value {
+    json!({"signedPullsOnly": p.signed_pulls_only, "immutableSignedTags": p.immutable_signed_tags})
+}
+
+fn entry_json(e: &berth_trust::PolicyEntry) -> Value {
+    serde_json::to_value(e).unwrap_or_else(|_| json!({}))
+}
+
+/// `GET /api/v1/policy`, `GET|PUT|DELETE /api/v1/policy/(_default|REPO)`. A repository's
+/// entry overrides the default field by field; a field it does not set follows the default.
+async fn policy_route(cx: &Ctx<'_>, method: &Method, path: &str, body: &Bytes) -> R {
+    let trust = &cx.state.trust;
+    let scope = match path.strip_prefix("policy") {
+        Some("") => None,
+        Some(rest) => Some(
+            rest.strip_prefix('/')
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| AdminError::not_found("no such admin endpoint"))?,
+        ),
+        None => return Err(AdminError::not_found("no such admin endpoint")),
+    };
+    let Some(scope) = scope else {
+        if *method != Method::GET {
+            return Err(AdminError::not_found("no such admin endpoint"));
+        }
+        let default = trust.policy_entry(None).await?;
+        let base = default.over(berth_trust::Policy::default());
+        let repos: Vec<Value> = trust
+            .policy_entries()
+            .await?
+            .iter()
+            .map(|(repo, e)| {
+                json!({"repository": repo, "set": entry_json(e), "effective": policy_json(e.over(base))})
+            })
+            .collect();
+        return Ok(
+            Json(json!({"default": policy_json(base), "repositories": repos})).into_response(),
+        );
+    };
+    let repo = if scope == POLICY_DEFAULT {
+        None
+    } else {
+        Some(
+            scope
+                .parse::<RepoName>()
+                .map_err(|e| AdminError::invalid("repository", e.message))?,
+        )
+    };
+    let name = repo.as_ref().map(RepoName::as_str);
+    let show = |default: &berth_trust::PolicyEntry, own: &berth_trust::PolicyEntry| match name {
+        None => {
+            json!({"scope": "default", "set": entry_json(own), "effective": policy_json(berth_trust::policy::effective(&berth_trust::PolicyEntry::default(), own))})
+        }
+        Some(r) => json!({
+            "repository": r,
+            "set": entry_json(own),
+            "default": policy_json(berth_trust::policy::effective(&berth_trust::PolicyEntry::default(), default)),
+            "effective": policy_json(berth_trust::policy::effective(default, own)),
+        }),
+    };
+    let default = trust.policy_entry(None).await?;
+    let old = match name {
+        None => default,
+        Some(r) => trust.policy_entry(Some(r)).await?,
+    };
+    let new = match *method {
+        Method::GET => return Ok(Json(show(&default, &old)).into_response()),
+        Method::PUT | Method::PATCH => policy_update(old, body)?,
+        // Back to the default throughout.
+        Method::DELETE => berth_trust::PolicyEntry::default(),
+        _ => return Err(AdminError::not_found("no such admin endpoint")),
+    };
+    trust.set_policy_entry(name, &new).await?;
+    let (default, target) = match name {
+        None => (new, "registry"),
+        Some(r) => (default, r),
+    };
+    let detail = format!(
+        "{} {} -> {}",
+        name.map_or("default", |_| "repository"),
+        old.to_json(),
+        new.to_json()
+    );
+    tracing::warn!(scope = target, change = %detail, "signing policy updated");
+    cx.audit("policy.updated", target, &detail).await;
+    Ok(Json(show(&default, &new)).into_response())
+}
+
+/// A PUT body over `old`: each field `true`/`false` sets it, `null` returns it to the default,
+/// an absent field stays as it is.
+fn policy_update(
+    old: berth_trust::PolicyEntry,
+    body: &Bytes,
+) -> Result<berth_trust::PolicyEntry, AdminError> {
+    let v: Value = body_json(body)?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| AdminError::invalid("body", "must be a JSON object"))?;
+    let mut new = old;
+    for (k, v) in obj {
+        let slot = match k.as_str() {
+            "signedPullsOnly" => &mut new.signed_pulls_only,
+            "immutableSignedTags" => &mut new.immutable_signed_tags,
+            other => {
+                return Err(AdminError::invalid(
+                    other,
+                    "unknown field (supported: signedPullsOnly, immutableSignedTags)",
+                ));
+            }
+        };
+        *slot = match v {
+            Value::Bool(b) => Some(*b),
+            Value::Null => None,
+            _ => {
+                return Err(AdminError::invalid(
+                    k,
+                    "must be true, false, or null (follow the default)",
+                ));
+            }
+        };
+    }
+    Ok(new)
 }
 
 #[derive(Deserialize, Default)]

@@ -47,6 +47,7 @@ pub(super) async fn get(
         .registry
         .get_manifest(&repo, &reference, &accept_list(&req))
         .await?;
+    crate::policy::check_pull(state, &repo, &reference, &m.digest).await?;
     let len = m.body.len();
     let body = if req.method() == Method::HEAD {
         Body::empty()
@@ -100,6 +101,19 @@ pub(super) async fn put(
     if body.len() > MAX_MANIFEST_BYTES {
         return Err(too_large());
     }
+    // What a tag push would repoint, checked before anything is stored.
+    let digest = match &reference {
+        TagOrDigest::Digest(d) => d.clone(),
+        TagOrDigest::Tag(_) => berth_oci::Digest::sha256_of(&body),
+    };
+    let tags: Vec<&str> = match &reference {
+        TagOrDigest::Tag(t) => Some(t.as_str()),
+        TagOrDigest::Digest(_) => None,
+    }
+    .into_iter()
+    .chain(extra_tags.iter().map(Tag::as_str))
+    .collect();
+    crate::policy::check_push(state, &repo, &tags, &digest).await?;
     let size = u64::try_from(body.len()).unwrap_or(u64::MAX);
     let media_type = content_type
         .as_deref()

@@ -43,6 +43,8 @@ use crate::guard::{BUSY_RETRY_SECS, Gate, HashPool, Source, Throttle};
 pub const ISSUER: &str = "berth";
 /// Audience of refresh tokens (never accepted as access tokens).
 const REFRESH_AUDIENCE: &str = "berth-refresh";
+/// Audience of web UI session tokens.
+const SESSION_AUDIENCE: &str = "berth-ui-session";
 pub const ACCESS_TTL: i64 = 300;
 const REFRESH_TTL: i64 = 30 * 24 * 3600;
 const SIGNING_KEY_DAYS: i64 = 90;
@@ -965,6 +967,59 @@ impl AccessService {
         Ok(caller)
     }
 
+    /// A web UI session token for `caller`, valid for `ttl` seconds: signed like the other
+    /// tokens but for its own audience, so it is never accepted as an access or refresh token
+    /// (nor they as a session). Its id starts with the issue time in milliseconds, which
+    /// [`Self::end_sessions`] compares against.
+    pub async fn issue_session(&self, caller: &Caller, ttl: i64) -> Result<String> {
+        let mut claims = Claims::new(
+            ISSUER,
+            caller.name.clone(),
+            SESSION_AUDIENCE,
+            Vec::new(),
+            self.clock.secs(),
+            ttl,
+        )
+        .map_err(internal)?;
+        claims.jti = format!("{}.{}", self.clock.millis(), claims.jti);
+        bind(&mut claims, caller);
+        self.sign(&claims).await
+    }
+
+    /// The live caller behind a web UI session token: refused when the token is invalid or
+    /// expired, the identity is gone, disabled or has another password since, or its sessions
+    /// were ended after this one began.
+    pub async fn session(&self, token: &str) -> Result<Caller> {
+        let claims = self.verify(token, SESSION_AUDIENCE).await?;
+        let issued_ms: i64 = claims
+            .jti
+            .split('.')
+            .next()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| Error::BadToken("not a session token".into()))?;
+        let ended = self
+            .settings
+            .setting_get(&session_setting(&claims.sub))
+            .await
+            .map_err(internal)?
+            .and_then(|v| v.parse::<i64>().ok());
+        if ended.is_some_and(|e| issued_ms <= e) {
+            return Err(Error::BadToken("the session was logged out".into()));
+        }
+        self.bound_caller(&claims)
+            .await?
+            .ok_or_else(|| Error::BadToken("the identity is disabled or no longer exists".into()))
+    }
+
+    /// Ends every web UI session of `name` issued until now (logout): one record per identity
+    /// in the settings store, so every node sharing the store refuses them from now on.
+    pub async fn end_sessions(&self, name: &str) -> Result<()> {
+        self.settings
+            .setting_set(&session_setting(name), &self.clock.millis().to_string())
+            .await
+            .map_err(internal)
+    }
+
     /// The caller behind a refresh token.
     pub async fn refresh(&self, token: &str) -> Result<Caller> {
         let claims = self.verify(token, REFRESH_AUDIENCE).await?;
@@ -1114,6 +1169,11 @@ impl AccessService {
             }
         }
     }
+}
+
+/// The setting holding when (Unix ms) `name`'s web UI sessions were last ended.
+fn session_setting(name: &str) -> String {
+    format!("ui_sessions_ended:{name}")
 }
 
 /// `secs` as an RFC 3339 UTC time, for audit details.

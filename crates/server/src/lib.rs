@@ -22,6 +22,7 @@ mod policy;
 mod routes;
 mod serve;
 pub mod tls;
+mod ui;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -39,6 +39,7 @@ mod robustness;
 mod skopeo;
 mod store_check;
 mod tags_catalog;
+mod ui;
 mod uploads;
 mod webhooks;
 

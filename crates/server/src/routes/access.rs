@@ -33,7 +33,8 @@ impl RepoAction {
 /// What a request needs before its handler runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
-    /// Health probes and the token endpoints: a fixed list; anything not classified otherwise
+    /// Health probes, the token endpoints and the web UI (which checks its session cookie and
+    /// asks these rules per page itself): a fixed list; anything not classified otherwise
     /// (unknown paths included) needs an authenticated caller, so a new route is never open by
     /// accident.
     Public,
@@ -119,6 +120,11 @@ pub fn requirement(
         "/oauth2/jwks",
     ];
     if PUBLIC.contains(&path) {
+        return Requirement::Public;
+    }
+    // The web UI reads its own session cookie (never these headers) and asks this layer's
+    // rules about every page and action itself (`ui`, through `authz::authorize`).
+    if path == "/" || path.starts_with("/ui/") {
         return Requirement::Public;
     }
     if path == "/v2/" || path == "/v2" {

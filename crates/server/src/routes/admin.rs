@@ -132,12 +132,13 @@ fn valid_identity_name(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
 }
 
-struct Ctx<'a> {
-    state: &'a AppState,
-    actor: String,
-    ip: Option<IpAddr>,
+/// Who acts, from where: the admin API's and the web UI's handlers share it.
+pub(crate) struct Ctx<'a> {
+    pub(crate) state: &'a AppState,
+    pub(crate) actor: String,
+    pub(crate) ip: Option<IpAddr>,
     /// The request, for webhook events of what the admin API changes.
-    event_cx: crate::webhooks::EventContext,
+    pub(crate) event_cx: crate::webhooks::EventContext,
 }
 
 impl Ctx<'_> {
@@ -147,7 +148,7 @@ impl Ctx<'_> {
 }
 
 impl Ctx<'_> {
-    async fn audit(&self, action: &str, target: &str, detail: &str) {
+    pub(crate) async fn audit(&self, action: &str, target: &str, detail: &str) {
         self.state
             .access
             .audit(&self.actor, action, target, self.ip, detail)
@@ -325,6 +326,13 @@ async fn content_trust_update(cx: &Ctx<'_>, body: &Bytes) -> R {
             ));
         }
     };
+    let wiped = content_trust_set(cx, on).await?;
+    Ok(Json(json!({"status": u.status, "wipedTrustCollections": wiped})).into_response())
+}
+
+/// Switches content trust on or off (off wipes every trust collection; images stay), logged
+/// and audited; returns how many trust collections were wiped. The web UI's switch too.
+pub(crate) async fn content_trust_set(cx: &Ctx<'_>, on: bool) -> Result<u64, AdminError> {
     let wiped = cx.state.trust.set_enabled(on).await?;
     tracing::warn!(enabled = on, wiped_guns = wiped, "content trust switched");
     let action = if on {
@@ -338,7 +346,7 @@ async fn content_trust_update(cx: &Ctx<'_>, body: &Bytes) -> R {
         &format!("wiped {wiped} trust collections"),
     )
     .await;
-    Ok(Json(json!({"status": u.status, "wipedTrustCollections": wiped})).into_response())
+    Ok(wiped)
 }
 
 /// The scope of a policy path: the registry-wide default, or one repository.
@@ -955,6 +963,38 @@ struct TokenCreate {
 
 async fn token_create(cx: &Ctx<'_>, body: &Bytes) -> R {
     let c: TokenCreate = body_json(body)?;
+    let days = match c.expires_in_days.as_ref().filter(|v| !v.is_null()) {
+        None => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| {
+            AdminError::invalid(
+                "expiresInDays",
+                format!(
+                    "{v} is not a whole number of days from 1 to {MAX_TOKEN_DAYS} (omit it for a token that does not expire)"
+                ),
+            )
+        })?),
+    };
+    let (rec, password) = token_create_record(cx, &c.name, &c.scope_map, days).await?;
+    let mut out = identity_json(&rec);
+    if let Some(o) = out.as_object_mut() {
+        o.insert("password".into(), json!(password));
+    }
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// Creates a repository-scoped token using scope map `scope_map`, expiring after `days` (none:
+/// never); returns it with its generated password, which is shown this once and never again.
+pub(crate) async fn token_create_record(
+    cx: &Ctx<'_>,
+    name: &str,
+    scope_map: &str,
+    days: Option<i64>,
+) -> Result<(IdentityRecord, String), AdminError> {
+    let c = TokenCreate {
+        name: name.to_owned(),
+        scope_map: scope_map.to_owned(),
+        expires_in_days: days.map(Value::from),
+    };
     if !valid_identity_name(&c.name) || c.name == ADMIN_ACCOUNT {
         return Err(AdminError::invalid(
             "name",
@@ -1007,17 +1047,46 @@ async fn token_create(cx: &Ctx<'_>, body: &Bytes) -> R {
         &format!("scope map {}", c.scope_map),
     )
     .await;
-    let mut out = identity_json(&rec);
-    if let Some(o) = out.as_object_mut() {
-        o.insert("password".into(), json!(password));
-    }
-    Ok((StatusCode::CREATED, Json(out)).into_response())
+    Ok((rec, password))
 }
 
 /// Audit rows read from the store to answer one filtered listing, at most.
 const AUDIT_SCAN_MAX: usize = 200_000;
 
+/// One listing of the audit log: entries after `after`, at most `limit`, filtered.
+pub(crate) struct AuditQuery {
+    pub(crate) after: i64,
+    pub(crate) limit: usize,
+    /// Unix ms.
+    pub(crate) since_ms: Option<i64>,
+    /// An action or a prefix of dot-separated parts (`trust` matches `trust.updated`).
+    pub(crate) action: Option<String>,
+    /// Actor or target.
+    pub(crate) identity: Option<String>,
+    pub(crate) repository: Option<String>,
+}
+
 async fn audit_list(cx: &Ctx<'_>, query: &[(String, String)]) -> R {
+    let q = audit_query_params(cx, query)?;
+    let out: Vec<Value> = audit_query(cx, &q)
+        .await?
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.id, "at": rfc3339_millis(a.at), "actor": a.actor, "action": a.action,
+                "target": a.target, "client": a.client, "detail": a.detail,
+            })
+        })
+        .collect();
+    Ok(Json(json!(out)).into_response())
+}
+
+/// The audit listing's query parameters (`after`, `limit`, `since`, `action`, `identity`,
+/// `repository`; empty filters are none).
+pub(crate) fn audit_query_params(
+    cx: &Ctx<'_>,
+    query: &[(String, String)],
+) -> Result<AuditQuery, AdminError> {
     check_params(
         query,
         &[
@@ -1046,9 +1115,23 @@ async fn audit_list(cx: &Ctx<'_>, query: &[(String, String)]) -> R {
                 })?,
         ),
     };
-    let action = query_get(query, "action").filter(|a| !a.is_empty());
-    let identity = query_get(query, "identity").filter(|a| !a.is_empty());
-    let repository = query_get(query, "repository").filter(|a| !a.is_empty());
+    Ok(AuditQuery {
+        after,
+        limit,
+        since_ms,
+        action: query_get(query, "action").filter(|a| !a.is_empty()),
+        identity: query_get(query, "identity").filter(|a| !a.is_empty()),
+        repository: query_get(query, "repository").filter(|a| !a.is_empty()),
+    })
+}
+
+/// The audit entries `q` selects, oldest first.
+pub(crate) async fn audit_query(
+    cx: &Ctx<'_>,
+    q: &AuditQuery,
+) -> Result<Vec<berth_storage::AuditRecord>, AdminError> {
+    let (since_ms, action, identity, repository, limit) =
+        (q.since_ms, &q.action, &q.identity, &q.repository, q.limit);
     let keep = |a: &berth_storage::AuditRecord| {
         since_ms.is_none_or(|s| a.at >= s)
             && action.as_deref().is_none_or(|f| {
@@ -1065,28 +1148,26 @@ async fn audit_list(cx: &Ctx<'_>, query: &[(String, String)]) -> R {
                 .is_none_or(|r| mentions_repository(&a.target, r))
     };
     let ids = cx.state.access.identities();
-    let mut out: Vec<Value> = Vec::new();
-    let mut cursor = after;
+    let mut out = Vec::new();
+    let mut cursor = q.after;
     let mut scanned = 0usize;
     'pages: loop {
         let page = ids.audit_list(cursor, AUDIT_PAGE).await?;
         let Some(last) = page.last() else { break };
         cursor = last.id;
         scanned = scanned.saturating_add(page.len());
-        for a in page.iter().filter(|a| keep(a)) {
-            out.push(json!({
-                "id": a.id, "at": rfc3339_millis(a.at), "actor": a.actor, "action": a.action,
-                "target": a.target, "client": a.client, "detail": a.detail,
-            }));
+        let full_page = page.len() >= AUDIT_PAGE;
+        for a in page.into_iter().filter(|a| keep(a)) {
+            out.push(a);
             if out.len() >= limit {
                 break 'pages;
             }
         }
-        if page.len() < AUDIT_PAGE || scanned >= AUDIT_SCAN_MAX {
+        if !full_page || scanned >= AUDIT_SCAN_MAX {
             break;
         }
     }
-    Ok(Json(json!(out)).into_response())
+    Ok(out)
 }
 
 /// Whether an audit target names repository `r`: `r` itself, `r:tag`, `r@digest`, a trust GUN
@@ -1193,7 +1274,7 @@ fn parse_rfc3339(v: &str) -> Option<i64> {
 }
 
 /// Unix milliseconds as RFC 3339 UTC with milliseconds.
-fn rfc3339_millis(ms: i64) -> String {
+pub(crate) fn rfc3339_millis(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let frac = ms.rem_euclid(1000);
     let s = rfc3339(secs);
@@ -1234,7 +1315,7 @@ pub(crate) fn repository_path(rest: &str) -> Option<(&str, RepoTarget<'_>)> {
 }
 
 /// Unix seconds as RFC 3339 UTC (`2026-11-30T18:05:02Z`).
-fn rfc3339(secs: i64) -> String {
+pub(crate) fn rfc3339(secs: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp(secs) {
         Ok(t) => format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
@@ -1446,6 +1527,21 @@ async fn gun_signatures(cx: &Ctx<'_>, gun: &str) -> Option<Signatures> {
     Some(Signatures { released })
 }
 
+/// The GUNs (one per host name clients used) holding trust data for `repo`.
+pub(crate) async fn repository_guns(
+    cx: &Ctx<'_>,
+    repo: &RepoName,
+) -> Result<Vec<String>, AdminError> {
+    Ok(cx
+        .state
+        .trust
+        .guns()
+        .await?
+        .into_iter()
+        .filter(|g| cx.state.guns.repository(g).as_ref() == Some(repo))
+        .collect())
+}
+
 async fn show_tags(cx: &Ctx<'_>, caller: Option<&berth_access::Caller>, repo: &RepoName) -> R {
     let Some(tags) = cx
         .state
@@ -1510,10 +1606,11 @@ async fn show_tags(cx: &Ctx<'_>, caller: Option<&berth_access::Caller>, repo: &R
     .into_response())
 }
 
-struct ManifestViewSize;
+pub(crate) struct ManifestViewSize;
 
 impl ManifestViewSize {
-    fn of(body: &[u8], media_type: &str) -> Option<u64> {
+    /// The image's size: the manifest, its config and layers (an index: its manifests).
+    pub(crate) fn of(body: &[u8], media_type: &str) -> Option<u64> {
         let v = berth_oci::ManifestView::parse(body, Some(media_type)).ok()?;
         let mut total = u64::try_from(body.len()).ok()?;
         for d in v

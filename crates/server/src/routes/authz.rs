@@ -248,6 +248,30 @@ fn decide(caller: &Caller, req: &Requirement) -> Decision {
     }
 }
 
+/// The layer's decision for a caller the web UI identified itself (from its session cookie):
+/// the same rules, and a refusal audited the same way. `Err` carries the reason.
+pub(crate) async fn authorize(
+    state: &AppState,
+    caller: &Caller,
+    need: &Requirement,
+    target: &str,
+    ip: Option<std::net::IpAddr>,
+) -> Result<(), String> {
+    match decide(caller, need) {
+        Decision::Allow => Ok(()),
+        // A session caller is never anonymous and carries no token scope: a challenge here
+        // would mean a page classified by mistake, so it is refused too.
+        Decision::Challenge(..) => Err("log in first".into()),
+        Decision::Deny(msg) => {
+            state
+                .access
+                .audit(&caller.name, "access.denied", target, ip, &msg)
+                .await;
+            Err(msg)
+        }
+    }
+}
+
 /// The middleware.
 pub(crate) async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let need = requirement(req.method(), req.uri().path(), |g| state.guns.repository(g));

@@ -3,8 +3,8 @@
 //! parsed here from the right and dispatched by hand.
 
 pub mod access;
-mod admin;
-mod authz;
+pub(crate) mod admin;
+pub(crate) mod authz;
 mod blobs;
 mod listing;
 mod manifests;
@@ -177,6 +177,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/{*rest}", axum::routing::any(admin))
         .route("/oauth2/token", get(token::token).post(token::token))
         .route("/oauth2/jwks", get(token::jwks))
+        .merge(crate::ui::router())
         .layer(middleware::from_fn_with_state(state.clone(), authz::layer))
         .layer(middleware::from_fn(api_version_header))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -542,6 +542,7 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
         .unwrap_or_else(|| "localhost".into());
     let webhooks = berth_server::webhooks::Webhooks::new(
         opened.webhooks.clone(),
+        opened.settings.clone(),
         webhook_vault,
         cfg.webhooks.clone(),
         format!("{source_host}:{}", addr.port()),

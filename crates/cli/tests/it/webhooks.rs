@@ -960,3 +960,80 @@ async fn https_receivers_are_checked_against_the_configured_ca_and_redirects_are
         "only the server trusting the CA got through"
     );
 }
+
+/// Two nodes of a cluster share one queue: a webhook created through one node is used by the
+/// other at its next event, and every event is delivered once although both nodes' workers
+/// claim from the queue at the same time.
+#[tokio::test]
+async fn cluster_nodes_share_the_webhooks_and_deliver_each_event_once() {
+    let c = Cluster::start(2);
+    let (a, b) = (c.node(0), c.node(1));
+    let rx = Receiver::start(&[]).await;
+    admin(
+        a,
+        Method::POST,
+        "webhooks",
+        Some(
+            json!({"name": "both", "uri": rx.uri("/c"), "actions": ["push"],
+                    "secret": "0123456789abcdef-secret"}),
+        ),
+    )
+    .await;
+    // At once through the other node.
+    let mut rng = Rng::new();
+    let mut digests = Vec::new();
+    for i in 0..12 {
+        let node = if i % 2 == 0 { b } else { a };
+        let img = Image::build("amd64", &mut rng, 1, 500);
+        push_image_as(node, &Cred::owner(), "cluster/app", &format!("t{i}"), &img).await;
+        digests.push(img.digest);
+    }
+    rx.wait_for("/c", "twelve events", |g| g.len() >= 12).await;
+    // Settle: nothing further arrives (a doubled delivery would).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = rx.accepted("/c");
+    assert_eq!(got.len(), 12, "{got:#?}");
+    let mut ids: Vec<&str> = got
+        .iter()
+        .map(|g| g.header("x-berth-event").unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 12);
+    for (i, d) in digests.iter().enumerate() {
+        let e = find(&got, "push", "cluster/app", Some(&format!("t{i}")))
+            .unwrap_or_else(|| panic!("no event for t{i}"))
+            .event();
+        assert_eq!(e["target"]["digest"], d.as_str());
+        assert_signed(
+            find(&got, "push", "cluster/app", Some(&format!("t{i}"))).unwrap(),
+            "0123456789abcdef-secret",
+        );
+    }
+    // Both nodes sent some (each claims from the one queue); the list agrees on either node.
+    let instances: std::collections::BTreeSet<String> = got
+        .iter()
+        .map(|g| {
+            g.event()["source"]["instanceID"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        instances.len(),
+        2,
+        "events come from both nodes: {instances:?}"
+    );
+    for n in [a, b] {
+        let l = webhooks_list(n).await;
+        assert_eq!(hook_entry(&l, "both")["delivered"], 12, "{l}");
+        assert_eq!(hook_entry(&l, "both")["pending"], 0, "{l}");
+    }
+    // Deleted through one node: the other stops sending at its next event.
+    admin(b, Method::DELETE, "webhooks/both", None).await;
+    let img = Image::build("amd64", &mut rng, 1, 500);
+    push_image_as(a, &Cred::owner(), "cluster/app", "after", &img).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(find(&rx.accepted("/c"), "push", "cluster/app", Some("after")).is_none());
+}

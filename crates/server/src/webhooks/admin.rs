@@ -109,7 +109,7 @@ pub(crate) async fn handle(
             if !w.store.webhook_delete(name).await? {
                 return Err(AdminError::not_found(format!("no webhook named {name}")));
             }
-            w.invalidate();
+            w.changed().await;
             tracing::info!(webhook = %name, actor, "webhook deleted");
             audit("webhook.deleted", (*name).to_owned(), String::new()).await;
             Ok(StatusCode::NO_CONTENT.into_response())
@@ -242,7 +242,7 @@ async fn create(
         }
         Err(e) => return Err(e.into()),
     }
-    w.invalidate();
+    w.changed().await;
     let scopes_shown = if rec.scopes.is_empty() {
         "every repository".to_owned()
     } else {

@@ -137,19 +137,26 @@ impl Hook {
     }
 }
 
-/// How long a node trusts its copy of the webhook list. Changes made through this node are seen
-/// at once; a cluster's other nodes see them within this time.
-const HOOKS_TTL: Duration = Duration::from_secs(5);
+/// A setting changed with every webhook change. Settings are kept coherent across a cluster's
+/// nodes (the distributed store's writes wait until every node's copy follows), so a node reads
+/// the webhook list again as soon as any node changed it, and otherwise not at all.
+const GENERATION: &str = "webhooks.generation";
+/// The copy is read again after this long even without a change (a safety net only).
+const HOOKS_TTL: Duration = Duration::from_secs(60);
+
+/// The webhook list as of a generation ([`GENERATION`]), and when it was read.
+type HookCache = (Instant, Option<String>, Arc<Vec<Hook>>);
 
 /// The webhook service of one server.
 pub struct Webhooks {
     store: Arc<dyn WebhookStore>,
+    settings: Arc<dyn berth_storage::SettingsStore>,
     vault: berth_trust::KeyVault,
     opts: WebhookOptions,
     source: Source,
     /// `https`, or `http` behind a TLS proxy: for the URLs in events.
     scheme: &'static str,
-    hooks: std::sync::Mutex<Option<(Instant, Arc<Vec<Hook>>)>>,
+    hooks: std::sync::Mutex<Option<HookCache>>,
     wake: tokio::sync::Notify,
     counters: Counters,
     http: reqwest::Client,
@@ -303,6 +310,7 @@ impl Webhooks {
     /// `source_addr`: `host:port` this server is reached at (the `source` of its events).
     pub fn new(
         store: Arc<dyn WebhookStore>,
+        settings: Arc<dyn berth_storage::SettingsStore>,
         vault: berth_trust::KeyVault,
         opts: WebhookOptions,
         source_addr: String,
@@ -311,6 +319,7 @@ impl Webhooks {
         let http = http_client(&opts)?;
         Ok(Arc::new(Webhooks {
             store,
+            settings,
             vault,
             source: Source {
                 addr: source_addr,
@@ -351,9 +360,20 @@ impl Webhooks {
         *self.hooks.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    /// The configured webhooks (cached for [`HOOKS_TTL`]).
+    /// Tells every node that the webhook list changed (after the change is stored).
+    async fn changed(&self) {
+        self.invalidate();
+        if let Err(e) = self.settings.setting_set(GENERATION, &random_id()).await {
+            // This node re-reads at once; the others within HOOKS_TTL.
+            tracing::warn!(error = %e, "webhooks: announcing a webhook change to the other nodes");
+        }
+    }
+
+    /// The configured webhooks, read again when any node changed them (see [`GENERATION`]).
     pub(crate) async fn hooks(&self) -> Result<Arc<Vec<Hook>>, berth_storage::Error> {
-        if let Some((at, hooks)) = &*self.hooks.lock().unwrap_or_else(|p| p.into_inner())
+        let generation = self.settings.setting_get(GENERATION).await?;
+        if let Some((at, seen, hooks)) = &*self.hooks.lock().unwrap_or_else(|p| p.into_inner())
+            && *seen == generation
             && at.elapsed() < HOOKS_TTL
         {
             return Ok(hooks.clone());
@@ -367,7 +387,7 @@ impl Webhooks {
             .collect();
         let list = Arc::new(list);
         *self.hooks.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((Instant::now(), list.clone()));
+            Some((Instant::now(), generation, list.clone()));
         Ok(list)
     }
 
@@ -495,6 +515,105 @@ mod tests {
         assert!(check_uri("not a url").is_err());
         assert!(check_uri("file:///etc/passwd").is_err());
         assert_eq!(shown_uri("https://x/a?token=s3cret"), "https://x/a?…");
+    }
+
+    fn push(repo: &str, tag: &str) -> Event {
+        Event::Push {
+            repository: repo.into(),
+            digest: "sha256:00".into(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            size: 1,
+            tags: vec![tag.into()],
+        }
+    }
+
+    /// What emit queues (only for webhooks that want the event), and the counters of a full
+    /// queue: the oldest go, counted as dropped.
+    #[tokio::test]
+    async fn emit_queues_for_matching_webhooks_and_counts_what_a_full_queue_drops() {
+        use berth_storage::WebhookStore as _;
+        let store = Arc::new(berth_storage::memory::MemoryStore::new());
+        let vault = berth_trust::KeyVault::from_passphrase(b"pw", &[7u8; 32]).unwrap();
+        let opts = WebhookOptions {
+            max_pending: 3,
+            ..WebhookOptions::default()
+        };
+        let w = Webhooks::new(
+            store.clone(),
+            store.clone(),
+            vault,
+            opts,
+            "reg:5000".into(),
+            "https",
+        )
+        .unwrap();
+        let cx = EventContext::default();
+        // No webhook: nothing queued, nothing counted.
+        w.emit(push("team/app", "v0"), &cx).await;
+        assert_eq!(w.counters(), WebhookCounters::default());
+        for (name, actions, scopes) in [
+            ("all", vec!["push"], vec![]),
+            ("team", vec!["push"], vec!["team/*"]),
+            ("deletes", vec!["delete"], vec![]),
+        ] {
+            let sealed = w.seal(name, b"secret").unwrap();
+            store
+                .webhook_insert(&WebhookRecord {
+                    name: name.into(),
+                    uri: "http://127.0.0.1:9/".into(),
+                    actions: actions.into_iter().map(String::from).collect(),
+                    scopes: scopes.into_iter().map(String::from).collect(),
+                    secret: sealed.into(),
+                    created: 0,
+                    created_by: "owner".into(),
+                })
+                .await
+                .unwrap();
+        }
+        // Stored behind the service's back (as another node would): seen once announced.
+        w.emit(push("team/app", "v0"), &cx).await;
+        assert_eq!(
+            w.counters().queued,
+            0,
+            "the list read before is still current"
+        );
+        w.changed().await;
+        w.emit(push("team/app", "v1"), &cx).await;
+        w.emit(push("other/app", "v1"), &cx).await;
+        let now = now_ms();
+        let queued: Vec<(String, String)> = store
+            .webhook_due(now, now, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| {
+                let v: serde_json::Value = serde_json::from_slice(&d.payload).unwrap();
+                let repo = v["events"][0]["target"]["repository"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                (d.webhook, repo)
+            })
+            .collect();
+        assert_eq!(
+            queued,
+            [
+                ("all".to_owned(), "team/app".to_owned()),
+                ("team".to_owned(), "team/app".to_owned()),
+                ("all".to_owned(), "other/app".to_owned()),
+            ]
+        );
+        assert_eq!(w.counters().queued, 3);
+        assert_eq!(w.counters().dropped, 0);
+        // Two more for a queue of three: the two oldest go.
+        w.emit(push("team/app", "v2"), &cx).await;
+        assert_eq!(w.counters().queued, 5);
+        assert_eq!(w.counters().dropped, 2);
+        assert_eq!(w.pending().await.unwrap(), 3);
+        // The sealed secret opens only under its own webhook's name.
+        let rec = store.webhook_get("all").await.unwrap().unwrap();
+        assert_eq!(&*w.unseal("all", &rec.secret).unwrap(), b"secret");
+        assert!(w.unseal("team", &rec.secret).is_err());
     }
 
     #[test]

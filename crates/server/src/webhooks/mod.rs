@@ -472,6 +472,16 @@ pub async fn wanted(state: &crate::AppState, action: Action, repository: &str) -
     }
 }
 
+/// [`emit`] for callers that cannot wait (a synchronous refusal path, such as the signing
+/// policy's): queued by a task of its own, so an event whose response went out before the queue
+/// write may be lost in a crash at that instant.
+pub fn emit_detached(state: &crate::AppState, event: Event, cx: EventContext) {
+    if let Some(w) = state.webhooks() {
+        let w = w.clone();
+        tokio::spawn(async move { w.emit(event, &cx).await });
+    }
+}
+
 /// Emits `event` through the state's webhooks, if this server runs them.
 pub async fn emit(state: &crate::AppState, event: Event, cx: &EventContext) {
     if let Some(w) = state.webhooks() {

@@ -163,8 +163,21 @@ impl Browser {
         e.send_keys(text).await.expect("type");
     }
 
+    /// Clicks a link or submit button and waits until its page is gone (the element stale),
+    /// so nothing is read from the page being left.
     async fn click(&self, css: &str) {
-        self.find(css).await.click().await.expect("click");
+        let e = self.find(css).await;
+        e.click().await.expect("click");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match e.tag_name().await {
+                Err(err) if err.is_stale_element_reference() => break,
+                _ if std::time::Instant::now() > deadline => {
+                    panic!("clicking {css} did not leave the page")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
     }
 
     async fn source(&self) -> String {
@@ -474,6 +487,79 @@ async fn signed_and_unsigned_tags_and_the_owner_switch_in_a_browser() {
     assert_eq!(br.count("p.expiry").await, 0);
     br.screenshot("tags").await;
 
+    // The signing policy: team/app gets signed-pulls-only from its page; the registry
+    // immutable signed tags by default. The server enforces what the form stored.
+    assert!(br.text("#policy").await.contains("signed pulls only off"));
+    br.click("#policy a").await;
+    assert_eq!(
+        br.find("#policy-repo")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("team/app")
+    );
+    br.find("#repo-spo option[value='on']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    br.click("#repo-save").await;
+    assert!(
+        br.text("#message")
+            .await
+            .contains("Policy of team/app saved")
+    );
+    let row = br.text("tr[data-repo='team/app']").await;
+    assert!(
+        row.contains("on (on)") && row.contains("off (default)"),
+        "{row}"
+    );
+    br.find("#default-ist option[value='on']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    br.click("#default-save").await;
+    br.screenshot("policy").await;
+    let p = admin(&srv, Method::GET, "policy/team/app", None).await;
+    assert_eq!(p["effective"]["signedPullsOnly"], true, "{p}");
+    assert_eq!(p["effective"]["immutableSignedTags"], true, "{p}");
+    let get = |tag: &'static str| {
+        let srv = &srv;
+        async move {
+            call(
+                srv,
+                Method::GET,
+                &format!("/v2/team/app/manifests/{tag}"),
+                &Cred::owner(),
+                &[("accept", OCI_MANIFEST)],
+                None,
+            )
+            .await
+        }
+    };
+    get("v1").await.expect(200);
+    get("v2").await.expect_error(403, "DENIED");
+    br.goto(&srv, "/ui/r/team/app").await;
+    assert!(
+        br.text("#policy")
+            .await
+            .contains("signed pulls only on · immutable signed tags on")
+    );
+    // Back to the defaults, so the switch below is tested on its own.
+    admin(&srv, Method::DELETE, "policy/team/app", None).await;
+    admin(&srv, Method::DELETE, "policy/_default", None).await;
+    let audit = admin(
+        &srv,
+        Method::GET,
+        "audit?action=policy.updated&identity=owner",
+        None,
+    )
+    .await;
+    assert_eq!(audit.as_array().unwrap().len(), 4, "{audit}");
+
     // The content-trust switch: disabling asks first, says what goes, then wipes.
     br.click("a[href='/ui/owner/content-trust']").await;
     assert_eq!(br.text("#trust-status").await, "enabled");
@@ -598,6 +684,7 @@ async fn an_acrpull_user_sees_what_it_may_pull_and_is_refused_owner_pages() {
         "/ui/owner/content-trust",
         "/ui/owner/access",
         "/ui/owner/audit",
+        "/ui/owner/policy",
     ] {
         br.goto(&srv, path).await;
         assert_eq!(br.text("h1").await, "Not allowed", "{path}");

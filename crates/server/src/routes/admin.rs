@@ -424,20 +424,30 @@ async fn policy_route(cx: &Ctx<'_>, method: &Method, path: &str, body: &Bytes) -
         Method::DELETE => berth_trust::PolicyEntry::default(),
         _ => return Err(AdminError::not_found("no such admin endpoint")),
     };
-    trust.set_policy_entry(name, &new).await?;
-    let (default, target) = match name {
-        None => (new, "registry"),
-        Some(r) => (default, r),
-    };
+    policy_store(cx, name, &old, &new).await?;
+    let default = if name.is_none() { new } else { default };
+    Ok(Json(show(&default, &new)).into_response())
+}
+
+/// Stores `new` (was `old`) as the registry-wide default (`repo` None) or a repository's
+/// entry, logged and audited as `policy.updated` with old -> new. The web UI's policy page too.
+pub(crate) async fn policy_store(
+    cx: &Ctx<'_>,
+    repo: Option<&str>,
+    old: &berth_trust::PolicyEntry,
+    new: &berth_trust::PolicyEntry,
+) -> Result<(), AdminError> {
+    cx.state.trust.set_policy_entry(repo, new).await?;
+    let target = repo.unwrap_or("registry");
     let detail = format!(
         "{} {} -> {}",
-        name.map_or("default", |_| "repository"),
+        repo.map_or("default", |_| "repository"),
         old.to_json(),
         new.to_json()
     );
     tracing::warn!(scope = target, change = %detail, "signing policy updated");
     cx.audit("policy.updated", target, &detail).await;
-    Ok(Json(show(&default, &new)).into_response())
+    Ok(())
 }
 
 /// A PUT body over `old`: each field `true`/`false` sets it, `null` returns it to the default,

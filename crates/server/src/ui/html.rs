@@ -64,6 +64,7 @@ pub(crate) fn page(title: &str, chrome: Option<&Chrome<'_>>, body: &str) -> Stri
                 "content-trust",
                 "Content trust",
             ));
+            nav.push_str(&item("/ui/owner/policy", "policy", "Policy"));
             nav.push_str(&item("/ui/owner/access", "access", "Users &amp; tokens"));
             nav.push_str(&item("/ui/owner/audit", "audit", "Audit log"));
         }

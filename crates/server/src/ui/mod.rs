@@ -10,6 +10,7 @@
 //! GET  /ui/owner/content-trust, POST   the switch, with a confirmation before the wipe
 //! GET  /ui/owner/access, POST /ui/owner/tokens   users, roles, tokens (new password once)
 //! GET  /ui/owner/audit         the audit log with filters
+//! GET  /ui/owner/policy, POST  signing policy: the default and per repository
 //! ```
 //!
 //! Authorization: the header-based layer lets these paths through; every handler here starts
@@ -70,6 +71,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/owner/access", get(owner::access))
         .route("/ui/owner/tokens", post(owner::token_create))
         .route("/ui/owner/audit", get(owner::audit))
+        .route(
+            "/ui/owner/policy",
+            get(owner::policy).post(owner::policy_post),
+        )
         .route("/ui/{*rest}", axum::routing::any(not_found))
         .layer(middleware::from_fn(security_headers))
 }

@@ -370,3 +370,188 @@ pub(crate) async fn audit(State(state): State<AppState>, req: Request) -> Respon
     );
     done(&s, "audit", "Audit log", &body)
 }
+
+/// A policy field as the form shows it: follow the default, on, off.
+fn rule_select(id: &str, name: &str, value: Option<bool>, allow_default: bool) -> String {
+    let opt = |v: &str, label: &str, selected: bool| {
+        format!(
+            "<option value=\"{v}\"{}>{label}</option>",
+            if selected { " selected" } else { "" }
+        )
+    };
+    let mut out = format!("<select name=\"{name}\" id=\"{id}\">");
+    if allow_default {
+        out.push_str(&opt("default", "follow the default", value.is_none()));
+    }
+    out.push_str(&opt("on", "on", value == Some(true)));
+    out.push_str(&opt(
+        "off",
+        "off",
+        value == Some(false) || (!allow_default && value.is_none()),
+    ));
+    out.push_str("</select>");
+    out
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "<span class=\"badge ok\">on</span>"
+    } else {
+        "<span class=\"badge muted\">off</span>"
+    }
+}
+
+fn set_text(v: Option<bool>) -> &'static str {
+    match v {
+        None => "default",
+        Some(true) => "on",
+        Some(false) => "off",
+    }
+}
+
+/// `GET /ui/owner/policy[?repository=]`: the signing policy, registry-wide and per repository.
+pub(crate) async fn policy(State(state): State<AppState>, req: Request) -> Response {
+    let s = match owner_session(&state, &req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let repo = query_get(&query_pairs(&req), "repository").unwrap_or_default();
+    policy_page(&state, &s, repo.trim(), None).await
+}
+
+async fn policy_page(state: &AppState, s: &Session, repo: &str, note: Option<&str>) -> Response {
+    let trust = &state.trust;
+    let (default, entries) = match (trust.policy_entry(None).await, trust.policy_entries().await) {
+        (Ok(d), Ok(e)) => (d, e),
+        (Err(e), _) | (_, Err(e)) => return s.error(e.into()),
+    };
+    let base = default.over(berth_trust::Policy::default());
+    let mut rows = String::new();
+    for (name, e) in &entries {
+        let eff = e.over(base);
+        rows.push_str(&format!(
+            "<tr data-repo=\"{n}\"><td><a href=\"/ui/owner/policy?repository={q}\">{n}</a></td>\
+             <td>{} <span class=\"muted\">({})</span></td><td>{} <span class=\"muted\">({})</span></td></tr>",
+            on_off(eff.signed_pulls_only),
+            set_text(e.signed_pulls_only),
+            on_off(eff.immutable_signed_tags),
+            set_text(e.immutable_signed_tags),
+            n = esc(name),
+            q = url_q(name),
+        ));
+    }
+    let own = if repo.is_empty() {
+        berth_trust::PolicyEntry::default()
+    } else {
+        match trust.policy_entry(Some(repo)).await {
+            Ok(e) => e,
+            Err(e) => return s.error(e.into()),
+        }
+    };
+    let note = note
+        .map(|n| format!("<p class=\"notice ok\" id=\"message\">{}</p>", esc(n)))
+        .unwrap_or_default();
+    let table = if rows.is_empty() {
+        "<p class=\"empty\" id=\"no-policies\">No repository has its own policy: all follow the default.</p>".to_owned()
+    } else {
+        format!(
+            "<table id=\"policies\"><thead><tr><th>Repository</th><th>Signed pulls only</th>\
+             <th>Immutable signed tags</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    };
+    let body = format!(
+        "<h1>Signing policy</h1>{note}\
+         <p class=\"hint\">Signed pulls only: a manifest is served only for a tag with valid trust data for exactly \
+         its digest (or a digest such a tag names). Immutable signed tags: a plain push cannot repoint a signed tag.</p>\
+         <h2>Registry-wide default</h2>\
+         <form method=\"post\" action=\"/ui/owner/policy\" class=\"inline\" id=\"default-form\">{csrf}\
+         <input type=\"hidden\" name=\"scope\" value=\"_default\">\
+         <label>Signed pulls only {}</label><label>Immutable signed tags {}</label>\
+         <button type=\"submit\" id=\"default-save\">Save default</button></form>\
+         <h2>Repositories</h2>{table}\
+         <h3>Set a repository's policy</h3>\
+         <form method=\"post\" action=\"/ui/owner/policy\" class=\"inline\" id=\"repo-form\">{csrf}\
+         <label>Repository <input name=\"scope\" id=\"policy-repo\" value=\"{}\" required></label>\
+         <label>Signed pulls only {}</label><label>Immutable signed tags {}</label>\
+         <button type=\"submit\" id=\"repo-save\">Save</button></form>",
+        rule_select(
+            "default-spo",
+            "signedPullsOnly",
+            default.signed_pulls_only,
+            false
+        ),
+        rule_select(
+            "default-ist",
+            "immutableSignedTags",
+            default.immutable_signed_tags,
+            false
+        ),
+        esc(repo),
+        rule_select("repo-spo", "signedPullsOnly", own.signed_pulls_only, true),
+        rule_select(
+            "repo-ist",
+            "immutableSignedTags",
+            own.immutable_signed_tags,
+            true
+        ),
+        csrf = csrf_field(s),
+    );
+    done(s, "policy", "Signing policy", &body)
+}
+
+/// `POST /ui/owner/policy`: scope `_default` or a repository; each rule on, off or (for a
+/// repository) following the default. Stored through the admin API's `policy_store`.
+pub(crate) async fn policy_post(State(state): State<AppState>, req: Request) -> Response {
+    let s = match owner_session(&state, &req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let fields = match form(&s, req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let scope = query_get(&fields, "scope").unwrap_or_default();
+    let scope = scope.trim();
+    let repo = if scope == "_default" {
+        None
+    } else {
+        match scope.parse::<berth_oci::RepoName>() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                return s.error(crate::error::AdminError::invalid("repository", e.message));
+            }
+        }
+    };
+    let rule = |k: &str| -> Result<Option<bool>, crate::error::AdminError> {
+        match query_get(&fields, k).as_deref() {
+            Some("on") => Ok(Some(true)),
+            Some("off") => Ok(Some(false)),
+            Some("default") if repo.is_some() => Ok(None),
+            _ => Err(crate::error::AdminError::invalid(
+                k,
+                "must be on, off or (for a repository) default",
+            )),
+        }
+    };
+    let new = match (rule("signedPullsOnly"), rule("immutableSignedTags")) {
+        (Ok(a), Ok(b)) => berth_trust::PolicyEntry {
+            signed_pulls_only: a,
+            immutable_signed_tags: b,
+        },
+        (Err(e), _) | (_, Err(e)) => return s.error(e),
+    };
+    let name = repo.as_ref().map(berth_oci::RepoName::as_str);
+    let old = match state.trust.policy_entry(name).await {
+        Ok(o) => o,
+        Err(e) => return s.error(e.into()),
+    };
+    let cx = s.ctx(&state);
+    if let Err(e) = admin::policy_store(&cx, name, &old, &new).await {
+        return s.error(e);
+    }
+    let note = match name {
+        None => "Registry-wide default saved.".to_owned(),
+        Some(r) => format!("Policy of {r} saved."),
+    };
+    policy_page(&state, &s, name.unwrap_or(""), Some(&note)).await
+}

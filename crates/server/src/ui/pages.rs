@@ -312,9 +312,32 @@ pub(crate) async fn tags(
         )
     };
     let warnings = trust::warnings_html(&collections, now);
+    // The signing policy in force here (what decides pulls and pushes by tag).
+    let policy = match (
+        state.trust.policy_entry(None).await,
+        state.trust.policy_entry(Some(repo.as_str())).await,
+    ) {
+        (Ok(d), Ok(r)) => berth_trust::policy::effective(&d, &r),
+        (Err(e), _) | (_, Err(e)) => return s.error(e.into()),
+    };
+    let rule = |on: bool| if on { "on" } else { "off" };
+    let policy_line = format!(
+        "<p class=\"count\" id=\"policy\">Signing policy: signed pulls only <strong>{}</strong> · \
+         immutable signed tags <strong>{}</strong>{}</p>",
+        rule(policy.signed_pulls_only),
+        rule(policy.immutable_signed_tags),
+        if s.owner {
+            format!(
+                " · <a href=\"/ui/owner/policy?repository={}\">change</a>",
+                url_q(repo.as_str())
+            )
+        } else {
+            String::new()
+        }
+    );
     let body = format!(
         "<p class=\"crumbs\"><a href=\"/ui/repositories\">Repositories</a> /</p>\
-         <h1 id=\"repo-name\">{}</h1>{warnings}<p class=\"count\">{} tag{}</p>{table}{}\
+         <h1 id=\"repo-name\">{}</h1>{warnings}{policy_line}<p class=\"count\">{} tag{}</p>{table}{}\
          <h2>Content trust</h2>{trust_box}",
         esc(repo.as_str()),
         names.len(),

@@ -912,3 +912,52 @@ async fn search_and_paging_over_many_repositories() {
     br.screenshot("repositories-search").await;
     br.close().await;
 }
+
+/// Sessions live in the store, not in a node: a cookie from one node works on another (with
+/// the same CSRF token), and a logout through one ends the session on the others too (within
+/// the settings' coherence window, as for every setting of a cluster).
+#[tokio::test]
+async fn a_session_spans_cluster_nodes_and_logout_ends_it_on_all() {
+    let c = crate::cluster::Cluster::start(2);
+    let (a, b) = (c.node(0), c.node(1));
+    let ui = UiHttp::login(a, "owner", OWNER_PASSWORD).await;
+    let page = ui.get(b, "/ui/owner/content-trust").await;
+    page.expect(200);
+    assert_eq!(
+        csrf_in(&String::from_utf8(page.body.clone()).unwrap()),
+        ui.csrf
+    );
+    let r = ui
+        .post(
+            b,
+            "/ui/owner/content-trust",
+            &[("csrf", &ui.csrf), ("status", "enabled")],
+        )
+        .await;
+    r.expect(200);
+    assert_eq!(trust_status(b).await, "enabled");
+    // Logout through b: refused at once there, and on a as soon as a sees the setting.
+    let r = ui.post(b, "/ui/logout", &[("csrf", &ui.csrf)]).await;
+    assert_eq!(r.status, 303, "{r}");
+    assert_eq!(ui.get(b, "/ui/repositories").await.status, 303);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = ui.get(a, "/ui/repositories").await;
+        if r.status == 303 {
+            assert!(r.must_header("location").starts_with("/ui/login"));
+            break;
+        }
+        assert_eq!(r.status, 200, "{r}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node a still accepts the session 5 s after the logout through node b"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And keeps refusing it; a new login on a works.
+    for n in [a, b] {
+        assert_eq!(ui.get(n, "/ui/owner/audit").await.status, 303);
+    }
+    let again = UiHttp::login(a, "owner", OWNER_PASSWORD).await;
+    again.get(b, "/ui/owner/audit").await.expect(200);
+}

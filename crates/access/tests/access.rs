@@ -42,6 +42,7 @@ on_every_store!(
     signing_keys_rotate_and_earlier_tokens_still_verify,
     token_issues_are_tallied_per_identity_and_hour,
     anonymous_pull_is_a_stored_setting,
+    web_ui_sessions_are_their_own_tokens_and_end_on_every_node,
 );
 
 async fn bootstrap_creates_the_owner_once(b: Backend) {
@@ -390,4 +391,68 @@ fn policy_and_stored_roles_are_the_same_set() {
         berth_storage::AssignedRole::ALL.len(),
         berth_auth::Role::ALL.len()
     );
+}
+
+/// Web UI sessions: accepted by every node of the store, never as (or instead of) access or
+/// refresh tokens, ended for all nodes by `end_sessions`, by a new password and by their expiry.
+async fn web_ui_sessions_are_their_own_tokens_and_end_on_every_node(b: Backend) {
+    let clock = TestClock::new();
+    let a = node(&b, &clock).await;
+    a.init(Some(OWNER_PW.into())).await.unwrap();
+    let other = node(&b, &clock).await;
+    let owner = a.authenticate(OWNER, OWNER_PW, None).await.unwrap();
+    let session = a.issue_session(&owner, 3600).await.unwrap();
+    assert_eq!(a.session(&session).await.unwrap().name, OWNER);
+    assert_eq!(other.session(&session).await.unwrap().name, OWNER);
+    let (access, _) = a.issue(&owner, &pull("x/y"), SERVICE).await.unwrap();
+    let refresh = a.issue_refresh(&owner).await.unwrap();
+    for (what, r) in [
+        (
+            "a session as an access token",
+            a.bearer(&session, SERVICE).await,
+        ),
+        ("a session as a refresh token", a.refresh(&session).await),
+        ("an access token as a session", a.session(&access).await),
+        ("a refresh token as a session", a.session(&refresh).await),
+    ] {
+        assert!(matches!(r, Err(Error::BadToken(_))), "{what} was accepted");
+    }
+    // Logout ends every session issued until then, on every node of the store.
+    clock.advance(Duration::from_secs(1));
+    let second = a.issue_session(&owner, 3600).await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    other.end_sessions(OWNER).await.unwrap();
+    for t in [&session, &second] {
+        assert!(matches!(other.session(t).await, Err(Error::BadToken(_))));
+        let mut refused = false;
+        for _ in 0..100 {
+            if a.session(t).await.is_err() {
+                refused = true;
+                break;
+            }
+            // The other node's settings cache follows by notification (PostgreSQL).
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            refused,
+            "a node still accepts a session ended through another"
+        );
+    }
+    // Access and refresh tokens are not sessions: they live on.
+    a.bearer(&access, SERVICE).await.unwrap();
+    a.refresh(&refresh).await.unwrap();
+    // A session begun after the logout works, until its expiry (plus the verifier's leeway)...
+    clock.advance(Duration::from_secs(1));
+    let fresh = a.issue_session(&owner, 600).await.unwrap();
+    a.session(&fresh).await.unwrap();
+    clock.advance(Duration::from_secs(600 + 61));
+    assert!(matches!(a.session(&fresh).await, Err(Error::BadToken(_))));
+    // ...or a new password.
+    let fresh = a.issue_session(&owner, 600).await.unwrap();
+    a.session(&fresh).await.unwrap();
+    let rec = a.identities().identity_get(OWNER).await.unwrap().unwrap();
+    a.set_password(rec, "another owner password!")
+        .await
+        .unwrap();
+    assert!(matches!(a.session(&fresh).await, Err(Error::BadToken(_))));
 }

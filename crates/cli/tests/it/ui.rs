@@ -612,6 +612,18 @@ async fn signed_and_unsigned_tags_and_the_owner_switch_in_a_browser() {
     br.fill("#f-identity", "alice").await;
     br.click("#filter").await;
     assert!(br.text("#audit").await.contains("trust.updated"));
+    // The recent-entries link filters by age: this session's login is within the hour.
+    br.click("#last-hour").await;
+    assert_eq!(
+        br.find("#f-since")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("1h")
+    );
+    assert!(br.text("#audit").await.contains("ui.login"));
 
     // A token: its password shown once, working, and never shown again.
     scope_map(&srv, "ci-pull", "team/*", &["content/read"]).await;

@@ -362,7 +362,10 @@ pub(crate) async fn audit(State(state): State<AppState>, req: Request) -> Respon
          <label>Identity <input name=\"identity\" id=\"f-identity\" value=\"{}\"></label>\
          <label>Repository <input name=\"repository\" id=\"f-repository\" value=\"{}\"></label>\
          <button type=\"submit\" id=\"filter\">Filter</button></form>\
-         <p class=\"hint\">Oldest first, {AUDIT_PER_PAGE} per page.</p>{table}{next}",
+         <p class=\"hint\">Oldest first, {AUDIT_PER_PAGE} per page. Recent: \
+         <a href=\"/ui/owner/audit?since=1h\" id=\"last-hour\">last hour</a> · \
+         <a href=\"/ui/owner/audit?since=24h\">last 24 hours</a> · \
+         <a href=\"/ui/owner/audit?since=7d\">last 7 days</a></p>{table}{next}",
         val("since"),
         val("action"),
         val("identity"),

@@ -45,9 +45,16 @@ async fn default_server_requires_auth_and_issues_tokens() {
         let r = srv.client.get(srv.url(path)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "{path}");
     }
-    for path in ["/", "/ui", "/v2/x/nothing/here", "/metrics-or-anything"] {
+    for path in ["/ui", "/v2/x/nothing/here", "/metrics-or-anything"] {
         let r = srv.client.get(srv.url(path)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 401, "{path}");
+    }
+    // The web UI checks its own session cookie: without one, its pages send to the login form.
+    for path in ["/", "/ui/repositories", "/ui/owner/access"] {
+        let r = srv.client.get(srv.url(path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 303, "{path}");
+        let to = r.headers()["location"].to_str().unwrap();
+        assert!(to.starts_with("/ui/login?next="), "{path}: {to}");
     }
 
     // Wrong password: refused.

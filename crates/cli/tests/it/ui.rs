@@ -651,6 +651,46 @@ async fn signed_and_unsigned_tags_and_the_owner_switch_in_a_browser() {
         !br.source().await.contains(&password),
         "the password is shown again"
     );
+    // Disabled, it is refused at once; enabled, back; deleted, gone.
+    let tags_with = |pw: String| {
+        let srv = &srv;
+        async move {
+            call(
+                srv,
+                Method::GET,
+                "/v2/team/app/tags/list",
+                &Cred::basic("ci-bot", &pw),
+                &[],
+                None,
+            )
+            .await
+            .status
+        }
+    };
+    br.click("tr[data-name='ci-bot'] button[data-op='disable']")
+        .await;
+    assert!(br.text("#message").await.contains("Token ci-bot disabled"));
+    assert!(br.text("tr[data-name='ci-bot']").await.contains("disabled"));
+    assert_eq!(tags_with(password.clone()).await, 401);
+    br.click("tr[data-name='ci-bot'] button[data-op='enable']")
+        .await;
+    assert_eq!(tags_with(password.clone()).await, 200);
+    br.click("tr[data-name='ci-bot'] button[data-op='delete']")
+        .await;
+    assert!(br.text("#message").await.contains("Token ci-bot deleted"));
+    assert_eq!(br.count("tr[data-name='ci-bot']").await, 0);
+    assert_eq!(tags_with(password.clone()).await, 401);
+    let deleted = admin(&srv, Method::GET, "audit?action=token", None).await;
+    let actions: Vec<&str> = deleted
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"token.created") && actions.contains(&"token.deleted"),
+        "{actions:?}"
+    );
 
     // Logout: back to the login form; the pages want a login again.
     br.click("#logout").await;

@@ -739,6 +739,17 @@ async fn user_password(
 }
 
 async fn delete_identity(cx: &Ctx<'_>, name: &str, kind: StoredKind) -> R {
+    identity_delete(cx, name, kind).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Deletes identity `name` of `kind` (the owner never deletes itself), audited. The web UI's
+/// token deletion too.
+pub(crate) async fn identity_delete(
+    cx: &Ctx<'_>,
+    name: &str,
+    kind: StoredKind,
+) -> Result<(), AdminError> {
     let ids = cx.state.access.identities();
     match ids.identity_get(name).await? {
         Some(r) if r.kind == kind => {}
@@ -752,10 +763,21 @@ async fn delete_identity(cx: &Ctx<'_>, name: &str, kind: StoredKind) -> R {
     }
     ids.identity_delete(name).await?;
     cx.audit(&format!("{kind}.deleted"), name, "").await;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }
 
 async fn set_disabled(cx: &Ctx<'_>, name: &str, disabled: bool) -> R {
+    let rec = identity_set_disabled(cx, name, disabled).await?;
+    Ok(Json(identity_json(&rec)).into_response())
+}
+
+/// Disables or enables identity `name` (at once: every request re-reads it), audited. The web
+/// UI's buttons too.
+pub(crate) async fn identity_set_disabled(
+    cx: &Ctx<'_>,
+    name: &str,
+    disabled: bool,
+) -> Result<IdentityRecord, AdminError> {
     let ids = cx.state.access.identities();
     let Some(mut rec) = ids.identity_get(name).await? else {
         return Err(AdminError::not_found(format!("no identity named {name}")));
@@ -772,7 +794,7 @@ async fn set_disabled(cx: &Ctx<'_>, name: &str, disabled: bool) -> R {
         "",
     )
     .await;
-    Ok(Json(identity_json(&rec)).into_response())
+    Ok(rec)
 }
 
 /// The shared admin account: off by default; enabling (re)generates and shows its password.

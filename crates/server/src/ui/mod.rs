@@ -9,6 +9,7 @@
 //! GET  /ui/r/<repository>      tags: digest, size, platforms, push time, signatures
 //! GET  /ui/owner/content-trust, POST   the switch, with a confirmation before the wipe
 //! GET  /ui/owner/access, POST /ui/owner/tokens   users, roles, tokens (new password once)
+//! POST /ui/owner/tokens/(disable|enable|delete)
 //! GET  /ui/owner/audit         the audit log with filters
 //! GET  /ui/owner/policy, POST  signing policy: the default and per repository
 //! ```
@@ -70,6 +71,7 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/ui/owner/access", get(owner::access))
         .route("/ui/owner/tokens", post(owner::token_create))
+        .route("/ui/owner/tokens/{op}", post(owner::token_action))
         .route("/ui/owner/audit", get(owner::audit))
         .route(
             "/ui/owner/policy",

@@ -180,11 +180,27 @@ async fn access_page(state: &AppState, s: &Session, created: Option<String>) -> 
         };
         let expires = r.expires.map(html::when).unwrap_or_else(|| "never".into());
         if r.kind == StoredKind::Token {
+            let (op, label) = if r.disabled {
+                ("enable", "Enable")
+            } else {
+                ("disable", "Disable")
+            };
+            let button = |op: &str, label: &str, cls: &str| {
+                format!(
+                    "<form method=\"post\" action=\"/ui/owner/tokens/{op}\" class=\"row-action\">{}\
+                     <input type=\"hidden\" name=\"name\" value=\"{}\">\
+                     <button type=\"submit\" class=\"small {cls}\" data-op=\"{op}\">{label}</button></form>",
+                    csrf_field(s),
+                    esc(&r.name)
+                )
+            };
             tokens.push_str(&format!(
-                "<tr data-name=\"{n}\"><td>{n}</td><td>{}</td><td>{state_cell}</td><td class=\"nowrap\">{}</td><td class=\"nowrap\">{}</td></tr>",
+                "<tr data-name=\"{n}\"><td>{n}</td><td>{}</td><td>{state_cell}</td><td class=\"nowrap\">{}</td><td class=\"nowrap\">{}</td><td class=\"nowrap\">{}{}</td></tr>",
                 esc(r.scope_map.as_deref().unwrap_or("–")),
                 esc(&expires),
                 html::when(r.created),
+                button(op, label, ""),
+                button("delete", "Delete", "danger"),
                 n = esc(&r.name),
             ));
         } else {
@@ -242,7 +258,7 @@ async fn access_page(state: &AppState, s: &Session, created: Option<String>) -> 
          <h2>Users, service principals and the admin account</h2>\
          <table id=\"identities\"><thead><tr><th>Name</th><th>Kind</th><th>Label</th><th>Roles</th><th>State</th><th>Created</th></tr></thead><tbody>{people}</tbody></table>\
          <h2>Repository-scoped tokens</h2>\
-         <table id=\"tokens\"><thead><tr><th>Name</th><th>Scope map</th><th>State</th><th>Expires</th><th>Created</th></tr></thead><tbody>{tokens}</tbody></table>\
+         <table id=\"tokens\"><thead><tr><th>Name</th><th>Scope map</th><th>State</th><th>Expires</th><th>Created</th><th></th></tr></thead><tbody>{tokens}</tbody></table>\
          <h3>New token</h3>{token_form}\
          <h2>Scope maps</h2><table id=\"scope-maps\"><thead><tr><th>Name</th><th>Rules</th><th>Description</th></tr></thead><tbody>{map_rows}</tbody></table>"
     );
@@ -557,4 +573,49 @@ pub(crate) async fn policy_post(State(state): State<AppState>, req: Request) -> 
         Some(r) => format!("Policy of {r} saved."),
     };
     policy_page(&state, &s, name.unwrap_or(""), Some(&note)).await
+}
+
+/// `POST /ui/owner/tokens/(disable|enable|delete)`: a token's state, through the admin API's
+/// functions (audited as there).
+pub(crate) async fn token_action(
+    State(state): State<AppState>,
+    axum::extract::Path(op): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let s = match owner_session(&state, &req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let fields = match form(&s, req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let name = query_get(&fields, "name").unwrap_or_default();
+    let cx = s.ctx(&state);
+    // Only tokens here: users and service principals are managed with the CLI.
+    match state.access.identities().identity_get(&name).await {
+        Ok(Some(r)) if r.kind == StoredKind::Token => {}
+        Ok(_) => {
+            return s.error(crate::error::AdminError::not_found(format!(
+                "no token named {name}"
+            )));
+        }
+        Err(e) => return s.error(e.into()),
+    }
+    let done = match op.as_str() {
+        "disable" | "enable" => admin::identity_set_disabled(&cx, &name, op == "disable")
+            .await
+            .map(|_| format!("Token {name} {op}d.")),
+        "delete" => admin::identity_delete(&cx, &name, StoredKind::Token)
+            .await
+            .map(|()| format!("Token {name} deleted.")),
+        _ => Err(crate::error::AdminError::not_found("no such action")),
+    };
+    match done {
+        Ok(note) => {
+            let shown = format!("<p class=\"notice ok\" id=\"message\">{}</p>", esc(&note));
+            access_page(&state, &s, Some(shown)).await
+        }
+        Err(e) => s.error(e),
+    }
 }

@@ -6,6 +6,7 @@
 //! Screenshots go to `target/ui-screenshots/` (the path is printed).
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -23,9 +24,25 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// One chromedriver on a free loopback port and one browser session in a fresh profile.
 struct Browser {
-    driver: Child,
     client: Option<Client>,
+    _driver: Driver,
     _profile: tempfile::TempDir,
+}
+
+/// chromedriver in a process group of its own, which the browser it starts joins: dropped
+/// (also when a test fails half-way), the whole group is killed, so no browser outlives it.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn require_browser() {
@@ -41,14 +58,17 @@ fn require_browser() {
 impl Browser {
     async fn start() -> Browser {
         require_browser();
-        let mut driver = Command::new(CHROMEDRIVER)
-            .args(["--port=0", "--allowed-ips=127.0.0.1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
+        let mut driver = Driver(
+            Command::new(CHROMEDRIVER)
+                .args(["--port=0", "--allowed-ips=127.0.0.1"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("start chromedriver"),
+        );
         // "ChromeDriver was started successfully on port N."
-        let out = driver.stdout.take().expect("chromedriver stdout");
+        let out = driver.0.stdout.take().expect("chromedriver stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut sent = false;
@@ -110,8 +130,8 @@ impl Browser {
         }
         let client = client.unwrap_or_else(|| panic!("webdriver session: {last_err:?}"));
         Browser {
-            driver,
             client: Some(client),
+            _driver: driver,
             _profile: profile,
         }
     }
@@ -214,14 +234,6 @@ impl Browser {
         if let Some(c) = self.client.take() {
             let _ = c.close().await;
         }
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // The session closes the browser (close()); the driver is ours to end.
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 

@@ -32,5 +32,6 @@ pub use berth_trust::Clock;
 pub use error::{Error, Result};
 pub use service::{
     ACCESS_TTL, ADMIN_ACCOUNT, ANONYMOUS_PULL_SETTING, AccessService, Bootstrap, Caller, ISSUER,
-    OWNER, OwnerReset, REFRESH_TOKEN_USER, policy_role, reset_owner, stored_role,
+    LOGIN_FAILURE_REASONS, OWNER, OwnerReset, REFRESH_TOKEN_USER, policy_role, reset_owner,
+    stored_role,
 };

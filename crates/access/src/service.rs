@@ -211,6 +211,17 @@ const KEYS_MAX_AGE_MS: i64 = 60_000;
 /// the store.
 const UNKNOWN_KID_RELOAD_MS: i64 = 1_000;
 
+/// Why logins failed, as `/metrics` labels them: wrong name or password, an invalid refresh
+/// token, a disabled or expired identity, refused by the throttle without a check.
+pub const LOGIN_FAILURE_REASONS: [&str; 4] = [
+    "bad_credentials",
+    "bad_refresh_token",
+    "disabled",
+    "throttled",
+];
+const WHY_REFRESH: &str = "invalid refresh token";
+const WHY_DISABLED: &str = "identity disabled or expired";
+
 pub struct AccessService {
     ids: Arc<dyn IdentityStore>,
     settings: Arc<dyn SettingsStore>,
@@ -221,6 +232,8 @@ pub struct AccessService {
     reloading: tokio::sync::Mutex<Option<i64>>,
     /// Loads of the keys from the store (diagnostics, and how tests see the rate limit).
     key_loads: std::sync::atomic::AtomicU64,
+    /// Failed logins since start, by [`LOGIN_FAILURE_REASONS`] index (for `/metrics`).
+    login_failures: [std::sync::atomic::AtomicU64; 4],
     /// Our host names (without port), for classifying token scopes.
     hosts: Vec<String>,
     /// Auth switched off (`--auth-disabled`): everyone is Owner. For trusted dev setups only.
@@ -301,7 +314,7 @@ fn parse_roles(recs: &[berth_storage::RoleAssignmentRecord]) -> Vec<RoleAssignme
         .collect()
 }
 
-/// The policy's role for a stored assignment: the same five roles.
+/// The policy's role for a stored assignment: the same six roles.
 pub fn policy_role(r: AssignedRole) -> berth_auth::Role {
     match r {
         AssignedRole::AcrPull => berth_auth::Role::AcrPull,
@@ -309,6 +322,7 @@ pub fn policy_role(r: AssignedRole) -> berth_auth::Role {
         AssignedRole::AcrDelete => berth_auth::Role::AcrDelete,
         AssignedRole::AcrImageSigner => berth_auth::Role::AcrImageSigner,
         AssignedRole::Owner => berth_auth::Role::Owner,
+        AssignedRole::MetricsReader => berth_auth::Role::MetricsReader,
     }
 }
 
@@ -320,6 +334,7 @@ pub fn stored_role(r: berth_auth::Role) -> AssignedRole {
         berth_auth::Role::AcrDelete => AssignedRole::AcrDelete,
         berth_auth::Role::AcrImageSigner => AssignedRole::AcrImageSigner,
         berth_auth::Role::Owner => AssignedRole::Owner,
+        berth_auth::Role::MetricsReader => AssignedRole::MetricsReader,
     }
 }
 
@@ -354,6 +369,7 @@ impl AccessService {
             keys: RwLock::new(None),
             reloading: tokio::sync::Mutex::new(None),
             key_loads: std::sync::atomic::AtomicU64::new(0),
+            login_failures: Default::default(),
             hosts,
             disabled,
             throttle: Throttle::new(throttle_salt),
@@ -568,6 +584,26 @@ impl AccessService {
     }
 
     /// How many times this service has read the signing keys from the store.
+    /// Failed logins since this process started, as (reason, count) in
+    /// [`LOGIN_FAILURE_REASONS`] order: per node, like the throttle.
+    pub fn login_failures(&self) -> [(&'static str, u64); 4] {
+        let mut out = [("", 0); 4];
+        for ((slot, reason), n) in out
+            .iter_mut()
+            .zip(LOGIN_FAILURE_REASONS)
+            .zip(&self.login_failures)
+        {
+            *slot = (reason, n.load(std::sync::atomic::Ordering::Relaxed));
+        }
+        out
+    }
+
+    fn count_login_failure(&self, reason: usize) {
+        if let Some(n) = self.login_failures.get(reason) {
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     pub fn key_loads(&self) -> u64 {
         self.key_loads.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -818,6 +854,11 @@ impl AccessService {
     /// Counts a failed login and audits it.
     async fn login_failed(&self, user: &str, source: Source, client: Option<IpAddr>, why: &str) {
         self.throttle.failed(user, source);
+        self.count_login_failure(match why {
+            WHY_REFRESH => 1,
+            WHY_DISABLED => 2,
+            _ => 0,
+        });
         let actor = if user == REFRESH_TOKEN_USER { "" } else { user };
         self.audit(actor, "login.failed", "registry", client, why)
             .await;
@@ -840,17 +881,20 @@ impl AccessService {
             return match self.refresh(password).await {
                 Err(e @ Error::BadToken(_)) => {
                     if let Gate::Closed(wait) = self.throttle.gate(user, source) {
+                        self.count_login_failure(3);
                         return Err(Error::Throttled(wait));
                     }
-                    self.login_failed(user, source, client, "invalid refresh token")
-                        .await;
+                    self.login_failed(user, source, client, WHY_REFRESH).await;
                     Err(e)
                 }
                 other => other,
             };
         }
         let suspect = match self.throttle.gate(user, source) {
-            Gate::Closed(wait) => return Err(Error::Throttled(wait)),
+            Gate::Closed(wait) => {
+                self.count_login_failure(3);
+                return Err(Error::Throttled(wait));
+            }
             Gate::Open { suspect } => suspect,
         };
         let rec = self.ids.identity_get(user).await.map_err(internal)?;
@@ -870,8 +914,7 @@ impl AccessService {
                 Ok(c)
             }
             None => {
-                self.login_failed(user, source, client, "identity disabled or expired")
-                    .await;
+                self.login_failed(user, source, client, WHY_DISABLED).await;
                 Err(Error::BadCredentials)
             }
         }

@@ -43,7 +43,9 @@ pub enum Error {
     #[error("signing failed")]
     Signing,
     /// A role name that is not one of Berth's roles.
-    #[error("unknown role {0:?} (expected AcrPull, AcrPush, AcrDelete, AcrImageSigner or Owner)")]
+    #[error(
+        "unknown role {0:?} (expected AcrPull, AcrPush, AcrDelete, AcrImageSigner, Owner or MetricsReader)"
+    )]
     UnknownRole(String),
     /// A scope-map action that is not one of Berth's.
     #[error(

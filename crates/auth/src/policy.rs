@@ -19,8 +19,11 @@
 //! | TrustDelete   |         |         |           | ✓              | ✓     |
 //! | Catalog ¹     | ✓       | ✓       |           |                | ✓     |
 //! | Admin         |         |         |           |                | ✓     |
+//! | Metrics ¹     |         |         |           |                | ✓     |
 //!
-//! ¹ Catalog (and anything asked of [`Resource::Registry`]) needs a registry-scope assignment;
+//! `MetricsReader` grants Metrics only: the role for a Prometheus scraper's service principal.
+//!
+//! ¹ Catalog and Metrics (and anything asked of [`Resource::Registry`]) need a registry-scope assignment;
 //! a repository-scoped role never lists the catalog. Pushing alone cannot sign: signed pushes
 //! need AcrPush plus AcrImageSigner. Metadata rights follow the cloud registry's repository
 //! Reader/Writer roles (AcrPull ≈ Reader, AcrPush ≈ Writer).
@@ -84,15 +87,17 @@ pub enum Role {
     AcrDelete,
     AcrImageSigner,
     Owner,
+    MetricsReader,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::AcrPull,
         Role::AcrPush,
         Role::AcrDelete,
         Role::AcrImageSigner,
         Role::Owner,
+        Role::MetricsReader,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +107,7 @@ impl Role {
             Role::AcrDelete => "AcrDelete",
             Role::AcrImageSigner => "AcrImageSigner",
             Role::Owner => "Owner",
+            Role::MetricsReader => "MetricsReader",
         }
     }
 
@@ -117,6 +123,7 @@ impl Role {
             ),
             Role::AcrDelete => matches!(action, Delete),
             Role::AcrImageSigner => matches!(action, TrustRead | TrustWrite | TrustDelete),
+            Role::MetricsReader => matches!(action, Metrics),
         }
     }
 }
@@ -162,10 +169,12 @@ pub enum Action {
     /// Administration: registry settings, identities and roles (registry-wide) or one
     /// repository's policy and trust reset.
     Admin,
+    /// Read `/metrics`; registry-wide only.
+    Metrics,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::Pull,
         Action::Push,
         Action::Delete,
@@ -176,6 +185,7 @@ impl Action {
         Action::TrustDelete,
         Action::Catalog,
         Action::Admin,
+        Action::Metrics,
     ];
 
     fn writes_trust(self) -> bool {
@@ -520,8 +530,8 @@ impl Grants {
 
 /// Whether `grants` permit `action` on `resource`. See the module docs for the table.
 pub fn allows(grants: &Grants, action: Action, resource: Resource<'_>) -> bool {
-    // The catalog is one registry-wide resource, whatever the caller passed.
-    let resource = if action == Action::Catalog {
+    // The catalog and the metrics are registry-wide resources, whatever the caller passed.
+    let resource = if matches!(action, Action::Catalog | Action::Metrics) {
         Resource::Registry
     } else {
         resource
@@ -637,18 +647,19 @@ mod tests {
     const HOSTS: &[&str] = &["localhost", "reg.example.com"];
 
     /// Expected rights per role, written out independently of `Role::grants`:
-    /// columns AcrPull, AcrPush, AcrDelete, AcrImageSigner, Owner.
-    const ROLE_TABLE: &[(Action, [bool; 5])] = &[
-        (Pull, [true, true, false, false, true]),
-        (Push, [false, true, false, false, true]),
-        (Delete, [false, false, true, false, true]),
-        (MetadataRead, [true, true, false, false, true]),
-        (MetadataWrite, [false, true, false, false, true]),
-        (TrustRead, [true, true, false, true, true]),
-        (TrustWrite, [false, false, false, true, true]),
-        (TrustDelete, [false, false, false, true, true]),
-        (Catalog, [true, true, false, false, true]),
-        (Admin, [false, false, false, false, true]),
+    /// columns AcrPull, AcrPush, AcrDelete, AcrImageSigner, Owner, MetricsReader.
+    const ROLE_TABLE: &[(Action, [bool; 6])] = &[
+        (Pull, [true, true, false, false, true, false]),
+        (Push, [false, true, false, false, true, false]),
+        (Delete, [false, false, true, false, true, false]),
+        (MetadataRead, [true, true, false, false, true, false]),
+        (MetadataWrite, [false, true, false, false, true, false]),
+        (TrustRead, [true, true, false, true, true, false]),
+        (TrustWrite, [false, false, false, true, true, false]),
+        (TrustDelete, [false, false, false, true, true, false]),
+        (Catalog, [true, true, false, false, true, false]),
+        (Admin, [false, false, false, false, true, false]),
+        (Metrics, [false, false, false, false, true, true]),
     ];
 
     fn user(roles: Vec<RoleAssignment>) -> Grants {
@@ -674,7 +685,7 @@ mod tests {
                 let g = user(vec![RoleAssignment::on(*role, "team/app").unwrap()]);
                 assert_eq!(
                     g.allows(*action, Resource::Repository("team/app")),
-                    *want && *action != Catalog
+                    *want && !matches!(action, Catalog | Metrics)
                 );
                 assert!(!g.allows(*action, Resource::Repository("team/other")));
                 assert!(!g.allows(*action, Resource::Registry), "{role} {action:?}");

@@ -63,7 +63,7 @@ pub enum Command {
     /// The shared admin account (off by default; it can never sign).
     #[command(subcommand, name = "admin-user")]
     AdminUser(crate::cmd::admin::AdminUserCommand),
-    /// Role assignments (AcrPull, AcrPush, AcrDelete, AcrImageSigner, Owner).
+    /// Role assignments (AcrPull, AcrPush, AcrDelete, AcrImageSigner, Owner, MetricsReader).
     #[command(subcommand)]
     Role(crate::cmd::admin::RoleCommand),
     /// Scope maps for repository-scoped tokens.
@@ -209,7 +209,7 @@ pub enum TrustCommand {
 // (Not a doc comment: clap would show it as `serve`'s description.)
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
-    /// TOML config file. Keys: data_dir, listen, hostname, tls_cert, tls_key, insecure_http,
+    /// TOML config file. Keys: data_dir, listen, metrics_listen, hostname, tls_cert, tls_key, insecure_http,
     /// auth_disabled, audit_every_token, and a [limits] table: max_connections, header_timeout, idle_timeout,
     /// body_timeout, send_timeout, uploads_per_identity, sessions_per_identity (timeouts in
     /// seconds), and a [store] table: kind, postgres_url, s3_endpoint, s3_bucket, s3_region,
@@ -224,6 +224,10 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port [default: 0.0.0.0:5000].
     #[arg(long, env = "BERTH_LISTEN")]
     pub listen: Option<String>,
+    /// Also serve /metrics (Prometheus text, plain HTTP, no authentication) on this address,
+    /// e.g. 127.0.0.1:9100; the main port serves it to callers with MetricsReader or Owner.
+    #[arg(long, env = "BERTH_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Extra host name for the generated server certificate (and, later, token realms).
     #[arg(long, env = "BERTH_HOSTNAME")]
     pub hostname: Option<String>,
@@ -455,6 +459,7 @@ Options:
         for key in [
             "data_dir",
             "listen",
+            "metrics_listen",
             "hostname",
             "tls_cert",
             "tls_key",

@@ -14,6 +14,7 @@ use crate::args::ServeArgs;
 struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
+    metrics_listen: Option<String>,
     hostname: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -161,6 +162,8 @@ pub enum Tls {
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub listen: String,
+    /// A second address serving `/metrics` only (plain HTTP, no authentication).
+    pub metrics_listen: Option<String>,
     pub hostname: Option<String>,
     pub tls: Tls,
     /// Every caller is an Owner: for throwaway test setups only.
@@ -550,6 +553,7 @@ impl ServeConfig {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| "0.0.0.0:5000".into()),
+            metrics_listen: a.metrics_listen.or(file.metrics_listen),
             hostname: a.hostname.or(file.hostname),
             tls,
             auth_disabled: a.auth_disabled || file.auth_disabled.unwrap_or(false),

@@ -89,6 +89,7 @@ pub(crate) async fn collect(
             other => crate::error::AdminError::internal(other),
         })?;
     drop(lock);
+    crate::metrics::global().gc_finished(&report, state.registry.now(), started.elapsed());
     let detail = describe(&report);
     tracing::info!(
         dry_run = report.dry_run,

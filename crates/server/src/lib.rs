@@ -18,6 +18,7 @@
 mod error;
 pub mod gc;
 mod limits;
+pub mod metrics;
 mod policy;
 mod routes;
 mod serve;

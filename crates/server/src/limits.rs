@@ -30,6 +30,12 @@ impl PerIdentity {
         }
     }
 
+    /// Slots held by everyone.
+    pub(crate) fn total(&self) -> usize {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.values().copied().fold(0usize, usize::saturating_add)
+    }
+
     /// Takes a slot for `name`, or answers 429 when it already holds the limit.
     pub(crate) fn acquire(&self, name: &str) -> Result<Slot, ApiError> {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());

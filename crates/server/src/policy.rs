@@ -43,8 +43,19 @@ fn stored(e: berth_storage::Error) -> ApiError {
 /// The refusal of a request by the policy: logged, and the one place where metrics and
 /// webhooks learn about it.
 pub(crate) fn denied(state: &AppState, repo: &RepoName, reference: &str, why: &Denial) -> ApiError {
-    // hook: metrics + webhooks
-    let _ = state;
+    crate::metrics::global().policy_denied(why.policy(), why.reason());
+    // Told to webhooks off the request's path: a denial must not wait on the event queue.
+    let event = crate::webhooks::Event::PolicyDenied {
+        repository: repo.to_string(),
+        reference: reference.to_owned(),
+        digest: reference.contains(':').then(|| reference.to_owned()),
+        policy: why.policy().to_owned(),
+        reason: why.reason().to_owned(),
+    };
+    let st = state.clone();
+    tokio::spawn(async move {
+        crate::webhooks::emit(&st, event, &crate::webhooks::EventContext::default()).await;
+    });
     let message = why.message(repo.as_str(), reference);
     tracing::info!(
         repository = %repo,

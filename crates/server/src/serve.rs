@@ -310,9 +310,12 @@ impl ConnCtx {
                 let guard = activity.begin();
                 // The path only: query strings may carry tokens (`/oauth2/token?...`).
                 let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+                let class = crate::metrics::classify(&path);
+                let req = req.map(|inner| CountedIn { inner, class });
                 let resp = app.oneshot(req).await.unwrap_or_else(|e| match e {});
                 let log = RequestLog {
                     method,
+                    class,
                     path,
                     status: resp.status().as_u16(),
                     identity: resp.extensions().get::<LogIdentity>().map(|i| i.0.clone()),
@@ -472,6 +475,8 @@ pub struct LogIdentity(pub String);
 /// that bytes and duration cover the whole transfer.
 struct RequestLog {
     method: axum::http::Method,
+    /// `metrics::CLASSES` index.
+    class: usize,
     path: String,
     status: u16,
     identity: Option<String>,
@@ -500,6 +505,46 @@ impl Drop for RequestLog {
             complete = self.done,
             "request"
         );
+        crate::metrics::global().request_done(
+            self.class,
+            &self.method,
+            self.status,
+            self.start.elapsed(),
+            self.bytes,
+        );
+    }
+}
+
+/// A request body that counts the bytes it delivers (`/metrics`).
+struct CountedIn {
+    inner: Incoming,
+    class: usize,
+}
+
+impl http_body::Body for CountedIn {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r
+            && let Some(d) = f.data_ref()
+        {
+            let n = u64::try_from(d.len()).unwrap_or(u64::MAX);
+            crate::metrics::global().count_bytes_in(self.class, n);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -10,6 +10,11 @@ use berth_storage::{
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+/// The figures of `MetadataStore::stats`, in one statement (one consistent read).
+const STATS_SQL: &str = "SELECT (SELECT count(*) FROM repos), (SELECT count(*) FROM manifests),
+     (SELECT count(*) FROM tags), (SELECT count(*) FROM blobs),
+     (SELECT coalesce(sum(size), 0) FROM blobs), (SELECT count(*) FROM uploads)";
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS repos (
     id   INTEGER PRIMARY KEY,
@@ -867,6 +872,23 @@ impl MetadataStore for SqliteMetadataStore {
             c.prepare_cached("SELECT count(*) FROM uploads WHERE owner = ?1")?
                 .query_row([owner], |r| r.get::<_, i64>(0))
                 .map(|n| u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<berth_storage::StoreStats> {
+        self.read(|c| {
+            c.prepare_cached(STATS_SQL)?.query_row([], |r| {
+                let n = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+                Ok(berth_storage::StoreStats {
+                    repositories: n(0)?,
+                    manifests: n(1)?,
+                    tags: n(2)?,
+                    blobs: n(3)?,
+                    blob_bytes: n(4)?,
+                    uploads: n(5)?,
+                })
+            })
         })
         .await
     }

@@ -646,6 +646,29 @@ impl MetadataStore for PgStore {
         Ok(u64::try_from(col::<i64>(&row, 0)?).unwrap_or(0))
     }
 
+    async fn stats(&self) -> Result<berth_storage::StoreStats> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM repos), (SELECT count(*) FROM manifests),
+                        (SELECT count(*) FROM tags), (SELECT count(*) FROM blobs),
+                        (SELECT coalesce(sum(size), 0)::bigint FROM blobs),
+                        (SELECT count(*) FROM uploads)",
+            )
+            .await
+            .map_err(backend)?;
+        let row = c.query_one(&st, &[]).await.map_err(backend)?;
+        let n = |i: usize| col::<i64>(&row, i).map(|v| u64::try_from(v).unwrap_or(0));
+        Ok(berth_storage::StoreStats {
+            repositories: n(0)?,
+            manifests: n(1)?,
+            tags: n(2)?,
+            blobs: n(3)?,
+            blob_bytes: n(4)?,
+            uploads: n(5)?,
+        })
+    }
+
     async fn upload_advance(
         &self,
         id: &str,

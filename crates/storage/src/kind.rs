@@ -86,6 +86,7 @@ stored_kind! {
         AcrDelete => "AcrDelete",
         AcrImageSigner => "AcrImageSigner",
         Owner => "Owner",
+        MetricsReader => "MetricsReader",
     }
 }
 
@@ -123,7 +124,14 @@ mod tests {
         let assigned: Vec<&str> = AssignedRole::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(
             assigned,
-            ["AcrPull", "AcrPush", "AcrDelete", "AcrImageSigner", "Owner"]
+            [
+                "AcrPull",
+                "AcrPush",
+                "AcrDelete",
+                "AcrImageSigner",
+                "Owner",
+                "MetricsReader"
+            ]
         );
         for k in AssignedRole::ALL {
             assert_eq!(k.as_str().parse::<AssignedRole>(), Ok(*k));

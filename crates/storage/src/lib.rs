@@ -25,8 +25,8 @@ pub use identity::{
 };
 pub use kind::{AssignedRole, ChangeCategory, IdentityKind, ServerKeyRole, UnknownKind};
 pub use metadata::{
-    ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, RepoDeleted, TagDetail,
-    UploadRecord,
+    ManifestRecord, MetadataStore, NewManifest, Page, ReferrerRecord, RepoDeleted, StoreStats,
+    TagDetail, UploadRecord,
 };
 pub use settings::SettingsStore;
 pub use trust::{Change, NewTufFile, ServerKeyRecord, TrustStore, TufFile};

@@ -209,4 +209,21 @@ pub trait MetadataStore: Send + Sync + 'static {
         digest: &Digest,
         cutoff: i64,
     ) -> Result<bool>;
+    /// How much the store holds, for `/metrics`: counted by the database, so it costs a scan
+    /// of the (small) record tables; callers cache it.
+    async fn stats(&self) -> Result<StoreStats>;
+}
+
+/// What a registry holds, as `/metrics` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub repositories: u64,
+    /// Manifests, counted once per repository that holds them.
+    pub manifests: u64,
+    pub tags: u64,
+    /// Distinct blobs the store has a record of, and their bytes (each counted once).
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    /// Upload sessions not yet finished or abandoned.
+    pub uploads: u64,
 }

@@ -538,6 +538,55 @@ pub async fn run_metadata(meta: &dyn MetadataStore) {
     metadata_edge_rules(meta).await;
     metadata_repository_admin_rules(meta).await;
     metadata_export_rules(meta).await;
+    metadata_stats_rules(meta).await;
+}
+
+/// `stats` counts what was added and removed (as differences: the store may hold more).
+async fn metadata_stats_rules(m: &dyn MetadataStore) {
+    let before = m.stats().await.unwrap();
+    let r = repo("stats-rules/app");
+    let layer = Digest::sha256_of(b"stats layer");
+    m.blob_pin(&layer, 11, 100).await.unwrap();
+    m.link_blob(&r, &layer, 11).await.unwrap();
+    let man = NewManifest {
+        blobs: vec![layer.clone()],
+        ..gc_manifest(&r, "{\"stats\":1}", 100)
+    };
+    m.put_manifest(man.clone(), &[tag("a"), tag("b")])
+        .await
+        .unwrap();
+    let other = repo("stats-rules/other");
+    m.link_blob(&other, &layer, 11).await.unwrap();
+    m.put_manifest(
+        NewManifest {
+            repo: other.clone(),
+            ..man.clone()
+        },
+        &[tag("a")],
+    )
+    .await
+    .unwrap();
+    m.upload_create(&race_record("stats-upload")).await.unwrap();
+    let after = m.stats().await.unwrap();
+    assert_eq!(
+        after.repositories,
+        before.repositories + 2,
+        "{before:?} {after:?}"
+    );
+    assert_eq!(after.manifests, before.manifests + 2, "one per repository");
+    assert_eq!(after.tags, before.tags + 3);
+    assert_eq!(
+        after.blobs,
+        before.blobs + 1,
+        "a blob linked twice counts once"
+    );
+    assert_eq!(after.blob_bytes, before.blob_bytes + 11);
+    assert_eq!(after.uploads, before.uploads + 1);
+    m.delete_tag(&r, &tag("b")).await.unwrap();
+    m.upload_delete("stats-upload").await.unwrap();
+    let less = m.stats().await.unwrap();
+    assert_eq!(less.tags, after.tags - 1);
+    assert_eq!(less.uploads, before.uploads);
 }
 
 /// What copying a registry reads: every blob link and every manifest (tagged or not) of a

@@ -384,7 +384,7 @@ pub enum RoleCommand {
 
 #[derive(Args, Debug)]
 pub struct AssignmentArgs {
-    /// AcrPull, AcrPush, AcrDelete, AcrImageSigner or Owner.
+    /// AcrPull, AcrPush, AcrDelete, AcrImageSigner, Owner or MetricsReader (reads /metrics).
     #[arg(long)]
     pub role: String,
     /// The user, service principal id or token the role is given to.

@@ -369,6 +369,10 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
     // Bound before the data dir is touched: a start that cannot listen must not create the
     // owner (and show its one-time password) for nobody to use.
     let socket = bind(&cfg.listen)?;
+    let metrics_socket = match &cfg.metrics_listen {
+        Some(addr) => Some(bind(addr).map_err(|e| e.context("--metrics-listen"))?),
+        None => None,
+    };
     let data = &cfg.data_dir;
     let mut opened = match &cfg.store {
         Store::Embedded => open_embedded(data)?,
@@ -560,9 +564,29 @@ async fn serve(mut cfg: ServeConfig) -> anyhow::Result<()> {
             "garbage collection scheduled"
         );
     }
+    let mut out = std::io::stdout();
+    if let Some(m) = metrics_socket {
+        let maddr = m.local_addr()?;
+        let router = berth_server::metrics::metrics_router(state.clone());
+        let limits = cfg.limits.clone();
+        tokio::spawn(async move {
+            // Ends with the process: the main server's shutdown ends `main`.
+            let r = berth_server::serve(
+                m,
+                berth_server::Listener::Plain,
+                limits,
+                router,
+                std::future::pending(),
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+        writeln!(out, "metrics on http://{maddr}/metrics")?;
+    }
     let app = berth_server::router(state);
     // Tests and scripts parse this exact line.
-    let mut out = std::io::stdout();
     writeln!(out, "listening on {scheme}://{addr}")?;
     out.flush()?;
     // The absolute path: with the default (./berth-data) the reader learns where that is.

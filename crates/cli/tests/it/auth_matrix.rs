@@ -41,10 +41,11 @@ enum Class {
     PushOther,
     TrustReadOther,
     TrustWriteOther,
+    Metrics,
 }
 use Class::*;
 
-const CLASSES: [Class; 14] = [
+const CLASSES: [Class; 15] = [
     Ping,
     Pull,
     Push,
@@ -59,6 +60,7 @@ const CLASSES: [Class; 14] = [
     PushOther,
     TrustReadOther,
     TrustWriteOther,
+    Metrics,
 ];
 
 impl Class {
@@ -86,6 +88,7 @@ impl Class {
             PushOther => repo(OTHER, OTHER.into(), vec![R::Pull, R::Push]),
             TrustReadOther => repo(OTHER, gun(OTHER), vec![R::TrustRead]),
             TrustWriteOther => repo(OTHER, gun(OTHER), vec![R::TrustRead, R::TrustWrite]),
+            Metrics => Requirement::Metrics,
         }
     }
 }
@@ -99,6 +102,7 @@ fn classes_for(req: &Requirement) -> Vec<Class> {
         Requirement::Catalog => vec![Catalog],
         Requirement::RegistryRead => vec![GlobalChangefeed],
         Requirement::Admin => vec![Admin],
+        Requirement::Metrics => vec![Metrics],
         Requirement::Repository { actions, .. } => {
             let strongest = actions
                 .iter()
@@ -219,6 +223,7 @@ const ENDPOINTS: &[(Class, &str, &str, Body)] = &[
         "/v2/{ogun}/_trust/tuf/",
         Body::Multipart,
     ),
+    (Metrics, "GET", "/metrics", Body::None),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,87 +277,92 @@ const ROWS: &[Row] = &[
     Row { who: Who::Anonymous, lists: NONE, expect: &[
         (Ping, U), (Pull, U), (Push, U), (Delete, U), (Catalog, U), (GlobalChangefeed, U),
         (TrustRead, U), (TrustWrite, U), (TrustDelete, U), (Admin, U),
-        (PullOther, U), (PushOther, U), (TrustReadOther, U), (TrustWriteOther, U)] },
+        (PullOther, U), (PushOther, U), (TrustReadOther, U), (TrustWriteOther, U), (Metrics, U)] },
     // Anonymous pull opens pulls and trust reads only; listings still need credentials.
     Row { who: Who::AnonymousPullOn, lists: BOTH, expect: &[
         (Ping, U), (Pull, A), (Push, U), (Delete, U), (Catalog, U), (GlobalChangefeed, U),
         (TrustRead, A), (TrustWrite, U), (TrustDelete, U), (Admin, U),
-        (PullOther, A), (PushOther, U), (TrustReadOther, A), (TrustWriteOther, U)] },
+        (PullOther, A), (PushOther, U), (TrustReadOther, A), (TrustWriteOther, U), (Metrics, U)] },
     Row { who: Who::User(&["AcrPull"]), lists: BOTH, expect: &[
         (Ping, A), (Pull, A), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, A),
         (TrustRead, A), (TrustWrite, F), (TrustDelete, F), (Admin, F),
-        (PullOther, A), (PushOther, F), (TrustReadOther, A), (TrustWriteOther, F)] },
+        (PullOther, A), (PushOther, F), (TrustReadOther, A), (TrustWriteOther, F), (Metrics, F)] },
     Row { who: Who::User(&["AcrPush"]), lists: BOTH, expect: &[
         (Ping, A), (Pull, A), (Push, A), (Delete, F), (Catalog, A), (GlobalChangefeed, A),
         (TrustRead, A), (TrustWrite, F), (TrustDelete, F), (Admin, F),
-        (PullOther, A), (PushOther, A), (TrustReadOther, A), (TrustWriteOther, F)] },
+        (PullOther, A), (PushOther, A), (TrustReadOther, A), (TrustWriteOther, F), (Metrics, F)] },
     Row { who: Who::User(&["AcrDelete"]), lists: NONE, expect: &[
         (Ping, A), (Pull, F), (Push, F), (Delete, A), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, F), (TrustWrite, F), (TrustDelete, F), (Admin, F),
-        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
+        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F), (Metrics, F)] },
     Row { who: Who::User(&["AcrImageSigner"]), lists: NONE, expect: &[
         (Ping, A), (Pull, F), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, A), (TrustWrite, A), (TrustDelete, A), (Admin, F),
-        (PullOther, F), (PushOther, F), (TrustReadOther, A), (TrustWriteOther, A)] },
+        (PullOther, F), (PushOther, F), (TrustReadOther, A), (TrustWriteOther, A), (Metrics, F)] },
     Row { who: Who::User(&["AcrPush", "AcrImageSigner"]), lists: BOTH, expect: &[
         (Ping, A), (Pull, A), (Push, A), (Delete, F), (Catalog, A), (GlobalChangefeed, A),
         (TrustRead, A), (TrustWrite, A), (TrustDelete, A), (Admin, F),
-        (PullOther, A), (PushOther, A), (TrustReadOther, A), (TrustWriteOther, A)] },
+        (PullOther, A), (PushOther, A), (TrustReadOther, A), (TrustWriteOther, A), (Metrics, F)] },
     Row { who: Who::User(&["Owner"]), lists: BOTH, expect: &[
         (Ping, A), (Pull, A), (Push, A), (Delete, A), (Catalog, A), (GlobalChangefeed, A),
         (TrustRead, A), (TrustWrite, A), (TrustDelete, A), (Admin, A),
-        (PullOther, A), (PushOther, A), (TrustReadOther, A), (TrustWriteOther, A)] },
+        (PullOther, A), (PushOther, A), (TrustReadOther, A), (TrustWriteOther, A), (Metrics, A)] },
     Row { who: Who::User(&[]), lists: NONE, expect: &[
         (Ping, A), (Pull, F), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, F), (TrustWrite, F), (TrustDelete, F), (Admin, F),
-        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
+        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F), (Metrics, F)] },
     Row { who: Who::UserOnRepo("AcrPush"), lists: OWN, expect: &[
         (Ping, A), (Pull, A), (Push, A), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, A), (TrustWrite, F), (TrustDelete, F), (Admin, F),
-        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
+        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F), (Metrics, F)] },
     Row { who: Who::UserOnRepo("AcrImageSigner"), lists: NONE, expect: &[
         (Ping, A), (Pull, F), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, A), (TrustWrite, A), (TrustDelete, A), (Admin, F),
-        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
+        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F), (Metrics, F)] },
     Row { who: Who::ServicePrincipal("AcrPush"), lists: BOTH, expect: &[
         (Ping, A), (Pull, A), (Push, A), (Delete, F), (Catalog, A), (GlobalChangefeed, A),
         (TrustRead, A), (TrustWrite, F), (TrustDelete, F), (Admin, F),
-        (PullOther, A), (PushOther, A), (TrustReadOther, A), (TrustWriteOther, F)] },
+        (PullOther, A), (PushOther, A), (TrustReadOther, A), (TrustWriteOther, F), (Metrics, F)] },
     // Built in: push/pull everywhere, never trust writes, no admin API without the Owner role.
     Row { who: Who::AdminAccount, lists: BOTH, expect: &[
         (Ping, A), (Pull, A), (Push, A), (Delete, F), (Catalog, A), (GlobalChangefeed, A),
         (TrustRead, A), (TrustWrite, F), (TrustDelete, F), (Admin, F),
-        (PullOther, A), (PushOther, A), (TrustReadOther, A), (TrustWriteOther, F)] },
+        (PullOther, A), (PushOther, A), (TrustReadOther, A), (TrustWriteOther, F), (Metrics, F)] },
     Row { who: Who::Token(&["content/read"]), lists: OWN, expect: &[
         (Ping, A), (Pull, A), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, F), (TrustWrite, F), (TrustDelete, F), (Admin, F),
-        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
+        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F), (Metrics, F)] },
     Row { who: Who::Token(&["content/read", "content/write"]), lists: OWN, expect: &[
         (Ping, A), (Pull, A), (Push, A), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, F), (TrustWrite, F), (TrustDelete, F), (Admin, F),
-        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
+        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F), (Metrics, F)] },
     // Signs its repository, not another; with every trust action it is that repository's trust
     // admin too (notary's `*`: delete, key rotation), as AcrImageSigner is.
     Row { who: Who::Token(SCOPED_TOKEN_SIGN), lists: OWN, expect: &[
         (Ping, A), (Pull, A), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
         (TrustRead, A), (TrustWrite, A), (TrustDelete, A), (Admin, F),
-        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F)] },
+        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F), (Metrics, F)] },
     Row { who: Who::DisabledUser, lists: NONE, expect: &[
         (Ping, U), (Pull, U), (Push, U), (Delete, U), (Catalog, U), (GlobalChangefeed, U),
         (TrustRead, U), (TrustWrite, U), (TrustDelete, U), (Admin, U),
-        (PullOther, U), (PushOther, U), (TrustReadOther, U), (TrustWriteOther, U)] },
+        (PullOther, U), (PushOther, U), (TrustReadOther, U), (TrustWriteOther, U), (Metrics, U)] },
     Row { who: Who::ExpiredScopedToken, lists: NONE, expect: &[
         (Ping, U), (Pull, U), (Push, U), (Delete, U), (Catalog, U), (GlobalChangefeed, U),
         (TrustRead, U), (TrustWrite, U), (TrustDelete, U), (Admin, U),
-        (PullOther, U), (PushOther, U), (TrustReadOther, U), (TrustWriteOther, U)] },
+        (PullOther, U), (PushOther, U), (TrustReadOther, U), (TrustWriteOther, U), (Metrics, U)] },
     Row { who: Who::DeletedIdentityToken, lists: NONE, expect: &[
         (Ping, U), (Pull, U), (Push, U), (Delete, U), (Catalog, U), (GlobalChangefeed, U),
         (TrustRead, U), (TrustWrite, U), (TrustDelete, U), (Admin, U),
-        (PullOther, U), (PushOther, U), (TrustReadOther, U), (TrustWriteOther, U)] },
+        (PullOther, U), (PushOther, U), (TrustReadOther, U), (TrustWriteOther, U), (Metrics, U)] },
     Row { who: Who::ExpiredJwt, lists: NONE, expect: &[
         (Ping, U), (Pull, U), (Push, U), (Delete, U), (Catalog, U), (GlobalChangefeed, U),
         (TrustRead, U), (TrustWrite, U), (TrustDelete, U), (Admin, U),
-        (PullOther, U), (PushOther, U), (TrustReadOther, U), (TrustWriteOther, U)] },
+        (PullOther, U), (PushOther, U), (TrustReadOther, U), (TrustWriteOther, U), (Metrics, U)] },
+    // Reads the metrics and nothing else (a scraper's service principal).
+    Row { who: Who::User(&["MetricsReader"]), lists: NONE, expect: &[
+        (Ping, A), (Pull, F), (Push, F), (Delete, F), (Catalog, A), (GlobalChangefeed, F),
+        (TrustRead, F), (TrustWrite, F), (TrustDelete, F), (Admin, F),
+        (PullOther, F), (PushOther, F), (TrustReadOther, F), (TrustWriteOther, F), (Metrics, A)] },
 ];
 
 /// Failed logins per identity name before the server throttles (it allows 10 per minute).

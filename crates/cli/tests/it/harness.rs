@@ -444,6 +444,11 @@ impl Server {
         self.work.path().join("stderr.log")
     }
 
+    /// What the server printed on stdout so far (its tail).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
     pub fn logs(&self) -> String {
         let mut err = String::new();
         if let Ok(mut f) = File::open(self.stderr_path()) {

@@ -29,6 +29,7 @@ mod distributed;
 mod errors;
 mod gc;
 mod manifests;
+mod metrics;
 mod names;
 mod ops_audit;
 mod ops_logs;

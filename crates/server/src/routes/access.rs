@@ -54,6 +54,8 @@ pub enum Requirement {
     RegistryRead,
     /// The admin API.
     Admin,
+    /// `/metrics`: the registry-wide metrics grant (Owner, MetricsReader).
+    Metrics,
     /// The path names a repository that cannot exist (bad name, foreign GUN): let the handler
     /// answer with the protocol's error.
     Invalid,
@@ -129,6 +131,9 @@ pub fn requirement(
     }
     if path == "/v2/" || path == "/v2" {
         return Requirement::Authenticated;
+    }
+    if path == "/metrics" {
+        return Requirement::Metrics;
     }
     if let Some(rest) = path.strip_prefix("/api/v1/") {
         return admin_requirement(method, rest);

@@ -189,6 +189,18 @@ fn decide(caller: &Caller, req: &Requirement) -> Decision {
                 ))
             }
         }
+        Requirement::Metrics => {
+            if caller.grants.allows(Action::Metrics, Resource::Registry) {
+                Decision::Allow
+            } else if caller.is_anonymous() {
+                Decision::Challenge(None, None)
+            } else {
+                Decision::Deny(format!(
+                    "{} may not read the metrics (needs the MetricsReader or Owner role)",
+                    caller.name
+                ))
+            }
+        }
         Requirement::Repository {
             repo,
             scope_name,

@@ -141,6 +141,55 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// How long each store check of `/readyz` may take before the node counts as not ready.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ready when both stores answer: a metadata read that reaches the database (no cache in
+/// between) and a one-entry listing of the blob store. 503 with the reason otherwise, so a load
+/// balancer stops sending requests to a node that has lost its database or bucket.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let Ok(probe) = "berth-readiness-probe".parse::<RepoName>() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let meta = tokio::time::timeout(READY_TIMEOUT, state.registry.metadata().repo_exists(&probe));
+    let blobs = tokio::time::timeout(
+        READY_TIMEOUT,
+        state.registry.blob_store().list_blobs(None, 1),
+    );
+    let (meta, blobs) = tokio::join!(meta, blobs);
+    let problem = |what: &str, r: Result<Result<(), String>, tokio::time::error::Elapsed>| match r {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{what}: {e}")),
+        Err(_) => Some(format!(
+            "{what}: no answer within {}s",
+            READY_TIMEOUT.as_secs()
+        )),
+    };
+    let problems: Vec<String> = [
+        problem(
+            "metadata store",
+            meta.map(|r| r.map(|_| ()).map_err(|e| e.to_string())),
+        ),
+        problem(
+            "blob store",
+            blobs.map(|r| r.map(|_| ()).map_err(|e| e.to_string())),
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if problems.is_empty() {
+        return "ready".into_response();
+    }
+    tracing::warn!(?problems, "not ready");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "ready": false, "problems": problems }).to_string(),
+    )
+        .into_response()
+}
+
 async fn notary_health() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
 }
@@ -172,7 +221,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v2", get(version_check))
         .route("/v2/{*rest}", axum::routing::any(dispatch))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::handler))
         .route("/_notary_server/health", get(notary_health))
         .route("/api/v1/{*rest}", axum::routing::any(admin))
         .route("/oauth2/token", get(token::token).post(token::token))

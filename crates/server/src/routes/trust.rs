@@ -329,18 +329,26 @@ pub(crate) async fn handle(
                     .audit_record(&c.name, "trust.updated", gun, ip, "")
             });
             let event_cx = crate::webhooks::EventContext::of(&req);
+            let metrics = crate::metrics::global();
             let parts = match read_parts(req).await {
                 Ok(p) => p,
-                Err(resp) => return resp,
+                Err(resp) => {
+                    metrics.trust_rejected("MALFORMED_UPLOAD");
+                    return resp;
+                }
             };
             match trust.update_with_changes(gun, parts, audit).await {
                 Ok(changes) => {
+                    metrics.trust_updated();
                     trust_event(state, gun, changes, &event_cx).await;
                     let mut resp = empty_ok();
                     resp.extensions_mut().insert(TrustAudited);
                     Ok(resp)
                 }
-                Err(e) => Err(e),
+                Err(e) => {
+                    metrics.trust_rejected(e.code());
+                    Err(e)
+                }
             }
         }
         TrustEndpoint::Delete(gun) => {

@@ -486,4 +486,17 @@ impl MetadataStore for MemoryStore {
             .count();
         Ok(u64::try_from(n).unwrap_or(u64::MAX))
     }
+
+    async fn stats(&self) -> Result<crate::StoreStats> {
+        let st = lock(&self.meta);
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Ok(crate::StoreStats {
+            repositories: count(st.repos.len()),
+            manifests: count(st.repos.values().map(|r| r.manifests.len()).sum()),
+            tags: count(st.repos.values().map(|r| r.tags.len()).sum()),
+            blobs: count(st.known.len()),
+            blob_bytes: st.known.values().map(|(size, _)| *size).sum(),
+            uploads: count(st.uploads.len()),
+        })
+    }
 }

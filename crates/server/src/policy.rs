@@ -52,10 +52,7 @@ pub(crate) fn denied(state: &AppState, repo: &RepoName, reference: &str, why: &D
         policy: why.policy().to_owned(),
         reason: why.reason().to_owned(),
     };
-    let st = state.clone();
-    tokio::spawn(async move {
-        crate::webhooks::emit(&st, event, &crate::webhooks::EventContext::default()).await;
-    });
+    crate::webhooks::emit_detached(state, event, crate::webhooks::EventContext::default());
     let message = why.message(repo.as_str(), reference);
     tracing::info!(
         repository = %repo,

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!   KeyStore ($DOCKER_CONFIG/trust/private)      TufClient (verified update, tuf/<gun>/metadata)
+//!        │                                        └─ Transport: Remote (HTTP) | MemoryTransport
 //!        └──────────────┬────────────────────────────────┘
 //!                   Repository: sign / revoke / add_signer / remove_signer / inspect / resolve
 //! ```
@@ -10,8 +11,10 @@
 //! flow has run, credentials; nothing here depends on the registry client.
 
 mod error;
+pub mod http;
 pub mod keystore;
 pub mod publish;
+pub mod transport;
 pub mod tufclient;
 
 pub use error::{Error, Result};
@@ -20,4 +23,5 @@ pub use keystore::{
     default_trust_dir, parse_public_key_pem, validate_signer_name,
 };
 pub use publish::{Published, Repository, inspect_json, inspect_pretty};
+pub use transport::{FetchError, MemoryTransport, MetaFile, Transport};
 pub use tufclient::{Credentials, Remote, Target, TrustData, TufClient};

@@ -9,6 +9,15 @@
 //!       ─▶ GET targets/<x>.<sha256>.json for delegations listed in snapshot meta
 //!  all verified ─▶ cache written (nothing is written when any check fails)
 //! ```
+//!
+//! Structure: the updater here ([`TufClient`], [`TrustData`], the checks and the cache) knows
+//! nothing of HTTP. It asks a [`Transport`] (`transport.rs`) for a file by name
+//! ([`MetaFile`]: newest, by version, by checksum) with a size limit and gets bytes, a typed
+//! not-found, or an error, as awslabs/tough separates its transport. [`Remote`] (`http.rs`)
+//! is the reqwest implementation (auth, status mapping, streamed size limits; timeouts are
+//! the caller's `reqwest::Client`'s) and also carries the publisher's server-key and POST
+//! requests; [`MemoryTransport`] serves files from memory, which is how the unit tests
+//! (`tufclient/tests.rs`) run hostile repositories without a server.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +31,9 @@ use berth_tuf::{
 };
 
 use crate::error::{Error, Result};
+pub use crate::http::{Credentials, Remote};
 use crate::keystore::{ensure_private_dir, write_private_file};
+pub use crate::transport::{FetchError, MemoryTransport, MetaFile, Transport};
 
 /// Notary caps the timestamp download at 1 MiB ...
 pub const MAX_TIMESTAMP_SIZE: u64 = 1 << 20;
@@ -30,207 +41,6 @@ pub const MAX_TIMESTAMP_SIZE: u64 = 1 << 20;
 pub const MAX_METADATA_SIZE: u64 = 100 << 20;
 /// Bounds the delegation walk so a hostile targets file cannot make us fetch forever.
 const MAX_DELEGATIONS: usize = 1000;
-
-/// How requests to the trust server authenticate (the caller runs the token flow).
-#[derive(Clone)]
-pub enum Credentials {
-    Bearer(String),
-    Basic { username: String, password: String },
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Credentials::Bearer(_) => f.write_str("Bearer(..)"),
-            Credentials::Basic { username, .. } => write!(f, "Basic({username}, ..)"),
-        }
-    }
-}
-
-/// The trust server: a ready HTTP client (TLS roots, timeouts and proxies are the caller's),
-/// the registry's base URL and optional credentials.
-#[derive(Clone, Debug)]
-pub struct Remote {
-    client: reqwest::Client,
-    base: String,
-    credentials: Option<Credentials>,
-}
-
-impl Remote {
-    /// `base` is the registry URL, e.g. `https://localhost:5000`.
-    pub fn new(client: reqwest::Client, base: &str) -> Self {
-        Remote {
-            client,
-            base: base.trim_end_matches('/').to_owned(),
-            credentials: None,
-        }
-    }
-
-    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Self {
-        self.credentials = credentials;
-        self
-    }
-
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
-    fn url(&self, gun: &str, file: &str) -> String {
-        format!("{}/v2/{gun}/_trust/tuf/{file}", self.base)
-    }
-
-    fn authorize(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.credentials {
-            Some(Credentials::Bearer(t)) => rb.bearer_auth(t),
-            Some(Credentials::Basic { username, password }) => {
-                rb.basic_auth(username, Some(password))
-            }
-            None => rb,
-        }
-    }
-
-    /// GETs a metadata file, reading at most `limit` bytes. `Ok(None)` on 404.
-    pub(crate) async fn get(
-        &self,
-        gun: &str,
-        file: &str,
-        role: &str,
-        limit: u64,
-    ) -> Result<Option<Vec<u8>>> {
-        let url = self.url(gun, file);
-        let mut resp = self.authorize(self.client.get(&url)).send().await?;
-        let status = resp.status().as_u16();
-        if status == 404 {
-            return Ok(None);
-        }
-        check_status("GET", &url, &mut resp).await?;
-        if resp.content_length().is_some_and(|n| n > limit) {
-            return Err(Error::TooLarge {
-                role: role.to_owned(),
-                limit,
-            });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await? {
-            if body.len() as u64 + chunk.len() as u64 > limit {
-                return Err(Error::TooLarge {
-                    role: role.to_owned(),
-                    limit,
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Some(body))
-    }
-
-    /// `GET <role>.key`: the public key of a server-managed role.
-    pub(crate) async fn server_key(&self, gun: &str, role: &str) -> Result<PublicKey> {
-        let body = self
-            .get(gun, &format!("{role}.key"), role, MAX_TIMESTAMP_SIZE)
-            .await?
-            .ok_or_else(|| Error::Server {
-                method: "GET",
-                url: self.url(gun, &format!("{role}.key")),
-                status: 404,
-                body: "no server-managed key".into(),
-            })?;
-        let v = berth_cjson::from_slice(&body).map_err(|e| Error::malformed(role, e))?;
-        Ok(PublicKey::from_value(&v)?)
-    }
-
-    /// `POST /tuf/` with one multipart part per role (field `files`, filename = role name),
-    /// as the Go client publishes.
-    pub(crate) async fn publish(&self, gun: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
-        let boundary = format!("berth-trust-{}", hex::encode(rand_tag()));
-        let mut body = Vec::new();
-        for (role, data) in files {
-            body.extend_from_slice(
-                format!(
-                    "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{role}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                )
-                .as_bytes(),
-            );
-            body.extend_from_slice(data);
-            body.extend_from_slice(b"\r\n");
-        }
-        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        let url = self.url(gun, "");
-        let mut resp = self
-            .authorize(self.client.post(&url))
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(body)
-            .send()
-            .await?;
-        check_status("POST", &url, &mut resp).await
-    }
-}
-
-fn rand_tag() -> [u8; 8] {
-    // Only needs to be absent from the parts; the metadata is JSON, so any tag would do.
-    let n = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    (n ^ u64::from(std::process::id())).to_be_bytes()
-}
-
-async fn check_status(method: &'static str, url: &str, resp: &mut reqwest::Response) -> Result<()> {
-    let status = resp.status().as_u16();
-    if (200..300).contains(&status) {
-        return Ok(());
-    }
-    if status == 401 || status == 403 {
-        return Err(Error::Unauthorized {
-            url: url.to_owned(),
-            status,
-            challenge: resp
-                .headers()
-                .get("www-authenticate")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-        });
-    }
-    // The notary client reads at most 1 KiB of an error body; so do we.
-    let mut body = Vec::new();
-    while let Ok(Some(c)) = resp.chunk().await {
-        body.extend_from_slice(&c);
-        if body.len() >= 1024 {
-            body.truncate(1024);
-            break;
-        }
-    }
-    Err(Error::Server {
-        method,
-        url: url.to_owned(),
-        status,
-        body: error_words(&body),
-    })
-}
-
-/// A notary error body (`{"errors":[{"code","message","detail"}]}`) in words: the validation
-/// message when there is one (it says what to do, e.g. how to enable content trust), else the
-/// message with its detail. Anything else is shown as it came.
-fn error_words(body: &[u8]) -> String {
-    let raw = || String::from_utf8_lossy(body).trim().to_owned();
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return raw();
-    };
-    let first = &v["errors"][0];
-    let Some(message) = first["message"].as_str() else {
-        return raw();
-    };
-    let detail = &first["detail"];
-    if let Some(msg) = detail["Error"]["Msg"].as_str().or(detail["Error"].as_str()) {
-        return msg.to_owned();
-    }
-    match detail.as_str() {
-        Some(d) if !d.is_empty() => format!("{message} ({d})"),
-        _ => message.to_owned(),
-    }
-}
 
 /// A tag as signed: the manifest digest (`sha256:<hex>`) and size, and the role that signed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,17 +132,17 @@ impl TrustData {
     }
 }
 
-/// The verified client for one GUN.
+/// The verified client for one GUN, fetching through `T` (HTTP unless told otherwise).
 #[derive(Clone, Debug)]
-pub struct TufClient {
-    remote: Remote,
+pub struct TufClient<T = Remote> {
+    remote: T,
     gun: String,
     trust_dir: PathBuf,
 }
 
-impl TufClient {
+impl<T: Transport> TufClient<T> {
     /// `trust_dir` is docker's `$DOCKER_CONFIG/trust`; `gun` is `host[:port]/repository`.
-    pub fn new(remote: Remote, trust_dir: impl Into<PathBuf>, gun: &str) -> Self {
+    pub fn new(remote: T, trust_dir: impl Into<PathBuf>, gun: &str) -> Self {
         TufClient {
             remote,
             gun: gun.to_owned(),
@@ -344,7 +154,8 @@ impl TufClient {
         &self.gun
     }
 
-    pub fn remote(&self) -> &Remote {
+    /// The transport (for HTTP, the trust server).
+    pub fn remote(&self) -> &T {
         &self.remote
     }
 
@@ -360,7 +171,11 @@ impl TufClient {
 
     /// Fetches and verifies the GUN's trust data; on success the cache is updated.
     pub async fn update(&self) -> Result<TrustData> {
-        let now = SystemTime::now();
+        self.update_at(SystemTime::now()).await
+    }
+
+    /// [`TufClient::update`] with expiry judged at `now`.
+    async fn update_at(&self, now: SystemTime) -> Result<TrustData> {
         let cache = Cache::read(&self.cache_dir())?;
         let gun = self.gun.as_str();
 
@@ -381,12 +196,11 @@ impl TufClient {
             Some(r) => r.clone(),
             None => {
                 let raw = self
-                    .remote
-                    .get(gun, "root.json", "root", MAX_METADATA_SIZE)
+                    .fetch(MetaFile::Latest { role: "root" }, MAX_METADATA_SIZE)
                     .await?
                     .ok_or_else(|| Error::RepositoryNotExist {
                         gun: gun.to_owned(),
-                        server: self.remote.base.clone(),
+                        server: self.remote.location().to_owned(),
                     })?;
                 let r = Signed::<Root>::parse(&raw).map_err(|e| Error::malformed("root", e))?;
                 check_root_alone(gun, &r, now)?;
@@ -396,8 +210,7 @@ impl TufClient {
 
         // 2. Timestamp (fetched without a checksum, capped at 1 MiB).
         let Some(ts_raw) = self
-            .remote
-            .get(gun, "timestamp.json", "timestamp", MAX_TIMESTAMP_SIZE)
+            .fetch(MetaFile::Latest { role: "timestamp" }, MAX_TIMESTAMP_SIZE)
             .await?
         else {
             return Err(if cached_root.is_some() {
@@ -408,7 +221,7 @@ impl TufClient {
             } else {
                 Error::RepositoryNotExist {
                     gun: gun.to_owned(),
-                    server: self.remote.base.clone(),
+                    server: self.remote.location().to_owned(),
                 }
             });
         };
@@ -559,6 +372,20 @@ impl TufClient {
         })
     }
 
+    /// `file` from the transport, `None` when it has no such file. A transport that returns
+    /// more than `limit` bytes is refused as if it had stopped at the limit.
+    async fn fetch(&self, file: MetaFile<'_>, limit: u64) -> Result<Option<Vec<u8>>> {
+        match self.remote.fetch(&self.gun, &file, limit).await {
+            Ok(raw) if raw.len() as u64 > limit => Err(Error::TooLarge {
+                role: file.role().to_owned(),
+                limit,
+            }),
+            Ok(raw) => Ok(Some(raw)),
+            Err(FetchError::NotFound { .. }) => Ok(None),
+            Err(FetchError::Failed(e)) => Err(e),
+        }
+    }
+
     async fn fetch_by_hash(
         &self,
         role: &str,
@@ -575,17 +402,25 @@ impl TufClient {
             .filter(|n| *n > 0)
             .unwrap_or(MAX_METADATA_SIZE)
             .min(MAX_METADATA_SIZE);
-        let file = format!("{role}.{}.json", hex::encode(sha));
-        let raw = self
-            .remote
-            .get(&self.gun, &file, role, limit)
-            .await?
-            .ok_or_else(|| Error::Server {
-                method: "GET",
-                url: self.remote.url(&self.gun, &file),
-                status: 404,
-                body: format!("{role} named by {by} is missing"),
-            })?;
+        let file = MetaFile::Checksum { role, sha256: sha };
+        let raw = match self.remote.fetch(&self.gun, &file, limit).await {
+            Ok(raw) if raw.len() as u64 > limit => {
+                return Err(Error::TooLarge {
+                    role: role.to_owned(),
+                    limit,
+                });
+            }
+            Ok(raw) => raw,
+            Err(FetchError::NotFound { url }) => {
+                return Err(Error::Server {
+                    method: "GET",
+                    url,
+                    status: 404,
+                    body: format!("{role} named by {by} is missing"),
+                });
+            }
+            Err(FetchError::Failed(e)) => return Err(e),
+        };
         if raw.len() as i64 != meta.length {
             return Err(Error::HashMismatch {
                 role: role.to_owned(),
@@ -649,10 +484,14 @@ impl TufClient {
         }
         let mut cur = trusted;
         for v in cur.body.version + 1..newest.body.version {
-            let file = format!("{v}.root.json");
             let raw = self
-                .remote
-                .get(gun, &file, "root", MAX_METADATA_SIZE)
+                .fetch(
+                    MetaFile::Version {
+                        role: "root",
+                        version: v,
+                    },
+                    MAX_METADATA_SIZE,
+                )
                 .await?
                 .ok_or_else(|| Error::BadRoot {
                     gun: gun.to_owned(),
@@ -802,3 +641,6 @@ fn read_dir_into(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) -
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -82,6 +82,12 @@ pub enum Command {
     Push(crate::cmd::push::PushArgs),
     /// Pull an image into an OCI layout, verifying every digest.
     Pull(crate::cmd::pull::PullArgs),
+    /// Sign an image's manifest: a Notary Project signature (--format notation) pushed as an
+    /// OCI referrer of it.
+    Sign(crate::cmd::notation::SignArgs),
+    /// Verify an image's Notary Project signatures (found through the referrers API) under a
+    /// Notary Project trust policy and trust store; exit status 0 only when one verifies.
+    Verify(crate::cmd::notation::VerifyArgs),
     /// The registry's store, offline (migrating a single-node registry into a cluster).
     #[command(subcommand)]
     Store(crate::cmd::store::StoreCommand),

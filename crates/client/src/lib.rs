@@ -19,6 +19,7 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod referrers;
 pub mod registry;
 pub mod source;
 pub mod upload;

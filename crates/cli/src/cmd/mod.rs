@@ -2,6 +2,7 @@ pub mod admin;
 pub mod backup;
 pub mod config;
 pub mod gc;
+pub mod notation;
 pub mod pull;
 pub mod push;
 pub mod recovery;

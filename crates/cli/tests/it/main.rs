@@ -31,6 +31,7 @@ mod gc;
 mod manifests;
 mod metrics;
 mod names;
+mod notation;
 mod ops_audit;
 mod ops_logs;
 mod ops_repository;

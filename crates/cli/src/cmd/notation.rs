@@ -1,0 +1,303 @@
+//! `berth sign --format notation` and `berth verify`: Notary Project signatures stored as OCI
+//! referrers of the signed manifest (issue 15). The envelope, the trust policy and the checks
+//! are berth-notation's; this is the registry and file work around them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use berth_client::{Reference, Registry};
+use berth_notation::cert::Cert;
+use berth_notation::{
+    ARTIFACT_TYPE, Descriptor, EMPTY_CONTENT, JWS_MEDIA_TYPE, OCI_MANIFEST, Outcome, Signer,
+    TrustPolicyDocument, TrustStore,
+};
+use berth_oci::{Algorithm, Digest};
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+
+use super::transfer::{TransferArgs, explain, parse_reference, runtime};
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum SignatureFormat {
+    /// A Notary Project signature (JWS envelope, notary.x509 scheme).
+    Notation,
+}
+
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// host[:port]/repository[:tag|@digest]; a tag is resolved to the digest that gets signed.
+    #[arg(name = "REF")]
+    pub reference: String,
+    #[arg(long, value_enum)]
+    pub format: SignatureFormat,
+    /// PEM private key (PKCS#8, SEC1 EC or PKCS#1 RSA): ECDSA P-256 (ES256), P-384 (ES384) or
+    /// RSA 2048/3072/4096 (PS256/PS384/PS512).
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// PEM certificate chain, signing certificate first (it needs the codeSigning EKU).
+    #[arg(long, value_name = "CHAIN")]
+    pub cert: PathBuf,
+    #[command(flatten)]
+    pub conn: TransferArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// host[:port]/repository[:tag|@digest]
+    #[arg(name = "REF")]
+    pub reference: String,
+    /// Notary Project trust policy (default: $XDG_CONFIG_HOME/notation/trustpolicy.json).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Notary Project trust store, holding x509/ca/<name>/*.pem|crt (default:
+    /// $XDG_CONFIG_HOME/notation/truststore).
+    #[arg(long, value_name = "DIR")]
+    pub trust_store: Option<PathBuf>,
+    #[command(flatten)]
+    pub conn: TransferArgs,
+}
+
+fn notation_dir() -> anyhow::Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("notation"));
+    }
+    let home = std::env::var_os("HOME").context("neither XDG_CONFIG_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".config/notation"))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The manifest REF names: its descriptor, by digest (a signature names a digest, never a tag).
+async fn resolve(registry: &Registry, r: &Reference) -> anyhow::Result<Descriptor> {
+    let m = registry
+        .get_manifest(&r.repo, &r.manifest_reference())
+        .await
+        .map_err(|e| explain(e, &format!("fetching the manifest of {r}")))?;
+    Ok(Descriptor::new(
+        &m.media_type,
+        &m.digest.to_string(),
+        m.bytes.len() as u64,
+    ))
+}
+
+pub fn sign(a: SignArgs) -> anyhow::Result<()> {
+    let SignatureFormat::Notation = a.format;
+    let r = parse_reference(&a.reference, &a.conn.server)?;
+    let key = std::fs::read(&a.key).with_context(|| format!("reading {}", a.key.display()))?;
+    let chain = std::fs::read(&a.cert).with_context(|| format!("reading {}", a.cert.display()))?;
+    let signer = Signer::from_pem(&key, &chain).map_err(|e| {
+        anyhow::anyhow!(
+            "--key {} / --cert {}: {e}",
+            a.key.display(),
+            a.cert.display()
+        )
+    })?;
+    let (registry, _) = a.conn.connect(&r)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let target = resolve(&registry, &r).await?;
+        let agent = concat!("berth/", env!("CARGO_PKG_VERSION"));
+        let envelope = signer.sign(&target, now(), agent)?;
+        let manifest =
+            berth_notation::signature_manifest(&envelope, &target, &signer.thumbprints());
+        let doing = format!("pushing the signature of {}@{}", r.repo, target.digest);
+        registry
+            .push_small_blob(&r.repo, EMPTY_CONTENT)
+            .await
+            .map_err(|e| explain(e, &doing))?;
+        registry
+            .push_small_blob(&r.repo, &envelope)
+            .await
+            .map_err(|e| explain(e, &doing))?;
+        let digest = Digest::of(Algorithm::Sha256, &manifest);
+        registry
+            .put_manifest(
+                &r.repo,
+                &digest.to_string(),
+                OCI_MANIFEST,
+                &Bytes::from(manifest),
+            )
+            .await
+            .map_err(|e| explain(e, &doing))?;
+        println!(
+            "Signed {}/{}@{} ({}, {})",
+            r.registry,
+            r.repo,
+            target.digest,
+            signer.alg(),
+            signer.chain()[0].subject
+        );
+        println!("Signature: {digest}");
+        anyhow::Ok(())
+    })
+}
+
+/// Reads the named CA stores the policy lists from `dir` (`x509/<type>/<name>/` files, each a
+/// PEM bundle or one DER certificate).
+fn load_trust_store(dir: &Path, names: &[String]) -> anyhow::Result<TrustStore> {
+    let mut store = TrustStore::default();
+    for n in names {
+        let Some((kind, name)) = n.split_once(':') else {
+            continue;
+        };
+        let sub = dir.join("x509").join(kind).join(name);
+        let Ok(entries) = std::fs::read_dir(&sub) else {
+            eprintln!("warning: trust store {n}: no directory {}", sub.display());
+            continue;
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for p in paths.iter().filter(|p| p.is_file()) {
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            let certs = Cert::from_pem_bundle(&bytes)
+                .or_else(|_| Cert::from_der(&bytes).map(|c| vec![c]))
+                .map_err(|e| anyhow::anyhow!("trust store file {}: {e}", p.display()))?;
+            store.add(n, certs);
+        }
+    }
+    Ok(store)
+}
+
+pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
+    let r = parse_reference(&a.reference, &a.conn.server)?;
+    let policy_path = match a.policy {
+        Some(p) => p,
+        None => notation_dir()?.join("trustpolicy.json"),
+    };
+    let store_dir = match a.trust_store {
+        Some(p) => p,
+        None => notation_dir()?.join("truststore"),
+    };
+    let doc = std::fs::read(&policy_path)
+        .with_context(|| format!("reading the trust policy {}", policy_path.display()))?;
+    let doc = TrustPolicyDocument::parse(&doc)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", policy_path.display()))?;
+    let scope = r.gun();
+    let policy = doc.applicable(&scope)?;
+    let (registry, _) = a.conn.connect(&r)?;
+    let rt = runtime()?;
+    let target = rt.block_on(resolve(&registry, &r))?;
+    let level = policy.level()?;
+    if level == berth_notation::Level::Skip {
+        println!(
+            "Verification of {scope}@{} skipped: trust policy {:?} says skip",
+            target.digest, policy.name
+        );
+        return Ok(());
+    }
+    let store = load_trust_store(&store_dir, &policy.trust_stores)?;
+    let digest: Digest = target
+        .digest
+        .parse()
+        .map_err(|_| anyhow::anyhow!("bad digest"))?;
+    let referrers = rt
+        .block_on(registry.referrers(&r.repo, &digest, Some(ARTIFACT_TYPE)))
+        .map_err(|e| explain(e, &format!("listing the signatures of {scope}@{digest}")))?;
+    let mut verified = 0;
+    let mut failures = Vec::new();
+    for d in &referrers {
+        let Some(sig) = d["digest"].as_str() else {
+            continue;
+        };
+        // A registry may ignore the filter; only notary signatures count.
+        if d["artifactType"].as_str() != Some(ARTIFACT_TYPE) {
+            continue;
+        }
+        let envelope = rt.block_on(fetch_envelope(&registry, &r, sig, &target.digest));
+        let outcome = match envelope {
+            Ok(env) => berth_notation::verify(&env, &target.digest, policy, &store, now()),
+            Err(e) => Outcome::Failed {
+                reason: format!("{e:#}"),
+                logged: vec![],
+            },
+        };
+        match outcome {
+            Outcome::Verified {
+                subject,
+                signing_time,
+                logged,
+            } => {
+                verified += 1;
+                println!("Signature {sig}: verified, signed by {subject:?} at {signing_time}");
+                for l in logged {
+                    println!("  {l}");
+                }
+            }
+            Outcome::Failed { reason, logged } => {
+                println!("Signature {sig}: FAILED: {reason}");
+                for l in &logged {
+                    println!("  {l}");
+                }
+                failures.push(format!("{sig}: {reason}"));
+            }
+            Outcome::Skipped => {}
+        }
+    }
+    if verified > 0 {
+        println!(
+            "Verified {scope}@{} under trust policy {:?} ({:?}): {verified} of {} signature(s)",
+            target.digest,
+            policy.name,
+            level,
+            referrers.len()
+        );
+        return Ok(());
+    }
+    if failures.is_empty() {
+        bail!("{scope}@{} has no Notary Project signature", target.digest);
+    }
+    bail!(
+        "no signature of {scope}@{} verifies under trust policy {:?}:\n  {}",
+        target.digest,
+        policy.name,
+        failures.join("\n  ")
+    )
+}
+
+/// The envelope of the signature manifest `sig`, after checking the manifest is a notary
+/// signature of `subject` with one JWS layer.
+async fn fetch_envelope(
+    registry: &Registry,
+    r: &Reference,
+    sig: &str,
+    subject: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let m = registry
+        .get_manifest(&r.repo, sig)
+        .await
+        .map_err(|e| explain(e, "fetching the signature manifest"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&m.bytes).context("the signature manifest is not JSON")?;
+    if v["artifactType"] != ARTIFACT_TYPE || v["subject"]["digest"] != subject {
+        bail!("the signature manifest is not a Notary Project signature of {subject}");
+    }
+    let layers = v["layers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let [layer] = layers else {
+        bail!(
+            "the signature manifest has {} layers, not one",
+            layers.len()
+        );
+    };
+    if layer["mediaType"] != JWS_MEDIA_TYPE {
+        bail!(
+            "the signature layer is {}, not {JWS_MEDIA_TYPE} (COSE is not supported yet)",
+            layer["mediaType"]
+        );
+    }
+    let digest: Digest = layer["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("the signature layer's digest is malformed"))?;
+    registry
+        .get_small_blob(&r.repo, &digest)
+        .await
+        .map_err(|e| explain(e, "fetching the signature envelope"))
+}

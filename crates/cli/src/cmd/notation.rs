@@ -28,6 +28,7 @@ pub struct SignArgs {
     /// host[:port]/repository[:tag|@digest]; a tag is resolved to the digest that gets signed.
     #[arg(name = "REF")]
     pub reference: String,
+    /// Signature format: notation (a Notary Project JWS signature; the only one so far).
     #[arg(long, value_enum)]
     pub format: SignatureFormat,
     /// PEM private key (PKCS#8, SEC1 EC or PKCS#1 RSA): ECDSA P-256 (ES256), P-384 (ES384) or

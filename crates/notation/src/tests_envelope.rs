@@ -418,3 +418,55 @@ fn invalid_policies_are_refused() {
     assert!(p(json!([mixed])).is_err());
     assert!(TrustPolicyDocument::parse(br#"{"version":"2.0","trustPolicies":[]}"#).is_err());
 }
+
+/// Envelopes notation itself produced (notation-go's testdata: internal/testdata/jws_signature.sig
+/// and verifier/testdata/timestamp/sigEnv/withoutTimestamp.sig): RSA PS256, a self-signed
+/// leaf, signing times with an offset. Berth must read and verify them as notation does.
+#[test]
+fn notation_go_vectors_verify() {
+    for (env, digest, size) in [
+        (
+            &include_bytes!("testdata/notation-go-jws.sig")[..],
+            "sha256:19dbd2e48e921426ee8ace4dc892edfb2ecdc1d1a72d5416c83670c30acecef0",
+            481,
+        ),
+        (
+            &include_bytes!("testdata/notation-go-without-timestamp.sig")[..],
+            "sha256:c0669ef34cdc14332c0f1ab0c2c01acb91d96014b172f1a76f3a39e63d1f0bda",
+            528,
+        ),
+    ] {
+        let e = crate::Envelope::verify_integrity(env).unwrap();
+        assert_eq!(e.alg, "PS256");
+        assert!(matches!(e.chain[0].key, crate::cert::KeyKind::Rsa(_)));
+        assert_eq!((e.target.digest.as_str(), e.target.size), (digest, size));
+        // Trusting its own (self-signed) certificate, under a policy naming its subject.
+        let mut s = TrustStore::default();
+        s.add("ca:test", vec![e.chain[0].clone()]);
+        let doc = policy(
+            "strict",
+            json!(["x509.subject: CN=alpine, O=Notary, L=Seattle, ST=WA, C=US"]),
+        );
+        let p = doc.applicable("h/r").unwrap();
+        match verify(env, digest, p, &s, NOW) {
+            Outcome::Verified { subject, .. } => {
+                assert!(subject.contains("CN=alpine"), "{subject}")
+            }
+            o => panic!("{o:?}"),
+        }
+        // Another store, another digest, a flipped signature bit: refused.
+        failed(
+            &verify(env, digest, p, &store(&ca("Test CA").pem()), NOW),
+            "does not lead",
+        );
+        failed(&verify(env, "sha256:00", p, &s, NOW), "integrity");
+        let bad = edit(env, |v| {
+            let mut sig = URL_SAFE_NO_PAD
+                .decode(v["signature"].as_str().unwrap())
+                .unwrap();
+            sig[0] ^= 0x80;
+            v["signature"] = URL_SAFE_NO_PAD.encode(sig).into();
+        });
+        failed(&verify(&bad, digest, p, &s, NOW), "does not verify");
+    }
+}

@@ -308,6 +308,43 @@ async fn notation_sign_then_verify_with_trust_policy_and_independent_checks() {
     assert!(out.stderr.contains("does not belong"), "{out}");
     assert!(notary_referrers(&srv, &other_img.digest).await.is_empty());
 
+    // An RSA 2048 signer under the same CA: PS256, verified under the same policy (its
+    // subject differs, so the policy trusts any identity the CA vouches for here).
+    let out = berth(
+        &srv,
+        home,
+        &[
+            "sign",
+            &format!("{scope}:v2"),
+            "--format",
+            "notation",
+            "--key",
+            &p("rsa.key"),
+            "--cert",
+            &p("rsa-chain.pem"),
+        ],
+    )
+    .ok();
+    assert!(out.stdout.contains("PS256"), "{out}");
+    let any_identity = home.join("policy-any-identity.json");
+    pol["trustPolicies"][0]["trustedIdentities"] = json!(["*"]);
+    std::fs::write(&any_identity, pol.to_string()).unwrap();
+    let out = berth(
+        &srv,
+        home,
+        &[
+            "verify",
+            &format!("{scope}:v2"),
+            "--policy",
+            any_identity.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(out.stdout.contains("CN=Berth RSA Signer"), "{out}");
+    // Under the first policy the RSA signer is not a trusted identity.
+    let out = berth(&srv, home, &["verify", &format!("{scope}:v2")]).fails();
+    assert!(out.stdout.contains("trusted identities"), "{out}");
+
     // A repository whose policy says skip verifies without signatures.
     let unsigned = format!("{REPO}-unsigned");
     srv.push_image(&unsigned, Some("v1"), "amd64", &mut rng)

@@ -2,8 +2,8 @@
 
 Usage: notation_pki.py OUTDIR
 Files: ca.pem (root CA), other-ca.pem (an unrelated root CA), chain.pem (leaf then CA),
-leaf.pem, leaf.key (PKCS#8), leaf-sec1.key (SEC1 "EC PRIVATE KEY"). All keys ECDSA P-256; the
-leaf has the codeSigning EKU notation requires.
+leaf.pem, leaf.key (PKCS#8), leaf-sec1.key (SEC1 "EC PRIVATE KEY"), all ECDSA P-256; rsa.key and
+rsa-chain.pem (an RSA 2048 signer under the same CA). Signers have the codeSigning EKU.
 """
 import datetime
 import os
@@ -11,7 +11,7 @@ import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 out = sys.argv[1]
@@ -50,12 +50,12 @@ def pem(cert):
 
 ca_key, ca_cert = ca("Berth Test Root")
 _, other = ca("Berth Other Root")
-leaf_key = ec.generate_private_key(ec.SECP256R1())
-leaf = (
+def signer(key, cn):
+    return (
     x509.CertificateBuilder()
-    .subject_name(name("Berth Signer"))
+    .subject_name(name(cn))
     .issuer_name(ca_cert.subject)
-    .public_key(leaf_key.public_key())
+    .public_key(key.public_key())
     .serial_number(x509.random_serial_number())
     .not_valid_before(now - datetime.timedelta(hours=1))
     .not_valid_after(now + datetime.timedelta(days=30))
@@ -63,8 +63,18 @@ leaf = (
     .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
     .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
     .sign(ca_key, hashes.SHA256())
-)
+    )
+
+
+leaf_key = ec.generate_private_key(ec.SECP256R1())
+leaf = signer(leaf_key, "Berth Signer")
+rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+rsa_leaf = signer(rsa_key, "Berth RSA Signer")
 files = {
+    "rsa-chain.pem": pem(rsa_leaf) + pem(ca_cert),
+    "rsa.key": rsa_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ),
     "ca.pem": pem(ca_cert),
     "other-ca.pem": pem(other),
     "leaf.pem": pem(leaf),

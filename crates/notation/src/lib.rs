@@ -12,6 +12,7 @@
 //! ```
 
 pub mod cert;
+pub mod cosign;
 pub mod jws;
 pub mod policy;
 pub mod time;

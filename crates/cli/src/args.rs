@@ -86,7 +86,8 @@ pub enum Command {
     /// OCI referrer of it.
     Sign(crate::cmd::notation::SignArgs),
     /// Verify an image's Notary Project signatures (found through the referrers API) under a
-    /// Notary Project trust policy and trust store; exit status 0 only when one verifies.
+    /// Notary Project trust policy and trust store, and with --cosign-key its cosign signatures;
+    /// exit status 0 only when one verifies.
     Verify(crate::cmd::notation::VerifyArgs),
     /// The registry's store, offline (migrating a single-node registry into a cluster).
     #[command(subcommand)]

@@ -99,9 +99,7 @@ pub fn verify(
         .as_str()
         .unwrap_or_default();
     if signed != digest {
-        return err(format!(
-            "the signature is of {signed:?}, not of {digest}"
-        ));
+        return err(format!("the signature is of {signed:?}, not of {digest}"));
     }
     Ok(Verified {
         docker_reference: critical["identity"]["docker-reference"]
@@ -125,8 +123,7 @@ mod tests {
         let pkcs8 = rs::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
         let kp = rs::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
         // The fixed DER prefix of a P-256 SubjectPublicKeyInfo with an uncompressed point.
-        let mut spki =
-            hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
+        let mut spki = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
         spki.extend_from_slice(kp.public_key().as_ref());
         let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki));
         (kp, pem.into_bytes())
@@ -207,6 +204,9 @@ mod tests {
         let mut spki = hex::decode("3076301006072a8648ce3d020106052b81040022036200").unwrap();
         spki.extend_from_slice(&[4u8; 97]);
         assert!(PublicKey::from_spki_der(&spki).is_err());
-        assert_eq!(signature_tag(DIGEST), format!("sha256-{}.sig", &DIGEST[7..]));
+        assert_eq!(
+            signature_tag(DIGEST),
+            format!("sha256-{}.sig", &DIGEST[7..])
+        );
     }
 }

@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod backup;
 pub mod config;
+pub mod cosign;
 pub mod gc;
 pub mod notation;
 pub mod pull;

@@ -54,11 +54,16 @@ pub struct VerifyArgs {
     /// $XDG_CONFIG_HOME/notation/truststore).
     #[arg(long, value_name = "DIR")]
     pub trust_store: Option<PathBuf>,
+    /// Also verify cosign signatures (the sha256-<hex>.sig tag and cosign referrers) with this
+    /// PEM public key (ECDSA P-256, as cosign generate-key-pair writes it); repeatable. With it
+    /// a missing default notation trust policy is not an error.
+    #[arg(long = "cosign-key", value_name = "PUB")]
+    pub cosign_key: Vec<PathBuf>,
     #[command(flatten)]
     pub conn: TransferArgs,
 }
 
-fn notation_dir() -> anyhow::Result<PathBuf> {
+pub(super) fn notation_dir() -> anyhow::Result<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
         return Ok(PathBuf::from(x).join("notation"));
     }
@@ -66,14 +71,14 @@ fn notation_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".config/notation"))
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The manifest REF names: its descriptor, by digest (a signature names a digest, never a tag).
-async fn resolve(registry: &Registry, r: &Reference) -> anyhow::Result<Descriptor> {
+pub(super) async fn resolve(registry: &Registry, r: &Reference) -> anyhow::Result<Descriptor> {
     let m = registry
         .get_manifest(&r.repo, &r.manifest_reference())
         .await
@@ -139,7 +144,7 @@ pub fn sign(a: SignArgs) -> anyhow::Result<()> {
 
 /// Reads the named CA stores the policy lists from `dir` (`x509/<type>/<name>/` files, each a
 /// PEM bundle or one DER certificate).
-fn load_trust_store(dir: &Path, names: &[String]) -> anyhow::Result<TrustStore> {
+pub(super) fn load_trust_store(dir: &Path, names: &[String]) -> anyhow::Result<TrustStore> {
     let mut store = TrustStore::default();
     for n in names {
         let Some((kind, name)) = n.split_once(':') else {
@@ -164,6 +169,9 @@ fn load_trust_store(dir: &Path, names: &[String]) -> anyhow::Result<TrustStore> 
 }
 
 pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
+    if !a.cosign_key.is_empty() {
+        return super::cosign::verify(a);
+    }
     let r = parse_reference(&a.reference, &a.conn.server)?;
     let policy_path = match a.policy {
         Some(p) => p,
@@ -261,7 +269,7 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
 
 /// The envelope of the signature manifest `sig`, after checking the manifest is a notary
 /// signature of `subject` with one JWS layer.
-async fn fetch_envelope(
+pub(super) async fn fetch_envelope(
     registry: &Registry,
     r: &Reference,
     sig: &str,

@@ -24,6 +24,7 @@ mod cli_trust_reset;
 mod client;
 mod concurrency;
 mod corrupt_state;
+mod cosign;
 mod crash;
 mod distributed;
 mod errors;

@@ -185,4 +185,88 @@ async fn cosign_signatures_verify_with_the_public_key_only() {
     );
     // ...and only for v1's key.
     berth(&srv, home, &["verify", &v1, "--cosign-key", &other_key]).fails();
+
+    // A --policy named but missing is still an error.
+    let missing = home.join("no-such-policy.json");
+    let out = berth(
+        &srv,
+        home,
+        &[
+            "verify",
+            &v1,
+            "--cosign-key",
+            &pubkey,
+            "--policy",
+            missing.to_str().unwrap(),
+        ],
+    )
+    .fails();
+    assert!(out.stderr.contains("reading the trust policy"), "{out}");
+    // A notation policy that says skip (for this scope) relaxes notation only: the cosign key must still verify.
+    let dir = home.join("config/notation");
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = json!({
+        "version": "1.0",
+        "trustPolicies": [{
+            "name": "skip-app",
+            "registryScopes": [scope],
+            "signatureVerification": {"level": "skip"},
+        }]
+    });
+    std::fs::write(dir.join("trustpolicy.json"), policy.to_string()).unwrap();
+    let out = berth(&srv, home, &["verify", &v1, "--cosign-key", &other_key]).fails();
+    assert!(out.stdout.contains("skipped"), "{out}");
+    let out = berth(&srv, home, &["verify", &v1, "--cosign-key", &pubkey]).ok();
+    assert!(
+        out.stdout.contains("0 Notary Project and 1 cosign"),
+        "{out}"
+    );
+
+    // A Notary Project signature beside the cosign ones, under a strict policy: both count,
+    // and either one is enough.
+    let pki = home.join("pki");
+    let mut py = std::process::Command::new("python3");
+    py.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/scripts/notation_pki.py"))
+        .arg(&pki);
+    run(&mut py, None).ok();
+    let store = dir.join("truststore/x509/ca/acme");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::copy(pki.join("ca.pem"), store.join("root.crt")).unwrap();
+    let policy = json!({
+        "version": "1.0",
+        "trustPolicies": [{
+            "name": "acme",
+            "registryScopes": [scope],
+            "signatureVerification": {"level": "strict"},
+            "trustStores": ["ca:acme"],
+            "trustedIdentities": ["*"],
+        }]
+    });
+    std::fs::write(dir.join("trustpolicy.json"), policy.to_string()).unwrap();
+    let p = |f: &str| pki.join(f).to_string_lossy().into_owned();
+    let sign = [
+        "sign",
+        &v1,
+        "--format",
+        "notation",
+        "--key",
+        &p("leaf.key"),
+        "--cert",
+        &p("chain.pem"),
+    ];
+    berth(&srv, home, &sign).ok();
+    let out = berth(&srv, home, &["verify", &v1, "--cosign-key", &pubkey]).ok();
+    assert!(
+        out.stdout.contains("1 Notary Project and 1 cosign"),
+        "{out}"
+    );
+    let out = berth(&srv, home, &["verify", &v1, "--cosign-key", &other_key]).ok();
+    assert!(
+        out.stdout.contains("1 Notary Project and 0 cosign"),
+        "{out}"
+    );
+    // Without --cosign-key, notation alone as before.
+    let out = berth(&srv, home, &["verify", &v1]).ok();
+    assert!(!out.stdout.contains("Cosign signature"), "{out}");
+    assert!(out.stdout.contains("1 of 1 signature"), "{out}");
 }

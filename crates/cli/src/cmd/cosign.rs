@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use berth_client::{Error as ClientError, Reference, Registry};
+use berth_notation::TrustPolicyDocument;
 use berth_notation::cosign::{self, PublicKey};
-use berth_notation::{ARTIFACT_TYPE, Outcome, TrustPolicyDocument};
 use berth_oci::Digest;
 
-use super::notation::{VerifyArgs, fetch_envelope, load_trust_store, notation_dir, now, resolve};
+use super::notation::{VerifyArgs, load_trust_store, notation_dir, resolve};
 use super::transfer::{explain, parse_reference, runtime};
 
 /// Signatures that verified, and why the others did not.
@@ -71,52 +71,16 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
                         None => notation_dir()?.join("truststore"),
                     };
                     let store = load_trust_store(&store_dir, &policy.trust_stores)?;
-                    let referrers = rt
-                        .block_on(registry.referrers(&r.repo, &digest, Some(ARTIFACT_TYPE)))
-                        .map_err(|e| {
-                            explain(e, &format!("listing the signatures of {scope}@{digest}"))
-                        })?;
-                    for d in &referrers {
-                        let Some(sig) = d["digest"].as_str() else {
-                            continue;
-                        };
-                        if d["artifactType"].as_str() != Some(ARTIFACT_TYPE) {
-                            continue;
-                        }
-                        let env = rt.block_on(fetch_envelope(&registry, &r, sig, &target.digest));
-                        let outcome = match env {
-                            Ok(env) => {
-                                berth_notation::verify(&env, &target.digest, policy, &store, now())
-                            }
-                            Err(e) => Outcome::Failed {
-                                reason: format!("{e:#}"),
-                                logged: vec![],
-                            },
-                        };
-                        match outcome {
-                            Outcome::Verified {
-                                subject,
-                                signing_time,
-                                logged,
-                            } => {
-                                tally.verified += 1;
-                                println!(
-                                    "Signature {sig}: verified, signed by {subject:?} at {signing_time}"
-                                );
-                                for l in logged {
-                                    println!("  {l}");
-                                }
-                            }
-                            Outcome::Failed { reason, logged } => {
-                                println!("Signature {sig}: FAILED: {reason}");
-                                for l in &logged {
-                                    println!("  {l}");
-                                }
-                                tally.failures.push(format!("{sig}: {reason}"));
-                            }
-                            Outcome::Skipped => {}
-                        }
-                    }
+                    let checked = rt.block_on(super::notation::check_signatures(
+                        &registry,
+                        &r,
+                        &digest,
+                        &target.digest,
+                        policy,
+                        &store,
+                    ))?;
+                    tally.verified += checked.verified;
+                    tally.failures.extend(checked.failures);
                 }
             }
             Err(e) => println!("Notary Project signatures not checked: {e}"),

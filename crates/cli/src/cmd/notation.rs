@@ -203,56 +203,19 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         .digest
         .parse()
         .map_err(|_| anyhow::anyhow!("bad digest"))?;
-    let referrers = rt
-        .block_on(registry.referrers(&r.repo, &digest, Some(ARTIFACT_TYPE)))
-        .map_err(|e| explain(e, &format!("listing the signatures of {scope}@{digest}")))?;
-    let mut verified = 0;
-    let mut failures = Vec::new();
-    for d in &referrers {
-        let Some(sig) = d["digest"].as_str() else {
-            continue;
-        };
-        // A registry may ignore the filter; only notary signatures count.
-        if d["artifactType"].as_str() != Some(ARTIFACT_TYPE) {
-            continue;
-        }
-        let envelope = rt.block_on(fetch_envelope(&registry, &r, sig, &target.digest));
-        let outcome = match envelope {
-            Ok(env) => berth_notation::verify(&env, &target.digest, policy, &store, now()),
-            Err(e) => Outcome::Failed {
-                reason: format!("{e:#}"),
-                logged: vec![],
-            },
-        };
-        match outcome {
-            Outcome::Verified {
-                subject,
-                signing_time,
-                logged,
-            } => {
-                verified += 1;
-                println!("Signature {sig}: verified, signed by {subject:?} at {signing_time}");
-                for l in logged {
-                    println!("  {l}");
-                }
-            }
-            Outcome::Failed { reason, logged } => {
-                println!("Signature {sig}: FAILED: {reason}");
-                for l in &logged {
-                    println!("  {l}");
-                }
-                failures.push(format!("{sig}: {reason}"));
-            }
-            Outcome::Skipped => {}
-        }
-    }
+    let checked = rt.block_on(check_signatures(
+        &registry,
+        &r,
+        &digest,
+        &target.digest,
+        policy,
+        &store,
+    ))?;
+    let (verified, failures) = (checked.verified, checked.failures);
     if verified > 0 {
         println!(
             "Verified {scope}@{} under trust policy {:?} ({:?}): {verified} of {} signature(s)",
-            target.digest,
-            policy.name,
-            level,
-            referrers.len()
+            target.digest, policy.name, level, checked.listed
         );
         return Ok(());
     }
@@ -265,6 +228,75 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         policy.name,
         failures.join("\n  ")
     )
+}
+
+/// What checking an image's Notary Project signatures found.
+#[derive(Default)]
+pub(super) struct Checked {
+    /// Signature manifests the referrers API listed.
+    pub listed: usize,
+    pub verified: usize,
+    /// `digest: reason` of each signature that failed.
+    pub failures: Vec<String>,
+}
+
+/// Lists the Notary Project signatures of `digest` through the referrers API and verifies each
+/// under `policy`, printing one line per signature.
+pub(super) async fn check_signatures(
+    registry: &Registry,
+    r: &Reference,
+    digest: &Digest,
+    target_digest: &str,
+    policy: &berth_notation::TrustPolicy,
+    store: &TrustStore,
+) -> anyhow::Result<Checked> {
+    let scope = r.gun();
+    let referrers = registry
+        .referrers(&r.repo, digest, Some(ARTIFACT_TYPE))
+        .await
+        .map_err(|e| explain(e, &format!("listing the signatures of {scope}@{digest}")))?;
+    let mut out = Checked {
+        listed: referrers.len(),
+        ..Checked::default()
+    };
+    for d in &referrers {
+        let Some(sig) = d["digest"].as_str() else {
+            continue;
+        };
+        // A registry may ignore the filter; only notary signatures count.
+        if d["artifactType"].as_str() != Some(ARTIFACT_TYPE) {
+            continue;
+        }
+        let outcome = match fetch_envelope(registry, r, sig, target_digest).await {
+            Ok(env) => berth_notation::verify(&env, target_digest, policy, store, now()),
+            Err(e) => Outcome::Failed {
+                reason: format!("{e:#}"),
+                logged: vec![],
+            },
+        };
+        match outcome {
+            Outcome::Verified {
+                subject,
+                signing_time,
+                logged,
+            } => {
+                out.verified += 1;
+                println!("Signature {sig}: verified, signed by {subject:?} at {signing_time}");
+                for l in logged {
+                    println!("  {l}");
+                }
+            }
+            Outcome::Failed { reason, logged } => {
+                println!("Signature {sig}: FAILED: {reason}");
+                for l in &logged {
+                    println!("  {l}");
+                }
+                out.failures.push(format!("{sig}: {reason}"));
+            }
+            Outcome::Skipped => {}
+        }
+    }
+    Ok(out)
 }
 
 /// The envelope of the signature manifest `sig`, after checking the manifest is a notary

@@ -825,7 +825,10 @@ async fn csrf_tokens_headers_and_logout_replay() {
         .await;
     assert_eq!(r.status, 403, "{r}");
     assert!(String::from_utf8_lossy(&r.body).contains("CSRF"));
-    let wrong = format!("x{}", &ui.csrf[1..]);
+    // One character changed (the token is random: its first may already be `x`).
+    let first = if ui.csrf.starts_with('x') { 'y' } else { 'x' };
+    let wrong = format!("{first}{}", &ui.csrf[1..]);
+    assert_ne!(wrong, ui.csrf);
     let r = ui
         .post(
             &srv,

@@ -735,9 +735,8 @@ mod tests {
 
     #[test]
     fn flag_over_file_over_default() {
-        let dir = std::env::temp_dir().join(format!("berth-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("berth.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
         std::fs::write(
             &path,
             "listen = \"127.0.0.1:7000\"\ndata_dir = \"/srv/berth\"\n",
@@ -774,12 +773,12 @@ mod tests {
         move |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     }
 
-    fn config_file(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("berth-cfg-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("berth.toml");
+    /// A config file in a directory of its own, removed when the first value drops.
+    fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
         std::fs::write(&path, text).unwrap();
-        path
+        (dir, path)
     }
 
     const DISTRIBUTED: &str = r#"
@@ -807,7 +806,7 @@ s3_secret_access_key = "file-secret"
 
     #[test]
     fn distributed_from_the_file_with_defaults() {
-        let path = config_file("dist", DISTRIBUTED);
+        let (_dir, path) = config_file(DISTRIBUTED);
         let args = || ServeArgs {
             config: Some(path.clone()),
             ..Default::default()
@@ -978,10 +977,7 @@ s3_secret_access_key = "file-secret"
             "{e}"
         );
         // An unknown key in [store] is refused with its name.
-        let path = config_file(
-            "typo",
-            "[store]\nkind = \"distributed\"\ns3_bukket = \"x\"\n",
-        );
+        let (_typo_dir, path) = config_file("[store]\nkind = \"distributed\"\ns3_bukket = \"x\"\n");
         let e = err(
             ServeArgs {
                 config: Some(path),
@@ -994,7 +990,7 @@ s3_secret_access_key = "file-secret"
 
     #[test]
     fn the_store_of_a_config_file_with_the_environment() {
-        let path = config_file("migrate", DISTRIBUTED);
+        let (_dir, path) = config_file(DISTRIBUTED);
         let Store::Distributed(d) = store_from_file(&path, &vars(&[])).unwrap() else {
             panic!()
         };

@@ -22,25 +22,80 @@ pub struct TestDatabase {
 
 /// The server: `BERTH_POSTGRES_URL`, or one started for this test binary.
 pub fn server_url() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| match std::env::var("BERTH_POSTGRES_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => start_server(),
+    &server().0
+}
+
+/// The server's URL, and the work dir of the one started here (for its log).
+fn server() -> &'static (String, Option<PathBuf>) {
+    static SERVER: OnceLock<(String, Option<PathBuf>)> = OnceLock::new();
+    SERVER.get_or_init(|| match std::env::var("BERTH_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => (url, None),
+        _ => {
+            let (url, work) = start_server();
+            (url, Some(work))
+        }
     })
+}
+
+/// Connects to the admin database. A server that is busy (all connection slots taken) or
+/// restarting (after a crash, e.g. a full disk) refuses for a while: retried for up to a
+/// minute, then the panic carries the server's own words and the end of its log.
+async fn connect_admin() -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
+    let admin = server_url();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match tokio_postgres::connect(admin, tokio_postgres::NoTls).await {
+            Ok((client, conn)) => {
+                let task = tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                return (client, task);
+            }
+            Err(e) => {
+                // 53300 too_many_connections, 57P03 cannot_connect_now (starting, recovering).
+                let transient = e.code().is_some_and(|c| {
+                    *c == tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS
+                        || *c == tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW
+                });
+                if transient && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    continue;
+                }
+                panic!(
+                    "connecting to the test PostgreSQL at {admin}: {e:?}\n{}",
+                    server_log_tail()
+                );
+            }
+        }
+    }
+}
+
+/// The last lines of the log of the server started here (nothing for `BERTH_POSTGRES_URL`).
+fn server_log_tail() -> String {
+    let Some(work) = &server().1 else {
+        return String::new();
+    };
+    let dir = std::fs::read_to_string(work.join("pg-dir")).unwrap_or_default();
+    let log = PathBuf::from(dir.trim()).join("log");
+    match std::fs::read_to_string(&log) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines.get(lines.len().saturating_sub(30)..).unwrap_or(&[]);
+            format!("end of {}:\n{}", log.display(), tail.join("\n"))
+        }
+        Err(e) => format!("(no server log at {}: {e})", log.display()),
+    }
 }
 
 /// Creates an empty database on the test server and returns its URL.
 pub async fn fresh_database() -> TestDatabase {
     let admin = server_url();
     let name = format!("berth_t_{}", uuid::Uuid::new_v4().simple());
-    let (client, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to the test PostgreSQL at {admin}: {e}"));
-    let task = tokio::spawn(conn);
+    let (client, task) = connect_admin().await;
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
-        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e:?}"));
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e:?}\n{}", server_log_tail()));
     drop(client);
     let _ = task.await;
     TestDatabase {
@@ -91,7 +146,7 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/start-postgres.sh")
 }
 
-fn start_server() -> String {
+fn start_server() -> (String, PathBuf) {
     let script = script();
     assert!(
         script.exists(),
@@ -119,7 +174,7 @@ fn start_server() -> String {
             + &String::from_utf8_lossy(&out.stderr);
         if out.status.success() {
             stop_when_done(&work);
-            return format!("postgres://postgres@127.0.0.1:{port}/berth");
+            return (format!("postgres://postgres@127.0.0.1:{port}/berth"), work);
         }
         last = text;
     }

@@ -5,7 +5,7 @@
 //! (CREATE DATABASE) and a key prefix of its own in the bucket, so tests run in parallel
 //! without seeing each other.
 //!
-//! - [`test_store_env`]: what `Server::start*` adds under `BERTH_TEST_STORE=distributed`
+//! - [`test_backing`]: what `Server::start*` adds under `BERTH_TEST_STORE=distributed`
 //!   (scripts/test runs the registry, trust and auth suites a second time that way).
 //! - [`Cluster`]: N `berth serve` nodes on one store, authentication on, one TLS certificate
 //!   and one vault passphrase for all of them, as an operator runs them.
@@ -35,12 +35,12 @@ fn shared_tool(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The store `Server::start*` runs on: `BERTH_TEST_STORE` is `embedded` (the default, no
-/// variables) or `distributed` (a new database and prefix per server).
-pub fn test_store_env() -> Vec<(String, String)> {
+/// The store `Server::start*` runs on: `BERTH_TEST_STORE` is `embedded` (the default, none)
+/// or `distributed` (a new database and prefix per server).
+pub fn test_backing() -> Option<Backing> {
     match std::env::var("BERTH_TEST_STORE").as_deref() {
-        Err(_) | Ok("") | Ok("embedded") => Vec::new(),
-        Ok("distributed") => Backing::new().env(),
+        Err(_) | Ok("") | Ok("embedded") => None,
+        Ok("distributed") => Some(Backing::new()),
         Ok(other) => panic!("BERTH_TEST_STORE={other:?}: expected `embedded` or `distributed`"),
     }
 }

@@ -46,6 +46,9 @@ pub struct Server {
     nofile: Option<u64>,
     /// Extra environment variables of the server process (`BERTH_LOG_FORMAT`, …).
     env: Vec<(String, String)>,
+    /// The distributed store made for this server (`BERTH_TEST_STORE=distributed`): its
+    /// database goes when the server does, so a long run does not fill the disk.
+    backing: Option<crate::cluster::Backing>,
     /// The CA clients trust when it is not the one the server generated in its data dir
     /// (cluster nodes share a certificate given with --tls-cert).
     ca: Option<PathBuf>,
@@ -129,6 +132,7 @@ impl Server {
         }
         .expect("data tempdir");
         let work = tempfile::tempdir().expect("work tempdir");
+        let backing = crate::cluster::test_backing();
         let mut srv = Server {
             child: None,
             data,
@@ -137,7 +141,8 @@ impl Server {
             auth,
             args,
             nofile,
-            env: crate::cluster::test_store_env(),
+            env: backing.as_ref().map(|b| b.env()).unwrap_or_default(),
+            backing,
             ca: None,
             listen: "127.0.0.1:0".into(),
             stdout: Arc::new(Mutex::new(String::new())),
@@ -152,6 +157,7 @@ impl Server {
     /// Like [`Server::start_with_auth`], with extra environment variables for the server.
     pub fn start_with_auth_env(env: &[(&str, &str)]) -> Server {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let backing = crate::cluster::test_backing();
         let mut srv = Server {
             child: None,
             data: tempfile::tempdir().expect("data tempdir"),
@@ -161,10 +167,14 @@ impl Server {
             args: Vec::new(),
             nofile: None,
             // The test's variables come last, so they win over the store's.
-            env: crate::cluster::test_store_env()
+            env: backing
+                .as_ref()
+                .map(|b| b.env())
+                .unwrap_or_default()
                 .into_iter()
                 .chain(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
                 .collect(),
+            backing,
             ca: None,
             listen: "127.0.0.1:0".into(),
             stdout: Arc::new(Mutex::new(String::new())),
@@ -197,6 +207,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            backing: None,
             ca: None,
             listen: listen.into(),
             stdout: Arc::new(Mutex::new(String::new())),
@@ -221,6 +232,7 @@ impl Server {
             args,
             nofile: None,
             env,
+            backing: None,
             ca: Some(ca),
             listen: "127.0.0.1:0".into(),
             stdout: Arc::new(Mutex::new(String::new())),
@@ -245,6 +257,7 @@ impl Server {
             args: Vec::new(),
             nofile: None,
             env: Vec::new(),
+            backing: None,
             ca: Some(ca),
             listen: String::new(),
             stdout: Arc::new(Mutex::new(String::new())),
@@ -779,6 +792,9 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        if let Some(b) = self.backing.take() {
+            crate::cluster::block_on_thread(b.db.drop_database());
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use ring::signature as rs;
 use serde_json::{Map, Value, json};
 
 use crate::cert::{Cert, KeyKind};
+pub use crate::envelope::Envelope;
 use crate::{Descriptor, PAYLOAD_CTY, Result, err};
 
 pub const SIGNING_SCHEME: &str = "io.cncf.notary.signingScheme";
@@ -122,7 +123,27 @@ impl Signer {
         self.chain.iter().map(Cert::thumbprint).collect()
     }
 
-    /// The envelope signing `target` at `signing_time` (unix seconds), by `agent`.
+    /// The signature of `input` with the key: fixed-size `r||s` for ECDSA (as both JWS and
+    /// COSE want it), RSASSA-PSS for RSA. Every envelope signs through here.
+    pub(crate) fn sign_raw(&self, input: &[u8]) -> Result<Vec<u8>> {
+        let rng = ring::rand::SystemRandom::new();
+        Ok(match &self.key {
+            Key::Ecdsa(k) => k
+                .sign(&rng, input)
+                .map_err(|_| crate::Error("signing failed".into()))?
+                .as_ref()
+                .to_vec(),
+            Key::Rsa(k, enc) => {
+                let mut out = vec![0; k.public().modulus_len()];
+                k.sign(*enc, &rng, input, &mut out)
+                    .map_err(|_| crate::Error("signing failed".into()))?;
+                out
+            }
+        })
+    }
+
+    /// The JWS envelope (`application/jose+json`) signing `target` at `signing_time` (unix
+    /// seconds), by `agent`.
     pub fn sign(&self, target: &Descriptor, signing_time: i64, agent: &str) -> Result<Vec<u8>> {
         let payload = serde_json::to_vec(&json!({ "targetArtifact": target }))
             .map_err(|e| crate::Error(e.to_string()))?;
@@ -137,20 +158,7 @@ impl Signer {
         let protected = URL_SAFE_NO_PAD.encode(protected);
         let payload = URL_SAFE_NO_PAD.encode(payload);
         let input = format!("{protected}.{payload}");
-        let rng = ring::rand::SystemRandom::new();
-        let sig = match &self.key {
-            Key::Ecdsa(k) => k
-                .sign(&rng, input.as_bytes())
-                .map_err(|_| crate::Error("signing failed".into()))?
-                .as_ref()
-                .to_vec(),
-            Key::Rsa(k, enc) => {
-                let mut out = vec![0; k.public().modulus_len()];
-                k.sign(*enc, &rng, input.as_bytes(), &mut out)
-                    .map_err(|_| crate::Error("signing failed".into()))?;
-                out
-            }
-        };
+        let sig = self.sign_raw(input.as_bytes())?;
         let x5c: Vec<String> = self.chain.iter().map(|c| STANDARD.encode(&c.der)).collect();
         let env = json!({
             "payload": payload,
@@ -160,20 +168,6 @@ impl Signer {
         });
         serde_json::to_vec(&env).map_err(|e| crate::Error(e.to_string()))
     }
-}
-
-/// An envelope whose signature verified with its leaf certificate (integrity only: nothing
-/// here says the certificate is trusted).
-#[derive(Debug, Clone)]
-pub struct Envelope {
-    pub alg: String,
-    pub signing_scheme: String,
-    pub signing_time: i64,
-    pub expiry: Option<i64>,
-    pub signing_agent: Option<String>,
-    /// The `x5c` chain, leaf first.
-    pub chain: Vec<Cert>,
-    pub target: Descriptor,
 }
 
 fn b64url(field: &str, s: &Value) -> Result<Vec<u8>> {
@@ -214,22 +208,7 @@ impl Envelope {
             return err("protected header without crit");
         };
         let crit: Vec<&str> = crit.iter().filter_map(Value::as_str).collect();
-        if !crit.contains(&SIGNING_SCHEME) {
-            return err(format!("crit does not list {SIGNING_SCHEME}"));
-        }
-        for c in &crit {
-            if !matches!(*c, SIGNING_SCHEME | EXPIRY) {
-                return err(format!("critical header {c:?} is not understood"));
-            }
-            if !protected.contains_key(*c) {
-                return err(format!(
-                    "critical header {c:?} is listed in crit but absent"
-                ));
-            }
-        }
-        if protected.contains_key(EXPIRY) && !crit.contains(&EXPIRY) {
-            return err(format!("{EXPIRY} is present but not critical"));
-        }
+        crate::envelope::check_critical(&crit, |k| protected.contains_key(k))?;
         let signing_time = crate::time::parse(
             s(SIGNING_TIME).ok_or_else(|| crate::Error(format!("no {SIGNING_TIME}")))?,
         )?;

@@ -12,7 +12,9 @@
 //! ```
 
 pub mod cert;
+pub mod cose;
 pub mod cosign;
+pub mod envelope;
 pub mod jws;
 pub mod policy;
 pub mod time;
@@ -22,13 +24,18 @@ mod tests_envelope;
 
 use serde::{Deserialize, Serialize};
 
-pub use jws::{Envelope, Signer};
-pub use policy::{Level, Outcome, TrustPolicy, TrustPolicyDocument, TrustStore, verify};
+pub use envelope::{Envelope, Format};
+pub use jws::Signer;
+pub use policy::{
+    Level, Outcome, TrustPolicy, TrustPolicyDocument, TrustStore, verify, verify_format,
+};
 
 /// `artifactType` of a Notary Project signature manifest.
 pub const ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
 /// Media type of the JWS envelope layer.
 pub const JWS_MEDIA_TYPE: &str = "application/jose+json";
+/// Media type of the COSE_Sign1 envelope layer.
+pub const COSE_MEDIA_TYPE: &str = "application/cose";
 /// `cty` of the JWS: the Notary Project payload.
 pub const PAYLOAD_CTY: &str = "application/vnd.cncf.notary.payload.v1+json";
 /// The OCI empty descriptor's media type, and its content `{}`.
@@ -88,10 +95,21 @@ pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
 
-/// The OCI 1.1 manifest that stores `envelope` as a referrer of `subject`: artifactType
-/// notary signature, the empty config, one `application/jose+json` layer, and the chain's
-/// thumbprints as an annotation (as notation writes them: a JSON array in a string).
+/// The OCI 1.1 manifest that stores the JWS `envelope` as a referrer of `subject`.
 pub fn signature_manifest(
+    envelope: &[u8],
+    subject: &Descriptor,
+    thumbprints: &[String],
+) -> Vec<u8> {
+    signature_manifest_of(Format::Jws, envelope, subject, thumbprints)
+}
+
+/// The OCI 1.1 manifest that stores `envelope` (of `format`) as a referrer of `subject`:
+/// artifactType notary signature, the empty config, one envelope layer (`application/jose+json`
+/// or `application/cose`), and the chain's thumbprints as an annotation (as notation writes
+/// them: a JSON array in a string).
+pub fn signature_manifest_of(
+    format: Format,
     envelope: &[u8],
     subject: &Descriptor,
     thumbprints: &[String],
@@ -105,7 +123,7 @@ pub fn signature_manifest(
         "mediaType": OCI_MANIFEST,
         "artifactType": ARTIFACT_TYPE,
         "config": Descriptor::of(EMPTY_MEDIA_TYPE, EMPTY_CONTENT),
-        "layers": [Descriptor::of(JWS_MEDIA_TYPE, envelope)],
+        "layers": [Descriptor::of(format.media_type(), envelope)],
         "subject": subject,
         "annotations": {
             THUMBPRINT_ANNOTATION: serde_json::to_string(thumbprints).unwrap_or_default(),

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::cert::{Cert, split_dn};
-use crate::jws::Envelope;
+use crate::envelope::{Envelope, Format};
 use crate::{Result, err};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -334,6 +334,19 @@ pub fn verify(
     store: &TrustStore,
     now: i64,
 ) -> Outcome {
+    verify_format(Format::Jws, envelope, digest, policy, store, now)
+}
+
+/// [`verify`] for an envelope of either format: only the integrity check differs, the chain,
+/// trust store, identity, time and expiry checks are the same code for both.
+pub fn verify_format(
+    format: Format,
+    envelope: &[u8],
+    digest: &str,
+    policy: &TrustPolicy,
+    store: &TrustStore,
+    now: i64,
+) -> Outcome {
     let mut logged = Vec::new();
     let fail = |reason: String, logged: Vec<String>| Outcome::Failed { reason, logged };
     match policy.level() {
@@ -342,7 +355,7 @@ pub fn verify(
         Err(e) => return fail(e.0, logged),
     }
     // Integrity is always enforced; a signature of another artifact is no signature of this one.
-    let env = match Envelope::verify_integrity(envelope) {
+    let env = match Envelope::verify_integrity_of(format, envelope) {
         Ok(e) => e,
         Err(e) => return fail(format!("integrity: {e}"), logged),
     };

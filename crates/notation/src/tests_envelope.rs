@@ -470,3 +470,329 @@ fn notation_go_vectors_verify() {
         failed(&verify(&bad, digest, p, &s, NOW), "does not verify");
     }
 }
+
+// COSE_Sign1 envelopes: the same checks through the other envelope.
+
+use coset::cbor::value::Value as Cbor;
+use coset::{CborSerializable as _, CoseSign1, TaggedCborSerializable as _};
+
+use crate::{Format, verify_format};
+
+fn sign_cose(pki: &Pki, at: i64) -> Vec<u8> {
+    Signer::from_pem(pki.key_pem.as_bytes(), pki.chain_pem.as_bytes())
+        .unwrap()
+        .sign_cose(&target(), at, "berth/test")
+        .unwrap()
+}
+
+fn check_cose(env: &[u8], pki_ca: &str, level: &str) -> Outcome {
+    let doc = policy(level, json!(["*"]));
+    verify_format(
+        Format::Cose,
+        env,
+        &target().digest,
+        doc.applicable("h/r").unwrap(),
+        &store(pki_ca),
+        NOW,
+    )
+}
+
+/// Decodes, changes and re-encodes a COSE envelope. The protected header keeps its original
+/// bytes unless `f` clears `protected.original_data`.
+fn edit_cose(env: &[u8], f: impl FnOnce(&mut CoseSign1)) -> Vec<u8> {
+    let mut m = CoseSign1::from_tagged_slice(env).unwrap();
+    f(&mut m);
+    m.to_tagged_vec().unwrap()
+}
+
+fn text<'a>(rest: &'a [(coset::Label, Cbor)], k: &str) -> &'a Cbor {
+    &rest
+        .iter()
+        .find(|(l, _)| *l == coset::Label::Text(k.into()))
+        .unwrap()
+        .1
+}
+
+#[test]
+fn cose_envelope_shape() {
+    let pki = good(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let env = sign_cose(&pki, NOW);
+    // COSE_Sign1_Tagged: tag 18 (0xd2) over a 4-array (0x84).
+    assert_eq!(&env[..2], &[0xd2, 0x84]);
+    let m = CoseSign1::from_tagged_slice(&env).unwrap();
+    let h = &m.protected.header;
+    assert_eq!(
+        h.alg,
+        Some(coset::RegisteredLabelWithPrivate::Assigned(
+            coset::iana::Algorithm::ES256
+        ))
+    );
+    // The protected bytes are a map whose alg is -7 (0x26).
+    let raw = m.protected.original_data.as_ref().unwrap();
+    let map = Cbor::from_slice(raw).unwrap();
+    let map = map.as_map().unwrap();
+    assert!(map.contains(&(Cbor::Integer(1.into()), Cbor::Integer((-7).into()))));
+    assert_eq!(
+        h.crit,
+        vec![coset::RegisteredLabelWithPrivate::Text(
+            "io.cncf.notary.signingScheme".into()
+        )]
+    );
+    assert_eq!(
+        h.content_type,
+        Some(coset::ContentType::Text(
+            "application/vnd.cncf.notary.payload.v1+json".into()
+        ))
+    );
+    assert_eq!(
+        text(&h.rest, "io.cncf.notary.signingScheme"),
+        &Cbor::Text("notary.x509".into())
+    );
+    assert_eq!(
+        text(&h.rest, "io.cncf.notary.signingTime"),
+        &Cbor::Tag(1, Box::new(Cbor::Integer(NOW.into())))
+    );
+    let x5chain = &m
+        .unprotected
+        .rest
+        .iter()
+        .find(|(l, _)| *l == coset::Label::Int(33))
+        .unwrap()
+        .1;
+    let certs = Cert::from_pem_bundle(pki.chain_pem.as_bytes()).unwrap();
+    assert_eq!(
+        x5chain,
+        &Cbor::Array(certs.iter().map(|c| Cbor::Bytes(c.der.clone())).collect())
+    );
+    assert_eq!(
+        text(&m.unprotected.rest, "io.cncf.notary.signingAgent"),
+        &Cbor::Text("berth/test".into())
+    );
+    let payload: Value = serde_json::from_slice(m.payload.as_ref().unwrap()).unwrap();
+    assert_eq!(payload, json!({"targetArtifact": target()}));
+    assert_eq!(m.signature.len(), 64);
+    // The manifest's layer says application/cose.
+    let man = crate::signature_manifest_of(Format::Cose, &env, &target(), &[]);
+    let man: Value = serde_json::from_slice(&man).unwrap();
+    assert_eq!(man["layers"][0]["mediaType"], "application/cose");
+}
+
+#[test]
+fn cose_verifies_with_every_key_kind() {
+    // RSA (PS256) envelopes are checked with notation-go's below and end to end in it::notation.
+    for alg in [
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+        &rcgen::PKCS_ECDSA_P384_SHA384,
+    ] {
+        let pki = good(alg);
+        let env = sign_cose(&pki, NOW);
+        match check_cose(&env, &pki.ca_pem, "strict") {
+            Outcome::Verified {
+                subject,
+                signing_time,
+                ..
+            } => {
+                assert!(subject.contains("CN=signer"), "{subject}");
+                assert_eq!(signing_time, "2026-06-01T00:00:00Z");
+            }
+            o => panic!("{o:?}"),
+        }
+        // The same bytes are no JWS, and a JWS is no COSE message.
+        failed(&check(&env, &pki.ca_pem, "strict"), "integrity");
+        failed(
+            &check_cose(&sign(&pki, NOW), &pki.ca_pem, "strict"),
+            "not a COSE_Sign1",
+        );
+    }
+}
+
+#[test]
+fn cose_tampering_fails() {
+    let pki = good(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let env = sign_cose(&pki, NOW);
+    verified(&check_cose(&env, &pki.ca_pem, "strict"));
+    // The payload names another digest (the signature no longer matches).
+    let other = Descriptor::of(OCI_MANIFEST, b"other");
+    let bad = edit_cose(&env, |m| {
+        m.payload = Some(serde_json::to_vec(&json!({ "targetArtifact": other })).unwrap())
+    });
+    failed(&check_cose(&bad, &pki.ca_pem, "audit"), "does not verify");
+    // A flipped signature bit.
+    let bad = edit_cose(&env, |m| m.signature[5] ^= 1);
+    failed(&check_cose(&bad, &pki.ca_pem, "audit"), "does not verify");
+    // A later signing time in the protected header, re-encoded.
+    let bad = edit_cose(&env, |m| {
+        m.protected.original_data = None;
+        for (l, v) in &mut m.protected.header.rest {
+            if *l == coset::Label::Text("io.cncf.notary.signingTime".into()) {
+                *v = Cbor::Tag(1, Box::new(Cbor::Integer((NOW + 1).into())));
+            }
+        }
+    });
+    failed(&check_cose(&bad, &pki.ca_pem, "audit"), "does not verify");
+    // alg swapped for one that does not fit the key.
+    let bad = edit_cose(&env, |m| {
+        m.protected.original_data = None;
+        m.protected.header.alg = Some(coset::RegisteredLabelWithPrivate::Assigned(
+            coset::iana::Algorithm::ES384,
+        ));
+    });
+    failed(&check_cose(&bad, &pki.ca_pem, "audit"), "does not match");
+    // The chain swapped for another signer's (same CA name, other key).
+    let other = good(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let other_env = sign_cose(&other, NOW);
+    let other_chain = CoseSign1::from_tagged_slice(&other_env)
+        .unwrap()
+        .unprotected;
+    let bad = edit_cose(&env, |m| m.unprotected = other_chain);
+    failed(&check_cose(&bad, &pki.ca_pem, "audit"), "does not verify");
+    // No x5chain at all.
+    let bad = edit_cose(&env, |m| m.unprotected.rest.clear());
+    failed(&check_cose(&bad, &pki.ca_pem, "audit"), "x5chain");
+    // An untagged COSE_Sign1 is not the tagged form the spec requires.
+    let untagged = CoseSign1::from_tagged_slice(&env)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    failed(
+        &check_cose(&untagged, &pki.ca_pem, "audit"),
+        "not a COSE_Sign1",
+    );
+    // A critical header nobody understands.
+    let bad = edit_cose(&env, |m| {
+        m.protected.original_data = None;
+        m.protected
+            .header
+            .crit
+            .push(coset::RegisteredLabelWithPrivate::Text("x.unknown".into()));
+        m.protected
+            .header
+            .rest
+            .push((coset::Label::Text("x.unknown".into()), Cbor::Bool(true)));
+    });
+    failed(&check_cose(&bad, &pki.ca_pem, "audit"), "not understood");
+    // Garbage.
+    failed(
+        &check_cose(b"\xd2\x84", &pki.ca_pem, "audit"),
+        "not a COSE_Sign1",
+    );
+}
+
+#[test]
+fn cose_trust_digest_and_time_checks_are_the_shared_ones() {
+    let pki = good(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let env = sign_cose(&pki, NOW);
+    let doc = policy("strict", json!(["*"]));
+    let p = doc.applicable("h/r").unwrap();
+    failed(
+        &verify_format(Format::Cose, &env, "sha256:00", p, &store(&pki.ca_pem), NOW),
+        "integrity: the signature is for",
+    );
+    // Another CA in the store: authenticity.
+    failed(
+        &check_cose(&env, &ca("Other CA").pem(), "strict"),
+        "does not lead",
+    );
+    // The leaf expired by now: authenticTimestamp at strict, logged at permissive.
+    let expired = leaf(
+        &ca("Test CA"),
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+        (2026, 1, 1),
+        true,
+    );
+    let env = sign_cose(&expired, NOW - 200 * 86400);
+    failed(
+        &check_cose(&env, &expired.ca_pem, "strict"),
+        "authenticTimestamp",
+    );
+    verified(&check_cose(&env, &expired.ca_pem, "permissive"));
+    // No codeSigning EKU: authenticity.
+    let server = leaf(
+        &ca("Test CA"),
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+        (2029, 1, 1),
+        false,
+    );
+    failed(
+        &check_cose(&sign_cose(&server, NOW), &server.ca_pem, "strict"),
+        "codeSigning",
+    );
+}
+
+/// COSE envelopes notation itself produced (notation-go's internal/testdata/cose_signature.sig
+/// and verifier/testdata/timestamp/sigEnv/coseWithTimestamp.sig): RSA PS256 (-37), a
+/// self-signed leaf, a tag-1 signing time; the second carries a timestamp countersignature,
+/// which Berth does not read but must not choke on.
+#[test]
+fn notation_go_cose_vectors_verify() {
+    for (env, digest, size, subject) in [
+        (
+            &include_bytes!("testdata/notation-go-cose.sig")[..],
+            "sha256:19dbd2e48e921426ee8ace4dc892edfb2ecdc1d1a72d5416c83670c30acecef0",
+            481,
+            "x509.subject: CN=alpine, O=Notary, L=Seattle, ST=WA, C=US",
+        ),
+        (
+            &include_bytes!("testdata/notation-go-cose-with-timestamp.sig")[..],
+            "sha256:c0669ef34cdc14332c0f1ab0c2c01acb91d96014b172f1a76f3a39e63d1f0bda",
+            528,
+            "*",
+        ),
+    ] {
+        let e = crate::cose::verify_integrity(env).unwrap();
+        assert_eq!(e.alg, "PS256");
+        assert_eq!(
+            e.signing_agent
+                .as_deref()
+                .map(|a| a.starts_with("Notation/")),
+            Some(true)
+        );
+        assert_eq!((e.target.digest.as_str(), e.target.size), (digest, size));
+        let mut s = TrustStore::default();
+        s.add("ca:test", vec![e.chain.last().unwrap().clone()]);
+        let doc = policy("permissive", json!([subject]));
+        let p = doc.applicable("h/r").unwrap();
+        match verify_format(Format::Cose, env, digest, p, &s, NOW) {
+            Outcome::Verified { .. } => {}
+            o => panic!("{o:?}"),
+        }
+        failed(
+            &verify_format(
+                Format::Cose,
+                env,
+                digest,
+                p,
+                &store(&ca("Test CA").pem()),
+                NOW,
+            ),
+            "does not lead",
+        );
+        let bad = edit_cose(env, |m| m.signature[0] ^= 0x80);
+        failed(
+            &verify_format(Format::Cose, &bad, digest, p, &s, NOW),
+            "does not verify",
+        );
+    }
+    // The first one's signing time: 2023-03-14T04:45:22Z, read from its tag-1 value.
+    let e = crate::cose::verify_integrity(include_bytes!("testdata/notation-go-cose.sig")).unwrap();
+    assert_eq!(crate::time::format(e.signing_time), "2023-03-14T04:45:22Z");
+}
+
+/// notation-core-go's COSE conformance message (signature/cose/testdata/conformance.json):
+/// signed with keys not published, with a critical header of its own and no x5chain. Berth
+/// parses it and refuses it for the right reason.
+#[test]
+fn notation_core_go_conformance_message_is_refused_for_its_unknown_critical_header() {
+    let env =
+        hex::decode(include_str!("testdata/notation-core-go-cose-conformance.hex").trim()).unwrap();
+    let m = CoseSign1::from_tagged_slice(&env).unwrap();
+    assert_eq!(
+        m.protected.header.alg,
+        Some(coset::RegisteredLabelWithPrivate::Assigned(
+            coset::iana::Algorithm::PS384
+        ))
+    );
+    assert_eq!(m.payload.as_deref(), Some(&b"hello COSE"[..]));
+    let e = crate::cose::verify_integrity(&env).unwrap_err();
+    assert!(e.0.contains("\"signedCritKey1\" is not understood"), "{e}");
+}

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use berth_client::{Reference, Registry};
 use berth_notation::cert::Cert;
 use berth_notation::{
-    ARTIFACT_TYPE, Descriptor, EMPTY_CONTENT, JWS_MEDIA_TYPE, OCI_MANIFEST, Outcome, Signer,
+    ARTIFACT_TYPE, Descriptor, EMPTY_CONTENT, Format, OCI_MANIFEST, Outcome, Signer,
     TrustPolicyDocument, TrustStore,
 };
 use berth_oci::{Algorithm, Digest};
@@ -23,12 +23,31 @@ pub enum SignatureFormat {
     Notation,
 }
 
+/// The envelope of a Notary Project signature.
+#[derive(ValueEnum, Clone, Copy, Debug, Default)]
+pub enum Envelope {
+    /// JWS JSON serialization, layer media type application/jose+json.
+    #[default]
+    Jws,
+    /// COSE_Sign1, layer media type application/cose.
+    Cose,
+}
+
+impl From<Envelope> for Format {
+    fn from(e: Envelope) -> Format {
+        match e {
+            Envelope::Jws => Format::Jws,
+            Envelope::Cose => Format::Cose,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct SignArgs {
     /// host[:port]/repository[:tag|@digest]; a tag is resolved to the digest that gets signed.
     #[arg(name = "REF")]
     pub reference: String,
-    /// Signature format: notation (a Notary Project JWS signature; the only one so far).
+    /// Signature format: notation (a Notary Project signature; its envelope: --envelope).
     #[arg(long, value_enum)]
     pub format: SignatureFormat,
     /// PEM private key (PKCS#8, SEC1 EC or PKCS#1 RSA): ECDSA P-256 (ES256), P-384 (ES384) or
@@ -38,6 +57,10 @@ pub struct SignArgs {
     /// PEM certificate chain, signing certificate first (it needs the codeSigning EKU).
     #[arg(long, value_name = "CHAIN")]
     pub cert: PathBuf,
+    /// Envelope of the Notary Project signature: jws (application/jose+json, the default) or
+    /// cose (COSE_Sign1, application/cose); berth verify reads both.
+    #[arg(long, value_enum, default_value_t = Envelope::Jws)]
+    pub envelope: Envelope,
     #[command(flatten)]
     pub conn: TransferArgs,
 }
@@ -107,9 +130,14 @@ pub fn sign(a: SignArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         let target = resolve(&registry, &r).await?;
         let agent = concat!("berth/", env!("CARGO_PKG_VERSION"));
-        let envelope = signer.sign(&target, now(), agent)?;
-        let manifest =
-            berth_notation::signature_manifest(&envelope, &target, &signer.thumbprints());
+        let format = Format::from(a.envelope);
+        let envelope = signer.sign_envelope(format, &target, now(), agent)?;
+        let manifest = berth_notation::signature_manifest_of(
+            format,
+            &envelope,
+            &target,
+            &signer.thumbprints(),
+        );
         let doing = format!("pushing the signature of {}@{}", r.repo, target.digest);
         registry
             .push_small_blob(&r.repo, EMPTY_CONTENT)
@@ -130,11 +158,12 @@ pub fn sign(a: SignArgs) -> anyhow::Result<()> {
             .await
             .map_err(|e| explain(e, &doing))?;
         println!(
-            "Signed {}/{}@{} ({}, {})",
+            "Signed {}/{}@{} ({}, {}, {})",
             r.registry,
             r.repo,
             target.digest,
             signer.alg(),
+            format.name(),
             signer.chain()[0].subject
         );
         println!("Signature: {digest}");
@@ -267,8 +296,10 @@ pub(super) async fn check_signatures(
         if d["artifactType"].as_str() != Some(ARTIFACT_TYPE) {
             continue;
         }
-        let outcome = match fetch_envelope(registry, r, sig, target_digest).await {
-            Ok(env) => berth_notation::verify(&env, target_digest, policy, store, now()),
+        let outcome = match fetch_signature(registry, r, sig, target_digest).await {
+            Ok((format, env)) => {
+                berth_notation::verify_format(format, &env, target_digest, policy, store, now())
+            }
             Err(e) => Outcome::Failed {
                 reason: format!("{e:#}"),
                 logged: vec![],
@@ -299,14 +330,14 @@ pub(super) async fn check_signatures(
     Ok(out)
 }
 
-/// The envelope of the signature manifest `sig`, after checking the manifest is a notary
-/// signature of `subject` with one JWS layer.
-pub(super) async fn fetch_envelope(
+/// The envelope of the signature manifest `sig` and its format (from the layer's media type),
+/// after checking the manifest is a notary signature of `subject` with one envelope layer.
+pub(super) async fn fetch_signature(
     registry: &Registry,
     r: &Reference,
     sig: &str,
     subject: &str,
-) -> anyhow::Result<Vec<u8>> {
+) -> anyhow::Result<(Format, Vec<u8>)> {
     let m = registry
         .get_manifest(&r.repo, sig)
         .await
@@ -326,19 +357,23 @@ pub(super) async fn fetch_envelope(
             layers.len()
         );
     };
-    if layer["mediaType"] != JWS_MEDIA_TYPE {
+    let Some(format) = layer["mediaType"]
+        .as_str()
+        .and_then(Format::from_media_type)
+    else {
         bail!(
-            "the signature layer is {}, not {JWS_MEDIA_TYPE} (COSE is not supported yet)",
+            "the signature layer is {}, neither application/jose+json nor application/cose",
             layer["mediaType"]
         );
-    }
+    };
     let digest: Digest = layer["digest"]
         .as_str()
         .unwrap_or_default()
         .parse()
         .map_err(|_| anyhow::anyhow!("the signature layer's digest is malformed"))?;
-    registry
+    let envelope = registry
         .get_small_blob(&r.repo, &digest)
         .await
-        .map_err(|e| explain(e, "fetching the signature envelope"))
+        .map_err(|e| explain(e, "fetching the signature envelope"))?;
+    Ok((format, envelope))
 }

@@ -33,6 +33,7 @@ mod manifests;
 mod metrics;
 mod names;
 mod notation;
+mod notation_cose;
 mod ops_audit;
 mod ops_logs;
 mod ops_repository;

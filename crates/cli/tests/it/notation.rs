@@ -13,17 +13,17 @@ use crate::auth_support::*;
 use crate::harness::*;
 use crate::trust_harness::*;
 
-const REPO: &str = "sig/app";
+pub(crate) const REPO: &str = "sig/app";
 const NOTARY: &str = "application/vnd.cncf.notary.signature";
 
-fn script(name: &str) -> PathBuf {
+pub(crate) fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/it/scripts")
         .join(name)
 }
 
 /// `berth ARGS` as the owner, with `home/config` as XDG_CONFIG_HOME (notation's files).
-fn berth(srv: &Server, home: &Path, args: &[&str]) -> Out {
+pub(crate) fn berth(srv: &Server, home: &Path, args: &[&str]) -> Out {
     let mut c = isolated(env!("CARGO_BIN_EXE_berth"), home);
     c.env("BERTH_CONFIG_DIR", home.join("berth-config"))
         .env("XDG_CONFIG_HOME", home.join("config"))
@@ -35,14 +35,14 @@ fn berth(srv: &Server, home: &Path, args: &[&str]) -> Out {
     run(&mut c, None)
 }
 
-fn python(args: &[&std::ffi::OsStr]) -> Out {
+pub(crate) fn python(args: &[&std::ffi::OsStr]) -> Out {
     let mut c = std::process::Command::new("python3");
     c.args(args);
     run(&mut c, None)
 }
 
 /// Notation's layout under XDG_CONFIG_HOME: a trust policy for `scope` and a CA store `acme`.
-fn write_notation_config(home: &Path, scope: &str, ca_pem: &Path, identity: &str) {
+pub(crate) fn write_notation_config(home: &Path, scope: &str, ca_pem: &Path, identity: &str) {
     let dir = home.join("config/notation");
     let store = dir.join("truststore/x509/ca/acme");
     std::fs::create_dir_all(&store).unwrap();
@@ -64,7 +64,7 @@ fn write_notation_config(home: &Path, scope: &str, ca_pem: &Path, identity: &str
     std::fs::write(dir.join("trustpolicy.json"), policy.to_string()).unwrap();
 }
 
-async fn notary_referrers(srv: &Server, digest: &str) -> Vec<Value> {
+pub(crate) async fn notary_referrers(srv: &Server, digest: &str) -> Vec<Value> {
     let r = srv
         .get(&format!(
             "/v2/{REPO}/referrers/{digest}?artifactType={}",

@@ -200,6 +200,9 @@ pub enum TrustCommand {
     Revoke(crate::cmd::trust::RevokeArgs),
     /// Signed tags, signers and keys of repositories (docker trust inspect's JSON).
     Inspect(crate::cmd::trust::InspectArgs),
+    /// Re-sign every DCT-signed tag whose signature verifies as a Notary Project signature
+    /// (a referrer, recording the DCT roles and keys in annotations); reports each tag.
+    Migrate(crate::cmd::migrate::MigrateArgs),
     /// Wipe one repository's trust data (e.g. after losing its root key); images stay.
     Reset {
         /// `host[:port]/repository`, as docker names it (the host selects the server).

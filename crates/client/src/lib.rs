@@ -22,6 +22,7 @@ pub mod reference;
 pub mod referrers;
 pub mod registry;
 pub mod source;
+pub mod tags;
 pub mod upload;
 pub mod verify;
 

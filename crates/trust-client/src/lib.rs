@@ -24,4 +24,4 @@ pub use keystore::{
 };
 pub use publish::{Published, Repository, inspect_json, inspect_pretty};
 pub use transport::{FetchError, MemoryTransport, MetaFile, Transport};
-pub use tufclient::{Credentials, Remote, Target, TrustData, TufClient};
+pub use tufclient::{Credentials, Remote, SkippedRole, Target, TrustData, TufClient};

@@ -74,6 +74,21 @@ pub struct TrustData {
     pub roles: BTreeMap<String, Signed<Targets>>,
     /// The path prefixes each delegation may sign, already narrowed by its ancestors'.
     allowed_paths: BTreeMap<String, Vec<String>>,
+    /// Delegations that exist but were left out (expired, or below their threshold), by name:
+    /// none of their targets are trusted. Kept so a caller can say why a tag is not trusted.
+    pub skipped: BTreeMap<String, SkippedRole>,
+}
+
+/// A delegation the update left out, and why.
+#[derive(Debug, Clone)]
+pub struct SkippedRole {
+    /// Expired (as opposed to not signed by enough of its keys).
+    pub expired: bool,
+    /// Why the update left it out (`targets/releases expired at …`, or the signature error).
+    pub reason: String,
+    /// The target names the file lists. Unverified: only for explaining why a tag is not
+    /// trusted, never for trusting one.
+    pub names: Vec<String>,
 }
 
 impl TrustData {
@@ -117,6 +132,43 @@ impl TrustData {
                     .map(move |d| (parent.clone(), d.clone()))
             })
             .collect()
+    }
+
+    /// The IDs of the keys the role lists whose signature on the role's metadata verifies
+    /// (for `targets`, the repository keys of root; for a delegation, the keys its parent
+    /// names), sorted. Empty for a role the update did not keep.
+    pub fn signed_by(&self, role: &str) -> Vec<String> {
+        let Some(signed) = self.roles.get(role) else {
+            return Vec::new();
+        };
+        let keys = match RoleName::parse(role) {
+            Ok(RoleName::Targets) => self.root.body.key_role(&RoleName::Targets).ok(),
+            Ok(name) => name
+                .parent()
+                .and_then(|p| self.roles.get(p.as_str()))
+                .and_then(|parent| parent.body.key_role(&name)),
+            Err(_) => None,
+        };
+        let Some(keys) = keys else {
+            return Vec::new();
+        };
+        let msg = signed.envelope.signing_input();
+        let mut ids: Vec<String> = signed
+            .envelope
+            .signatures()
+            .iter()
+            .filter(|sig| {
+                keys.keys.get(&sig.keyid).is_some_and(|k| {
+                    k.key_id() == sig.keyid
+                        && berth_crypto::SigMethod::parse(&sig.method)
+                            .is_ok_and(|m| k.verify(m, &msg, &sig.sig).is_ok())
+                })
+            })
+            .map(|sig| sig.keyid.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 
     /// The key objects a delegation's parent defines for it.
@@ -287,6 +339,7 @@ impl<T: Transport> TufClient<T> {
         // 5. Targets, by the hash the snapshot names.
         let mut roles = BTreeMap::new();
         let mut allowed_paths = BTreeMap::new();
+        let mut skipped = BTreeMap::new();
         let t_meta = snapshot
             .body
             .meta
@@ -330,7 +383,26 @@ impl<T: Transport> TufClient<T> {
                 // expired is skipped, so none of its targets are trusted; anything else aborts.
                 let signed = match self.verify_targets(&raw, &name, &keys, &cache, now) {
                     Ok(s) => s,
-                    Err(Error::BadSignature { .. } | Error::Expired { .. }) => continue,
+                    Err(e @ (Error::BadSignature { .. } | Error::Expired { .. })) => {
+                        let names = Signed::<Targets>::parse(&raw)
+                            .map(|s| s.body.targets.keys().cloned().collect())
+                            .unwrap_or_default();
+                        let (expired, reason) = match &e {
+                            Error::Expired { role, expires } => {
+                                (true, format!("{role} expired at {expires}"))
+                            }
+                            e => (false, e.to_string()),
+                        };
+                        skipped.insert(
+                            d.name.clone(),
+                            SkippedRole {
+                                expired,
+                                reason,
+                                names,
+                            },
+                        );
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 };
                 // A child may only sign paths its parent may sign.
@@ -369,6 +441,7 @@ impl<T: Transport> TufClient<T> {
             snapshot,
             roles,
             allowed_paths,
+            skipped,
         })
     }
 

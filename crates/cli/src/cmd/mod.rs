@@ -3,6 +3,7 @@ pub mod backup;
 pub mod config;
 pub mod cosign;
 pub mod gc;
+pub mod migrate;
 pub mod notation;
 pub mod pull;
 pub mod push;

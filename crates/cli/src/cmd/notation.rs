@@ -129,34 +129,16 @@ pub fn sign(a: SignArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         let target = resolve(&registry, &r).await?;
-        let agent = concat!("berth/", env!("CARGO_PKG_VERSION"));
         let format = Format::from(a.envelope);
-        let envelope = signer.sign_envelope(format, &target, now(), agent)?;
-        let manifest = berth_notation::signature_manifest_of(
+        let digest = push_signature(
+            &registry,
+            &r,
+            &signer,
             format,
-            &envelope,
             &target,
-            &signer.thumbprints(),
-        );
-        let doing = format!("pushing the signature of {}@{}", r.repo, target.digest);
-        registry
-            .push_small_blob(&r.repo, EMPTY_CONTENT)
-            .await
-            .map_err(|e| explain(e, &doing))?;
-        registry
-            .push_small_blob(&r.repo, &envelope)
-            .await
-            .map_err(|e| explain(e, &doing))?;
-        let digest = Digest::of(Algorithm::Sha256, &manifest);
-        registry
-            .put_manifest(
-                &r.repo,
-                &digest.to_string(),
-                OCI_MANIFEST,
-                &Bytes::from(manifest),
-            )
-            .await
-            .map_err(|e| explain(e, &doing))?;
+            &serde_json::Map::new(),
+        )
+        .await?;
         println!(
             "Signed {}/{}@{} ({}, {}, {})",
             r.registry,
@@ -169,6 +151,52 @@ pub fn sign(a: SignArgs) -> anyhow::Result<()> {
         println!("Signature: {digest}");
         anyhow::Ok(())
     })
+}
+
+/// Signs `target` with `signer` in a `format` envelope and pushes the signature as a referrer
+/// of it in `r`'s repository: the empty config and the envelope, then the signature manifest.
+/// `annotations` go on the signature manifest beside the thumbprints; annotations of `target`
+/// itself are in the signed payload (`targetArtifact`). Returns the signature manifest's
+/// digest. Shared by `berth sign` and `berth trust migrate`.
+pub(super) async fn push_signature(
+    registry: &Registry,
+    r: &Reference,
+    signer: &Signer,
+    format: Format,
+    target: &Descriptor,
+    annotations: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<Digest> {
+    let agent = concat!("berth/", env!("CARGO_PKG_VERSION"));
+    let envelope = signer.sign_envelope(format, target, now(), agent)?;
+    let mut manifest =
+        berth_notation::signature_manifest_of(format, &envelope, target, &signer.thumbprints());
+    if !annotations.is_empty() {
+        let mut m: serde_json::Value = serde_json::from_slice(&manifest)?;
+        if let Some(a) = m["annotations"].as_object_mut() {
+            a.extend(annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        manifest = serde_json::to_vec(&m)?;
+    }
+    let doing = format!("pushing the signature of {}@{}", r.repo, target.digest);
+    registry
+        .push_small_blob(&r.repo, EMPTY_CONTENT)
+        .await
+        .map_err(|e| explain(e, &doing))?;
+    registry
+        .push_small_blob(&r.repo, &envelope)
+        .await
+        .map_err(|e| explain(e, &doing))?;
+    let digest = Digest::of(Algorithm::Sha256, &manifest);
+    registry
+        .put_manifest(
+            &r.repo,
+            &digest.to_string(),
+            OCI_MANIFEST,
+            &Bytes::from(manifest),
+        )
+        .await
+        .map_err(|e| explain(e, &doing))?;
+    Ok(digest)
 }
 
 /// Reads the named CA stores the policy lists from `dir` (`x509/<type>/<name>/` files, each a

@@ -130,6 +130,7 @@ pub fn run(cmd: TrustCommand) -> anyhow::Result<()> {
         TrustCommand::Sign(a) => sign(a)?,
         TrustCommand::Revoke(a) => revoke(a)?,
         TrustCommand::Inspect(a) => inspect(a)?,
+        TrustCommand::Migrate(a) => super::migrate::run(a)?,
         TrustCommand::Reset { repo, yes, server } => {
             let (host, name) = split_repo_ref(&repo)?;
             let api = Api::new(&server, host.clone())?;

@@ -51,6 +51,7 @@ mod trust_cli;
 mod trust_client;
 mod trust_docker;
 mod trust_harness;
+mod trust_migrate;
 mod trust_notary;
 mod trust_switch;
 mod trust_wire;

@@ -423,6 +423,17 @@ fn good_repository_resolves_targets_including_a_delegation() {
             .collect::<Vec<_>>(),
         vec![&repo.releases_key.public_key().key_id()]
     );
+    // Who signed each role (what `berth trust migrate` records): the keys that verified.
+    assert_eq!(
+        data.signed_by("targets/releases"),
+        [repo.releases_key.public_key().key_id()]
+    );
+    assert_eq!(
+        data.signed_by("targets"),
+        [repo.targets_key.public_key().key_id()]
+    );
+    assert!(data.signed_by("targets/nope").is_empty());
+    assert!(data.skipped.is_empty());
     // Everything verified is cached, under docker's names.
     let cache = user.cache();
     assert_eq!(
@@ -519,6 +530,14 @@ fn an_expired_delegation_is_skipped_not_trusted() {
     assert!(matches!(data.target("v1"), Err(Error::NoTrustData { .. })));
     assert!(data.targets_in("targets/releases").is_empty());
     assert_eq!(data.target("base").unwrap().role, "targets");
+    // Left out, and said why, with the (unverified) names it lists.
+    let s = &data.skipped["targets/releases"];
+    assert!(s.expired, "{s:?}");
+    assert!(
+        s.reason.starts_with("targets/releases expired at "),
+        "{s:?}"
+    );
+    assert_eq!(s.names, ["v1"]);
 }
 
 #[test]
@@ -730,6 +749,12 @@ fn a_delegation_below_its_threshold_is_skipped() {
     let data = User::new().update(&repo).unwrap();
     assert!(matches!(data.target("v1"), Err(Error::NoTrustData { .. })));
     assert!(!data.roles.contains_key("targets/releases"));
+    let s = &data.skipped["targets/releases"];
+    assert!(
+        !s.expired && s.reason.contains("not validly signed"),
+        "{s:?}"
+    );
+    assert!(data.signed_by("targets/releases").is_empty());
 }
 
 #[test]

@@ -41,6 +41,7 @@ mod referrers;
 mod restart;
 mod robustness;
 mod skopeo;
+mod skopeo_sigstore;
 mod store_check;
 mod tags_catalog;
 mod ui;

@@ -16,6 +16,7 @@ pub mod keystore;
 pub mod publish;
 pub mod transport;
 pub mod tufclient;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use keystore::{

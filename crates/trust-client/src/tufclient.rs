@@ -716,4 +716,4 @@ fn read_dir_into(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) -
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,7 +1,6 @@
 pub mod admin;
 pub mod backup;
 pub mod config;
-pub mod cosign;
 pub mod gc;
 pub mod migrate;
 pub mod notation;
@@ -15,6 +14,7 @@ pub mod store;
 pub mod store_check;
 pub mod transfer;
 pub mod trust;
+pub mod verify;
 pub mod webhook;
 
 use std::io::{BufRead, IsTerminal, Write};

@@ -1,16 +1,13 @@
 //! `berth sign --format notation` and `berth verify`: Notary Project signatures stored as OCI
 //! referrers of the signed manifest (issue 15). The envelope, the trust policy and the checks
-//! are berth-notation's; this is the registry and file work around them.
+//! are berth-notation's; verification itself is cmd/verify.rs over the trust client's entry point.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use berth_client::{Reference, Registry};
 use berth_notation::cert::Cert;
-use berth_notation::{
-    ARTIFACT_TYPE, Descriptor, EMPTY_CONTENT, Format, OCI_MANIFEST, Outcome, Signer,
-    TrustPolicyDocument, TrustStore,
-};
+use berth_notation::{Descriptor, EMPTY_CONTENT, Format, OCI_MANIFEST, Signer, TrustStore};
 use berth_oci::{Algorithm, Digest};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
@@ -82,6 +79,11 @@ pub struct VerifyArgs {
     /// a missing default notation trust policy is not an error.
     #[arg(long = "cosign-key", value_name = "PUB")]
     pub cosign_key: Vec<PathBuf>,
+    /// Only these signature formats count (repeatable): dct (the tag's Docker Content Trust
+    /// data), notation (Notary Project, JWS or COSE), cosign (needs --cosign-key). Default:
+    /// every one that applies.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Vec<super::verify::VerifyFormat>,
     #[command(flatten)]
     pub conn: TransferArgs,
 }
@@ -225,183 +227,7 @@ pub(super) fn load_trust_store(dir: &Path, names: &[String]) -> anyhow::Result<T
     Ok(store)
 }
 
+/// `berth verify`: see `cmd/verify.rs`.
 pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
-    if !a.cosign_key.is_empty() {
-        return super::cosign::verify(a);
-    }
-    let r = parse_reference(&a.reference, &a.conn.server)?;
-    let policy_path = match a.policy {
-        Some(p) => p,
-        None => notation_dir()?.join("trustpolicy.json"),
-    };
-    let store_dir = match a.trust_store {
-        Some(p) => p,
-        None => notation_dir()?.join("truststore"),
-    };
-    let doc = std::fs::read(&policy_path)
-        .with_context(|| format!("reading the trust policy {}", policy_path.display()))?;
-    let doc = TrustPolicyDocument::parse(&doc)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", policy_path.display()))?;
-    let scope = r.gun();
-    let policy = doc.applicable(&scope)?;
-    let (registry, _) = a.conn.connect(&r)?;
-    let rt = runtime()?;
-    let target = rt.block_on(resolve(&registry, &r))?;
-    let level = policy.level()?;
-    if level == berth_notation::Level::Skip {
-        println!(
-            "Verification of {scope}@{} skipped: trust policy {:?} says skip",
-            target.digest, policy.name
-        );
-        return Ok(());
-    }
-    let store = load_trust_store(&store_dir, &policy.trust_stores)?;
-    let digest: Digest = target
-        .digest
-        .parse()
-        .map_err(|_| anyhow::anyhow!("bad digest"))?;
-    let checked = rt.block_on(check_signatures(
-        &registry,
-        &r,
-        &digest,
-        &target.digest,
-        policy,
-        &store,
-    ))?;
-    let (verified, failures) = (checked.verified, checked.failures);
-    if verified > 0 {
-        println!(
-            "Verified {scope}@{} under trust policy {:?} ({:?}): {verified} of {} signature(s)",
-            target.digest, policy.name, level, checked.listed
-        );
-        return Ok(());
-    }
-    if failures.is_empty() {
-        bail!("{scope}@{} has no Notary Project signature", target.digest);
-    }
-    bail!(
-        "no signature of {scope}@{} verifies under trust policy {:?}:\n  {}",
-        target.digest,
-        policy.name,
-        failures.join("\n  ")
-    )
-}
-
-/// What checking an image's Notary Project signatures found.
-#[derive(Default)]
-pub(super) struct Checked {
-    /// Signature manifests the referrers API listed.
-    pub listed: usize,
-    pub verified: usize,
-    /// `digest: reason` of each signature that failed.
-    pub failures: Vec<String>,
-}
-
-/// Lists the Notary Project signatures of `digest` through the referrers API and verifies each
-/// under `policy`, printing one line per signature.
-pub(super) async fn check_signatures(
-    registry: &Registry,
-    r: &Reference,
-    digest: &Digest,
-    target_digest: &str,
-    policy: &berth_notation::TrustPolicy,
-    store: &TrustStore,
-) -> anyhow::Result<Checked> {
-    let scope = r.gun();
-    let referrers = registry
-        .referrers(&r.repo, digest, Some(ARTIFACT_TYPE))
-        .await
-        .map_err(|e| explain(e, &format!("listing the signatures of {scope}@{digest}")))?;
-    let mut out = Checked {
-        listed: referrers.len(),
-        ..Checked::default()
-    };
-    for d in &referrers {
-        let Some(sig) = d["digest"].as_str() else {
-            continue;
-        };
-        // A registry may ignore the filter; only notary signatures count.
-        if d["artifactType"].as_str() != Some(ARTIFACT_TYPE) {
-            continue;
-        }
-        let outcome = match fetch_signature(registry, r, sig, target_digest).await {
-            Ok((format, env)) => {
-                berth_notation::verify_format(format, &env, target_digest, policy, store, now())
-            }
-            Err(e) => Outcome::Failed {
-                reason: format!("{e:#}"),
-                logged: vec![],
-            },
-        };
-        match outcome {
-            Outcome::Verified {
-                subject,
-                signing_time,
-                logged,
-            } => {
-                out.verified += 1;
-                println!("Signature {sig}: verified, signed by {subject:?} at {signing_time}");
-                for l in logged {
-                    println!("  {l}");
-                }
-            }
-            Outcome::Failed { reason, logged } => {
-                println!("Signature {sig}: FAILED: {reason}");
-                for l in &logged {
-                    println!("  {l}");
-                }
-                out.failures.push(format!("{sig}: {reason}"));
-            }
-            Outcome::Skipped => {}
-        }
-    }
-    Ok(out)
-}
-
-/// The envelope of the signature manifest `sig` and its format (from the layer's media type),
-/// after checking the manifest is a notary signature of `subject` with one envelope layer.
-pub(super) async fn fetch_signature(
-    registry: &Registry,
-    r: &Reference,
-    sig: &str,
-    subject: &str,
-) -> anyhow::Result<(Format, Vec<u8>)> {
-    let m = registry
-        .get_manifest(&r.repo, sig)
-        .await
-        .map_err(|e| explain(e, "fetching the signature manifest"))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&m.bytes).context("the signature manifest is not JSON")?;
-    if v["artifactType"] != ARTIFACT_TYPE || v["subject"]["digest"] != subject {
-        bail!("the signature manifest is not a Notary Project signature of {subject}");
-    }
-    let layers = v["layers"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let [layer] = layers else {
-        bail!(
-            "the signature manifest has {} layers, not one",
-            layers.len()
-        );
-    };
-    let Some(format) = layer["mediaType"]
-        .as_str()
-        .and_then(Format::from_media_type)
-    else {
-        bail!(
-            "the signature layer is {}, neither application/jose+json nor application/cose",
-            layer["mediaType"]
-        );
-    };
-    let digest: Digest = layer["digest"]
-        .as_str()
-        .unwrap_or_default()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("the signature layer's digest is malformed"))?;
-    let envelope = registry
-        .get_small_blob(&r.repo, &digest)
-        .await
-        .map_err(|e| explain(e, "fetching the signature envelope"))?;
-    Ok((format, envelope))
+    super::verify::verify(a)
 }

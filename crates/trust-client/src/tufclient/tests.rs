@@ -14,11 +14,11 @@ use berth_tuf::{Delegations, RoleKeys};
 
 use super::*;
 
-const GUN: &str = "registry.test:5000/team/app";
+pub(crate) const GUN: &str = "registry.test:5000/team/app";
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// Runs a future that never waits: the memory transport and the cache answer at once.
-fn run<F: Future>(f: F) -> F::Output {
+pub(crate) fn run<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(v) => v,
@@ -27,10 +27,10 @@ fn run<F: Future>(f: F) -> F::Output {
 }
 
 /// A private directory for the cache, removed when dropped.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new() -> TempDir {
+    pub(crate) fn new() -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
         let p = std::env::temp_dir().join(format!(
             "berth-tufclient-test-{}-{}",
@@ -87,8 +87,8 @@ fn target_meta(content: &[u8]) -> FileMeta {
 /// A repository as the server holds it: keys, bodies and the signed files, published into a
 /// [`MemoryTransport`] the way the notary server serves them. Tests change bodies or files
 /// and re-sign, or corrupt what is served.
-struct Repo {
-    now: SystemTime,
+pub(crate) struct Repo {
+    pub(crate) now: SystemTime,
     root_key: RootKey,
     targets_key: PrivateKey,
     snapshot_key: PrivateKey,
@@ -106,7 +106,7 @@ struct Repo {
 impl Repo {
     /// Root v1, targets signing tag `base` and delegating everything to `targets/releases`,
     /// which signs tag `v1`; all valid for 30 days.
-    fn new() -> Repo {
+    pub(crate) fn new() -> Repo {
         let now = SystemTime::now();
         let root_key = RootKey::new(now);
         let targets_key = PrivateKey::generate_ecdsa().unwrap();
@@ -270,7 +270,7 @@ impl Repo {
 
     /// What the server serves: `root.json`, `timestamp.json`, and every file by checksum
     /// (plus `N.root.json` for earlier roots).
-    fn serve(&self) -> MemoryTransport {
+    pub(crate) fn serve(&self) -> MemoryTransport {
         let mut t = MemoryTransport::new();
         let latest = |role| MetaFile::Latest { role };
         t.insert(GUN, &latest("root"), self.root.raw());

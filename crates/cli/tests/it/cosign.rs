@@ -37,9 +37,20 @@ async fn signature_manifest(
     sig: &str,
     subject: Option<&Image>,
 ) -> Vec<u8> {
+    signature_manifest_in(srv, REPO, payload, sig, subject).await
+}
+
+/// [`signature_manifest`] with its blobs pushed to `repo`.
+pub(crate) async fn signature_manifest_in(
+    srv: &Server,
+    repo: &str,
+    payload: &[u8],
+    sig: &str,
+    subject: Option<&Image>,
+) -> Vec<u8> {
     let config = b"{\"architecture\":\"\",\"os\":\"\",\"config\":{},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}";
-    let config_digest = srv.push_blob(REPO, config).await;
-    let layer_digest = srv.push_blob(REPO, payload).await;
+    let config_digest = srv.push_blob(repo, config).await;
+    let layer_digest = srv.push_blob(repo, payload).await;
     let mut m = json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,

@@ -46,6 +46,7 @@ mod store_check;
 mod tags_catalog;
 mod ui;
 mod uploads;
+mod verify_formats;
 mod webhooks;
 
 mod trust_cli;

@@ -251,7 +251,7 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         }
         bail!(msg);
     }
-    let failures: Vec<String> = report
+    let mut failures: Vec<String> = report
         .found
         .iter()
         .filter_map(|f| match &f.verdict {
@@ -259,6 +259,18 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
             Verdict::Valid => None,
         })
         .collect();
+    // The formats that found nothing are worth a line too (a moved DCT tag beside no notation
+    // signature: both are why).
+    let mut missing = vec![];
+    if cosign_asked && report.of(Kind::Cosign).next().is_none() {
+        missing.push("cosign");
+    }
+    if formats.contains(&Kind::Notation) && report.of(Kind::Notation).next().is_none() {
+        missing.push("Notary Project");
+    }
+    if !missing.is_empty() {
+        failures.push(format!("{at} has no {} signature", missing.join(" or ")));
+    }
     bail!(
         "no signature of {at} verifies:\n  {}",
         failures.join("\n  ")

@@ -21,7 +21,7 @@ use berth_trust_client::{Error as TrustError, TrustData};
 use clap::Args;
 use serde_json::{Map, Value, json};
 
-use super::notation::push_signature;
+use super::notation::{Envelope, push_signature};
 use super::signing::Session;
 use super::transfer::{credentials, explain, parse_reference, registry_for, runtime, with_login};
 use crate::api::ServerArgs;
@@ -54,6 +54,10 @@ pub struct MigrateArgs {
     /// PEM certificate chain, signing certificate first (as `berth sign --cert`).
     #[arg(long, value_name = "CHAIN")]
     pub cert: PathBuf,
+    /// Envelope of the new signatures: jws (application/jose+json, the default) or cose
+    /// (COSE_Sign1, application/cose), as `berth sign --envelope`.
+    #[arg(long, value_enum, default_value_t = Envelope::Jws)]
+    pub envelope: Envelope,
     /// Report what would be migrated and skipped; push nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -137,11 +141,13 @@ pub fn run(a: MigrateArgs) -> anyhow::Result<()> {
         tags.dedup();
 
         let leaf = signer.thumbprints().into_iter().next().unwrap_or_default();
+        let format = Format::from(a.envelope);
         println!(
-            "{} the DCT signatures of {gun} to Notary Project signatures by {:?} ({}){}",
+            "{} the DCT signatures of {gun} to Notary Project signatures by {:?} ({}, {}){}",
             if a.dry_run { "Checking" } else { "Migrating" },
             signer.chain()[0].subject,
             signer.alg(),
+            format.name(),
             if a.dry_run {
                 ", dry run: nothing is pushed"
             } else {
@@ -180,7 +186,7 @@ pub fn run(a: MigrateArgs) -> anyhow::Result<()> {
                         check_push_rights(&registry, &r).await?;
                         checked_push = true;
                     }
-                    match push_signature(&registry, &r, &signer, Format::Jws, &target, &annotations)
+                    match push_signature(&registry, &r, &signer, format, &target, &annotations)
                         .await
                     {
                         Ok(sig) => {

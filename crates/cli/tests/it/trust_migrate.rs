@@ -1,10 +1,11 @@
 //! `berth trust migrate` (issue 15, the bridge): DCT signatures made by the real docker and
 //! notary CLIs against a server with authentication on become Notary Project signatures. A tag
-//! signed through a delegation (targets/releases + alice) and one signed by the repository key
-//! (targets) are migrated; an unsigned tag, a tag repointed after signing and a tag whose
-//! targets/releases expired are skipped, saying why. A dry run pushes nothing, a re-run is
-//! idempotent, `berth verify` and an independent verifier accept what was pushed, the
-//! annotations record the DCT signature, and an identity without push rights is refused.
+//! signed through a delegation (targets/releases + alice) and two tags of one image signed by
+//! the repository key (targets) are migrated, each tag with its own signature; an unsigned tag,
+//! a tag repointed after signing and a tag whose targets/releases expired are skipped, saying
+//! why. A dry run pushes nothing, a re-run is idempotent, `berth verify` and an independent
+//! verifier accept what was pushed, the annotations record the DCT signature, and an identity
+//! without push rights is refused.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -181,21 +182,26 @@ async fn dct_signed_tags_migrate_to_notary_signatures() {
         .await
         .expect(200);
 
-    // team/app: v1 and v3 signed by docker (targets/releases and targets/alice), base by the
-    // notary CLI with the repository key (targets), v2 never; then v3 is repointed.
+    // team/app: v1 and v3 signed by docker (targets/releases and targets/alice), base and
+    // stable (one image under two tags) by the notary CLI with the repository key (targets),
+    // v2 never; then v3 is repointed.
     docker_sign(&d, &app, "v1", &v1);
     docker_sign(&d, &app, "v3", &v3);
+    srv.push_manifest("team/app", "stable", OCI_MANIFEST, &base.manifest)
+        .await;
     let n = Notary::sharing_keys_with(&srv, &d);
-    n.run(&[
-        "addhash",
-        &app,
-        "base",
-        &base.manifest.len().to_string(),
-        "--sha256",
-        hex_of(&base.digest),
-        "-p",
-    ])
-    .ok();
+    for tag in ["base", "stable"] {
+        n.run(&[
+            "addhash",
+            &app,
+            tag,
+            &base.manifest.len().to_string(),
+            "--sha256",
+            hex_of(&base.digest),
+            "-p",
+        ])
+        .ok();
+    }
     srv.push_manifest("team/app", "v3", OCI_MANIFEST, &elsewhere.manifest)
         .await;
     let inspect = d.inspect(&app);
@@ -227,6 +233,7 @@ async fn dct_signed_tags_migrate_to_notary_signatures() {
         signed_tags,
         [
             (json!("base"), json!(["Repo Admin"])),
+            (json!("stable"), json!(["Repo Admin"])),
             (json!("v1"), json!(["alice"])),
             (json!("v3"), json!(["alice"])),
         ]
@@ -295,7 +302,7 @@ async fn dct_signed_tags_migrate_to_notary_signatures() {
     );
     assert!(
         out.stdout.contains(&format!(
-            "{app}: 2 to migrate, 2 skipped (1 digest mismatch, 1 unsigned), 0 error(s) (dry run)"
+            "{app}: 3 to migrate, 2 skipped (1 digest mismatch, 1 unsigned), 0 error(s) (dry run)"
         )),
         "{out}"
     );
@@ -315,10 +322,12 @@ async fn dct_signed_tags_migrate_to_notary_signatures() {
         line(&out, "v1").starts_with(&format!("v1: migrated {}", v1.digest)),
         "{out}"
     );
-    assert!(
-        line(&out, "base").starts_with(&format!("base: migrated {}", base.digest)),
-        "{out}"
-    );
+    for tag in ["base", "stable"] {
+        assert!(
+            line(&out, tag).starts_with(&format!("{tag}: migrated {}", base.digest)),
+            "{out}"
+        );
+    }
     assert!(
         line(&out, "v2").starts_with("v2: skipped (unsigned)"),
         "{out}"
@@ -329,7 +338,7 @@ async fn dct_signed_tags_migrate_to_notary_signatures() {
     );
     assert!(
         out.stdout.contains(&format!(
-            "{app}: 2 migrated, 2 skipped (1 digest mismatch, 1 unsigned), 0 error(s)"
+            "{app}: 3 migrated, 2 skipped (1 digest mismatch, 1 unsigned), 0 error(s)"
         )),
         "{out}"
     );
@@ -341,14 +350,20 @@ async fn dct_signed_tags_migrate_to_notary_signatures() {
         );
     }
 
-    // What was pushed: one signature each, its annotations naming the DCT signature, the same
-    // ones inside the signed payload.
+    // What was pushed: one signature per tag (two for the image under two tags), its
+    // annotations naming the DCT signature, the same ones inside the signed payload.
     let targets_version = version_of(&tuf_bytes(&srv, &app, "targets.json").await);
     let releases_version = version_of(&tuf_bytes(&srv, &app, "targets/releases.json").await);
     let alice_version = version_of(&tuf_bytes(&srv, &app, "targets/alice.json").await);
     let mut sigs = Vec::new();
-    for (tag, img) in [("v1", &v1), ("base", &base)] {
+    for (tag, img, n) in [("v1", &v1, 1), ("base", &base, 2), ("stable", &base, 2)] {
         let listed = notary_referrers(&srv, "team/app", &img.digest).await;
+        assert_eq!(listed.len(), n, "{listed:?}");
+        // The referrers listing shows the annotations (they are what a re-run checks).
+        let listed: Vec<&Value> = listed
+            .iter()
+            .filter(|d| d["annotations"]["io.berth.dct.tag"] == tag)
+            .collect();
         assert_eq!(listed.len(), 1, "{listed:?}");
         let sig = listed[0]["digest"].as_str().unwrap().to_owned();
         assert!(
@@ -370,8 +385,6 @@ async fn dct_signed_tags_migrate_to_notary_signatures() {
         );
         assert_eq!(target["digest"], img.digest.as_str());
         assert_eq!(target["size"], img.manifest.len());
-        // The referrers listing shows them too (they are what a re-run checks).
-        assert_eq!(listed[0]["annotations"]["io.berth.dct.tag"], tag);
         let keyids: Value =
             serde_json::from_str(a["io.berth.dct.keyids"].as_str().unwrap()).unwrap();
         let versions: Value =
@@ -407,11 +420,11 @@ async fn dct_signed_tags_migrate_to_notary_signatures() {
             pki.join("leaf.pem").as_os_str(),
         ])
         .ok();
-        assert!(out.stdout.contains("independent ok 1"), "{out}");
+        assert!(out.stdout.contains(&format!("independent ok {n}")), "{out}");
     }
 
     // berth verify under the Notary trust policy: migrated tags pass, skipped ones fail.
-    for tag in ["v1", "base"] {
+    for tag in ["v1", "base", "stable"] {
         let out = as_rita.run(&["verify", &format!("{app}:{tag}")]).ok();
         assert!(out.stdout.contains("verified"), "{out}");
     }
@@ -425,7 +438,7 @@ async fn dct_signed_tags_migrate_to_notary_signatures() {
 
     // Again: everything is already migrated, nothing more is pushed.
     let out = migrate(&as_sam, &app, &[]).ok();
-    for (tag, sig) in ["v1", "base"].iter().zip(&sigs) {
+    for (tag, sig) in ["v1", "base", "stable"].iter().zip(&sigs) {
         assert_eq!(
             line(&out, tag),
             format!(
@@ -436,16 +449,79 @@ async fn dct_signed_tags_migrate_to_notary_signatures() {
     }
     assert!(
         out.stdout.contains(&format!(
-            "{app}: 0 migrated, 4 skipped (2 already migrated, 1 digest mismatch, 1 unsigned), 0 error(s)"
+            "{app}: 0 migrated, 5 skipped (3 already migrated, 1 digest mismatch, 1 unsigned), 0 error(s)"
         )),
         "{out}"
     );
-    for img in [&v1, &base] {
+    for (img, n) in [(&v1, 1), (&base, 2)] {
         assert_eq!(
             notary_referrers(&srv, "team/app", &img.digest).await.len(),
-            1
+            n
         );
     }
+
+    // Another signer (RSA, same CA) in COSE envelopes: a signature of its own for every tag
+    // (the first certificate's do not make these "already migrated"), verified beside the JWS
+    // ones under a policy that trusts any identity the CA vouches for.
+    let out = as_sam
+        .run(&[
+            "trust",
+            "migrate",
+            &app,
+            "--key",
+            &p("rsa.key"),
+            "--cert",
+            &p("rsa-chain.pem"),
+            "--envelope",
+            "cose",
+        ])
+        .ok();
+    assert!(
+        out.stdout.contains(&format!(
+            "{app}: 3 migrated, 2 skipped (1 digest mismatch, 1 unsigned), 0 error(s)"
+        )),
+        "{out}"
+    );
+    let cose_sig = line(&out, "v1")
+        .rsplit_once("Notary signature ")
+        .unwrap()
+        .1
+        .to_owned();
+    let m = srv
+        .get_with(
+            &format!("/v2/team/app/manifests/{cose_sig}"),
+            &[("accept", OCI_MANIFEST)],
+        )
+        .await;
+    m.expect(200);
+    let m = m.json();
+    assert_eq!(m["layers"][0]["mediaType"], "application/cose", "{m}");
+    assert_eq!(m["annotations"]["io.berth.dct.tag"], "v1", "{m}");
+    assert_eq!(
+        m["annotations"]["io.berth.dct.roles"],
+        "targets/releases,targets/alice"
+    );
+    let any_identity = home.join("any-identity.json");
+    let mut pol: Value = serde_json::from_slice(
+        &std::fs::read(home.join("config/notation/trustpolicy.json")).unwrap(),
+    )
+    .unwrap();
+    pol["trustPolicies"][0]["trustedIdentities"] = json!(["*"]);
+    std::fs::write(&any_identity, pol.to_string()).unwrap();
+    let out = as_rita
+        .run(&[
+            "verify",
+            &format!("{app}:v1"),
+            "--policy",
+            any_identity.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(
+        out.stdout
+            .contains(&format!("Signature {cose_sig}: verified"))
+            && out.stdout.contains("2 of 2 signature(s)"),
+        "{out}"
+    );
 
     // The expired trust data of team/old: skipped as expired, not an error.
     let wait = expired_at.saturating_duration_since(Instant::now());

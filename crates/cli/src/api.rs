@@ -195,6 +195,31 @@ impl Api {
         Ok(api)
     }
 
+    /// Like [`Api::new_scoped`], with credentials the caller already read (`None`: the stored
+    /// login), for verbs that need them again later.
+    pub fn new_with_credentials(
+        args: &ServerArgs,
+        fallback: Option<String>,
+        creds: Option<&berth_client::Credentials>,
+        scope: &str,
+    ) -> anyhow::Result<Self> {
+        use base64::Engine as _;
+        let mut api = Self::build(args, fallback)?;
+        api.auth = match creds {
+            Some(c) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", c.username, c.password))
+            )),
+            None => {
+                let mut anon = args.clone();
+                anon.username = None;
+                api.credentials(&anon, Some(scope))?
+            }
+        };
+        Ok(api)
+    }
+
     /// A client that sends no credentials (for `berth login` itself).
     pub fn new_anonymous(args: &ServerArgs) -> anyhow::Result<Self> {
         Self::build(args, None)
@@ -308,6 +333,16 @@ impl Api {
 
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.send(self.http.post(self.url(path)).json(body))
+    }
+
+    /// [`Api::post`] for a request that may take longer than the usual 300 s.
+    pub fn post_waiting(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Value> {
+        self.send(self.http.post(self.url(path)).timeout(timeout).json(body))
     }
 
     pub fn delete_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {

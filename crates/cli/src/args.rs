@@ -89,6 +89,9 @@ pub enum Command {
     /// Notary Project trust policy and trust store, and with --cosign-key its cosign signatures;
     /// exit status 0 only when one verifies.
     Verify(crate::cmd::notation::VerifyArgs),
+    /// Copy an image from another registry into this one, on the server (tags or digests,
+    /// multi-arch, with --with-signatures its signatures; --sign re-signs with DCT here).
+    Import(crate::cmd::import::ImportArgs),
     /// The registry's store, offline (migrating a single-node registry into a cluster).
     #[command(subcommand)]
     Store(crate::cmd::store::StoreCommand),

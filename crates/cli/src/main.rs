@@ -17,6 +17,7 @@ fn main() -> std::process::ExitCode {
         args::Command::Pull(a) => cmd::pull::run(a),
         args::Command::Sign(a) => cmd::notation::sign(a),
         args::Command::Verify(a) => cmd::notation::verify(a),
+        args::Command::Import(a) => cmd::import::run(a),
         args::Command::Login(a) => cmd::admin::login(a),
         args::Command::Logout(a) => cmd::admin::logout(a),
         args::Command::User(c) => cmd::admin::user(c),

@@ -13,6 +13,7 @@
 pub mod archive;
 pub mod auth;
 pub mod error;
+pub mod import;
 pub mod layout;
 pub mod manifests;
 pub mod progress;
@@ -28,6 +29,7 @@ pub mod verify;
 
 pub use auth::Credentials;
 pub use error::{Error, Result, TlsFailure, checked_against};
+pub use import::{ImportLimits, SourceImage};
 pub use manifests::{FetchedManifest, ManifestDescriptor};
 pub use progress::{BlobOutcome, NoProgress, Progress};
 pub use pull::{OciDestination, PlatformFilter, PullOptions, Pulled};

@@ -20,6 +20,12 @@ pub struct ClientOptions {
     /// `~/.docker/tls/<host:port>/ca.crt` is used if it exists, as docker and notary do.
     pub ca_file: Option<PathBuf>,
     pub credentials: Option<Credentials>,
+    /// PEM CA certificate(s) trusted beside the system roots (a server importing from another
+    /// registry: `berth import --source-ca`). Neither `ca_file` nor `~/.docker/tls` is then read.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// Refuse plain `http://` for every URL, redirects and token realms included (a server
+    /// importing from another registry, unless the user allowed plain HTTP).
+    pub require_https: bool,
 }
 
 /// A registry client. Cheap to clone; clones share connections and cached tokens.
@@ -119,12 +125,27 @@ impl Registry {
             // across hosts, as the spec requires.
             .redirect(reqwest::redirect::Policy::limited(5))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
-        let trust = match opts.ca_file.clone().or_else(|| docker_tls_ca(&hostport)) {
-            Some(ca) => {
-                b = b.tls_certs_only(load_ca(&ca)?);
-                format!("CA file {}", ca.display())
+        if opts.require_https {
+            b = b.https_only(true);
+        }
+        let trust = if let Some(pem) = &opts.extra_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| Error::CaFile {
+                    path: PathBuf::from("(source CA)"),
+                    reason: "holds no PEM certificate".into(),
+                })?;
+            b = b.tls_certs_merge(certs);
+            "the system roots and the given CA".to_owned()
+        } else {
+            match opts.ca_file.clone().or_else(|| docker_tls_ca(&hostport)) {
+                Some(ca) => {
+                    b = b.tls_certs_only(load_ca(&ca)?);
+                    format!("CA file {}", ca.display())
+                }
+                None => "the system roots".to_owned(),
             }
-            None => "the system roots".to_owned(),
         };
         let http = b.build().map_err(|e| Error::Network {
             what: "setting up the HTTP client".into(),

@@ -96,6 +96,7 @@ fn opts(base: &str, creds: Option<(&str, &str)>) -> ClientOptions {
             username: u.into(),
             password: p.into(),
         }),
+        ..Default::default()
     }
 }
 

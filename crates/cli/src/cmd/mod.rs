@@ -2,6 +2,7 @@ pub mod admin;
 pub mod backup;
 pub mod config;
 pub mod gc;
+pub mod import;
 pub mod migrate;
 pub mod notation;
 pub mod pull;

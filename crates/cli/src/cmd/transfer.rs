@@ -91,6 +91,7 @@ pub fn registry_for(
         server: server.server.clone(),
         ca_file,
         credentials,
+        ..Default::default()
     };
     Registry::new(&reference.registry, &opts).map_err(|e| explain(e, "connecting"))
 }

@@ -6,7 +6,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use berth_client::Reference;
+use berth_client::{Credentials, Reference};
 use berth_trust_client::{
     inspect_json, inspect_pretty, parse_public_key_pem, validate_signer_name,
 };
@@ -310,6 +310,13 @@ fn signer(cmd: SignerCommand) -> anyhow::Result<()> {
 }
 
 fn sign(a: SignArgs) -> anyhow::Result<()> {
+    let creds = credentials(&a.server)?;
+    sign_with(a, creds)
+}
+
+/// `berth trust sign` with the caller's credentials already read (stdin is read once; `berth
+/// import --sign` signs after its own requests).
+pub(crate) fn sign_with(a: SignArgs, explicit: Option<Credentials>) -> anyhow::Result<()> {
     let reference = parse_reference(&a.reference, &a.server)?;
     let Some(tag) = reference.tag.as_ref().map(ToString::to_string) else {
         bail!(
@@ -321,7 +328,7 @@ fn sign(a: SignArgs) -> anyhow::Result<()> {
         bail!("{}: sign a tag, not a digest", a.reference);
     }
     let rt = runtime()?;
-    let creds = with_login(credentials(&a.server)?, &a.server, &reference)?;
+    let creds = with_login(explicit, &a.server, &reference)?;
     let registry = registry_for(&a.server, &reference, creds.clone())?;
     // Signing what the registry serves under the tag, as docker signs what it pushed.
     let desc = rt

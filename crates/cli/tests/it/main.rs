@@ -29,6 +29,7 @@ mod crash;
 mod distributed;
 mod errors;
 mod gc;
+mod import;
 mod manifests;
 mod metrics;
 mod names;

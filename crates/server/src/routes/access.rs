@@ -91,6 +91,11 @@ fn admin_requirement(method: &Method, rest: &str) -> Requirement {
     {
         return Requirement::Authenticated;
     }
+    // An import writes the destination repository as a push does (the source is another
+    // registry's business, with credentials the caller passes).
+    if let Some(name) = rest.strip_prefix("import/") {
+        return repo_req(name, vec![RepoAction::Pull, RepoAction::Push]);
+    }
     let Some((name, target)) = rest
         .strip_prefix("repositories/")
         .and_then(super::admin::repository_path)

@@ -6,6 +6,7 @@ pub mod access;
 pub(crate) mod admin;
 pub(crate) mod authz;
 mod blobs;
+mod import;
 mod listing;
 mod manifests;
 mod token;
@@ -201,6 +202,12 @@ async fn admin(State(state): State<AppState>, req: Request) -> Response {
         .strip_prefix("/api/v1/")
         .unwrap_or("")
         .to_owned();
+    if let Some(dest) = path.strip_prefix("import/") {
+        if req.method() != Method::POST {
+            return method_not_allowed().into_response();
+        }
+        return import::handle(&state, dest, req).await;
+    }
     admin::handle(&state, &path, req).await
 }
 

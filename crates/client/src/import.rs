@@ -332,3 +332,32 @@ impl Registry {
         .boxed())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_schema_names_and_nondistributable_layers() {
+        let d: Digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            tag_schema(&d),
+            "sha256-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        );
+        assert!(
+            format!("{}.sig", tag_schema(&d)).parse::<Tag>().is_ok(),
+            "cosign's tag is a valid tag"
+        );
+        assert!(nondistributable(
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+        ));
+        assert!(nondistributable(
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        ));
+        assert!(!nondistributable(
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        ));
+    }
+}

@@ -535,7 +535,10 @@ async fn import_multi_arch_with_signatures_by_tag_and_digest() {
         "{}",
         String::from_utf8_lossy(&r.body)
     );
-    assert_eq!(src.index_len as u64 > 0, true);
+    let r = srv
+        .head(&format!("/v2/dst/untagged/manifests/{}", src.index))
+        .await;
+    assert_eq!(r.header("content-length"), Some(src.index_len.to_string()));
 
     // A missing source: one clear line, nothing stored.
     let out = berth(

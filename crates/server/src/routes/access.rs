@@ -215,6 +215,24 @@ mod tests {
     }
 
     #[test]
+    fn an_import_needs_push_on_its_destination() {
+        use RepoAction::*;
+        let r = requirement(&Method::POST, "/api/v1/import/team/app", gun_repo);
+        assert_eq!(
+            r,
+            Requirement::Repository {
+                repo: "team/app".parse().unwrap(),
+                scope_name: "team/app".into(),
+                actions: vec![Pull, Push],
+            }
+        );
+        assert_eq!(
+            requirement(&Method::POST, "/api/v1/import/Bad..Name", gun_repo),
+            Requirement::Invalid
+        );
+    }
+
+    #[test]
     fn trust_endpoints_need_what_notary_server_asks() {
         use RepoAction::*;
         assert_eq!(trust(Method::GET, "root.json"), repo_trust(vec![TrustRead]));

@@ -319,7 +319,7 @@ async fn import(
     }
     Ok(Imported {
         copied,
-        present: image.blobs.len() - copied,
+        present: image.blobs.len().saturating_sub(copied),
         bytes,
         image,
     })

@@ -340,19 +340,30 @@ async fn copy_blob(
     {
         return Ok(None);
     }
-    let failure = Arc::new(Mutex::new(None));
-    let stream = src
-        .blob_stream(from, d, failure.clone())
-        .await
-        .map_err(source_error)?;
-    let res = state
-        .registry
-        .upload_monolithic(repo, &d.digest, Some(d.size), Box::pin(stream), caller)
-        .await;
-    // The source's failure explains a failed upload better than the store's view of it.
-    if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        return Err(source_error(e));
+    // A broken connection is worth two more tries (as `berth pull` does); bad content is not.
+    let mut attempt = 0u32;
+    loop {
+        let failure = Arc::new(Mutex::new(None));
+        let err = match src.blob_stream(from, d, failure.clone()).await {
+            Ok(stream) => {
+                let res = state
+                    .registry
+                    .upload_monolithic(repo, &d.digest, Some(d.size), Box::pin(stream), caller)
+                    .await;
+                // The source's failure explains a failed upload better than the store's view.
+                match failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    Some(e) => e,
+                    None => return res.map(|_| Some(d.size)).map_err(ApiError::from),
+                }
+            }
+            Err(e) => e,
+        };
+        match err {
+            berth_client::Error::Network { .. } if attempt < 2 => {
+                attempt = attempt.saturating_add(1);
+                tokio::time::sleep(Duration::from_millis(300u64 << attempt)).await;
+            }
+            e => return Err(source_error(e)),
+        }
     }
-    res?;
-    Ok(Some(d.size))
 }

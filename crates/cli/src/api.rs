@@ -365,6 +365,22 @@ impl Api {
         format!("{}/api/v1/{path}", self.base)
     }
 
+    /// GET of a text (not JSON) resource, e.g. a PEM certificate.
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let req = self.http.get(self.url(path));
+        let req = match &self.auth {
+            Some(a) => req.header("authorization", a),
+            None => req,
+        };
+        let resp = req.send().map_err(|e| self.connection_error(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body: Value = resp.json().unwrap_or(Value::Null);
+            return Err(self.refused(status, &body));
+        }
+        resp.text().map_err(|e| self.connection_error(&e))
+    }
+
     fn send(&self, req: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
         let req = match &self.auth {
             Some(a) => req.header("authorization", a),
@@ -374,20 +390,23 @@ impl Api {
         let status = resp.status();
         let body: Value = resp.json().unwrap_or(Value::Null);
         if !status.is_success() {
-            let msg = body["errors"][0]["message"]
-                .as_str()
-                .unwrap_or("no details")
-                .to_owned();
-            if status == reqwest::StatusCode::UNAUTHORIZED {
-                bail!(
-                    "{} answered {status}: {msg} (log in first: berth login {} -u USER --password-stdin)",
-                    self.base,
-                    self.base
-                );
-            }
-            bail!("{} answered {status}: {msg}", self.base);
+            return Err(self.refused(status, &body));
         }
         Ok(body)
+    }
+
+    fn refused(&self, status: reqwest::StatusCode, body: &Value) -> anyhow::Error {
+        let msg = body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("no details");
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return anyhow::anyhow!(
+                "{} answered {status}: {msg} (log in first: berth login {} -u USER --password-stdin)",
+                self.base,
+                self.base
+            );
+        }
+        anyhow::anyhow!("{} answered {status}: {msg}", self.base)
     }
 }
 

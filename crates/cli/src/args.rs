@@ -120,6 +120,62 @@ pub enum ConfigCommand {
     /// default): signed-pulls-only, immutable-signed-tags.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Registry attestation (off by default): when a DCT update of a repository with it on is
+    /// accepted, the registry attaches to each newly signed tag's manifest a Notary Project
+    /// signature, made with the registry's key, recording the TUF targets entry.
+    #[command(subcommand)]
+    Attestation(AttestationCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AttestationCommand {
+    /// Print the default and every repository's switch, or (with REPO) what applies to one.
+    Show {
+        /// `host[:port]/repository` (the host selects the server) or a repository name.
+        repo: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Turn attestation on for a repository, or for every repository that does not set its
+    /// own switch (--default).
+    #[command(group(clap::ArgGroup::new("scope").required(true).args(["repo", "default"])))]
+    Enable {
+        /// `host[:port]/repository` or a repository name.
+        repo: Option<String>,
+        /// Change the registry-wide default instead of one repository's switch.
+        #[arg(long)]
+        default: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Turn attestation off for a repository, or the registry-wide default (--default).
+    /// Attestations already attached stay.
+    #[command(group(clap::ArgGroup::new("scope").required(true).args(["repo", "default"])))]
+    Disable {
+        /// `host[:port]/repository` or a repository name.
+        repo: Option<String>,
+        /// Change the registry-wide default instead of one repository's switch.
+        #[arg(long)]
+        default: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Let a repository follow the registry-wide default again.
+    Reset {
+        /// `host[:port]/repository` or a repository name.
+        repo: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print the registry key's certificate (PEM), for a Notary Project trust store (e.g.
+    /// `$XDG_CONFIG_HOME/notation/truststore/x509/ca/berth/`). Any logged-in user may.
+    Certificate {
+        /// Write it to FILE instead of standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -15,6 +15,7 @@
     clippy::indexing_slicing
 )]
 
+mod attest;
 mod error;
 pub mod gc;
 mod limits;

@@ -143,6 +143,8 @@ pub struct Metrics {
     bytes_out: [AtomicU64; CLASSES.len()],
     trust_updates: AtomicU64,
     trust_rejections: Mutex<BTreeMap<&'static str, u64>>,
+    /// Registry attestations: [attached, failed].
+    attestations: [AtomicU64; 2],
     policy_denials: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     gc_runs: [AtomicU64; 2],
     gc: Mutex<GcFigures>,
@@ -158,6 +160,7 @@ static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| Metri
     bytes_out: Default::default(),
     trust_updates: AtomicU64::new(0),
     trust_rejections: Mutex::default(),
+    attestations: Default::default(),
     policy_denials: Mutex::default(),
     gc_runs: Default::default(),
     gc: Mutex::default(),
@@ -214,6 +217,13 @@ impl Metrics {
         let mut m = lock(&self.trust_rejections);
         let n = m.entry(reason).or_insert(0);
         *n = n.saturating_add(1);
+    }
+
+    /// A registry attestation attached (`ok`) or not (failed; the trust update stands).
+    pub(crate) fn attestation(&self, ok: bool) {
+        if let Some(n) = self.attestations.get(usize::from(!ok)) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// A pull or push the repository's signing policy refused (`rule`: the policy's name,
@@ -299,6 +309,18 @@ impl Metrics {
                 out,
                 "berth_trust_rejections_total{{reason=\"{reason}\"}} {n}"
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP berth_attestations_total Registry attestations of accepted trust updates, by outcome.\n\
+             # TYPE berth_attestations_total counter"
+        );
+        for (i, outcome) in ["attached", "failed"].iter().enumerate() {
+            let n = self
+                .attestations
+                .get(i)
+                .map_or(0, |n| n.load(Ordering::Relaxed));
+            let _ = writeln!(out, "berth_attestations_total{{outcome=\"{outcome}\"}} {n}");
         }
         let _ = writeln!(
             out,

@@ -33,6 +33,7 @@
 //! - Writes within one process are serialised (updates are rare; it avoids spurious `VERSION`
 //!   answers between concurrent publishes); the store's version check guards across processes.
 
+pub mod attest;
 mod audit;
 mod changefeed;
 mod error;

@@ -33,8 +33,8 @@ const NO_TIMESTAMP_KEYS: &str = "no  timestamp keys exist on the server";
 pub struct TrustService {
     store: Arc<dyn TrustStore>,
     /// Holds the registry-wide switch ([`SETTING`]).
-    settings: Arc<dyn SettingsStore>,
-    vault: KeyVault,
+    pub(crate) settings: Arc<dyn SettingsStore>,
+    pub(crate) vault: KeyVault,
     opts: TrustOptions,
     /// Serialises this process's writes (updates, lazy re-signs, key creation, deletes) so
     /// concurrent publishes to different roles do not fail each other with `VERSION`, and

@@ -1,6 +1,7 @@
 //! Black-box tests of `berth serve`: OCI Distribution v1.1 over HTTPS, plus skopeo end to end.
 //! Every test starts its own server on its own temporary data directory.
 
+mod attestation;
 mod auth;
 mod auth_clients;
 mod auth_credentials;

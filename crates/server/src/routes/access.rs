@@ -80,6 +80,10 @@ fn admin_requirement(method: &Method, rest: &str) -> Requirement {
     if rest == "repositories" && method == Method::GET {
         return Requirement::Catalog;
     }
+    // The registry attestation certificate is public knowledge for any caller.
+    if rest == crate::attest::CERTIFICATE_PATH && method == Method::GET {
+        return Requirement::Authenticated;
+    }
     // A user changes its own password (proving the current one): any authenticated caller
     // gets to the handler, which decides.
     if *method == Method::POST

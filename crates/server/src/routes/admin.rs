@@ -188,6 +188,11 @@ pub(crate) async fn handle(state: &AppState, path: &str, req: Request) -> Respon
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
+    if segs.first() == Some(&"attestation") {
+        return crate::attest::admin(&cx, &method, path, &body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
     if segs.first() == Some(&"policy") {
         return policy_route(&cx, &method, path, &body)
             .await

@@ -340,6 +340,8 @@ pub(crate) async fn handle(
             match trust.update_with_changes(gun, parts, audit).await {
                 Ok(changes) => {
                     metrics.trust_updated();
+                    // After the update is stored; never changes its answer.
+                    crate::attest::after_update(state, gun, &changes.targets).await;
                     trust_event(state, gun, changes, &event_cx).await;
                     let mut resp = empty_ok();
                     resp.extensions_mut().insert(TrustAudited);

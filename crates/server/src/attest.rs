@@ -188,7 +188,10 @@ async fn attach(
     // The record also on the manifest, so a referrers listing shows which tag it attests
     // (informational: the signed copy is the payload's).
     let mut m: serde_json::Value = serde_json::from_slice(&manifest).map_err(|e| e.to_string())?;
-    if let Some(a) = m["annotations"].as_object_mut() {
+    if let Some(a) = m
+        .get_mut("annotations")
+        .and_then(serde_json::Value::as_object_mut)
+    {
         a.extend(r.annotations());
     }
     let manifest = serde_json::to_vec(&m).map_err(|e| e.to_string())?;

@@ -417,3 +417,64 @@ async fn dct_updates_are_attested_per_repository() {
         "{text}"
     );
 }
+
+/// Two nodes on one PostgreSQL database and one bucket: the switch set through one holds on
+/// the other, both serve the same certificate (one registry key, made once), and a notary
+/// publish through the second node is attested with it.
+#[tokio::test]
+async fn one_registry_key_across_nodes() {
+    let mut c = crate::cluster::Cluster::start(2);
+    for n in &mut c.nodes {
+        harness_acts_as(n, &Cred::owner());
+    }
+    let (a, b) = (c.node(0), c.node(1));
+    enable_trust(a).await;
+    let sam = signer(a, "sam", "team/*").await;
+    let mut rng = Rng::new();
+    let img = a
+        .push_image("team/app", Some("v1"), "amd64", &mut rng)
+        .await;
+    admin(
+        a,
+        Method::PUT,
+        "attestation/team/app",
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    let v = admin(b, Method::GET, "attestation/team/app", None).await;
+    assert_eq!(v["enabled"], true, "{v}");
+    // Both nodes at once ask for a key that does not exist yet: one is made and kept.
+    let (ca, cb) = tokio::join!(
+        a.get("/api/v1/attestation/_certificate"),
+        b.get("/api/v1/attestation/_certificate")
+    );
+    ca.expect(200);
+    cb.expect(200);
+    assert_eq!(ca.body, cb.body);
+    assert!(ca.body.starts_with(b"-----BEGIN CERTIFICATE-----"));
+    let work = tempfile::tempdir().unwrap();
+    let cert = work.path().join("registry.crt");
+    std::fs::write(&cert, &ca.body).unwrap();
+
+    let g = gun(b, "team/app");
+    let n = Notary::with_login(b, &sam);
+    n.run(&["init", &g, "-p"]).ok();
+    let size = img.manifest.len().to_string();
+    n.run(&[
+        "addhash",
+        &g,
+        "v1",
+        &size,
+        "--sha256",
+        hex_of(&img.digest),
+        "-p",
+    ])
+    .ok();
+    for node in [a, b] {
+        assert_eq!(attestations(node, "team/app", &img.digest).await.len(), 1);
+    }
+    let records = independent(a, "team/app", &img.digest, &cert);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["signed"]["io.berth.dct.tag"], "v1");
+    assert_eq!(records[0]["signed"]["io.berth.dct.gun"], g.as_str());
+}

@@ -368,6 +368,22 @@ async fn dct_updates_are_attested_per_repository() {
         json_of(signed, "io.berth.dct.role-versions"),
         json!({"targets": tv})
     );
+    // A target whose manifest is not in the repository: the publish is accepted all the
+    // same (notary lists it), the attestation fails, is logged and counted.
+    let ghost = "ab".repeat(32);
+    n.run(&[
+        "addhash", &tools_gun, "ghost", "123", "--sha256", &ghost, "-p",
+    ])
+    .ok();
+    let out = n.run(&["list", &tools_gun]).ok();
+    assert!(out.stdout.contains(&ghost), "{out}");
+    assert!(
+        srv.logs()
+            .contains("attestation: not attached; the trust update stands"),
+        "{}",
+        srv.logs()
+    );
+    assert!(!srv.logs().contains("PRIVATE KEY"));
     let v = admin(&srv, Method::GET, "attestation/team/plain", None).await;
     assert_eq!(
         v,
@@ -404,7 +420,7 @@ async fn dct_updates_are_attested_per_repository() {
     assert_eq!(v["set"], Value::Null, "{out}");
     assert_eq!(v["enabled"], true, "{out}");
 
-    // Counted: three attached, none failed.
+    // Counted: three attached, the ghost failed.
     let m = srv.get("/metrics").await;
     m.expect(200);
     let text = String::from_utf8_lossy(&m.body).into_owned();
@@ -413,7 +429,7 @@ async fn dct_updates_are_attested_per_repository() {
         "{text}"
     );
     assert!(
-        text.contains("berth_attestations_total{outcome=\"failed\"} 0"),
+        text.contains("berth_attestations_total{outcome=\"failed\"} 1"),
         "{text}"
     );
 }

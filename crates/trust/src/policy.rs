@@ -10,9 +10,16 @@
 //!   valid signature names for it is refused.
 //!
 //! Storage: settings `policy.default` and `policy.repo.<repository>`, each a small JSON object
-//! `{"signedPullsOnly": bool, "immutableSignedTags": bool}` whose fields are optional. A field a
-//! repository's entry sets overrides the default's; a field it leaves out follows the default
-//! (also when the default changes later). Everything is off when nothing is set.
+//! `{"signedPullsOnly": bool, "immutableSignedTags": bool, "accept": ["dct", ...]}` whose fields
+//! are optional. A field a repository's entry sets overrides the default's; a field it leaves
+//! out follows the default (also when the default changes later). Everything is off when
+//! nothing is set, and `accept` is `["dct"]`.
+//!
+//! Signature formats (`accept`): `dct` (the rules above), `notation` (a Notary Project
+//! signature referrer valid under the repository's trust policy and trust store) and `cosign`
+//! (a cosign signature by one of the listed public keys). Their verification material lives in
+//! separate settings, `policy.verify.default` and `policy.verify.repo.<repository>`
+//! ([`Material`]), read only when a non-DCT format is accepted: the per-request entry stays small.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -31,12 +38,105 @@ pub fn repo_setting(repo: &str) -> String {
     format!("{REPO_SETTING_PREFIX}{repo}")
 }
 
+/// The signature formats `signed-pulls-only` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accept {
+    pub dct: bool,
+    pub notation: bool,
+    pub cosign: bool,
+}
+
+impl Default for Accept {
+    /// DCT only: what the policy meant before other formats existed.
+    fn default() -> Self {
+        Accept {
+            dct: true,
+            notation: false,
+            cosign: false,
+        }
+    }
+}
+
+/// The names of the formats, as settings, the admin API and the CLI spell them.
+pub const FORMATS: [&str; 3] = ["dct", "notation", "cosign"];
+
+impl Accept {
+    /// Parses names (`dct`, `notation`, `cosign`); at least one, none unknown.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Accept, String> {
+        let mut a = Accept {
+            dct: false,
+            notation: false,
+            cosign: false,
+        };
+        for n in names {
+            match n.as_ref().trim() {
+                "dct" => a.dct = true,
+                "notation" => a.notation = true,
+                "cosign" => a.cosign = true,
+                other => {
+                    return Err(format!(
+                        "unknown signature format {other:?} (known: dct, notation, cosign)"
+                    ));
+                }
+            }
+        }
+        if a.names().is_empty() {
+            return Err("accept at least one signature format (dct, notation, cosign)".into());
+        }
+        Ok(a)
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        [self.dct, self.notation, self.cosign]
+            .iter()
+            .zip(FORMATS)
+            .filter_map(|(on, n)| on.then_some(n))
+            .collect()
+    }
+
+    /// Only DCT: refusals read exactly as before formats existed.
+    pub fn dct_only(&self) -> bool {
+        *self == Accept::default()
+    }
+
+    /// For people: "DCT, Notary Project signatures".
+    pub fn describe(&self) -> String {
+        let mut out = Vec::new();
+        if self.dct {
+            out.push("Docker Content Trust");
+        }
+        if self.notation {
+            out.push("Notary Project signatures");
+        }
+        if self.cosign {
+            out.push("cosign signatures by a listed key");
+        }
+        out.join(", ")
+    }
+}
+
+impl Serialize for Accept {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.names().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Accept {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        Accept::parse(&names).map_err(serde::de::Error::custom)
+    }
+}
+
 /// What applies to one repository.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Policy {
     pub signed_pulls_only: bool,
     pub immutable_signed_tags: bool,
+    /// The formats `signed-pulls-only` accepts (`immutable-signed-tags` is about DCT only).
+    #[serde(default)]
+    pub accept: Accept,
 }
 
 impl Policy {
@@ -54,11 +154,15 @@ pub struct PolicyEntry {
     pub signed_pulls_only: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable_signed_tags: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<Accept>,
 }
 
 impl PolicyEntry {
     pub fn is_empty(&self) -> bool {
-        self.signed_pulls_only.is_none() && self.immutable_signed_tags.is_none()
+        self.signed_pulls_only.is_none()
+            && self.immutable_signed_tags.is_none()
+            && self.accept.is_none()
     }
 
     /// This entry's fields over `base`.
@@ -68,6 +172,7 @@ impl PolicyEntry {
             immutable_signed_tags: self
                 .immutable_signed_tags
                 .unwrap_or(base.immutable_signed_tags),
+            accept: self.accept.unwrap_or(base.accept),
         }
     }
 
@@ -123,9 +228,132 @@ pub(crate) async fn list_entries(
         .collect())
 }
 
+/// The settings holding the verification material of the non-DCT formats: registry default.
+pub const MATERIAL_DEFAULT_SETTING: &str = "policy.verify.default";
+/// ... and a repository's: `policy.verify.repo.<repository>`.
+pub const MATERIAL_REPO_SETTING_PREFIX: &str = "policy.verify.repo.";
+
+/// The setting holding `repo`'s verification material (`None`: the default's).
+pub fn material_setting(repo: Option<&str>) -> String {
+    repo.map_or_else(
+        || MATERIAL_DEFAULT_SETTING.to_owned(),
+        |r| format!("{MATERIAL_REPO_SETTING_PREFIX}{r}"),
+    )
+}
+
+/// What Notary Project and cosign signatures are checked against, as the Owner uploaded it
+/// (text only: the server parses it, and keys caches by a hash of it). Each field a
+/// repository sets replaces the default's; one it leaves out follows the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Material {
+    /// The Notary Project trust policy document (`trustpolicy.json`), as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_policy: Option<serde_json::Value>,
+    /// Trust store name as the trust policy names it (`ca:NAME`, `signingAuthority:NAME`) →
+    /// PEM certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_store: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// Cosign public keys (PEM SubjectPublicKeyInfo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cosign_keys: Option<Vec<String>>,
+}
+
+impl Material {
+    pub fn is_empty(&self) -> bool {
+        self.trust_policy.is_none() && self.trust_store.is_none() && self.cosign_keys.is_none()
+    }
+
+    /// This entry's fields over `base`'s.
+    pub fn over(&self, base: &Material) -> Material {
+        Material {
+            trust_policy: self
+                .trust_policy
+                .clone()
+                .or_else(|| base.trust_policy.clone()),
+            trust_store: self.trust_store.clone().or_else(|| base.trust_store.clone()),
+            cosign_keys: self.cosign_keys.clone().or_else(|| base.cosign_keys.clone()),
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(value)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// Reads verification material (`None`: the default's); one that does not parse is logged and
+/// read as empty (nothing then verifies: fail closed).
+pub(crate) async fn read_material(
+    settings: &dyn berth_storage::SettingsStore,
+    repo: Option<&str>,
+) -> berth_storage::Result<Material> {
+    let name = material_setting(repo);
+    Ok(match settings.setting_get(&name).await? {
+        Some(v) => Material::parse(&v).unwrap_or_else(|e| {
+            tracing::warn!(setting = name, error = %e, "verification material does not parse; ignored");
+            Material::default()
+        }),
+        None => Material::default(),
+    })
+}
+
+/// What the non-DCT formats found for the digest a request needs signed (gathered and
+/// verified by the server).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// A Notary Project signature of the digest verified under the trust policy.
+    pub notation: bool,
+    /// A cosign signature of the digest verified with a listed key.
+    pub cosign: bool,
+    /// Why the signatures found did not verify (or that there were none), for the refusal.
+    pub failures: Vec<String>,
+}
+
+/// The decision over every accepted format. `dct`: the DCT decision, `None` when DCT is not
+/// accepted; `found`: what the other formats found (only looked at when accepted).
+/// With DCT alone accepted the refusal is DCT's own, word for word.
+pub fn decide(
+    accept: Accept,
+    dct: Option<Result<(), Denial>>,
+    found: &Findings,
+) -> Result<(), Denial> {
+    let dct = if accept.dct { dct } else { None };
+    if matches!(dct, Some(Ok(()))) {
+        return Ok(());
+    }
+    if (accept.notation && found.notation) || (accept.cosign && found.cosign) {
+        return Ok(());
+    }
+    let dct = dct.and_then(Result::err);
+    if accept.dct_only() {
+        return Err(dct.unwrap_or(Denial::NoAcceptedSignature {
+            accept,
+            dct: None,
+            failures: found.failures.clone(),
+        }));
+    }
+    Err(Denial::NoAcceptedSignature {
+        accept,
+        dct: dct.map(Box::new),
+        failures: found.failures.clone(),
+    })
+}
+
 /// Why a request is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
+    /// No accepted signature format signs the content (formats other than DCT accepted).
+    NoAcceptedSignature {
+        accept: Accept,
+        /// Why DCT refused, when DCT is accepted.
+        dct: Option<Box<Denial>>,
+        /// Why Notary Project / cosign signatures did not count.
+        failures: Vec<String>,
+    },
     /// Content trust is off registry-wide: there is no trust data to check against.
     TrustDisabled,
     /// No GUN of the repository signs the tag.
@@ -176,6 +404,7 @@ impl Denial {
             Denial::Expired { .. } => "trust-data-expired",
             Denial::DigestUnsigned { .. } => "digest-unsigned",
             Denial::Repoint { .. } => "signed-tag-repoint",
+            Denial::NoAcceptedSignature { .. } => "no-accepted-signature",
         }
     }
 
@@ -191,6 +420,34 @@ impl Denial {
     pub fn message(&self, repo: &str, reference: &str) -> String {
         let pulls = format!("repository {repo} requires signed content (policy signed-pulls-only)");
         match self {
+            Denial::NoAcceptedSignature {
+                accept,
+                dct,
+                failures,
+            } => {
+                let mut parts = Vec::new();
+                if let Some(d) = dct {
+                    let m = d.message(repo, reference);
+                    let detail = m
+                        .strip_prefix(pulls.as_str())
+                        .map(|r| r.trim_start_matches([':', ',', ' ']))
+                        .unwrap_or(&m);
+                    parts.push(format!("Docker Content Trust: {detail}"));
+                }
+                if accept.notation || accept.cosign {
+                    if failures.is_empty() {
+                        parts.push(format!("no signature of {reference} verifies"));
+                    } else {
+                        parts.push(failures.join("; "));
+                    }
+                }
+                format!(
+                    "{pulls}, signed in an accepted format ({}; accepted: {}): {}",
+                    accept.describe(),
+                    accept.names().join(","),
+                    parts.join("; ")
+                )
+            }
             Denial::TrustDisabled => format!(
                 "{pulls}, but content trust is disabled on this registry, so nothing is signed: an Owner enables it with `berth config content-trust update --status enabled`"
             ),
@@ -403,7 +660,8 @@ mod tests {
             effective(&d, &r),
             Policy {
                 signed_pulls_only: true,
-                immutable_signed_tags: true
+                immutable_signed_tags: true,
+                accept: Accept::default(),
             }
         );
         let off = PolicyEntry::parse(r#"{"signedPullsOnly":false}"#).unwrap();
@@ -488,5 +746,85 @@ mod tests {
                 .contains("docker trust revoke REGISTRY/r:t")
         );
         assert_eq!(push_tag(&views, "t", Some([2; 32]), 100), Ok(()), "expired");
+    }
+
+    #[test]
+    fn accepted_formats_parse_and_follow_the_default() {
+        let d = PolicyEntry::parse(r#"{"signedPullsOnly":true,"accept":["dct","notation"]}"#)
+            .unwrap();
+        let r = PolicyEntry::parse(r#"{"accept":["cosign"]}"#).unwrap();
+        let both = effective(&d, &PolicyEntry::default()).accept;
+        assert!(both.dct && both.notation && !both.cosign);
+        assert_eq!(effective(&d, &r).accept.names(), vec!["cosign"]);
+        assert!(effective(&d, &r).signed_pulls_only);
+        assert!(PolicyEntry::parse(r#"{"accept":[]}"#).is_err());
+        assert!(PolicyEntry::parse(r#"{"accept":["gpg"]}"#).is_err());
+        assert_eq!(r.to_json(), r#"{"accept":["cosign"]}"#);
+        assert!(Accept::default().dct_only());
+        assert_eq!(
+            Accept::parse(&["notation", "dct"]).unwrap().names(),
+            vec!["dct", "notation"]
+        );
+    }
+
+    #[test]
+    fn material_fields_override_the_default() {
+        let d = Material::parse(r#"{"cosignKeys":["A"],"trustPolicy":{"version":"1.0"}}"#)
+            .unwrap();
+        let r = Material::parse(r#"{"cosignKeys":["B"]}"#).unwrap();
+        let m = r.over(&d);
+        assert_eq!(m.cosign_keys, Some(vec!["B".to_owned()]));
+        assert!(m.trust_policy.is_some() && m.trust_store.is_none());
+        assert!(Material::parse(r#"{"keys":[]}"#).is_err());
+        assert!(Material::default().is_empty());
+    }
+
+    #[test]
+    fn any_accepted_format_suffices() {
+        let dct_denial = Denial::TagUnsigned { tag: "t".into() };
+        let none = Findings {
+            failures: vec!["no Notary Project signature".into()],
+            ..Findings::default()
+        };
+        let notation = Findings {
+            notation: true,
+            ..Findings::default()
+        };
+        let cosign = Findings {
+            cosign: true,
+            ..Findings::default()
+        };
+        let dct_only = Accept::default();
+        // DCT alone: exactly today's refusal.
+        assert_eq!(
+            decide(dct_only, Some(Err(dct_denial.clone())), &notation),
+            Err(dct_denial.clone())
+        );
+        assert_eq!(decide(dct_only, Some(Ok(())), &none), Ok(()));
+        let dn = Accept::parse(&["dct", "notation"]).unwrap();
+        assert_eq!(decide(dn, Some(Err(dct_denial.clone())), &notation), Ok(()));
+        assert_eq!(decide(dn, Some(Ok(())), &none), Ok(()));
+        // A cosign signature is no use where cosign is not accepted.
+        let e = decide(dn, Some(Err(dct_denial.clone())), &cosign).unwrap_err();
+        assert_eq!(e.reason(), "no-accepted-signature");
+        let msg = e.message("r", "t");
+        assert!(msg.contains("accepted: dct,notation"), "{msg}");
+        assert!(msg.contains("Docker Content Trust: tag t is not signed"), "{msg}");
+        let n = Accept::parse(&["notation"]).unwrap();
+        // DCT is not accepted: a valid DCT signature does not count.
+        let e = decide(n, Some(Ok(())), &none).unwrap_err();
+        let msg = e.message("r", "t");
+        assert!(msg.contains("no Notary Project signature"), "{msg}");
+        assert!(!msg.contains("Docker Content Trust:"), "{msg}");
+        assert_eq!(decide(n, None, &notation), Ok(()));
+        let c = Accept::parse(&["cosign"]).unwrap();
+        assert_eq!(decide(c, None, &cosign), Ok(()));
+        assert!(decide(c, None, &notation).is_err());
+        assert!(
+            decide(c, None, &Findings::default())
+                .unwrap_err()
+                .message("r", "sha256:ab")
+                .contains("no signature of sha256:ab verifies")
+        );
     }
 }

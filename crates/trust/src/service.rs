@@ -368,6 +368,32 @@ impl TrustService {
             .map_err(storage)
     }
 
+    /// The stored verification material of `repo`, or the default's (`None`).
+    pub async fn policy_material_entry(&self, repo: Option<&str>) -> Result<policy::Material> {
+        policy::read_material(self.settings.as_ref(), repo)
+            .await
+            .map_err(storage)
+    }
+
+    /// Stores verification material (an empty one: follow the default).
+    pub async fn set_policy_material(
+        &self,
+        repo: Option<&str>,
+        material: &policy::Material,
+    ) -> Result<()> {
+        self.settings
+            .setting_set(&policy::material_setting(repo), &material.to_json())
+            .await
+            .map_err(storage)
+    }
+
+    /// The verification material in force for `repo`: its entry over the default's.
+    pub async fn policy_material(&self, repo: &str) -> Result<policy::Material> {
+        let default = self.policy_material_entry(None).await?;
+        let own = self.policy_material_entry(Some(repo)).await?;
+        Ok(own.over(&default))
+    }
+
     /// The policy in force for `repo`: its entry over the default, field by field.
     pub async fn policy(&self, repo: &str) -> Result<Policy> {
         let default = self.policy_entry(None).await?;

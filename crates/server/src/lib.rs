@@ -21,6 +21,7 @@ pub mod gc;
 mod limits;
 pub mod metrics;
 mod policy;
+mod policy_formats;
 mod routes;
 mod serve;
 pub mod tls;

@@ -7,6 +7,10 @@
 //! per GUN of the repository, one (cached) timestamp read; the views themselves are kept by
 //! the trust service until the timestamp changes. A read by digest that no signed tag names
 //! reads each signed index of the repository once per process (children are kept by digest).
+//!
+//! Other formats (`accept` notation, cosign) are looked at only when DCT is not accepted or
+//! refuses: one referrers read and one `.sig` tag read per digest checked, the verdicts kept by
+//! content ([`crate::policy_formats`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -42,7 +46,13 @@ fn stored(e: berth_storage::Error) -> ApiError {
 
 /// The refusal of a request by the policy: logged, and the one place where metrics and
 /// webhooks learn about it.
-pub(crate) fn denied(state: &AppState, repo: &RepoName, reference: &str, why: &Denial) -> ApiError {
+pub(crate) fn denied(
+    state: &AppState,
+    repo: &RepoName,
+    reference: &str,
+    why: &Denial,
+    cx: &crate::webhooks::EventContext,
+) -> ApiError {
     crate::metrics::global().policy_denied(why.policy(), why.reason());
     // Told to webhooks off the request's path: a denial must not wait on the event queue.
     let event = crate::webhooks::Event::PolicyDenied {
@@ -52,7 +62,7 @@ pub(crate) fn denied(state: &AppState, repo: &RepoName, reference: &str, why: &D
         policy: why.policy().to_owned(),
         reason: why.reason().to_owned(),
     };
-    crate::webhooks::emit_detached(state, event, crate::webhooks::EventContext::default());
+    crate::webhooks::emit_detached(state, event, cx.clone());
     let message = why.message(repo.as_str(), reference);
     tracing::info!(
         repository = %repo,
@@ -143,17 +153,112 @@ async fn in_signed_index(
 }
 
 /// `signed-pulls-only` for a manifest GET/HEAD of `repo` by `reference` that found `served`
-/// (for a tag, possibly the child the registry picked from the tagged index).
+/// (for a tag, possibly the child the registry picked from the tagged index). `cx`: the
+/// caller, for the denial's webhook event.
 pub(crate) async fn check_pull(
     state: &AppState,
     repo: &RepoName,
     reference: &TagOrDigest,
     served: &Digest,
+    cx: &crate::webhooks::EventContext,
 ) -> Result<(), ApiError> {
     let p = state.trust.policy(repo.as_str()).await.map_err(internal)?;
     if !p.signed_pulls_only {
         return Ok(());
     }
+    let dct = if p.accept.dct {
+        Some(check_pull_dct(state, repo, reference, served).await?)
+    } else {
+        None
+    };
+    let decision = match dct {
+        Some(d) if p.accept.dct_only() => d,
+        Some(Ok(())) => Ok(()),
+        dct => {
+            let material = state
+                .trust
+                .policy_material(repo.as_str())
+                .await
+                .map_err(internal)?;
+            let v = crate::policy_formats::verifier(&material);
+            let t = now();
+            // By tag: exactly the digest the tag points to (the index, when the registry
+            // served a child of it).
+            let subject = match reference {
+                TagOrDigest::Tag(_) => state
+                    .registry
+                    .metadata()
+                    .get_manifest(repo, reference)
+                    .await
+                    .map_err(stored)?
+                    .map_or_else(|| served.clone(), |m| m.digest),
+                TagOrDigest::Digest(d) => d.clone(),
+            };
+            let mut found =
+                crate::policy_formats::findings(state, repo, p.accept, &subject, &v, t)
+                    .await
+                    .map_err(stored)?;
+            if !found.notation
+                && !found.cosign
+                && let TagOrDigest::Digest(d) = reference
+            {
+                // A child of a signed index counts, as for DCT: the tagged indexes holding it.
+                for parent in tagged_parents(state, repo, d).await? {
+                    let f =
+                        crate::policy_formats::findings(state, repo, p.accept, &parent, &v, t)
+                            .await
+                            .map_err(stored)?;
+                    if f.notation || f.cosign {
+                        found = f;
+                        break;
+                    }
+                }
+            }
+            policy::decide(p.accept, dct, &found)
+        }
+    };
+    decision.map_err(|why| denied(state, repo, &reference.to_string(), &why, cx))
+}
+
+/// Bound on the tags looked at for the indexes holding a digest.
+const PARENT_SCAN_TAGS: usize = 1000;
+
+/// The digests of tagged indexes of `repo` listing `child` (the first [`PARENT_SCAN_TAGS`]
+/// tags).
+async fn tagged_parents(
+    state: &AppState,
+    repo: &RepoName,
+    child: &Digest,
+) -> Result<Vec<Digest>, ApiError> {
+    let details = state
+        .registry
+        .metadata()
+        .tag_details(repo, None, PARENT_SCAN_TAGS)
+        .await
+        .map_err(stored)?
+        .unwrap_or_default();
+    let mut out: Vec<Digest> = Vec::new();
+    for t in details {
+        if out.contains(&t.digest) {
+            continue;
+        }
+        let Ok(v) = ManifestView::parse(&t.body, Some(&t.media_type)) else {
+            continue;
+        };
+        if v.manifests.iter().any(|m| m.digest == *child) {
+            out.push(t.digest);
+        }
+    }
+    Ok(out)
+}
+
+/// The DCT decision for a pull, as before other formats existed.
+async fn check_pull_dct(
+    state: &AppState,
+    repo: &RepoName,
+    reference: &TagOrDigest,
+    served: &Digest,
+) -> Result<Result<(), Denial>, ApiError> {
     let enabled = state.trust.enabled().await.map_err(internal)?;
     let views = if enabled {
         views(state, repo).await?
@@ -161,7 +266,7 @@ pub(crate) async fn check_pull(
         Vec::new()
     };
     let t = now();
-    let decision = match reference {
+    Ok(match reference {
         TagOrDigest::Tag(tag) => {
             let first = policy::pull_by_tag(enabled, &views, tag.as_str(), sha256(served), t);
             // The registry may have answered with a child of the tagged index (the client
@@ -190,8 +295,7 @@ pub(crate) async fn check_pull(
                 other => other,
             }
         }
-    };
-    decision.map_err(|why| denied(state, repo, &reference.to_string(), &why))
+    })
 }
 
 /// `immutable-signed-tags` for a manifest PUT of `repo` that points `tags` at `digest`.
@@ -200,6 +304,7 @@ pub(crate) async fn check_push(
     repo: &RepoName,
     tags: &[&str],
     digest: &Digest,
+    cx: &crate::webhooks::EventContext,
 ) -> Result<(), ApiError> {
     if tags.is_empty() {
         return Ok(());
@@ -212,7 +317,7 @@ pub(crate) async fn check_push(
     let t = now();
     for tag in tags {
         policy::push_tag(&views, tag, sha256(digest), t)
-            .map_err(|why| denied(state, repo, tag, &why))?;
+            .map_err(|why| denied(state, repo, tag, &why, cx))?;
     }
     Ok(())
 }

@@ -358,7 +358,44 @@ pub(crate) async fn content_trust_set(cx: &Ctx<'_>, on: bool) -> Result<u64, Adm
 const POLICY_DEFAULT: &str = "_default";
 
 fn policy_json(p: berth_trust::Policy) -> Value {
-    json!({"signedPullsOnly": p.signed_pulls_only, "immutableSignedTags": p.immutable_signed_tags})
+    json!({"signedPullsOnly": p.signed_pulls_only, "immutableSignedTags": p.immutable_signed_tags, "accept": p.accept.names()})
+}
+
+/// Verification material as shown back: the trust policy, each trust store's certificates
+/// (subject, and the PEM), each cosign key (its label, and the PEM).
+fn material_json(m: &berth_trust::policy::Material) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Some(tp) = &m.trust_policy {
+        out.insert("trustPolicy".into(), tp.clone());
+    }
+    if let Some(ts) = &m.trust_store {
+        let stores: serde_json::Map<String, Value> = ts
+            .iter()
+            .map(|(name, pems)| {
+                let certs: Vec<Value> = pems
+                    .iter()
+                    .map(|pem| {
+                        let subjects: Vec<String> =
+                            berth_notation::cert::Cert::from_pem_bundle(pem.as_bytes())
+                                .map(|cs| cs.into_iter().map(|c| c.subject).collect())
+                                .unwrap_or_default();
+                        json!({"subjects": subjects, "pem": pem})
+                    })
+                    .collect();
+                (name.clone(), Value::Array(certs))
+            })
+            .collect();
+        out.insert("trustStore".into(), Value::Object(stores));
+    }
+    if let Some(keys) = &m.cosign_keys {
+        let keys: Vec<Value> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, pem)| json!({"label": crate::policy_formats::key_label(i, pem), "pem": pem}))
+            .collect();
+        out.insert("cosignKeys".into(), Value::Array(keys));
+    }
+    Value::Object(out)
 }
 
 fn entry_json(e: &berth_trust::PolicyEntry) -> Value {
@@ -406,32 +443,83 @@ async fn policy_route(cx: &Ctx<'_>, method: &Method, path: &str, body: &Bytes) -
         )
     };
     let name = repo.as_ref().map(RepoName::as_str);
-    let show = |default: &berth_trust::PolicyEntry, own: &berth_trust::PolicyEntry| match name {
-        None => {
-            json!({"scope": "default", "set": entry_json(own), "effective": policy_json(berth_trust::policy::effective(&berth_trust::PolicyEntry::default(), own))})
-        }
-        Some(r) => json!({
-            "repository": r,
-            "set": entry_json(own),
-            "default": policy_json(berth_trust::policy::effective(&berth_trust::PolicyEntry::default(), default)),
-            "effective": policy_json(berth_trust::policy::effective(default, own)),
-        }),
+    use berth_trust::policy::Material;
+    let show = |default: &berth_trust::PolicyEntry,
+                own: &berth_trust::PolicyEntry,
+                default_m: &Material,
+                own_m: &Material| {
+        let mut v = match name {
+            None => {
+                json!({"scope": "default", "set": entry_json(own), "effective": policy_json(berth_trust::policy::effective(&berth_trust::PolicyEntry::default(), own))})
+            }
+            Some(r) => json!({
+                "repository": r,
+                "set": entry_json(own),
+                "default": policy_json(berth_trust::policy::effective(&berth_trust::PolicyEntry::default(), default)),
+                "effective": policy_json(berth_trust::policy::effective(default, own)),
+            }),
+        };
+        v["verification"] = json!({
+            "set": material_json(own_m),
+            "effective": material_json(&own_m.over(default_m)),
+        });
+        v
     };
     let default = trust.policy_entry(None).await?;
-    let old = match name {
-        None => default,
-        Some(r) => trust.policy_entry(Some(r)).await?,
+    let default_m = trust.policy_material_entry(None).await?;
+    let (old, old_m) = match name {
+        None => (default, default_m.clone()),
+        Some(r) => (
+            trust.policy_entry(Some(r)).await?,
+            trust.policy_material_entry(Some(r)).await?,
+        ),
     };
-    let new = match *method {
-        Method::GET => return Ok(Json(show(&default, &old)).into_response()),
-        Method::PUT | Method::PATCH => policy_update(old, body)?,
+    let (new, new_m) = match *method {
+        Method::GET => {
+            return Ok(Json(show(&default, &old, &default_m, &old_m)).into_response());
+        }
+        Method::PUT | Method::PATCH => policy_update(old, old_m.clone(), body)?,
         // Back to the default throughout.
-        Method::DELETE => berth_trust::PolicyEntry::default(),
+        Method::DELETE => (berth_trust::PolicyEntry::default(), Material::default()),
         _ => return Err(AdminError::not_found("no such admin endpoint")),
     };
-    policy_store(cx, name, &old, &new).await?;
-    let default = if name.is_none() { new } else { default };
-    Ok(Json(show(&default, &new)).into_response())
+    if new_m != old_m {
+        material_store(cx, name, &old_m, &new_m).await?;
+    }
+    // A body that changed only the material is audited once, above.
+    if new != old || new_m == old_m {
+        policy_store(cx, name, &old, &new).await?;
+    }
+    let (default, default_m) = if name.is_none() {
+        (new, new_m.clone())
+    } else {
+        (default, default_m)
+    };
+    Ok(Json(show(&default, &new, &default_m, &new_m)).into_response())
+}
+
+/// Stores verification material, audited as `policy.verification-updated` (what changed, by
+/// field; certificates and keys are public, but only their count is logged).
+async fn material_store(
+    cx: &Ctx<'_>,
+    repo: Option<&str>,
+    old: &berth_trust::policy::Material,
+    new: &berth_trust::policy::Material,
+) -> Result<(), AdminError> {
+    cx.state.trust.set_policy_material(repo, new).await?;
+    let target = repo.unwrap_or("registry");
+    let count = |m: &berth_trust::policy::Material| {
+        format!(
+            "trustPolicy {}, trustStore {} certificate(s), cosignKeys {}",
+            if m.trust_policy.is_some() { "set" } else { "unset" },
+            m.trust_store.as_ref().map_or(0, |s| s.values().map(Vec::len).sum()),
+            m.cosign_keys.as_ref().map_or(0, Vec::len)
+        )
+    };
+    let detail = format!("{} -> {}", count(old), count(new));
+    tracing::warn!(scope = target, change = %detail, "signing policy verification material updated");
+    cx.audit("policy.verification-updated", target, &detail).await;
+    Ok(())
 }
 
 /// Stores `new` (was `old`) as the registry-wide default (`repo` None) or a repository's
@@ -456,24 +544,95 @@ pub(crate) async fn policy_store(
 }
 
 /// A PUT body over `old`: each field `true`/`false` sets it, `null` returns it to the default,
-/// an absent field stays as it is.
+/// an absent field stays as it is. `accept` (a list of formats), `trustPolicy` (the Notary
+/// Project trust policy document), `trustStore` (`{"ca:NAME": ["PEM", ...]}`) and `cosignKeys`
+/// (`["PEM", ...]`) likewise, each checked before anything is stored.
 fn policy_update(
     old: berth_trust::PolicyEntry,
+    old_m: berth_trust::policy::Material,
     body: &Bytes,
-) -> Result<berth_trust::PolicyEntry, AdminError> {
+) -> Result<(berth_trust::PolicyEntry, berth_trust::policy::Material), AdminError> {
     let v: Value = body_json(body)?;
     let obj = v
         .as_object()
         .ok_or_else(|| AdminError::invalid("body", "must be a JSON object"))?;
     let mut new = old;
+    let mut m = old_m;
     for (k, v) in obj {
+        match (k.as_str(), v) {
+            (
+                "accept" | "trustPolicy" | "trustStore" | "cosignKeys",
+                Value::Null,
+            ) => {
+                match k.as_str() {
+                    "accept" => new.accept = None,
+                    "trustPolicy" => m.trust_policy = None,
+                    "trustStore" => m.trust_store = None,
+                    _ => m.cosign_keys = None,
+                }
+                continue;
+            }
+            ("accept", v) => {
+                let names: Vec<String> = serde_json::from_value(v.clone()).map_err(|_| {
+                    AdminError::invalid("accept", "must be a list of formats (dct, notation, cosign)")
+                })?;
+                new.accept = Some(
+                    berth_trust::policy::Accept::parse(&names)
+                        .map_err(|e| AdminError::invalid("accept", e))?,
+                );
+                continue;
+            }
+            ("trustPolicy", v) => {
+                let bytes = serde_json::to_vec(v).unwrap_or_default();
+                berth_notation::TrustPolicyDocument::parse(&bytes)
+                    .map_err(|e| AdminError::invalid("trustPolicy", e.0))?;
+                m.trust_policy = Some(v.clone());
+                continue;
+            }
+            ("trustStore", v) => {
+                let ts: std::collections::BTreeMap<String, Vec<String>> =
+                    serde_json::from_value(v.clone()).map_err(|_| {
+                        AdminError::invalid(
+                            "trustStore",
+                            "must map trust store names (ca:NAME, signingAuthority:NAME) to lists of PEM certificates",
+                        )
+                    })?;
+                for (name, pems) in &ts {
+                    if !(name.starts_with("ca:") || name.starts_with("signingAuthority:")) {
+                        return Err(AdminError::invalid(
+                            "trustStore",
+                            format!("{name:?}: a trust store is named ca:NAME or signingAuthority:NAME"),
+                        ));
+                    }
+                    for pem in pems {
+                        berth_notation::cert::Cert::from_pem_bundle(pem.as_bytes())
+                            .map_err(|e| AdminError::invalid("trustStore", format!("{name}: {e}")))?;
+                    }
+                }
+                m.trust_store = Some(ts);
+                continue;
+            }
+            ("cosignKeys", v) => {
+                let keys: Vec<String> = serde_json::from_value(v.clone()).map_err(|_| {
+                    AdminError::invalid("cosignKeys", "must be a list of PEM public keys")
+                })?;
+                for (i, pem) in keys.iter().enumerate() {
+                    berth_notation::cosign::PublicKey::from_pem(pem.as_bytes()).map_err(|e| {
+                        AdminError::invalid("cosignKeys", format!("key {}: {e}", i + 1))
+                    })?;
+                }
+                m.cosign_keys = Some(keys);
+                continue;
+            }
+            _ => {}
+        }
         let slot = match k.as_str() {
             "signedPullsOnly" => &mut new.signed_pulls_only,
             "immutableSignedTags" => &mut new.immutable_signed_tags,
             other => {
                 return Err(AdminError::invalid(
                     other,
-                    "unknown field (supported: signedPullsOnly, immutableSignedTags)",
+                    "unknown field (supported: signedPullsOnly, immutableSignedTags, accept, trustPolicy, trustStore, cosignKeys)",
                 ));
             }
         };
@@ -488,7 +647,7 @@ fn policy_update(
             }
         };
     }
-    Ok(new)
+    Ok((new, m))
 }
 
 #[derive(Deserialize, Default)]

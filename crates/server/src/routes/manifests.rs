@@ -47,7 +47,8 @@ pub(super) async fn get(
         .registry
         .get_manifest(&repo, &reference, &accept_list(&req))
         .await?;
-    crate::policy::check_pull(state, &repo, &reference, &m.digest).await?;
+    let event_cx = crate::webhooks::EventContext::of(&req);
+    crate::policy::check_pull(state, &repo, &reference, &m.digest, &event_cx).await?;
     let len = m.body.len();
     let body = if req.method() == Method::HEAD {
         Body::empty()
@@ -113,7 +114,7 @@ pub(super) async fn put(
     .into_iter()
     .chain(extra_tags.iter().map(Tag::as_str))
     .collect();
-    crate::policy::check_push(state, &repo, &tags, &digest).await?;
+    crate::policy::check_push(state, &repo, &tags, &digest, &event_cx).await?;
     let size = u64::try_from(body.len()).unwrap_or(u64::MAX);
     let media_type = content_type
         .as_deref()

@@ -552,17 +552,19 @@ pub(crate) async fn policy_post(State(state): State<AppState>, req: Request) -> 
             )),
         }
     };
-    let new = match (rule("signedPullsOnly"), rule("immutableSignedTags")) {
-        (Ok(a), Ok(b)) => berth_trust::PolicyEntry {
-            signed_pulls_only: a,
-            immutable_signed_tags: b,
-        },
-        (Err(e), _) | (_, Err(e)) => return s.error(e),
-    };
     let name = repo.as_ref().map(berth_oci::RepoName::as_str);
     let old = match state.trust.policy_entry(name).await {
         Ok(o) => o,
         Err(e) => return s.error(e.into()),
+    };
+    let new = match (rule("signedPullsOnly"), rule("immutableSignedTags")) {
+        (Ok(a), Ok(b)) => berth_trust::PolicyEntry {
+            signed_pulls_only: a,
+            immutable_signed_tags: b,
+            // Accepted formats and their material are set with the CLI or the admin API.
+            accept: old.accept,
+        },
+        (Err(e), _) | (_, Err(e)) => return s.error(e),
     };
     let cx = s.ctx(&state);
     if let Err(e) = admin::policy_store(&cx, name, &old, &new).await {

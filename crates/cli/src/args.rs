@@ -192,7 +192,8 @@ pub enum PolicyCommand {
     /// setting overrides the default's, one rule at a time; a rule it never set follows the
     /// default.
     #[command(group(clap::ArgGroup::new("rules").required(true).multiple(true)
-        .args(["signed_pulls_only", "immutable_signed_tags"])))]
+        .args(["signed_pulls_only", "immutable_signed_tags", "accept", "trust_policy",
+               "trust_store", "cosign_key"])))]
     #[command(group(clap::ArgGroup::new("scope").required(true).args(["repo", "default"])))]
     Update {
         /// `host[:port]/repository` or a repository name.
@@ -208,6 +209,21 @@ pub enum PolicyCommand {
         /// new digest, or revoke the signature, first).
         #[arg(long, action = clap::ArgAction::Set, value_name = "BOOL")]
         immutable_signed_tags: Option<bool>,
+        /// The signature formats signed-pulls-only accepts, comma-separated: dct, notation
+        /// (Notary Project signatures valid under --trust-policy), cosign (by a --cosign-key);
+        /// `default` follows the registry-wide default (dct when nothing is set).
+        #[arg(long, value_name = "FORMATS")]
+        accept: Option<String>,
+        /// A Notary Project trust policy (trustpolicy.json) for notation signatures.
+        #[arg(long, value_name = "FILE")]
+        trust_policy: Option<std::path::PathBuf>,
+        /// A Notary Project trust store directory (x509/ca/NAME/*.pem,
+        /// x509/signingAuthority/NAME/*.pem), as the trust policy's trustStores name them.
+        #[arg(long, value_name = "DIR")]
+        trust_store: Option<std::path::PathBuf>,
+        /// A cosign public key (PEM) whose signatures count; repeatable, replaces the list.
+        #[arg(long, value_name = "PUB")]
+        cosign_key: Vec<std::path::PathBuf>,
         #[command(flatten)]
         server: ServerArgs,
     },

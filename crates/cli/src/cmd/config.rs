@@ -1,7 +1,9 @@
 //! `berth config content-trust show|update`, `anonymous-pull show|update`,
-//! `policy show [REPO] | update (REPO | --default) [--signed-pulls-only B] [--immutable-signed-tags B]`.
+//! `policy show [REPO] | update (REPO | --default) [--signed-pulls-only B] [--immutable-signed-tags B]
+//! [--accept dct,notation,cosign] [--trust-policy FILE] [--trust-store DIR] [--cosign-key PUB]...`.
 //! `attestation show [REPO] | enable|disable (REPO | --default) | reset REPO | certificate [-o FILE]`.
 
+use anyhow::Context as _;
 use serde_json::json;
 
 use crate::api::Api;
@@ -87,6 +89,10 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<()> {
             default,
             signed_pulls_only,
             immutable_signed_tags,
+            accept,
+            trust_policy,
+            trust_store,
+            cosign_key,
             server,
         }) => {
             let (api, path) = match (repo, default) {
@@ -104,6 +110,35 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<()> {
             }
             if let Some(b) = immutable_signed_tags {
                 body.insert("immutableSignedTags".into(), b.into());
+            }
+            if let Some(a) = accept {
+                let v = if a.trim() == "default" {
+                    serde_json::Value::Null
+                } else {
+                    a.split(',')
+                        .map(|f| serde_json::Value::from(f.trim()))
+                        .collect()
+                };
+                body.insert("accept".into(), v);
+            }
+            if let Some(p) = trust_policy {
+                let text = std::fs::read(&p)
+                    .with_context(|| format!("reading the trust policy {}", p.display()))?;
+                let v: serde_json::Value = serde_json::from_slice(&text)
+                    .with_context(|| format!("{} is not JSON", p.display()))?;
+                body.insert("trustPolicy".into(), v);
+            }
+            if let Some(dir) = trust_store {
+                body.insert("trustStore".into(), read_trust_store(&dir)?);
+            }
+            if !cosign_key.is_empty() {
+                let mut keys = Vec::new();
+                for p in &cosign_key {
+                    let pem = std::fs::read_to_string(p)
+                        .with_context(|| format!("reading the cosign key {}", p.display()))?;
+                    keys.push(serde_json::Value::from(pem));
+                }
+                body.insert("cosignKeys".into(), keys.into());
             }
             let v = api.put(&path, &body.into())?;
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -144,4 +179,58 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A Notary Project trust store directory as `{"ca:NAME": [PEM, ...], ...}`: every file under
+/// `x509/ca/NAME/` and `x509/signingAuthority/NAME/` (PEM, or one DER certificate).
+fn read_trust_store(dir: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for kind in ["ca", "signingAuthority"] {
+        let base = dir.join("x509").join(kind);
+        let Ok(stores) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        let mut stores: Vec<_> = stores.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        stores.sort();
+        for store in stores.iter().filter(|p| p.is_dir()) {
+            let name = store.file_name().unwrap_or_default().to_string_lossy();
+            let mut files: Vec<_> = std::fs::read_dir(store)
+                .with_context(|| format!("reading {}", store.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            let mut pems = Vec::new();
+            for f in &files {
+                let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                let text = match String::from_utf8(bytes) {
+                    Ok(t) if t.contains("-----BEGIN") => t,
+                    // A DER certificate: sent as PEM.
+                    Ok(t) => der_to_pem(t.as_bytes()),
+                    Err(e) => der_to_pem(e.as_bytes()),
+                };
+                pems.push(serde_json::Value::from(text));
+            }
+            out.insert(format!("{kind}:{name}"), pems.into());
+        }
+    }
+    if out.is_empty() {
+        anyhow::bail!(
+            "{} holds no trust store (expected x509/ca/NAME/ or x509/signingAuthority/NAME/ with certificates)",
+            dir.display()
+        );
+    }
+    Ok(out.into())
+}
+
+fn der_to_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
 }

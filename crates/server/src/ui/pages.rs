@@ -187,6 +187,64 @@ fn platforms(body: &[u8], media_type: &str) -> Vec<String> {
         .collect()
 }
 
+/// A tag's Notary Project and cosign signatures (and registry attestations), one line each.
+fn other_signatures_html(
+    sigs: &[crate::policy_formats::SigInfo],
+    v: &crate::policy_formats::Verifier,
+) -> String {
+    use crate::policy_formats::Format;
+    if sigs.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<ul class=\"sigs\">");
+    for sig in sigs {
+        let (class, kind) = match (sig.format, sig.attestation.is_empty()) {
+            (Format::Notation, true) => ("sig-notation", "Notary Project"),
+            (Format::Notation, false) => ("sig-attestation", "Registry attestation"),
+            (Format::Cosign, _) => ("sig-cosign", "cosign"),
+        };
+        let mut line = format!("{kind}: ");
+        line.push_str(&match sig.format {
+            Format::Notation if sig.signer.is_empty() => "unreadable signature".to_owned(),
+            Format::Notation => format!(
+                "<span class=\"signer\">{}</span>{}",
+                esc(&sig.signer),
+                sig.time
+                    .as_deref()
+                    .map(|t| format!(", signed {}", esc(t)))
+                    .unwrap_or_default()
+            ),
+            Format::Cosign => format!("<span class=\"signer\">{}</span>", esc(&sig.signer)),
+        });
+        let (state, verdict) = match (&sig.verdict, sig.format) {
+            (Ok(why), _) => ("valid", format!("valid: {why}")),
+            // Without a trust policy there is nothing to judge a Notary signature by.
+            (Err(_), Format::Notation) if !v.has_trust_policy() => {
+                ("unchecked", "not checked: no trust policy set".to_owned())
+            }
+            (Err(why), _) => ("invalid", format!("not valid: {why}")),
+        };
+        line.push_str(&format!(" <span class=\"verdict {state}\">{}</span>", esc(&verdict)));
+        if !sig.attestation.is_empty() {
+            let ann: Vec<String> = sig
+                .attestation
+                .iter()
+                .map(|(k, v)| format!("{}={}", esc(k), esc(v)))
+                .collect();
+            line.push_str(&format!(
+                " <span class=\"annotations\">{}</span>",
+                ann.join(", ")
+            ));
+        }
+        out.push_str(&format!(
+            "<li class=\"{class} {state}\" title=\"{}\">{line}</li>",
+            esc(&sig.manifest.to_string())
+        ));
+    }
+    out.push_str("</ul>");
+    out
+}
+
 /// `GET /ui/r/<repository>?page=`: its tags with their signatures.
 pub(crate) async fn tags(
     State(state): State<AppState>,
@@ -264,6 +322,11 @@ pub(crate) async fn tags(
         Vec::new()
     };
     let now = state.access.now_secs();
+    // Notary Project and cosign signatures, checked against the repository's material.
+    let verifier = match state.trust.policy_material(repo.as_str()).await {
+        Ok(m) => crate::policy_formats::verifier(&m),
+        Err(e) => return s.error(e.into()),
+    };
     let mut rows = String::new();
     for t in &details {
         let body_len = u64::try_from(t.body.len()).unwrap_or(u64::MAX);
@@ -272,13 +335,17 @@ pub(crate) async fn tags(
         let hex = digest.strip_prefix("sha256:").unwrap_or("");
         let plats = platforms(&t.body, &t.media_type);
         let status = trust::tag_status(&collections, &t.tag, hex, now);
-        let sig_cell = if !trust_on {
+        let mut sig_cell = if !trust_on {
             "<span class=\"badge muted\">trust off</span>".to_owned()
         } else if !may_read_trust {
             "<span class=\"badge muted\">not readable</span>".to_owned()
         } else {
             status.html()
         };
+        match crate::policy_formats::signatures(&state, &repo, &t.digest, &verifier, now).await {
+            Ok(sigs) => sig_cell.push_str(&other_signatures_html(&sigs, &verifier)),
+            Err(e) => return s.error(e.into()),
+        }
         rows.push_str(&format!(
             "<tr class=\"tag {cls}\" data-tag=\"{tag}\"><td class=\"tagname\">{tag}</td>\
              <td><code title=\"{digest}\">{short}</code></td><td class=\"num\">{}</td>\
@@ -322,9 +389,11 @@ pub(crate) async fn tags(
     };
     let rule = |on: bool| if on { "on" } else { "off" };
     let policy_line = format!(
-        "<p class=\"count\" id=\"policy\">Signing policy: signed pulls only <strong>{}</strong> · \
+        "<p class=\"count\" id=\"policy\">Signing policy: signed pulls only <strong>{}</strong> \
+         (accepting <strong id=\"policy-accept\">{}</strong>) · \
          immutable signed tags <strong>{}</strong>{}</p>",
         rule(policy.signed_pulls_only),
+        esc(&policy.accept.names().join(", ")),
         rule(policy.immutable_signed_tags),
         if s.owner {
             format!(

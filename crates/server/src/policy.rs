@@ -154,16 +154,24 @@ async fn in_signed_index(
 
 /// `signed-pulls-only` for a manifest GET/HEAD of `repo` by `reference` that found `served`
 /// (for a tag, possibly the child the registry picked from the tagged index). `cx`: the
-/// caller, for the denial's webhook event.
+/// caller, for the denial's webhook event. `pusher`: the caller may push to `repo`.
 pub(crate) async fn check_pull(
     state: &AppState,
     repo: &RepoName,
     reference: &TagOrDigest,
     served: &Digest,
+    pusher: bool,
     cx: &crate::webhooks::EventContext,
 ) -> Result<(), ApiError> {
     let p = state.trust.policy(repo.as_str()).await.map_err(internal)?;
     if !p.signed_pulls_only {
+        return Ok(());
+    }
+    // Notary Project and cosign signers read the manifest they sign (its descriptor) from
+    // the registry, unlike DCT signers whose engine knows it: a caller who may push here
+    // (and so could put any content here anyway) is let through where those formats count.
+    // DCT-only repositories refuse everyone, as before.
+    if pusher && !p.accept.dct_only() {
         return Ok(());
     }
     let dct = if p.accept.dct {

@@ -14,6 +14,7 @@ mod cluster_nodes;
 mod harness;
 mod owner;
 mod policy;
+mod policy_formats;
 
 mod backup;
 mod base;

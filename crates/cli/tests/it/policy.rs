@@ -17,13 +17,13 @@ use crate::trust_cli::{Berth, new_layout, oci, pulled_digest};
 use crate::trust_harness::*;
 
 /// skopeo isolated from the user's configuration, trusting the server's CA.
-struct Skopeo {
+pub(crate) struct Skopeo {
     home: tempfile::TempDir,
     certs: tempfile::TempDir,
 }
 
 impl Skopeo {
-    fn new(srv: &Server) -> Skopeo {
+    pub(crate) fn new(srv: &Server) -> Skopeo {
         let home = tempfile::tempdir().unwrap();
         for d in ["config", "data", "cache", "run", "registries.d", "tmp"] {
             std::fs::create_dir_all(home.path().join(d)).unwrap();
@@ -71,7 +71,7 @@ impl Skopeo {
     }
 
     /// `skopeo copy` from the registry (`docker://REF`) into an OCI layout, as `cred`.
-    fn pull(&self, cred: &Cred, reference: &str, dest: &Path, all: bool) -> Out {
+    pub(crate) fn pull(&self, cred: &Cred, reference: &str, dest: &Path, all: bool) -> Out {
         let certs = self.certs.path().to_str().unwrap().to_owned();
         let creds = creds(cred);
         let src = format!("docker://{reference}");
@@ -121,7 +121,7 @@ fn creds(cred: &Cred) -> String {
 }
 
 /// A manifest GET as `cred` (the owner by default through the harness client).
-async fn get_manifest(srv: &Server, cred: &Cred, repo: &str, reference: &str) -> Resp {
+pub(crate) async fn get_manifest(srv: &Server, cred: &Cred, repo: &str, reference: &str) -> Resp {
     call(
         srv,
         Method::GET,
@@ -134,7 +134,7 @@ async fn get_manifest(srv: &Server, cred: &Cred, repo: &str, reference: &str) ->
 }
 
 /// Asserts a DENIED answer whose message says `needle` (and that signed content is required).
-fn assert_denied(r: &Resp, needle: &str) -> String {
+pub(crate) fn assert_denied(r: &Resp, needle: &str) -> String {
     r.expect_error(403, "DENIED");
     let msg = r.json()["errors"][0]["message"]
         .as_str()
@@ -149,7 +149,7 @@ fn b(c: &Berth, args: &[&str]) -> Out {
 }
 
 /// `docker trust sign REPO:TAG` through the stand-in engine reporting `digest` and `size`.
-fn docker_sign(d: &Docker, repo: &str, tag: &str, digest: &str, size: usize) {
+pub(crate) fn docker_sign(d: &Docker, repo: &str, tag: &str, digest: &str, size: usize) {
     let _engine = FakeEngine::start(d, digest, size);
     let out = d.run(&["trust", "sign", &format!("{repo}:{tag}")]).ok();
     assert!(out.stdout.contains("Successfully signed"), "{out}");

@@ -716,6 +716,110 @@ async fn signed_and_unsigned_tags_and_the_owner_switch_in_a_browser() {
     br.close().await;
 }
 
+/// The tags page shows Notary Project signatures (signer, time, valid under the repository's
+/// trust policy) and cosign signatures (by a listed key or not).
+#[tokio::test]
+async fn notation_and_cosign_signatures_on_the_tags_page() {
+    use crate::policy_formats::{cosign_manifest, python, script, trust_store, write_trust_policy};
+    require_browser();
+    let mut srv = Server::start_with_auth();
+    crate::trust_harness::harness_acts_as(&mut srv, &Cred::owner());
+    let repo = format!("{}/team/app", srv.host());
+    let owner = Berth::new(&srv).logged_in(&Cred::owner());
+    let mut rng = Rng::new();
+    let v1 = srv.push_image("team/app", Some("v1"), "amd64", &mut rng).await;
+    let v2 = srv.push_image("team/app", Some("v2"), "arm64", &mut rng).await;
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pki = w.join("pki");
+    python(&[script("notation_pki.py").as_os_str(), pki.as_os_str()]).ok();
+    let policy_file = w.join("trustpolicy.json");
+    write_trust_policy(&policy_file, &repo);
+    let store = trust_store(&w.join("store"), &pki.join("ca.pem"));
+    let keys = w.join("keys");
+    python(&[
+        script("cosign_sign.py").as_os_str(),
+        keys.as_os_str(),
+        repo.as_ref(),
+        v2.digest.as_ref(),
+        v1.digest.as_ref(),
+    ])
+    .ok();
+    // The repository trusts the notation CA and lists a key other than the cosign signer's.
+    owner
+        .run(&[
+            "config",
+            "policy",
+            "update",
+            &repo,
+            "--accept",
+            "dct,notation,cosign",
+            "--trust-policy",
+            policy_file.to_str().unwrap(),
+            "--trust-store",
+            store.to_str().unwrap(),
+            "--cosign-key",
+            keys.join("other-pub.pem").to_str().unwrap(),
+        ])
+        .ok();
+    let p = |f: &str| pki.join(f).to_string_lossy().into_owned();
+    owner
+        .run(&[
+            "sign",
+            &format!("{repo}:v1"),
+            "--format",
+            "notation",
+            "--key",
+            &p("leaf.key"),
+            "--cert",
+            &p("chain.pem"),
+        ])
+        .ok();
+    let good = std::fs::read(keys.join("good.json")).unwrap();
+    let good_sig = std::fs::read_to_string(keys.join("good.sig")).unwrap();
+    let m = cosign_manifest(&srv, "team/app", &good, &good_sig).await;
+    let sig_tag = format!("{}.sig", v2.digest.replacen(':', "-", 1));
+    srv.push_manifest("team/app", &sig_tag, OCI_MANIFEST, &m).await;
+
+    let br = Browser::start().await;
+    br.login(&srv, "owner", OWNER_PASSWORD).await;
+    br.goto(&srv, "/ui/r/team/app").await;
+    assert_eq!(br.text("#repo-name").await, "team/app");
+    assert!(
+        br.text("#policy-accept").await.contains("notation"),
+        "accepted formats shown"
+    );
+    let row = br.find("tr[data-tag='v1']").await.text().await.unwrap();
+    assert!(row.contains("Notary Project"), "{row}");
+    assert!(row.contains("CN=Berth Signer"), "{row}");
+    assert!(row.contains("valid: valid under trust policy"), "{row}");
+    assert!(row.contains("signed 20"), "signing time: {row}");
+    assert_eq!(br.count("tr[data-tag='v1'] li.sig-notation.valid").await, 1);
+    let row = br.find("tr[data-tag='v2']").await.text().await.unwrap();
+    assert!(row.contains("cosign: unknown key"), "{row}");
+    assert!(row.contains("not valid"), "{row}");
+    assert!(!row.contains("Notary Project"), "{row}");
+    let shot = br.screenshot("tags-signature-formats").await;
+    println!("screenshot: {}", shot.display());
+
+    // With the signer's key listed, the cosign signature is attributed to it.
+    owner
+        .run(&[
+            "config",
+            "policy",
+            "update",
+            &repo,
+            "--cosign-key",
+            keys.join("pub.pem").to_str().unwrap(),
+        ])
+        .ok();
+    br.goto(&srv, "/ui/r/team/app").await;
+    let row = br.find("tr[data-tag='v2']").await.text().await.unwrap();
+    assert!(row.contains("cosign: key 1 ("), "{row}");
+    assert_eq!(br.count("tr[data-tag='v2'] li.sig-cosign.valid").await, 1);
+    br.close().await;
+}
+
 #[tokio::test]
 async fn an_acrpull_user_sees_what_it_may_pull_and_is_refused_owner_pages() {
     require_browser();

@@ -5,7 +5,7 @@ use axum::extract::Request;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_oci::media::essence;
-use berth_oci::{ErrorCode, Tag, TagOrDigest};
+use berth_oci::{ErrorCode, RepoName, Tag, TagOrDigest};
 use berth_registry::MAX_MANIFEST_BYTES;
 
 use super::{header_str, query_pairs, repo};
@@ -21,6 +21,19 @@ fn accept_list(req: &Request) -> Vec<String> {
         .map(|t| essence(t).to_owned())
         .filter(|t| !t.is_empty())
         .collect()
+}
+
+/// Whether the caller's identity may push to `repo` (its live grants: a client asks for a
+/// pull-scoped token to read, so the token's scope says nothing about who the caller is).
+fn may_push(req: &Request, repo: &RepoName) -> bool {
+    req.extensions()
+        .get::<berth_access::Caller>()
+        .is_some_and(|c| {
+            c.grants.allows(
+                berth_auth::Action::Push,
+                berth_auth::Resource::Repository(repo.as_str()),
+            )
+        })
 }
 
 pub(super) async fn get(
@@ -48,7 +61,8 @@ pub(super) async fn get(
         .get_manifest(&repo, &reference, &accept_list(&req))
         .await?;
     let event_cx = crate::webhooks::EventContext::of(&req);
-    crate::policy::check_pull(state, &repo, &reference, &m.digest, &event_cx).await?;
+    let pusher = may_push(&req, &repo);
+    crate::policy::check_pull(state, &repo, &reference, &m.digest, pusher, &event_cx).await?;
     let len = m.body.len();
     let body = if req.method() == Method::HEAD {
         Body::empty()

@@ -202,20 +202,18 @@ pub(crate) async fn check_pull(
                     .map_or_else(|| served.clone(), |m| m.digest),
                 TagOrDigest::Digest(d) => d.clone(),
             };
-            let mut found =
-                crate::policy_formats::findings(state, repo, p.accept, &subject, &v, t)
-                    .await
-                    .map_err(stored)?;
+            let mut found = crate::policy_formats::findings(state, repo, p.accept, &subject, &v, t)
+                .await
+                .map_err(stored)?;
             if !found.notation
                 && !found.cosign
                 && let TagOrDigest::Digest(d) = reference
             {
                 // A child of a signed index counts, as for DCT: the tagged indexes holding it.
                 for parent in tagged_parents(state, repo, d).await? {
-                    let f =
-                        crate::policy_formats::findings(state, repo, p.accept, &parent, &v, t)
-                            .await
-                            .map_err(stored)?;
+                    let f = crate::policy_formats::findings(state, repo, p.accept, &parent, &v, t)
+                        .await
+                        .map_err(stored)?;
                     if f.notation || f.cosign {
                         found = f;
                         break;

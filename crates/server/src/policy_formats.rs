@@ -224,7 +224,12 @@ fn annotations(m: &serde_json::Value) -> Vec<(String, String)> {
         .into_iter()
         .flatten()
         .filter(|(k, _)| k.starts_with(ATTESTATION_PREFIX))
-        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+            )
+        })
         .collect()
 }
 
@@ -340,7 +345,10 @@ fn notation_info(
     // Who signed and when, as the envelope says (shown even when the policy refuses it).
     let (signer, time) = match berth_notation::Envelope::verify_integrity(blob) {
         Ok(e) => (
-            e.chain.first().map(|c| c.subject.clone()).unwrap_or_default(),
+            e.chain
+                .first()
+                .map(|c| c.subject.clone())
+                .unwrap_or_default(),
             Some(berth_notation::time::format(e.signing_time)),
         ),
         Err(e) => return info(String::new(), None, Err(format!("integrity: {e}")), att),
@@ -433,11 +441,88 @@ pub(crate) async fn findings(
         if accept.cosign {
             kinds.push("cosign");
         }
-        f.failures.push(format!(
-            "{subject} has no {} signature",
-            kinds.join(" or ")
-        ));
+        f.failures
+            .push(format!("{subject} has no {} signature", kinds.join(" or ")));
     }
     f.failures.extend(v.problems.iter().cloned());
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn material(scopes: &[&str]) -> Material {
+        Material {
+            trust_policy: Some(serde_json::json!({
+                "version": "1.0",
+                "trustPolicies": [{
+                    "name": "named",
+                    "registryScopes": scopes,
+                    "signatureVerification": {"level": "strict"},
+                    "trustStores": ["ca:acme"],
+                    "trustedIdentities": ["*"],
+                }, {
+                    "name": "wild",
+                    "registryScopes": ["*"],
+                    "signatureVerification": {"level": "strict"},
+                    "trustStores": ["ca:acme"],
+                    "trustedIdentities": ["*"],
+                }]
+            })),
+            trust_store: None,
+            cosign_keys: Some(vec!["not a key".into()]),
+        }
+    }
+
+    #[test]
+    fn a_scope_names_the_repository_under_any_host() {
+        let v = verifier(&material(&["reg.example:5000/team/app"]));
+        assert_eq!(v.policy_for("team/app").unwrap().name, "named");
+        assert_eq!(v.policy_for("team/other").unwrap().name, "wild");
+        assert_eq!(v.policy_for("app").unwrap().name, "wild");
+        let v = verifier(&material(&["team/app"]));
+        assert_eq!(v.policy_for("team/app").unwrap().name, "named");
+        // The same text is parsed once; an unusable key is reported, never trusted.
+        assert!(Arc::ptr_eq(&v, &verifier(&material(&["team/app"]))));
+        assert!(v.keys.is_empty());
+        assert!(
+            v.problems.iter().any(|p| p.contains("cosign key 1")),
+            "{:?}",
+            v.problems
+        );
+        let none = verifier(&Material::default());
+        assert!(!none.has_trust_policy());
+        assert!(
+            none.policy_for("team/app")
+                .unwrap_err()
+                .contains("no Notary Project trust policy")
+        );
+    }
+
+    #[test]
+    fn key_labels_are_stable_and_short() {
+        let a = key_label(
+            0,
+            "-----BEGIN PUBLIC KEY-----\nAAA\n-----END PUBLIC KEY-----\n",
+        );
+        assert!(
+            a.starts_with("key 1 (") && a.len() == "key 1 ()".len() + 12,
+            "{a}"
+        );
+        assert_eq!(
+            a,
+            key_label(
+                0,
+                "  -----BEGIN PUBLIC KEY-----\nAAA\n-----END PUBLIC KEY-----"
+            )
+        );
+        assert_ne!(
+            a,
+            key_label(
+                0,
+                "-----BEGIN PUBLIC KEY-----\nAAB\n-----END PUBLIC KEY-----"
+            )
+        );
+    }
 }

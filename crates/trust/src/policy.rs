@@ -271,8 +271,14 @@ impl Material {
                 .trust_policy
                 .clone()
                 .or_else(|| base.trust_policy.clone()),
-            trust_store: self.trust_store.clone().or_else(|| base.trust_store.clone()),
-            cosign_keys: self.cosign_keys.clone().or_else(|| base.cosign_keys.clone()),
+            trust_store: self
+                .trust_store
+                .clone()
+                .or_else(|| base.trust_store.clone()),
+            cosign_keys: self
+                .cosign_keys
+                .clone()
+                .or_else(|| base.cosign_keys.clone()),
         }
     }
 
@@ -750,8 +756,8 @@ mod tests {
 
     #[test]
     fn accepted_formats_parse_and_follow_the_default() {
-        let d = PolicyEntry::parse(r#"{"signedPullsOnly":true,"accept":["dct","notation"]}"#)
-            .unwrap();
+        let d =
+            PolicyEntry::parse(r#"{"signedPullsOnly":true,"accept":["dct","notation"]}"#).unwrap();
         let r = PolicyEntry::parse(r#"{"accept":["cosign"]}"#).unwrap();
         let both = effective(&d, &PolicyEntry::default()).accept;
         assert!(both.dct && both.notation && !both.cosign);
@@ -769,8 +775,7 @@ mod tests {
 
     #[test]
     fn material_fields_override_the_default() {
-        let d = Material::parse(r#"{"cosignKeys":["A"],"trustPolicy":{"version":"1.0"}}"#)
-            .unwrap();
+        let d = Material::parse(r#"{"cosignKeys":["A"],"trustPolicy":{"version":"1.0"}}"#).unwrap();
         let r = Material::parse(r#"{"cosignKeys":["B"]}"#).unwrap();
         let m = r.over(&d);
         assert_eq!(m.cosign_keys, Some(vec!["B".to_owned()]));
@@ -809,7 +814,10 @@ mod tests {
         assert_eq!(e.reason(), "no-accepted-signature");
         let msg = e.message("r", "t");
         assert!(msg.contains("accepted: dct,notation"), "{msg}");
-        assert!(msg.contains("Docker Content Trust: tag t is not signed"), "{msg}");
+        assert!(
+            msg.contains("Docker Content Trust: tag t is not signed"),
+            "{msg}"
+        );
         let n = Accept::parse(&["notation"]).unwrap();
         // DCT is not accepted: a valid DCT signature does not count.
         let e = decide(n, Some(Ok(())), &none).unwrap_err();

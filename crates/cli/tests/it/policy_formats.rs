@@ -52,22 +52,14 @@ pub(crate) fn trust_store(dir: &Path, ca_pem: &Path) -> PathBuf {
 
 fn pull_ok(reader: &Berth, reference: &str, dest: &Path) -> String {
     reader
-        .run(&[
-            "pull",
-            reference,
-            &format!("oci:{}", dest.display()),
-        ])
+        .run(&["pull", reference, &format!("oci:{}", dest.display())])
         .ok();
     pulled_digest(dest)
 }
 
 fn pull_refused(reader: &Berth, reference: &str, dest: &Path, needle: &str) {
     let out = reader
-        .run(&[
-            "pull",
-            reference,
-            &format!("oci:{}", dest.display()),
-        ])
+        .run(&["pull", reference, &format!("oci:{}", dest.display())])
         .fails();
     assert!(
         out.stderr.contains("requires signed content") && out.stderr.contains(needle),
@@ -78,7 +70,12 @@ fn pull_refused(reader: &Berth, reference: &str, dest: &Path, needle: &str) {
 
 /// A cosign signature manifest (cosign's tag layout): an OCI config and one simple signing
 /// layer carrying `sig`.
-pub(crate) async fn cosign_manifest(srv: &Server, repo: &str, payload: &[u8], sig: &str) -> Vec<u8> {
+pub(crate) async fn cosign_manifest(
+    srv: &Server,
+    repo: &str,
+    payload: &[u8],
+    sig: &str,
+) -> Vec<u8> {
     let config = b"{\"architecture\":\"\",\"os\":\"\",\"config\":{},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}";
     let config_digest = srv.push_blob(repo, config).await;
     let layer_digest = srv.push_blob(repo, payload).await;
@@ -108,8 +105,12 @@ async fn notation_only_repository_takes_signatures_under_its_trust_policy() {
     let owner = Berth::new(&srv).logged_in(&Cred::owner());
     let reader_cli = Berth::new(&srv).logged_in(&rita);
     let mut rng = Rng::new();
-    let v1 = srv.push_image("team/n", Some("v1"), "amd64", &mut rng).await;
-    let v2 = srv.push_image("team/n", Some("v2"), "amd64", &mut rng).await;
+    let v1 = srv
+        .push_image("team/n", Some("v1"), "amd64", &mut rng)
+        .await;
+    let v2 = srv
+        .push_image("team/n", Some("v2"), "amd64", &mut rng)
+        .await;
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let pki = w.join("pki");
@@ -140,8 +141,7 @@ async fn notation_only_repository_takes_signatures_under_its_trust_policy() {
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["effective"]["accept"], json!(["notation"]), "{out}");
     assert_eq!(
-        v["verification"]["effective"]["trustPolicy"]["trustPolicies"][0]["name"],
-        "acme-images",
+        v["verification"]["effective"]["trustPolicy"]["trustPolicies"][0]["name"], "acme-images",
         "{out}"
     );
     let subjects = &v["verification"]["effective"]["trustStore"]["ca:acme"][0]["subjects"];
@@ -151,16 +151,49 @@ async fn notation_only_repository_takes_signatures_under_its_trust_policy() {
     assert!(out.stdout.contains("acme-images"), "{out}");
     assert!(out.stdout.contains("\"notation\""), "{out}");
 
+    // Policy denials reach webhooks with the caller who was refused.
+    let rx = crate::webhooks::Receiver::start_on("127.0.0.1:0", &[]).await;
+    owner
+        .run(&[
+            "webhook",
+            "create",
+            "denials",
+            "--uri",
+            &rx.uri("/denials"),
+            "--actions",
+            "policy",
+            "--server",
+            &srv.host(),
+        ])
+        .ok();
+
     // Unsigned: refused to every client, saying which formats count.
     let r = get_manifest(&srv, &rita, "team/n", "v1").await;
     let msg = assert_denied(&r, "accepted: notation");
+    let got = rx
+        .wait_for("/denials", "the policy denial", |got| {
+            got.iter().any(|g| g.event()["action"] == "policy")
+        })
+        .await;
+    let ev = got
+        .iter()
+        .map(|g| g.event())
+        .find(|e| e["action"] == "policy")
+        .unwrap();
+    assert_eq!(ev["actor"]["name"], "rita", "{ev}");
+    assert_eq!(ev["request"]["method"], "GET", "{ev}");
     assert!(msg.contains("has no Notary Project signature"), "{msg}");
     assert!(!msg.contains("Docker Content Trust:"), "{msg}");
     let out = sk
         .pull(&rita, &format!("{repo}:v1"), &w.join("s0"), false)
         .fails();
     assert!(out.stderr.contains("requires signed content"), "{out}");
-    pull_refused(&reader_cli, &format!("{repo}:v1"), &w.join("b0"), "notation");
+    pull_refused(
+        &reader_cli,
+        &format!("{repo}:v1"),
+        &w.join("b0"),
+        "notation",
+    );
 
     // Signed by a CA the repository's trust store does not hold: still refused.
     let p = |f: &str| pki.join(f).to_string_lossy().into_owned();
@@ -179,7 +212,12 @@ async fn notation_only_repository_takes_signatures_under_its_trust_policy() {
     let r = get_manifest(&srv, &rita, "team/n", "v1").await;
     let msg = assert_denied(&r, "trust store");
     assert!(msg.contains("Notary Project signature sha256:"), "{msg}");
-    pull_refused(&reader_cli, &format!("{repo}:v1"), &w.join("b1"), "trust store");
+    pull_refused(
+        &reader_cli,
+        &format!("{repo}:v1"),
+        &w.join("b1"),
+        "trust store",
+    );
 
     // The Owner trusts the signing CA: the same signature now counts (the verdict cache is
     // keyed by the material, so nothing stale is kept).
@@ -193,9 +231,7 @@ async fn notation_only_repository_takes_signatures_under_its_trust_policy() {
             acme_store.to_str().unwrap(),
         ])
         .ok();
-    get_manifest(&srv, &rita, "team/n", "v1")
-        .await
-        .expect(200);
+    get_manifest(&srv, &rita, "team/n", "v1").await.expect(200);
     get_manifest(&srv, &rita, "team/n", &v1.digest)
         .await
         .expect(200);
@@ -209,7 +245,10 @@ async fn notation_only_repository_takes_signatures_under_its_trust_policy() {
     let r = get_manifest(&srv, &rita, "team/n", "v2").await;
     assert_denied(&r, "has no Notary Project signature");
     let r = get_manifest(&srv, &rita, "team/n", &v2.digest).await;
-    assert_denied(&r, &format!("{} has no Notary Project signature", v2.digest));
+    assert_denied(
+        &r,
+        &format!("{} has no Notary Project signature", v2.digest),
+    );
     // A tag moved onto unsigned content is refused although the tag once was signed.
     srv.push_manifest("team/n", "v1", OCI_MANIFEST, &v2.manifest)
         .await;
@@ -244,9 +283,15 @@ async fn cosign_repository_takes_signatures_by_listed_keys_only() {
     let owner = Berth::new(&srv).logged_in(&Cred::owner());
     let reader_cli = Berth::new(&srv).logged_in(&rita);
     let mut rng = Rng::new();
-    let v1 = srv.push_image("team/c", Some("v1"), "amd64", &mut rng).await;
-    let v2 = srv.push_image("team/c", Some("v2"), "arm64", &mut rng).await;
-    let v3 = srv.push_image("team/c", Some("v3"), "amd64", &mut rng).await;
+    let v1 = srv
+        .push_image("team/c", Some("v1"), "amd64", &mut rng)
+        .await;
+    let v2 = srv
+        .push_image("team/c", Some("v2"), "arm64", &mut rng)
+        .await;
+    let v3 = srv
+        .push_image("team/c", Some("v3"), "amd64", &mut rng)
+        .await;
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let keys = w.join("keys");
@@ -267,13 +312,15 @@ async fn cosign_repository_takes_signatures_by_listed_keys_only() {
     let good_sig = std::fs::read_to_string(keys.join("good.sig")).unwrap();
     let m = cosign_manifest(&srv, "team/c", &good, &good_sig).await;
     let sig_tag = format!("{}.sig", v1.digest.replacen(':', "-", 1));
-    srv.push_manifest("team/c", &sig_tag, OCI_MANIFEST, &m).await;
+    srv.push_manifest("team/c", &sig_tag, OCI_MANIFEST, &m)
+        .await;
     // A valid signature of v2's digest stored under v3's signature tag: it names another digest.
     let wrong = std::fs::read(keys.join("wrong-digest.json")).unwrap();
     let wrong_sig = std::fs::read_to_string(keys.join("wrong-digest.sig")).unwrap();
     let m = cosign_manifest(&srv, "team/c", &wrong, &wrong_sig).await;
     let sig_tag3 = format!("{}.sig", v3.digest.replacen(':', "-", 1));
-    srv.push_manifest("team/c", &sig_tag3, OCI_MANIFEST, &m).await;
+    srv.push_manifest("team/c", &sig_tag3, OCI_MANIFEST, &m)
+        .await;
 
     // Only another key is listed: v1's signature is by an unknown key.
     let out = owner
@@ -310,18 +357,9 @@ async fn cosign_repository_takes_signatures_by_listed_keys_only() {
 
     // The signer's key listed: allowed, by tag and digest, to skopeo and berth.
     owner
-        .run(&[
-            "config",
-            "policy",
-            "update",
-            &repo,
-            "--cosign-key",
-            &pubkey,
-        ])
+        .run(&["config", "policy", "update", &repo, "--cosign-key", &pubkey])
         .ok();
-    get_manifest(&srv, &rita, "team/c", "v1")
-        .await
-        .expect(200);
+    get_manifest(&srv, &rita, "team/c", "v1").await.expect(200);
     get_manifest(&srv, &rita, "team/c", &v1.digest)
         .await
         .expect(200);
@@ -341,9 +379,15 @@ async fn cosign_repository_takes_signatures_by_listed_keys_only() {
     owner
         .run(&["config", "policy", "update", &repo, "--accept", "default"])
         .ok();
+    let out = owner.run(&["config", "policy", "show", &repo]).ok();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["effective"].get("accept"), None, "DCT alone is not listed: {out}");
     let r = get_manifest(&srv, &rita, "team/c", "v1").await;
     let msg = assert_denied(&r, "content trust is disabled");
-    assert!(!msg.contains("accepted:"), "DCT-only refusals read as before: {msg}");
+    assert!(
+        !msg.contains("accepted:"),
+        "DCT-only refusals read as before: {msg}"
+    );
 }
 
 #[tokio::test]
@@ -355,9 +399,14 @@ async fn dct_or_notation_either_suffices() {
     let rita = reader(&srv, "rita", "team/*").await;
     let owner = Berth::new(&srv).logged_in(&Cred::owner());
     let mut rng = Rng::new();
-    let v1 = srv.push_image("team/dn", Some("v1"), "amd64", &mut rng).await;
-    let v2 = srv.push_image("team/dn", Some("v2"), "amd64", &mut rng).await;
-    srv.push_image("team/dn", Some("v3"), "amd64", &mut rng).await;
+    let v1 = srv
+        .push_image("team/dn", Some("v1"), "amd64", &mut rng)
+        .await;
+    let v2 = srv
+        .push_image("team/dn", Some("v2"), "amd64", &mut rng)
+        .await;
+    srv.push_image("team/dn", Some("v3"), "amd64", &mut rng)
+        .await;
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let pki = w.join("pki");

@@ -357,8 +357,14 @@ pub(crate) async fn content_trust_set(cx: &Ctx<'_>, on: bool) -> Result<u64, Adm
 /// The scope of a policy path: the registry-wide default, or one repository.
 const POLICY_DEFAULT: &str = "_default";
 
+/// A policy as the API shows it; `accept` only when it is not the default (DCT alone), so
+/// what clients read from a DCT-only registry is unchanged.
 fn policy_json(p: berth_trust::Policy) -> Value {
-    json!({"signedPullsOnly": p.signed_pulls_only, "immutableSignedTags": p.immutable_signed_tags, "accept": p.accept.names()})
+    let mut v = json!({"signedPullsOnly": p.signed_pulls_only, "immutableSignedTags": p.immutable_signed_tags});
+    if !p.accept.dct_only() {
+        v["accept"] = json!(p.accept.names());
+    }
+    v
 }
 
 /// Verification material as shown back: the trust policy, each trust store's certificates
@@ -511,14 +517,21 @@ async fn material_store(
     let count = |m: &berth_trust::policy::Material| {
         format!(
             "trustPolicy {}, trustStore {} certificate(s), cosignKeys {}",
-            if m.trust_policy.is_some() { "set" } else { "unset" },
-            m.trust_store.as_ref().map_or(0, |s| s.values().map(Vec::len).sum()),
+            if m.trust_policy.is_some() {
+                "set"
+            } else {
+                "unset"
+            },
+            m.trust_store
+                .as_ref()
+                .map_or(0, |s| s.values().map(Vec::len).sum()),
             m.cosign_keys.as_ref().map_or(0, Vec::len)
         )
     };
     let detail = format!("{} -> {}", count(old), count(new));
     tracing::warn!(scope = target, change = %detail, "signing policy verification material updated");
-    cx.audit("policy.verification-updated", target, &detail).await;
+    cx.audit("policy.verification-updated", target, &detail)
+        .await;
     Ok(())
 }
 
@@ -560,10 +573,7 @@ fn policy_update(
     let mut m = old_m;
     for (k, v) in obj {
         match (k.as_str(), v) {
-            (
-                "accept" | "trustPolicy" | "trustStore" | "cosignKeys",
-                Value::Null,
-            ) => {
+            ("accept" | "trustPolicy" | "trustStore" | "cosignKeys", Value::Null) => {
                 match k.as_str() {
                     "accept" => new.accept = None,
                     "trustPolicy" => m.trust_policy = None,
@@ -574,7 +584,10 @@ fn policy_update(
             }
             ("accept", v) => {
                 let names: Vec<String> = serde_json::from_value(v.clone()).map_err(|_| {
-                    AdminError::invalid("accept", "must be a list of formats (dct, notation, cosign)")
+                    AdminError::invalid(
+                        "accept",
+                        "must be a list of formats (dct, notation, cosign)",
+                    )
                 })?;
                 new.accept = Some(
                     berth_trust::policy::Accept::parse(&names)
@@ -601,12 +614,15 @@ fn policy_update(
                     if !(name.starts_with("ca:") || name.starts_with("signingAuthority:")) {
                         return Err(AdminError::invalid(
                             "trustStore",
-                            format!("{name:?}: a trust store is named ca:NAME or signingAuthority:NAME"),
+                            format!(
+                                "{name:?}: a trust store is named ca:NAME or signingAuthority:NAME"
+                            ),
                         ));
                     }
                     for pem in pems {
-                        berth_notation::cert::Cert::from_pem_bundle(pem.as_bytes())
-                            .map_err(|e| AdminError::invalid("trustStore", format!("{name}: {e}")))?;
+                        berth_notation::cert::Cert::from_pem_bundle(pem.as_bytes()).map_err(
+                            |e| AdminError::invalid("trustStore", format!("{name}: {e}")),
+                        )?;
                     }
                 }
                 m.trust_store = Some(ts);

@@ -217,14 +217,17 @@ fn other_signatures_html(
             Format::Cosign => format!("<span class=\"signer\">{}</span>", esc(&sig.signer)),
         });
         let (state, verdict) = match (&sig.verdict, sig.format) {
-            (Ok(why), _) => ("valid", format!("valid: {why}")),
+            (Ok(why), _) => ("valid", why.clone()),
             // Without a trust policy there is nothing to judge a Notary signature by.
             (Err(_), Format::Notation) if !v.has_trust_policy() => {
                 ("unchecked", "not checked: no trust policy set".to_owned())
             }
             (Err(why), _) => ("invalid", format!("not valid: {why}")),
         };
-        line.push_str(&format!(" <span class=\"verdict {state}\">{}</span>", esc(&verdict)));
+        line.push_str(&format!(
+            " <span class=\"verdict {state}\">{}</span>",
+            esc(&verdict)
+        ));
         if !sig.attestation.is_empty() {
             let ann: Vec<String> = sig
                 .attestation

@@ -392,12 +392,12 @@ pub(crate) async fn tags(
     };
     let rule = |on: bool| if on { "on" } else { "off" };
     let policy_line = format!(
-        "<p class=\"count\" id=\"policy\">Signing policy: signed pulls only <strong>{}</strong> \
-         (accepting <strong id=\"policy-accept\">{}</strong>) · \
-         immutable signed tags <strong>{}</strong>{}</p>",
+        "<p class=\"count\" id=\"policy\">Signing policy: signed pulls only <strong>{}</strong> · \
+         immutable signed tags <strong>{}</strong> · signatures accepted \
+         <strong id=\"policy-accept\">{}</strong>{}</p>",
         rule(policy.signed_pulls_only),
-        esc(&policy.accept.names().join(", ")),
         rule(policy.immutable_signed_tags),
+        esc(&policy.accept.names().join(", ")),
         if s.owner {
             format!(
                 " · <a href=\"/ui/owner/policy?repository={}\">change</a>",

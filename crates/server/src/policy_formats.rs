@@ -107,7 +107,7 @@ pub(crate) fn verifier(m: &Material) -> Arc<Verifier> {
     for (i, pem) in m.cosign_keys.iter().flatten().enumerate() {
         match PublicKey::from_pem(pem.as_bytes()) {
             Ok(k) => keys.push((key_label(i, pem), k)),
-            Err(e) => problems.push(format!("cosign key {}: {e}", i + 1)),
+            Err(e) => problems.push(format!("cosign key {}: {e}", i.saturating_add(1))),
         }
     }
     let v = Arc::new(Verifier {
@@ -128,7 +128,11 @@ pub(crate) fn verifier(m: &Material) -> Arc<Verifier> {
 /// "key 2 (sha256:0123abcd…)": the listed key's position and a short hash of its PEM text.
 pub(crate) fn key_label(i: usize, pem: &str) -> String {
     let h = hex::encode(sha256(pem.trim().as_bytes()));
-    format!("key {} ({})", i + 1, &h[..12])
+    format!(
+        "key {} ({})",
+        i.saturating_add(1),
+        h.get(..12).unwrap_or(h.as_str())
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,11 +168,12 @@ impl SigInfo {
     }
 }
 
+/// (signature manifest, subject, material version).
 type VerdictKey = (String, String, [u8; 32]);
+type Verdicts = HashMap<VerdictKey, (Instant, Arc<Vec<SigInfo>>)>;
 
-fn verdicts() -> &'static Mutex<HashMap<VerdictKey, (Instant, Arc<Vec<SigInfo>>)>> {
-    static MEMO: OnceLock<Mutex<HashMap<VerdictKey, (Instant, Arc<Vec<SigInfo>>)>>> =
-        OnceLock::new();
+fn verdicts() -> &'static Mutex<Verdicts> {
+    static MEMO: OnceLock<Mutex<Verdicts>> = OnceLock::new();
     MEMO.get_or_init(Default::default)
 }
 
@@ -219,8 +224,8 @@ async fn small_blob(state: &AppState, d: &Digest) -> berth_storage::Result<Optio
 }
 
 fn annotations(m: &serde_json::Value) -> Vec<(String, String)> {
-    m["annotations"]
-        .as_object()
+    m.get("annotations")
+        .and_then(serde_json::Value::as_object)
         .into_iter()
         .flatten()
         .filter(|(k, _)| k.starts_with(ATTESTATION_PREFIX))
@@ -268,15 +273,27 @@ async fn verify_manifest(
         )]);
     };
     let att = annotations(&body);
-    let layers = body["layers"].as_array().cloned().unwrap_or_default();
+    let layers = body
+        .get("layers")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let wanted = match format {
         Format::Notation => berth_notation::JWS_MEDIA_TYPE,
         Format::Cosign => cosign::LAYER_MEDIA_TYPE,
     };
     let mut out = Vec::new();
-    for layer in layers.iter().filter(|l| l["mediaType"] == wanted) {
-        let Some(blob_digest) = layer["digest"]
-            .as_str()
+    let field = |l: &serde_json::Value, k: &str| -> Option<String> {
+        l.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    for layer in layers
+        .iter()
+        .filter(|l| field(l, "mediaType").as_deref() == Some(wanted))
+    {
+        let Some(blob_digest) = field(layer, "digest")
+            .as_deref()
             .and_then(|d| d.parse::<Digest>().ok())
         else {
             continue;
@@ -293,8 +310,10 @@ async fn verify_manifest(
         out.push(match format {
             Format::Notation => notation_info(&blob, subject, repo, v, now, att.clone(), &info),
             Format::Cosign => {
-                let sig = layer["annotations"][cosign::SIGNATURE_ANNOTATION]
-                    .as_str()
+                let sig = layer
+                    .get("annotations")
+                    .and_then(|a| a.get(cosign::SIGNATURE_ANNOTATION))
+                    .and_then(serde_json::Value::as_str)
                     .unwrap_or_default();
                 let hit = v.keys.iter().find_map(|(label, k)| {
                     cosign::verify(&blob, sig, &subject.to_string(), k)
@@ -333,6 +352,10 @@ async fn verify_manifest(
     Ok(out)
 }
 
+/// Builds a [`SigInfo`] from (signer, time, verdict, attestation annotations).
+type InfoFn<'a> =
+    dyn Fn(String, Option<String>, Result<String, String>, Vec<(String, String)>) -> SigInfo + 'a;
+
 fn notation_info(
     blob: &[u8],
     subject: &Digest,
@@ -340,7 +363,7 @@ fn notation_info(
     v: &Verifier,
     now: i64,
     att: Vec<(String, String)>,
-    info: &dyn Fn(String, Option<String>, Result<String, String>, Vec<(String, String)>) -> SigInfo,
+    info: &InfoFn<'_>,
 ) -> SigInfo {
     // Who signed and when, as the envelope says (shown even when the policy refuses it).
     let (signer, time) = match berth_notation::Envelope::verify_integrity(blob) {

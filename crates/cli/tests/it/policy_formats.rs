@@ -381,7 +381,11 @@ async fn cosign_repository_takes_signatures_by_listed_keys_only() {
         .ok();
     let out = owner.run(&["config", "policy", "show", &repo]).ok();
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v["effective"].get("accept"), None, "DCT alone is not listed: {out}");
+    assert_eq!(
+        v["effective"].get("accept"),
+        None,
+        "DCT alone is not listed: {out}"
+    );
     let r = get_manifest(&srv, &rita, "team/c", "v1").await;
     let msg = assert_denied(&r, "content trust is disabled");
     assert!(

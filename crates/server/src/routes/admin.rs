@@ -360,11 +360,13 @@ const POLICY_DEFAULT: &str = "_default";
 /// A policy as the API shows it; `accept` only when it is not the default (DCT alone), so
 /// what clients read from a DCT-only registry is unchanged.
 fn policy_json(p: berth_trust::Policy) -> Value {
-    let mut v = json!({"signedPullsOnly": p.signed_pulls_only, "immutableSignedTags": p.immutable_signed_tags});
+    let mut v = serde_json::Map::new();
+    v.insert("signedPullsOnly".into(), p.signed_pulls_only.into());
+    v.insert("immutableSignedTags".into(), p.immutable_signed_tags.into());
     if !p.accept.dct_only() {
-        v["accept"] = json!(p.accept.names());
+        v.insert("accept".into(), json!(p.accept.names()));
     }
-    v
+    Value::Object(v)
 }
 
 /// Verification material as shown back: the trust policy, each trust store's certificates
@@ -465,10 +467,15 @@ async fn policy_route(cx: &Ctx<'_>, method: &Method, path: &str, body: &Bytes) -
                 "effective": policy_json(berth_trust::policy::effective(default, own)),
             }),
         };
-        v["verification"] = json!({
-            "set": material_json(own_m),
-            "effective": material_json(&own_m.over(default_m)),
-        });
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "verification".into(),
+                json!({
+                    "set": material_json(own_m),
+                    "effective": material_json(&own_m.over(default_m)),
+                }),
+            );
+        }
         v
     };
     let default = trust.policy_entry(None).await?;
@@ -634,7 +641,10 @@ fn policy_update(
                 })?;
                 for (i, pem) in keys.iter().enumerate() {
                     berth_notation::cosign::PublicKey::from_pem(pem.as_bytes()).map_err(|e| {
-                        AdminError::invalid("cosignKeys", format!("key {}: {e}", i + 1))
+                        AdminError::invalid(
+                            "cosignKeys",
+                            format!("key {}: {e}", i.saturating_add(1)),
+                        )
                     })?;
                 }
                 m.cosign_keys = Some(keys);

@@ -278,9 +278,12 @@ async fn verify_manifest(
         .and_then(serde_json::Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let wanted = match format {
-        Format::Notation => berth_notation::JWS_MEDIA_TYPE,
-        Format::Cosign => cosign::LAYER_MEDIA_TYPE,
+    // Notary Project envelopes are JWS or COSE; a cosign layer is a simple signing payload.
+    let wanted = |media_type: Option<&str>| match format {
+        Format::Notation => media_type.and_then(berth_notation::Format::from_media_type),
+        Format::Cosign => {
+            (media_type == Some(cosign::LAYER_MEDIA_TYPE)).then_some(berth_notation::Format::Jws)
+        }
     };
     let mut out = Vec::new();
     let field = |l: &serde_json::Value, k: &str| -> Option<String> {
@@ -288,9 +291,9 @@ async fn verify_manifest(
             .and_then(serde_json::Value::as_str)
             .map(str::to_owned)
     };
-    for layer in layers
+    for (layer, envelope) in layers
         .iter()
-        .filter(|l| field(l, "mediaType").as_deref() == Some(wanted))
+        .filter_map(|l| wanted(field(l, "mediaType").as_deref()).map(|e| (l, e)))
     {
         let Some(blob_digest) = field(layer, "digest")
             .as_deref()
@@ -308,7 +311,11 @@ async fn verify_manifest(
             continue;
         };
         out.push(match format {
-            Format::Notation => notation_info(&blob, subject, repo, v, now, att.clone(), &info),
+            Format::Notation => {
+                let (signer, time, verdict) =
+                    notation_verdict(envelope, &blob, subject, repo, v, now);
+                info(signer, time, verdict, att.clone())
+            }
             Format::Cosign => {
                 let sig = layer
                     .get("annotations")
@@ -345,28 +352,27 @@ async fn verify_manifest(
         out.push(info(
             String::new(),
             None,
-            Err(format!("it holds no {wanted} layer")),
+            Err(match format {
+                Format::Notation => "it holds no JWS or COSE envelope layer".to_owned(),
+                Format::Cosign => format!("it holds no {} layer", cosign::LAYER_MEDIA_TYPE),
+            }),
             att,
         ));
     }
     Ok(out)
 }
 
-/// Builds a [`SigInfo`] from (signer, time, verdict, attestation annotations).
-type InfoFn<'a> =
-    dyn Fn(String, Option<String>, Result<String, String>, Vec<(String, String)>) -> SigInfo + 'a;
-
-fn notation_info(
+/// A Notary Project envelope's signer (leaf subject), signing time and verdict.
+fn notation_verdict(
+    envelope: berth_notation::Format,
     blob: &[u8],
     subject: &Digest,
     repo: &RepoName,
     v: &Verifier,
     now: i64,
-    att: Vec<(String, String)>,
-    info: &InfoFn<'_>,
-) -> SigInfo {
+) -> (String, Option<String>, Result<String, String>) {
     // Who signed and when, as the envelope says (shown even when the policy refuses it).
-    let (signer, time) = match berth_notation::Envelope::verify_integrity(blob) {
+    let (signer, time) = match berth_notation::Envelope::verify_integrity_of(envelope, blob) {
         Ok(e) => (
             e.chain
                 .first()
@@ -374,11 +380,18 @@ fn notation_info(
                 .unwrap_or_default(),
             Some(berth_notation::time::format(e.signing_time)),
         ),
-        Err(e) => return info(String::new(), None, Err(format!("integrity: {e}")), att),
+        Err(e) => return (String::new(), None, Err(format!("integrity: {e}"))),
     };
     let verdict = match v.policy_for(repo.as_str()) {
         Err(e) => Err(e),
-        Ok(p) => match berth_notation::verify(blob, &subject.to_string(), p, &v.store, now) {
+        Ok(p) => match berth_notation::policy::verify_format(
+            envelope,
+            blob,
+            &subject.to_string(),
+            p,
+            &v.store,
+            now,
+        ) {
             Outcome::Verified { .. } => Ok(format!("valid under trust policy {:?}", p.name)),
             // A policy that skips verification vouches for nothing: it cannot open a
             // repository that requires signed content.
@@ -389,7 +402,7 @@ fn notation_info(
             Outcome::Failed { reason, .. } => Err(reason),
         },
     };
-    info(signer, time, verdict, att)
+    (signer, time, verdict)
 }
 
 /// Every Notary Project and cosign signature of `subject` in `repo`, verified against `v`.

@@ -411,6 +411,9 @@ async fn dct_or_notation_either_suffices() {
         .await;
     srv.push_image("team/dn", Some("v3"), "amd64", &mut rng)
         .await;
+    let v4 = srv
+        .push_image("team/dn", Some("v4"), "arm64", &mut rng)
+        .await;
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let pki = w.join("pki");
@@ -449,6 +452,21 @@ async fn dct_or_notation_either_suffices() {
             &p("chain.pem"),
         ])
         .ok();
+    // v4: a Notary Project signature in a COSE envelope.
+    owner
+        .run(&[
+            "sign",
+            &format!("{repo}:v4"),
+            "--format",
+            "notation",
+            "--envelope",
+            "cose",
+            "--key",
+            &p("leaf.key"),
+            "--cert",
+            &p("chain.pem"),
+        ])
+        .ok();
     // v2: DCT only (docker trust sign).
     let d = Docker::logged_in(&srv, &sam);
     d.run(&["trust", "key", "generate", "alice"]).ok();
@@ -464,7 +482,14 @@ async fn dct_or_notation_either_suffices() {
     .ok();
     docker_sign(&d, &repo, "v2", &v2.digest, v2.manifest.len());
 
-    for reference in ["v1", v1.digest.as_str(), "v2", v2.digest.as_str()] {
+    for reference in [
+        "v1",
+        v1.digest.as_str(),
+        "v2",
+        v2.digest.as_str(),
+        "v4",
+        v4.digest.as_str(),
+    ] {
         get_manifest(&srv, &rita, "team/dn", reference)
             .await
             .expect(200);

@@ -200,7 +200,7 @@ fn other_signatures_html(
     for sig in sigs {
         let (class, kind) = match (sig.format, sig.attestation.is_empty()) {
             (Format::Notation, true) => ("sig-notation", "Notary Project"),
-            (Format::Notation, false) => ("sig-attestation", "Registry attestation"),
+            (Format::Notation, false) => ("sig-attestation", "DCT attestation"),
             (Format::Cosign, _) => ("sig-cosign", "cosign"),
         };
         let mut line = format!("{kind}: ");

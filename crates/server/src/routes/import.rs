@@ -154,7 +154,7 @@ async fn run(state: &AppState, dest: &str, req: Request) -> Result<Response, Api
         &repo,
         tag.as_ref(),
         r.with_signatures,
-        &caller,
+        &event_cx,
     );
     let out = match tokio::time::timeout(IMPORT_TIMEOUT, work).await {
         Ok(r) => r?,
@@ -223,8 +223,10 @@ async fn import(
     repo: &RepoName,
     tag: Option<&Tag>,
     with_signatures: bool,
-    caller: &str,
+    event_cx: &crate::webhooks::EventContext,
 ) -> Result<Imported, ApiError> {
+    // The caller, as the request's authorization layer named it (the event context's actor).
+    let caller = event_cx.actor.as_str();
     let image = src
         .read_source_image(
             &source.repo,
@@ -254,7 +256,7 @@ async fn import(
     }
     for (t, d) in &tags {
         let one = [t.as_str()];
-        crate::policy::check_push(state, repo, &one, d).await?;
+        crate::policy::check_push(state, repo, &one, d, event_cx).await?;
     }
     // Owned futures, built before anything is awaited: a stream of futures borrowing locals
     // would make the handler's future Send only for some lifetimes, which axum refuses.

@@ -72,6 +72,7 @@ pub(crate) async fn after_update(
     state: &AppState,
     gun: &str,
     changes: &[berth_trust::TargetChange],
+    event_cx: &crate::webhooks::EventContext,
 ) {
     if !changes
         .iter()
@@ -91,7 +92,7 @@ pub(crate) async fn after_update(
             return;
         }
     }
-    if tokio::time::timeout(DEADLINE, attest(state, gun, &repo, changes))
+    if tokio::time::timeout(DEADLINE, attest(state, gun, &repo, changes, event_cx))
         .await
         .is_err()
     {
@@ -105,6 +106,7 @@ async fn attest(
     gun: &str,
     repo: &RepoName,
     changes: &[berth_trust::TargetChange],
+    event_cx: &crate::webhooks::EventContext,
 ) {
     let metrics = crate::metrics::global();
     let view = match state.trust.view_shared(gun).await {
@@ -137,9 +139,27 @@ async fn attest(
     };
     for r in &records {
         match attach(state, repo, &signer, r).await {
-            Ok(sig) => {
+            Ok((sig, size)) => {
                 tracing::info!(gun, tag = r.tag, digest = r.digest, signature = %sig, "attestation attached");
                 metrics.attestation(true);
+                // A new manifest in the repository, as any push: receivers that mirror or
+                // index referrers see it. The actor is the registry, the request the update's.
+                let cx = crate::webhooks::EventContext {
+                    actor: UPLOADER.to_owned(),
+                    request: event_cx.request.clone(),
+                };
+                crate::webhooks::emit(
+                    state,
+                    crate::webhooks::Event::Push {
+                        repository: repo.to_string(),
+                        digest: sig.to_string(),
+                        media_type: berth_notation::OCI_MANIFEST.to_owned(),
+                        size,
+                        tags: Vec::new(),
+                    },
+                    &cx,
+                )
+                .await;
             }
             Err(e) => {
                 tracing::warn!(gun, tag = r.tag, digest = r.digest, error = %e, "attestation: not attached; the trust update stands");
@@ -149,13 +169,14 @@ async fn attest(
     }
 }
 
-/// Signs `r` and pushes the signature as a referrer of the manifest it names.
+/// Signs `r` and pushes the signature as a referrer of the manifest it names; the signature
+/// manifest's digest and size.
 async fn attach(
     state: &AppState,
     repo: &RepoName,
     signer: &Signer,
     r: &Record,
-) -> Result<Digest, String> {
+) -> Result<(Digest, u64), String> {
     let reg = &state.registry;
     let digest: Digest = r
         .digest
@@ -206,6 +227,7 @@ async fn attach(
             .map_err(|e| format!("storing blob {d}: {e}"))?;
     }
     let d = Digest::sha256_of(&manifest);
+    let size = manifest.len() as u64;
     reg.put_manifest(
         repo,
         &TagOrDigest::Digest(d),
@@ -214,7 +236,7 @@ async fn attach(
         Vec::new(),
     )
     .await
-    .map(|p| p.digest)
+    .map(|p| (p.digest, size))
     .map_err(|e| format!("storing the signature manifest: {e}"))
 }
 

@@ -459,6 +459,18 @@ async fn one_registry_key_across_nodes() {
     .await;
     let v = admin(b, Method::GET, "attestation/team/app", None).await;
     assert_eq!(v["enabled"], true, "{v}");
+    // A push webhook: the attestation is a new manifest in the repository, told as a push.
+    let rx = crate::webhooks::Receiver::start_on("127.0.0.1:0", &[]).await;
+    admin(
+        a,
+        Method::POST,
+        "webhooks",
+        Some(
+            json!({"name": "pushes", "uri": rx.uri("/hook"), "actions": ["push"],
+                    "secret": "attestation-hook-secret-0123"}),
+        ),
+    )
+    .await;
     // Both nodes at once ask for a key that does not exist yet: one is made and kept.
     let (ca, cb) = tokio::join!(
         a.get("/api/v1/attestation/_certificate"),
@@ -486,9 +498,30 @@ async fn one_registry_key_across_nodes() {
         "-p",
     ])
     .ok();
+    let mut listed = Vec::new();
     for node in [a, b] {
-        assert_eq!(attestations(node, "team/app", &img.digest).await.len(), 1);
+        listed = attestations(node, "team/app", &img.digest).await;
+        assert_eq!(listed.len(), 1);
     }
+    let sig = listed[0]["digest"].as_str().unwrap().to_owned();
+    let got = rx
+        .wait_for("/hook", "the attestation's push event", |g| {
+            g.iter()
+                .any(|g| g.event()["target"]["digest"] == sig.as_str())
+        })
+        .await;
+    let ev = got
+        .iter()
+        .map(crate::webhooks::Got::event)
+        .find(|e| e["target"]["digest"] == sig.as_str())
+        .unwrap();
+    assert_eq!(ev["action"], "push", "{ev}");
+    assert_eq!(ev["target"]["repository"], "team/app", "{ev}");
+    assert_eq!(
+        ev["target"]["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+        "{ev}"
+    );
+    assert_eq!(ev["actor"]["name"], "berth-attestation", "{ev}");
     let records = independent(a, "team/app", &img.digest, &cert);
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["signed"]["io.berth.dct.tag"], "v1");

@@ -341,7 +341,7 @@ pub(crate) async fn handle(
                 Ok(changes) => {
                     metrics.trust_updated();
                     // After the update is stored; never changes its answer.
-                    crate::attest::after_update(state, gun, &changes.targets).await;
+                    crate::attest::after_update(state, gun, &changes.targets, &event_cx).await;
                     trust_event(state, gun, changes, &event_cx).await;
                     let mut resp = empty_ok();
                     resp.extensions_mut().insert(TrustAudited);

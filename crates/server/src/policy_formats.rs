@@ -31,7 +31,7 @@ const CACHE_ENTRIES: usize = 4096;
 /// Largest signature blob read (an envelope or a simple signing payload is a few KiB).
 const MAX_SIGNATURE_BLOB: u64 = 1024 * 1024;
 /// Annotation prefix of a registry attestation of a DCT signature.
-pub(crate) const ATTESTATION_PREFIX: &str = "io.berth.dct.";
+pub(crate) const ATTESTATION_PREFIX: &str = berth_trust::attest::PREFIX;
 
 /// The parsed verification material of a repository.
 pub(crate) struct Verifier {

@@ -35,6 +35,8 @@ use crate::error::{Error, Result};
 use crate::service::{TargetChange, TargetChangeKind, TrustService};
 use crate::view::TrustView;
 
+/// The prefix every name below shares.
+pub const PREFIX: &str = "io.berth.dct.";
 pub const TAG: &str = "io.berth.dct.tag";
 pub const GUN: &str = "io.berth.dct.gun";
 pub const ROLES: &str = "io.berth.dct.roles";

@@ -26,22 +26,13 @@ use super::signing::Session;
 use super::transfer::{credentials, explain, parse_reference, registry_for, runtime, with_login};
 use crate::api::ServerArgs;
 
-/// The tag as DCT signed it.
-pub const TAG_ANNOTATION: &str = "io.berth.dct.tag";
-/// The GUN whose trust data signed it (`host[:port]/repository`).
-pub const GUN_ANNOTATION: &str = "io.berth.dct.gun";
-/// The TUF roles whose verified targets list the tag with this digest, comma-separated, the
-/// one docker resolves the tag through first (`targets/releases`, else `targets`).
-pub const ROLES_ANNOTATION: &str = "io.berth.dct.roles";
-/// The signers as `docker trust inspect` names them (delegation names, "Repo Admin" for the
-/// repository key), comma-separated.
-pub const SIGNERS_ANNOTATION: &str = "io.berth.dct.signers";
-/// JSON object: role → the IDs of the keys whose signatures on that role's metadata verified.
-pub const KEYIDS_ANNOTATION: &str = "io.berth.dct.keyids";
-/// The version of the repository's `targets` role.
-pub const TARGETS_VERSION_ANNOTATION: &str = "io.berth.dct.targets-version";
-/// JSON object: role → version, for every role in `roles`.
-pub const ROLE_VERSIONS_ANNOTATION: &str = "io.berth.dct.role-versions";
+// The record's names are the registry attestation's (one table: berth_trust::attest); the
+// difference is `keyids`: here the keys whose signatures verified, there the keys delegated.
+use berth_trust::attest::{
+    GUN as GUN_ANNOTATION, KEYIDS as KEYIDS_ANNOTATION, ROLE_VERSIONS as ROLE_VERSIONS_ANNOTATION,
+    ROLES as ROLES_ANNOTATION, SIGNERS as SIGNERS_ANNOTATION, TAG as TAG_ANNOTATION,
+    TARGETS_VERSION as TARGETS_VERSION_ANNOTATION,
+};
 
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
